@@ -1,0 +1,661 @@
+//! Optimizer configurations with PyTorch's option names and defaults
+//! (`torch.optim`), plus the textbook variants as explicit options.
+//!
+//! Each config knows how to validate itself, which fused shader ([`Rule`])
+//! runs it, the PyTorch `state_dict` names of its state buffers, and how to
+//! compute its per-step scalars on the host in f64 ([`Coeffs`]).
+
+use crate::error::{OptimError, Result};
+
+/// The eight fused update rules, one WGSL file each in `shaders/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Rule {
+    /// Plain SGD (`sgd.wgsl`): `SGD` with `momentum = 0`.
+    Sgd,
+    /// Heavy-ball momentum (`momentum.wgsl`): `SGD` with `momentum > 0`.
+    Momentum,
+    /// Nesterov momentum (`nag.wgsl`): `SGD` with `nesterov = true`.
+    Nag,
+    /// `adagrad.wgsl`.
+    Adagrad,
+    /// `rmsprop.wgsl`.
+    RmsProp,
+    /// `adadelta.wgsl`.
+    Adadelta,
+    /// `adam.wgsl` (L2-coupled weight decay).
+    Adam,
+    /// `adamw.wgsl` (decoupled weight decay).
+    AdamW,
+}
+
+impl Rule {
+    /// All rules, in the order tables print them.
+    pub const ALL: [Rule; 8] = [
+        Rule::Sgd,
+        Rule::Momentum,
+        Rule::Nag,
+        Rule::Adagrad,
+        Rule::RmsProp,
+        Rule::Adadelta,
+        Rule::Adam,
+        Rule::AdamW,
+    ];
+
+    /// Short lowercase name, as used by the CLI and the shader file name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::Sgd => "sgd",
+            Rule::Momentum => "momentum",
+            Rule::Nag => "nag",
+            Rule::Adagrad => "adagrad",
+            Rule::RmsProp => "rmsprop",
+            Rule::Adadelta => "adadelta",
+            Rule::Adam => "adam",
+            Rule::AdamW => "adamw",
+        }
+    }
+
+    /// The rule's WGSL source (without the shared prelude).
+    pub fn shader_source(self) -> &'static str {
+        match self {
+            Rule::Sgd => include_str!("../shaders/sgd.wgsl"),
+            Rule::Momentum => include_str!("../shaders/momentum.wgsl"),
+            Rule::Nag => include_str!("../shaders/nag.wgsl"),
+            Rule::Adagrad => include_str!("../shaders/adagrad.wgsl"),
+            Rule::RmsProp => include_str!("../shaders/rmsprop.wgsl"),
+            Rule::Adadelta => include_str!("../shaders/adadelta.wgsl"),
+            Rule::Adam => include_str!("../shaders/adam.wgsl"),
+            Rule::AdamW => include_str!("../shaders/adamw.wgsl"),
+        }
+    }
+}
+
+/// Bit flags passed to every shader in [`StepScalars`](crate::engine::StepScalars).
+pub mod flags {
+    pub const MAXIMIZE: u32 = 1;
+    pub const FIRST_STEP: u32 = 2;
+    pub const AMSGRAD: u32 = 4;
+    pub const CENTERED: u32 = 8;
+    pub const EPS_INSIDE_SQRT: u32 = 16;
+    pub const MOMENTUM: u32 = 32;
+}
+
+/// Number of per-group f32 scalars in the step uniform.
+pub const N_COEFFS: usize = 12;
+
+/// Per-group, per-step scalars, computed on the host in f64 and rounded once
+/// to f32. The meaning of each slot is given by the `Coeffs` struct of the
+/// rule's shader.
+pub type Coeffs = [f32; N_COEFFS];
+
+fn check_finite_nonneg(name: &'static str, v: f64) -> Result<()> {
+    if !v.is_finite() || v < 0.0 {
+        return Err(OptimError::InvalidHyperparameter { name, value: v, requirement: "must be finite and >= 0" });
+    }
+    Ok(())
+}
+
+fn check_positive(name: &'static str, v: f64) -> Result<()> {
+    if !v.is_finite() || v <= 0.0 {
+        return Err(OptimError::InvalidHyperparameter { name, value: v, requirement: "must be finite and > 0" });
+    }
+    Ok(())
+}
+
+fn check_unit_halfopen(name: &'static str, v: f64) -> Result<()> {
+    if !(0.0..1.0).contains(&v) {
+        return Err(OptimError::InvalidHyperparameter { name, value: v, requirement: "must be in [0, 1)" });
+    }
+    Ok(())
+}
+
+fn check_unit_closed(name: &'static str, v: f64) -> Result<()> {
+    if !(0.0..=1.0).contains(&v) {
+        return Err(OptimError::InvalidHyperparameter { name, value: v, requirement: "must be in [0, 1]" });
+    }
+    Ok(())
+}
+
+/// Stochastic gradient descent, `torch.optim.SGD`.
+///
+/// ```text
+/// g ← ∇f(θ)            (−∇f(θ) if maximize)
+/// g ← g + weight_decay·θ                       if weight_decay ≠ 0
+/// if momentum ≠ 0:
+///     b ← g                                    at step 1
+///     b ← momentum·b + (1 − dampening)·g       afterwards
+///     g ← g + momentum·b   if nesterov, else g ← b
+/// θ ← θ − lr·g
+/// ```
+///
+/// Defaults: `lr = 1e-3`, `momentum = 0`, `dampening = 0`,
+/// `weight_decay = 0`, `nesterov = false`, `maximize = false`.
+/// The rule used on the GPU is [`Rule::Sgd`], [`Rule::Momentum`] or
+/// [`Rule::Nag`] depending on `momentum` and `nesterov`.
+///
+/// **Textbook variants.**
+/// * Momentum as an EMA, `b ← β·b + (1−β)·g`, is `dampening = β`:
+///   see [`Sgd::ema_momentum`]. As in PyTorch, the first step still sets
+///   `b ← g` (the textbook EMA started at zero would give `(1−β)·g`).
+/// * Sutskever's NAG, `v ← μ·v − lr·∇f(θ + μ·v)`, `θ ← θ + v`, evaluates the
+///   gradient at the look-ahead point. PyTorch's `nesterov = true` stores the
+///   look-ahead point itself: with `φ = θ + μ·v` and `b = −v/lr` (and
+///   `dampening = 0`) both produce identical iterates.
+///   [`Sgd::textbook_nag_point`] converts back.
+///
+/// **Errors.** `lr`, `momentum`, `weight_decay` must be finite and ≥ 0,
+/// `dampening` in [0, 1]; `nesterov` needs `momentum > 0` and
+/// `dampening = 0` (as in PyTorch).
+///
+/// ```
+/// use wgpu_optim::Sgd;
+/// let nag = Sgd { lr: 0.1, momentum: 0.9, nesterov: true, ..Sgd::default() };
+/// assert!(nag.validate().is_ok());
+/// assert!(Sgd { nesterov: true, ..Sgd::default() }.validate().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sgd {
+    pub lr: f64,
+    pub momentum: f64,
+    pub dampening: f64,
+    pub weight_decay: f64,
+    pub nesterov: bool,
+    pub maximize: bool,
+}
+
+impl Default for Sgd {
+    fn default() -> Self {
+        Sgd { lr: 1e-3, momentum: 0.0, dampening: 0.0, weight_decay: 0.0, nesterov: false, maximize: false }
+    }
+}
+
+impl Sgd {
+    /// Momentum written as an exponential moving average, `b ← β·b + (1−β)·g`
+    /// (i.e. `momentum = dampening = beta`).
+    pub fn ema_momentum(lr: f64, beta: f64) -> Self {
+        Sgd { lr, momentum: beta, dampening: beta, ..Sgd::default() }
+    }
+
+    /// Converts PyTorch's Nesterov iterate `p` and momentum buffer `b` into
+    /// the textbook (Sutskever) parameter `θ = p − μ·v = p + lr·μ·b`, where
+    /// the textbook velocity is `v = −lr·b`.
+    pub fn textbook_nag_point(&self, p: f64, b: f64) -> f64 {
+        p + self.lr * self.momentum * b
+    }
+
+    /// Checks every option; see the type's **Errors** section.
+    pub fn validate(&self) -> Result<()> {
+        check_finite_nonneg("lr", self.lr)?;
+        check_finite_nonneg("momentum", self.momentum)?;
+        check_unit_closed("dampening", self.dampening)?;
+        check_finite_nonneg("weight_decay", self.weight_decay)?;
+        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
+            return Err(OptimError::InvalidOptions("nesterov momentum requires a momentum and zero dampening"));
+        }
+        Ok(())
+    }
+}
+
+/// Adagrad, `torch.optim.Adagrad`.
+///
+/// ```text
+/// g ← ∇f(θ)  (negated if maximize);  g ← g + weight_decay·θ
+/// clr ← lr / (1 + (t − 1)·lr_decay)
+/// sum ← sum + g²                       (sum starts at initial_accumulator_value)
+/// θ ← θ − clr · g / (√sum + eps)       PyTorch
+/// θ ← θ − clr · g / √(sum + eps)       eps_inside_sqrt = true (textbook)
+/// ```
+///
+/// Defaults: `lr = 1e-2`, `lr_decay = 0`, `weight_decay = 0`,
+/// `initial_accumulator_value = 0`, `eps = 1e-10`, `maximize = false`,
+/// `eps_inside_sqrt = false`. State: `sum`.
+///
+/// **Errors.** `lr`, `lr_decay`, `weight_decay`, `initial_accumulator_value`
+/// finite and ≥ 0; `eps` finite and > 0.
+///
+/// ```
+/// let a = wgpu_optim::Adagrad { eps: 0.0, ..Default::default() };
+/// assert!(a.validate().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adagrad {
+    pub lr: f64,
+    pub lr_decay: f64,
+    pub weight_decay: f64,
+    pub initial_accumulator_value: f64,
+    pub eps: f64,
+    pub maximize: bool,
+    pub eps_inside_sqrt: bool,
+}
+
+impl Default for Adagrad {
+    fn default() -> Self {
+        Adagrad {
+            lr: 1e-2,
+            lr_decay: 0.0,
+            weight_decay: 0.0,
+            initial_accumulator_value: 0.0,
+            eps: 1e-10,
+            maximize: false,
+            eps_inside_sqrt: false,
+        }
+    }
+}
+
+impl Adagrad {
+    /// Checks every option; see the type's **Errors** section.
+    pub fn validate(&self) -> Result<()> {
+        check_finite_nonneg("lr", self.lr)?;
+        check_finite_nonneg("lr_decay", self.lr_decay)?;
+        check_finite_nonneg("weight_decay", self.weight_decay)?;
+        check_finite_nonneg("initial_accumulator_value", self.initial_accumulator_value)?;
+        check_positive("eps", self.eps)
+    }
+}
+
+/// RMSprop, `torch.optim.RMSprop`.
+///
+/// ```text
+/// g ← ∇f(θ)  (negated if maximize);  g ← g + weight_decay·θ
+/// v ← alpha·v + (1 − alpha)·g²
+/// if centered:  ḡ ← alpha·ḡ + (1 − alpha)·g;   ṽ ← v − ḡ²   else ṽ ← v
+/// d ← √ṽ + eps                         PyTorch
+/// d ← √(ṽ + eps)                       eps_inside_sqrt = true (Hinton's lecture form)
+/// if momentum > 0:  b ← momentum·b + g/d;  θ ← θ − lr·b
+/// else:             θ ← θ − lr·g/d
+/// ```
+///
+/// Defaults: `lr = 1e-2`, `alpha = 0.99`, `eps = 1e-8`, `weight_decay = 0`,
+/// `momentum = 0`, `centered = false`, `maximize = false`,
+/// `eps_inside_sqrt = false`. State: `square_avg`, `momentum_buffer`, `grad_avg`.
+///
+/// **Errors.** `lr`, `momentum`, `weight_decay` finite and ≥ 0; `alpha` in
+/// [0, 1); `eps` finite and > 0.
+///
+/// ```
+/// let r = wgpu_optim::RmsProp { alpha: 1.0, ..Default::default() };
+/// assert!(r.validate().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RmsProp {
+    pub lr: f64,
+    pub alpha: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub momentum: f64,
+    pub centered: bool,
+    pub maximize: bool,
+    pub eps_inside_sqrt: bool,
+}
+
+impl Default for RmsProp {
+    fn default() -> Self {
+        RmsProp {
+            lr: 1e-2,
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            centered: false,
+            maximize: false,
+            eps_inside_sqrt: false,
+        }
+    }
+}
+
+impl RmsProp {
+    /// Checks every option; see the type's **Errors** section.
+    pub fn validate(&self) -> Result<()> {
+        check_finite_nonneg("lr", self.lr)?;
+        check_unit_halfopen("alpha", self.alpha)?;
+        check_positive("eps", self.eps)?;
+        check_finite_nonneg("weight_decay", self.weight_decay)?;
+        check_finite_nonneg("momentum", self.momentum)
+    }
+}
+
+/// Adadelta, `torch.optim.Adadelta`.
+///
+/// ```text
+/// g ← ∇f(θ)  (negated if maximize);  g ← g + weight_decay·θ
+/// v ← rho·v + (1 − rho)·g²
+/// Δ ← √(u + eps) / √(v + eps) · g
+/// u ← rho·u + (1 − rho)·Δ²
+/// θ ← θ − lr·Δ
+/// ```
+///
+/// Defaults: `lr = 1.0`, `rho = 0.9`, `eps = 1e-6`, `weight_decay = 0`,
+/// `maximize = false`. State: `square_avg` (v), `acc_delta` (u).
+///
+/// **Textbook variant.** Zeiler's Adadelta has no learning rate: it is
+/// `lr = 1.0`, PyTorch's default. eps is inside the square roots in both.
+///
+/// **Errors.** `lr`, `weight_decay` finite and ≥ 0; `rho` in [0, 1];
+/// `eps` finite and > 0.
+///
+/// ```
+/// let a = wgpu_optim::Adadelta { rho: 1.5, ..Default::default() };
+/// assert!(a.validate().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adadelta {
+    pub lr: f64,
+    pub rho: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub maximize: bool,
+}
+
+impl Default for Adadelta {
+    fn default() -> Self {
+        Adadelta { lr: 1.0, rho: 0.9, eps: 1e-6, weight_decay: 0.0, maximize: false }
+    }
+}
+
+impl Adadelta {
+    /// Checks every option; see the type's **Errors** section.
+    pub fn validate(&self) -> Result<()> {
+        check_finite_nonneg("lr", self.lr)?;
+        check_unit_closed("rho", self.rho)?;
+        check_positive("eps", self.eps)?;
+        check_finite_nonneg("weight_decay", self.weight_decay)
+    }
+}
+
+/// Adam, `torch.optim.Adam` (weight decay is an L2 term added to the gradient).
+///
+/// ```text
+/// g ← ∇f(θ)  (negated if maximize);  g ← g + weight_decay·θ
+/// m ← β₁·m + (1 − β₁)·g
+/// v ← β₂·v + (1 − β₂)·g²
+/// v̂max ← max(v̂max, v)                          if amsgrad (then v ← v̂max below)
+/// θ ← θ − lr/(1 − β₁ᵗ) · m / (√v/√(1 − β₂ᵗ) + eps)      PyTorch
+/// θ ← θ − lr/(1 − β₁ᵗ) · m / √(v/(1 − β₂ᵗ) + eps)       eps_inside_sqrt = true
+/// ```
+///
+/// Defaults: `lr = 1e-3`, `betas = (0.9, 0.999)`, `eps = 1e-8`,
+/// `weight_decay = 0`, `amsgrad = false`, `maximize = false`,
+/// `eps_inside_sqrt = false`. State: `exp_avg`, `exp_avg_sq`, `max_exp_avg_sq`.
+/// The bias corrections `lr/(1−β₁ᵗ)` and `√(1−β₂ᵗ)` are computed on the host
+/// in f64 each step.
+///
+/// **Errors.** `lr`, `weight_decay` finite and ≥ 0; betas in [0, 1);
+/// `eps` finite and > 0.
+///
+/// ```
+/// let a = wgpu_optim::Adam { betas: (0.9, 1.0), ..Default::default() };
+/// assert!(a.validate().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adam {
+    pub lr: f64,
+    pub betas: (f64, f64),
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub amsgrad: bool,
+    pub maximize: bool,
+    pub eps_inside_sqrt: bool,
+}
+
+impl Default for Adam {
+    fn default() -> Self {
+        Adam {
+            lr: 1e-3,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            amsgrad: false,
+            maximize: false,
+            eps_inside_sqrt: false,
+        }
+    }
+}
+
+/// AdamW, `torch.optim.AdamW` (decoupled weight decay).
+///
+/// ```text
+/// θ ← θ·(1 − lr·weight_decay)          (the product lr·weight_decay is formed on the host in f64)
+/// then the Adam update of [`Adam`] without the L2 term.
+/// ```
+///
+/// Defaults as [`Adam`] except `weight_decay = 1e-2`.
+///
+/// ```
+/// assert_eq!(wgpu_optim::AdamW::default().weight_decay, 1e-2);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamW {
+    pub lr: f64,
+    pub betas: (f64, f64),
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub amsgrad: bool,
+    pub maximize: bool,
+    pub eps_inside_sqrt: bool,
+}
+
+impl Default for AdamW {
+    fn default() -> Self {
+        AdamW {
+            lr: 1e-3,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 1e-2,
+            amsgrad: false,
+            maximize: false,
+            eps_inside_sqrt: false,
+        }
+    }
+}
+
+fn validate_adam(lr: f64, betas: (f64, f64), eps: f64, weight_decay: f64) -> Result<()> {
+    check_finite_nonneg("lr", lr)?;
+    check_unit_halfopen("betas.0", betas.0)?;
+    check_unit_halfopen("betas.1", betas.1)?;
+    check_positive("eps", eps)?;
+    check_finite_nonneg("weight_decay", weight_decay)
+}
+
+impl Adam {
+    /// Checks every option; see the type's **Errors** section.
+    pub fn validate(&self) -> Result<()> {
+        validate_adam(self.lr, self.betas, self.eps, self.weight_decay)
+    }
+}
+
+impl AdamW {
+    /// Checks every option; see [`Adam`]'s **Errors** section.
+    pub fn validate(&self) -> Result<()> {
+        validate_adam(self.lr, self.betas, self.eps, self.weight_decay)
+    }
+}
+
+/// Any supported optimizer configuration.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OptimizerConfig {
+    Sgd(Sgd),
+    Adagrad(Adagrad),
+    RmsProp(RmsProp),
+    Adadelta(Adadelta),
+    Adam(Adam),
+    AdamW(AdamW),
+}
+
+macro_rules! impl_from {
+    ($($t:ident),*) => {$(
+        impl From<$t> for OptimizerConfig {
+            fn from(c: $t) -> Self { OptimizerConfig::$t(c) }
+        }
+    )*};
+}
+impl_from!(Sgd, Adagrad, RmsProp, Adadelta, Adam, AdamW);
+
+fn bit(on: bool, flag: u32) -> u32 {
+    if on { flag } else { 0 }
+}
+
+impl OptimizerConfig {
+    /// Checks every option of the wrapped config.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            OptimizerConfig::Sgd(c) => c.validate(),
+            OptimizerConfig::Adagrad(c) => c.validate(),
+            OptimizerConfig::RmsProp(c) => c.validate(),
+            OptimizerConfig::Adadelta(c) => c.validate(),
+            OptimizerConfig::Adam(c) => c.validate(),
+            OptimizerConfig::AdamW(c) => c.validate(),
+        }
+    }
+
+    /// The fused shader that runs this config.
+    pub fn rule(&self) -> Rule {
+        match self {
+            OptimizerConfig::Sgd(c) if c.nesterov => Rule::Nag,
+            OptimizerConfig::Sgd(c) if c.momentum != 0.0 => Rule::Momentum,
+            OptimizerConfig::Sgd(_) => Rule::Sgd,
+            OptimizerConfig::Adagrad(_) => Rule::Adagrad,
+            OptimizerConfig::RmsProp(_) => Rule::RmsProp,
+            OptimizerConfig::Adadelta(_) => Rule::Adadelta,
+            OptimizerConfig::Adam(_) => Rule::Adam,
+            OptimizerConfig::AdamW(_) => Rule::AdamW,
+        }
+    }
+
+    /// The learning rate.
+    pub fn lr(&self) -> f64 {
+        match self {
+            OptimizerConfig::Sgd(c) => c.lr,
+            OptimizerConfig::Adagrad(c) => c.lr,
+            OptimizerConfig::RmsProp(c) => c.lr,
+            OptimizerConfig::Adadelta(c) => c.lr,
+            OptimizerConfig::Adam(c) => c.lr,
+            OptimizerConfig::AdamW(c) => c.lr,
+        }
+    }
+
+    /// Replaces the learning rate (used by LR schedules; no pipeline is rebuilt).
+    pub fn set_lr(&mut self, lr: f64) {
+        match self {
+            OptimizerConfig::Sgd(c) => c.lr = lr,
+            OptimizerConfig::Adagrad(c) => c.lr = lr,
+            OptimizerConfig::RmsProp(c) => c.lr = lr,
+            OptimizerConfig::Adadelta(c) => c.lr = lr,
+            OptimizerConfig::Adam(c) => c.lr = lr,
+            OptimizerConfig::AdamW(c) => c.lr = lr,
+        }
+    }
+
+    /// The weight decay.
+    pub fn weight_decay(&self) -> f64 {
+        match self {
+            OptimizerConfig::Sgd(c) => c.weight_decay,
+            OptimizerConfig::Adagrad(c) => c.weight_decay,
+            OptimizerConfig::RmsProp(c) => c.weight_decay,
+            OptimizerConfig::Adadelta(c) => c.weight_decay,
+            OptimizerConfig::Adam(c) => c.weight_decay,
+            OptimizerConfig::AdamW(c) => c.weight_decay,
+        }
+    }
+
+    /// Replaces the weight decay.
+    pub fn set_weight_decay(&mut self, wd: f64) {
+        match self {
+            OptimizerConfig::Sgd(c) => c.weight_decay = wd,
+            OptimizerConfig::Adagrad(c) => c.weight_decay = wd,
+            OptimizerConfig::RmsProp(c) => c.weight_decay = wd,
+            OptimizerConfig::Adadelta(c) => c.weight_decay = wd,
+            OptimizerConfig::Adam(c) => c.weight_decay = wd,
+            OptimizerConfig::AdamW(c) => c.weight_decay = wd,
+        }
+    }
+
+    /// PyTorch `state_dict` names of the state buffers, in binding order
+    /// (bindings 3, 4, 5).
+    pub fn state_names(&self) -> &'static [&'static str] {
+        match self.rule() {
+            Rule::Sgd => &[],
+            Rule::Momentum | Rule::Nag => &["momentum_buffer"],
+            Rule::Adagrad => &["sum"],
+            Rule::RmsProp => {
+                let OptimizerConfig::RmsProp(c) = self else { unreachable!() };
+                match (c.momentum > 0.0, c.centered) {
+                    (false, false) => &["square_avg"],
+                    (true, false) => &["square_avg", "momentum_buffer"],
+                    (false, true) => &["square_avg", "", "grad_avg"],
+                    (true, true) => &["square_avg", "momentum_buffer", "grad_avg"],
+                }
+            }
+            Rule::Adadelta => &["square_avg", "acc_delta"],
+            Rule::Adam | Rule::AdamW => {
+                let amsgrad = match self {
+                    OptimizerConfig::Adam(c) => c.amsgrad,
+                    OptimizerConfig::AdamW(c) => c.amsgrad,
+                    _ => unreachable!(),
+                };
+                if amsgrad { &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"] } else { &["exp_avg", "exp_avg_sq"] }
+            }
+        }
+    }
+
+    /// Initial value of every element of state slot `slot`.
+    pub fn initial_state(&self, slot: usize) -> f32 {
+        match (self, slot) {
+            (OptimizerConfig::Adagrad(c), 0) => c.initial_accumulator_value as f32,
+            _ => 0.0,
+        }
+    }
+
+    /// Flag bits of the step uniform (without [`flags::FIRST_STEP`]).
+    pub fn flags(&self) -> u32 {
+        use flags::*;
+        match self {
+            OptimizerConfig::Sgd(c) => bit(c.maximize, MAXIMIZE),
+            OptimizerConfig::Adagrad(c) => bit(c.maximize, MAXIMIZE) | bit(c.eps_inside_sqrt, EPS_INSIDE_SQRT),
+            OptimizerConfig::RmsProp(c) => {
+                bit(c.maximize, MAXIMIZE)
+                    | bit(c.centered, CENTERED)
+                    | bit(c.eps_inside_sqrt, EPS_INSIDE_SQRT)
+                    | bit(c.momentum > 0.0, MOMENTUM)
+            }
+            OptimizerConfig::Adadelta(c) => bit(c.maximize, MAXIMIZE),
+            OptimizerConfig::Adam(c) => {
+                bit(c.maximize, MAXIMIZE) | bit(c.amsgrad, AMSGRAD) | bit(c.eps_inside_sqrt, EPS_INSIDE_SQRT)
+            }
+            OptimizerConfig::AdamW(c) => {
+                bit(c.maximize, MAXIMIZE) | bit(c.amsgrad, AMSGRAD) | bit(c.eps_inside_sqrt, EPS_INSIDE_SQRT)
+            }
+        }
+    }
+
+    /// Per-step scalars for step `t` (1-based), computed in f64, in the slot
+    /// order of the rule shader's `Coeffs` struct.
+    pub fn coeffs(&self, t: u32) -> Coeffs {
+        let t = t as f64;
+        let v: Vec<f64> = match self {
+            OptimizerConfig::Sgd(c) => vec![c.lr, c.weight_decay, c.momentum, 1.0 - c.dampening],
+            OptimizerConfig::Adagrad(c) => {
+                vec![c.lr / (1.0 + (t - 1.0) * c.lr_decay), c.weight_decay, c.eps]
+            }
+            OptimizerConfig::RmsProp(c) => {
+                vec![c.lr, c.weight_decay, c.alpha, 1.0 - c.alpha, c.eps, c.momentum]
+            }
+            OptimizerConfig::Adadelta(c) => vec![c.lr, c.weight_decay, c.rho, 1.0 - c.rho, c.eps],
+            OptimizerConfig::Adam(c) => adam_coeffs(c.lr, c.betas, c.eps, c.weight_decay, t),
+            OptimizerConfig::AdamW(c) => adam_coeffs(c.lr, c.betas, c.eps, c.weight_decay, t),
+        };
+        let mut out = [0f32; N_COEFFS];
+        for (o, x) in out.iter_mut().zip(v) {
+            *o = x as f32;
+        }
+        out
+    }
+}
+
+/// Adam/AdamW slots: lr, weight_decay, beta1, beta2, 1−beta1, 1−beta2, eps,
+/// step_size = lr/(1−β₁ᵗ), bias_correction2_sqrt = √(1−β₂ᵗ),
+/// decay = 1 − lr·weight_decay, 1/(1−β₂ᵗ).
+fn adam_coeffs(lr: f64, betas: (f64, f64), eps: f64, wd: f64, t: f64) -> Vec<f64> {
+    let bc1 = 1.0 - betas.0.powi(t as i32);
+    let bc2 = 1.0 - betas.1.powi(t as i32);
+    vec![lr, wd, betas.0, betas.1, 1.0 - betas.0, 1.0 - betas.1, eps, lr / bc1, bc2.sqrt(), 1.0 - lr * wd, 1.0 / bc2]
+}

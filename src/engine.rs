@@ -1,0 +1,701 @@
+//! The GPU engine: pipelines, state buffers, the parameter table, dispatch.
+//!
+//! Set up once with the user's `&Device, &Queue`, then record a fused step
+//! into the user's `CommandEncoder` each iteration with
+//! [`Optimizer::record_step`]. Nothing here waits on the GPU except the
+//! explicit readback helpers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::config::{flags, Coeffs, OptimizerConfig, Rule};
+use crate::error::{scoped, OptimError, Result};
+
+/// Maximum number of param groups one optimizer can hold (size of the
+/// `groups` array of the step uniform).
+pub const MAX_GROUPS: usize = 8;
+
+const COMMON_WGSL: &str = include_str!("../shaders/common.wgsl");
+
+/// Header of the per-step uniform.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StepHead {
+    pub flags: u32,
+    pub step: u32,
+    pub _pad: [u32; 2],
+}
+
+/// The per-step uniform (binding 0): flags, the step counter and, for each
+/// param group, the rule's scalars computed on the host in f64.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StepScalars {
+    pub head: StepHead,
+    pub groups: [Coeffs; MAX_GROUPS],
+}
+
+/// One row of the GPU parameter table (binding 6).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct Segment {
+    param_offset: u32,
+    grad_offset: u32,
+    state_offset: u32,
+    len: u32,
+    first_block: u32,
+    group: u32,
+    _pad: [u32; 2],
+}
+
+/// Which pipeline: a rule at a workgroup size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PipelineKey {
+    pub rule: Rule,
+    pub workgroup_size: u32,
+}
+
+/// Compiled pipelines of one device, keyed by [`PipelineKey`], built at most
+/// once each. Share one cache between optimizers on the same device with
+/// [`EngineOptions::cache`].
+pub struct PipelineCache {
+    layout: wgpu::BindGroupLayout,
+    pipeline_layout: wgpu::PipelineLayout,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+}
+
+fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+impl PipelineCache {
+    /// Creates the shared bind-group layout; compiles nothing yet.
+    pub fn new(device: &wgpu::Device) -> Self {
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("wgpu-optim step layout"),
+            entries: &[
+                wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: true,
+                        min_binding_size: wgpu::BufferSize::new(std::mem::size_of::<StepScalars>() as u64),
+                    },
+                    count: None,
+                },
+                storage_entry(1, false),
+                storage_entry(2, true),
+                storage_entry(3, false),
+                storage_entry(4, false),
+                storage_entry(5, false),
+                storage_entry(6, true),
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("wgpu-optim step pipeline layout"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        PipelineCache { layout, pipeline_layout, pipelines: Mutex::new(HashMap::new()) }
+    }
+
+    /// The pipeline for `key`, compiled on first use.
+    pub fn get(&self, device: &wgpu::Device, key: PipelineKey) -> Result<wgpu::ComputePipeline> {
+        let mut map = self.pipelines.lock().expect("pipeline cache poisoned");
+        if let Some(p) = map.get(&key) {
+            return Ok(p.clone());
+        }
+        let pipeline = scoped(device, || {
+            let source = format!("{COMMON_WGSL}\n{}", key.rule.shader_source());
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(key.rule.name()),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(key.rule.name()),
+                layout: Some(&self.pipeline_layout),
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &[("WG", key.workgroup_size as f64)],
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            })
+        })?;
+        map.insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// The bind-group layout every rule shares.
+    pub fn layout(&self) -> &wgpu::BindGroupLayout {
+        &self.layout
+    }
+}
+
+/// One parameter tensor: a range of a user param buffer and the matching
+/// range of a user grad buffer, in f32 elements (any element offset).
+#[derive(Clone, Debug)]
+pub struct ParamSlice {
+    pub param: wgpu::Buffer,
+    pub param_offset: u64,
+    pub param_len: u64,
+    pub grad: wgpu::Buffer,
+    pub grad_offset: u64,
+    pub grad_len: u64,
+    /// Index of the param group (into the configs given to the optimizer).
+    pub group: u32,
+}
+
+impl ParamSlice {
+    /// A whole param buffer paired with a whole grad buffer, in group 0.
+    pub fn whole(param: &wgpu::Buffer, grad: &wgpu::Buffer) -> Self {
+        ParamSlice {
+            param: param.clone(),
+            param_offset: 0,
+            param_len: param.size() / 4,
+            grad: grad.clone(),
+            grad_offset: 0,
+            grad_len: grad.size() / 4,
+            group: 0,
+        }
+    }
+
+    /// `len` elements at `param_offset` of `param` and `grad_offset` of `grad`.
+    pub fn range(param: &wgpu::Buffer, param_offset: u64, grad: &wgpu::Buffer, grad_offset: u64, len: u64) -> Self {
+        ParamSlice {
+            param: param.clone(),
+            param_offset,
+            param_len: len,
+            grad: grad.clone(),
+            grad_offset,
+            grad_len: len,
+            group: 0,
+        }
+    }
+
+    /// The same slice in param group `group`.
+    pub fn in_group(mut self, group: u32) -> Self {
+        self.group = group;
+        self
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> u64 {
+        self.param_len
+    }
+
+    /// Whether the slice has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.param_len == 0
+    }
+}
+
+/// Engine knobs. Defaults suit every adapter.
+#[derive(Clone)]
+pub struct EngineOptions {
+    /// Workgroup size (the shader's `override WG`). Default 256.
+    pub workgroup_size: u32,
+    /// Caps the bytes bound per storage binding below the device limit, to
+    /// force chunking (testing). `None`: use the device limits.
+    pub max_binding_bytes: Option<u64>,
+    /// Number of per-step uniform slots: how many steps can be recorded
+    /// before a submit. Default 64.
+    pub ring_slots: u32,
+    /// Shared pipeline cache; `None` makes a private one.
+    pub cache: Option<Arc<PipelineCache>>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { workgroup_size: 256, max_binding_bytes: None, ring_slots: 64, cache: None }
+    }
+}
+
+/// A contiguous piece of one parameter tensor inside one dispatch.
+#[derive(Clone, Debug)]
+struct Piece {
+    param_index: usize,
+    len: u64,
+    dispatch: usize,
+    state_offset: u64,
+}
+
+struct Dispatch {
+    bind_group: wgpu::BindGroup,
+    workgroups: (u32, u32),
+    state: [Option<wgpu::Buffer>; 3],
+}
+
+/// A fused GPU optimizer over a set of parameter tensors.
+///
+/// Built once from the user's device, queue, configs (one per param group,
+/// all of the same rule and option flags) and [`ParamSlice`]s. Each step is
+/// one compute pass with one dispatch per binding window (one for everything
+/// that fits the device's storage-binding limit).
+///
+/// ```no_run
+/// use wgpu_optim::{device, AdamW, Optimizer, ParamSlice};
+/// let gpu = device::headless().unwrap();
+/// let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+/// let mk = |size| gpu.device.create_buffer(&wgpu::BufferDescriptor { label: None, size, usage, mapped_at_creation: false });
+/// let (p, g) = (mk(4 * 1000), mk(4 * 1000));
+/// let mut opt = Optimizer::new(&gpu.device, &gpu.queue, AdamW::default().into(), &[ParamSlice::whole(&p, &g)]).unwrap();
+/// let mut enc = gpu.device.create_command_encoder(&Default::default());
+/// // ... record the backward pass that writes `g` ...
+/// opt.record_step(&mut enc).unwrap();
+/// gpu.queue.submit([enc.finish()]);
+/// ```
+pub struct Optimizer {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    configs: Vec<OptimizerConfig>,
+    params: Vec<ParamSlice>,
+    pipeline: wgpu::ComputePipeline,
+    dispatches: Vec<Dispatch>,
+    pieces: Vec<Piece>,
+    ring: wgpu::Buffer,
+    slot_stride: u64,
+    ring_slots: u32,
+    slot: u32,
+    step: u32,
+    scalars: StepScalars,
+}
+
+/// Binds elements `[lo, hi)` of an f32 buffer.
+fn elements(buffer: &wgpu::Buffer, lo: u64, hi: u64) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset: lo * 4, size: wgpu::BufferSize::new((hi - lo) * 4) })
+}
+
+fn align_down(x: u64, a: u64) -> u64 {
+    x / a * a
+}
+
+/// Checks configs and slices; everything an optimizer rejects before
+/// touching the device.
+fn validate(configs: &[OptimizerConfig], params: &[ParamSlice]) -> Result<()> {
+    if configs.is_empty() || params.is_empty() {
+        return Err(OptimError::EmptyParams);
+    }
+    if configs.len() > MAX_GROUPS {
+        return Err(OptimError::TooManyGroups { groups: configs.len(), max: MAX_GROUPS });
+    }
+    for c in configs {
+        c.validate()?;
+    }
+    let (rule, fl, names) = (configs[0].rule(), configs[0].flags(), configs[0].state_names());
+    for (index, c) in configs.iter().enumerate().skip(1) {
+        if c.rule() != rule || c.flags() != fl || c.state_names() != names {
+            return Err(OptimError::GroupMismatch { index });
+        }
+    }
+    for (index, p) in params.iter().enumerate() {
+        if p.param_len != p.grad_len {
+            return Err(OptimError::LengthMismatch { index, param_len: p.param_len, grad_len: p.grad_len });
+        }
+        if p.param_len == 0 {
+            return Err(OptimError::EmptyTensor { index });
+        }
+        if p.group as usize >= configs.len() {
+            return Err(OptimError::UnknownGroup { index, group: p.group, groups: configs.len() });
+        }
+        for (which, buf, off, len, usage) in [
+            ("param", &p.param, p.param_offset, p.param_len, wgpu::BufferUsages::STORAGE),
+            ("grad", &p.grad, p.grad_offset, p.grad_len, wgpu::BufferUsages::STORAGE),
+        ] {
+            if !buf.usage().contains(usage) {
+                return Err(OptimError::MissingUsage { index, which, missing: usage - buf.usage() });
+            }
+            let end = off.checked_add(len).ok_or(OptimError::ExceedsLimits("slice range overflows u64".into()))?;
+            if end > buf.size() / 4 {
+                return Err(OptimError::OutOfBounds { index, which, start: off, end, buffer_len: buf.size() / 4 });
+            }
+        }
+        if p.param == p.grad {
+            return Err(OptimError::InvalidOptions("param and grad must live in different buffers"));
+        }
+    }
+    Ok(())
+}
+
+/// A window of one param buffer and one grad buffer, bound once per dispatch.
+struct Window {
+    param: wgpu::Buffer,
+    grad: wgpu::Buffer,
+    p_lo: u64,
+    p_hi: u64,
+    g_lo: u64,
+    g_hi: u64,
+    state_len: u64,
+    segments: Vec<(usize, u64, u64)>, // (param index, start, len)
+}
+
+impl Window {
+    fn new(p: &ParamSlice, align: u64) -> Self {
+        Window {
+            param: p.param.clone(),
+            grad: p.grad.clone(),
+            p_lo: align_down(p.param_offset, align),
+            p_hi: 0,
+            g_lo: align_down(p.grad_offset, align),
+            g_hi: 0,
+            state_len: 0,
+            segments: Vec::new(),
+        }
+    }
+
+    /// Adds `[start, start+len)` of slice `p` if the window stays within `limit` elements.
+    fn try_add(&mut self, index: usize, p: &ParamSlice, start: u64, len: u64, limit: u64, align: u64) -> bool {
+        if self.param != p.param || self.grad != p.grad {
+            return false;
+        }
+        let (ps, gs) = (p.param_offset + start, p.grad_offset + start);
+        let p_lo = self.p_lo.min(align_down(ps, align));
+        let g_lo = self.g_lo.min(align_down(gs, align));
+        let p_hi = self.p_hi.max(ps + len);
+        let g_hi = self.g_hi.max(gs + len);
+        if p_hi - p_lo > limit || g_hi - g_lo > limit || self.state_len + len > limit {
+            return false;
+        }
+        (self.p_lo, self.p_hi, self.g_lo, self.g_hi) = (p_lo, p_hi, g_lo, g_hi);
+        self.state_len += len;
+        self.segments.push((index, start, len));
+        true
+    }
+}
+
+/// Splits the slices into binding windows no larger than `limit` elements.
+fn plan_windows(params: &[ParamSlice], limit: u64, align: u64) -> Vec<Window> {
+    let mut windows: Vec<Window> = Vec::new();
+    for (index, p) in params.iter().enumerate() {
+        let mut start = 0;
+        while start < p.param_len {
+            let fresh_room = limit - (p.param_offset + start) % align.max(1) - (p.grad_offset + start) % align.max(1);
+            let len = (p.param_len - start).min(fresh_room);
+            let added = windows.last_mut().is_some_and(|w| w.try_add(index, p, start, len, limit, align));
+            if !added {
+                let mut w = Window::new(&ParamSlice { param_offset: p.param_offset + start, grad_offset: p.grad_offset + start, ..p.clone() }, align);
+                let ok = w.try_add(index, p, start, len, limit, align);
+                debug_assert!(ok, "a piece always fits a fresh window");
+                windows.push(w);
+            }
+            start += len;
+        }
+    }
+    windows
+}
+
+impl Optimizer {
+    /// An optimizer with one param group.
+    ///
+    /// **Errors:** see [`Optimizer::with_groups`].
+    pub fn new(device: &wgpu::Device, queue: &wgpu::Queue, config: OptimizerConfig, params: &[ParamSlice]) -> Result<Self> {
+        Self::with_groups(device, queue, &[config], params, EngineOptions::default())
+    }
+
+    /// An optimizer with several param groups: `params[i].group` indexes
+    /// `configs`. Every config must use the same rule and option flags
+    /// (scalars such as lr, weight_decay, betas, eps may differ).
+    ///
+    /// **Errors:** [`OptimError::EmptyParams`], [`OptimError::LengthMismatch`],
+    /// [`OptimError::InvalidHyperparameter`], [`OptimError::InvalidOptions`],
+    /// [`OptimError::MissingUsage`], [`OptimError::OutOfBounds`],
+    /// [`OptimError::GroupMismatch`], [`OptimError::ExceedsLimits`], and
+    /// [`OptimError::Wgpu`] for anything the device rejects.
+    pub fn with_groups(
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        configs: &[OptimizerConfig],
+        params: &[ParamSlice],
+        options: EngineOptions,
+    ) -> Result<Self> {
+        validate(configs, params)?;
+        let limits = device.limits();
+        let wg = options.workgroup_size;
+        if wg == 0 || wg > limits.max_compute_workgroup_size_x || wg > limits.max_compute_invocations_per_workgroup {
+            return Err(OptimError::ExceedsLimits(format!("workgroup size {wg} not supported by the device")));
+        }
+        let align = (limits.min_storage_buffer_offset_alignment as u64 / 4).max(1);
+        let mut limit_bytes = (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size);
+        if let Some(cap) = options.max_binding_bytes {
+            limit_bytes = limit_bytes.min(cap);
+        }
+        let limit = align_down(limit_bytes / 4, align).min(u32::MAX as u64 / 2);
+        if limit < 2 * align {
+            return Err(OptimError::ExceedsLimits(format!("binding limit of {limit_bytes} bytes is too small")));
+        }
+        let cache = options.cache.clone().unwrap_or_else(|| Arc::new(PipelineCache::new(device)));
+        let pipeline = cache.get(device, PipelineKey { rule: configs[0].rule(), workgroup_size: wg })?;
+        let names = configs[0].state_names();
+        let max_groups = limits.max_compute_workgroups_per_dimension.max(1) as u64;
+
+        let slot_stride = (std::mem::size_of::<StepScalars>() as u64).next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
+        let ring_slots = options.ring_slots.max(1);
+        let windows = plan_windows(params, limit, align);
+
+        let built = scoped(device, || -> Result<_> {
+            let ring = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgpu-optim step scalars"),
+                size: slot_stride * ring_slots as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let dummy: [wgpu::Buffer; 3] = std::array::from_fn(|_| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("wgpu-optim unused state"),
+                    size: 16,
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                })
+            });
+            let mut dispatches = Vec::with_capacity(windows.len());
+            let mut pieces = Vec::new();
+            for (d, w) in windows.iter().enumerate() {
+                let mut segments = Vec::with_capacity(w.segments.len());
+                let (mut blocks, mut state_offset) = (0u64, 0u64);
+                for &(param_index, start, len) in &w.segments {
+                    let p = &params[param_index];
+                    segments.push(Segment {
+                        param_offset: (p.param_offset + start - w.p_lo) as u32,
+                        grad_offset: (p.grad_offset + start - w.g_lo) as u32,
+                        state_offset: state_offset as u32,
+                        len: len as u32,
+                        first_block: blocks as u32,
+                        group: p.group,
+                        _pad: [0; 2],
+                    });
+                    pieces.push(Piece { param_index, len, dispatch: d, state_offset });
+                    blocks += len.div_ceil(wg as u64);
+                    state_offset += len;
+                }
+                let gx = blocks.min(max_groups);
+                let gy = blocks.div_ceil(gx);
+                if gy > max_groups {
+                    return Err(OptimError::ExceedsLimits(format!("{blocks} workgroups exceed the dispatch grid")));
+                }
+                let mut table: Vec<u32> = vec![segments.len() as u32, blocks as u32, gx as u32, 0];
+                table.extend_from_slice(bytemuck::cast_slice(&segments));
+                let table_buf = device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("wgpu-optim param table"),
+                    size: (table.len() * 4) as u64,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                queue.write_buffer(&table_buf, 0, bytemuck::cast_slice(&table));
+                let state: [Option<wgpu::Buffer>; 3] = std::array::from_fn(|slot| {
+                    let used = names.get(slot).is_some_and(|n| !n.is_empty());
+                    used.then(|| {
+                        let init = configs[0].initial_state(slot);
+                        let buf = device.create_buffer(&wgpu::BufferDescriptor {
+                            label: Some(names[slot]),
+                            size: w.state_len * 4,
+                            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                            mapped_at_creation: false,
+                        });
+                        if init != 0.0 {
+                            queue.write_buffer(&buf, 0, bytemuck::cast_slice(&vec![init; w.state_len as usize]));
+                        }
+                        buf
+                    })
+                });
+                let state_res = |slot: usize| match &state[slot] {
+                    Some(b) => b.as_entire_binding(),
+                    None => dummy[slot].as_entire_binding(),
+                };
+                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("wgpu-optim step"),
+                    layout: cache.layout(),
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: &ring,
+                                offset: 0,
+                                size: wgpu::BufferSize::new(std::mem::size_of::<StepScalars>() as u64),
+                            }),
+                        },
+                        wgpu::BindGroupEntry { binding: 1, resource: elements(&w.param, w.p_lo, w.p_hi) },
+                        wgpu::BindGroupEntry { binding: 2, resource: elements(&w.grad, w.g_lo, w.g_hi) },
+                        wgpu::BindGroupEntry { binding: 3, resource: state_res(0) },
+                        wgpu::BindGroupEntry { binding: 4, resource: state_res(1) },
+                        wgpu::BindGroupEntry { binding: 5, resource: state_res(2) },
+                        wgpu::BindGroupEntry { binding: 6, resource: table_buf.as_entire_binding() },
+                    ],
+                });
+                dispatches.push(Dispatch { bind_group, workgroups: (gx as u32, gy as u32), state });
+            }
+            Ok((ring, dispatches, pieces))
+        })??;
+        let (ring, dispatches, pieces) = built;
+        Ok(Optimizer {
+            device: device.clone(),
+            queue: queue.clone(),
+            configs: configs.to_vec(),
+            params: params.to_vec(),
+            pipeline,
+            dispatches,
+            pieces,
+            ring,
+            slot_stride,
+            ring_slots,
+            slot: 0,
+            step: 0,
+            scalars: bytemuck::Zeroable::zeroed(),
+        })
+    }
+
+    /// Records one fused step into `encoder`: writes this step's scalars to
+    /// the next uniform slot (`Queue::write_buffer`) and records one compute
+    /// pass. No CPU–GPU synchronisation. At most
+    /// [`EngineOptions::ring_slots`] steps may be recorded between submits.
+    ///
+    /// **Errors:** [`OptimError::StepOverflow`] after `u32::MAX` steps.
+    pub fn record_step(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        let step = self.step.checked_add(1).ok_or(OptimError::StepOverflow)?;
+        let first = if step == 1 { flags::FIRST_STEP } else { 0 };
+        self.scalars.head = StepHead { flags: self.configs[0].flags() | first, step, _pad: [0; 2] };
+        for (slot, c) in self.scalars.groups.iter_mut().zip(&self.configs) {
+            *slot = c.coeffs(step);
+        }
+        let offset = self.slot as u64 * self.slot_stride;
+        self.queue.write_buffer(&self.ring, offset, bytemuck::bytes_of(&self.scalars));
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("wgpu-optim step"), timestamp_writes: None });
+            pass.set_pipeline(&self.pipeline);
+            for d in &self.dispatches {
+                pass.set_bind_group(0, &d.bind_group, &[offset as u32]);
+                pass.dispatch_workgroups(d.workgroups.0, d.workgroups.1, 1);
+            }
+        }
+        self.step = step;
+        self.slot = (self.slot + 1) % self.ring_slots;
+        Ok(())
+    }
+
+    /// Records and submits one step (convenience). Does not wait for the GPU.
+    ///
+    /// **Errors:** [`OptimError::StepOverflow`], or [`OptimError::Wgpu`] for
+    /// anything the device rejects (captured with an error scope).
+    pub fn step(&mut self) -> Result<()> {
+        let device = self.device.clone();
+        let queue = self.queue.clone();
+        scoped(&device, || {
+            let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgpu-optim step") });
+            self.record_step(&mut enc)?;
+            queue.submit([enc.finish()]);
+            Ok(())
+        })?
+    }
+
+    /// Steps taken so far (PyTorch's `state['step']`).
+    pub fn step_count(&self) -> u32 {
+        self.step
+    }
+
+    /// The fused rule this optimizer runs.
+    pub fn rule(&self) -> Rule {
+        self.configs[0].rule()
+    }
+
+    /// The config of param group `group`.
+    pub fn config(&self, group: usize) -> Option<&OptimizerConfig> {
+        self.configs.get(group)
+    }
+
+    /// All param-group configs.
+    pub fn configs(&self) -> &[OptimizerConfig] {
+        &self.configs
+    }
+
+    /// Sets the learning rate of a group; takes effect at the next recorded
+    /// step, no pipeline is rebuilt.
+    ///
+    /// **Errors:** [`OptimError::InvalidHyperparameter`] for a negative or
+    /// non-finite lr; [`OptimError::UnknownGroup`].
+    pub fn set_lr(&mut self, group: usize, lr: f64) -> Result<()> {
+        let groups = self.configs.len();
+        let c = self.configs.get_mut(group).ok_or(OptimError::UnknownGroup { index: 0, group: group as u32, groups })?;
+        let mut new = *c;
+        new.set_lr(lr);
+        new.validate()?;
+        *c = new;
+        Ok(())
+    }
+
+    /// The parameter tensors, in the order given.
+    pub fn params(&self) -> &[ParamSlice] {
+        &self.params
+    }
+
+    /// PyTorch `state_dict` names of the state slots (empty name: slot unused).
+    pub fn state_names(&self) -> &'static [&'static str] {
+        self.configs[0].state_names()
+    }
+
+    /// Number of dispatches per step (1 unless tensors span several buffers
+    /// or exceed the binding limit).
+    pub fn dispatch_count(&self) -> usize {
+        self.dispatches.len()
+    }
+
+    /// Reads state slot `slot` of parameter `param_index` back to the host
+    /// (waits for the GPU).
+    ///
+    /// **Errors:** [`OptimError::InvalidOptions`] for an unused slot or a bad
+    /// index; [`OptimError::Readback`].
+    pub fn read_state(&self, slot: usize, param_index: usize) -> Result<Vec<f32>> {
+        let ranges = self.state_ranges(slot, param_index)?;
+        crate::device::read_ranges_f32(&self.device, &self.queue, &ranges)
+    }
+
+    /// Overwrites state slot `slot` of parameter `param_index` (e.g. from a
+    /// checkpoint).
+    ///
+    /// **Errors:** as [`Optimizer::read_state`], plus
+    /// [`OptimError::LengthMismatch`] if `values` has the wrong length.
+    pub fn write_state(&self, slot: usize, param_index: usize, values: &[f32]) -> Result<()> {
+        let ranges = self.state_ranges(slot, param_index)?;
+        let total: u64 = ranges.iter().map(|r| r.2).sum();
+        if total != values.len() as u64 {
+            return Err(OptimError::LengthMismatch { index: param_index, param_len: total, grad_len: values.len() as u64 });
+        }
+        let mut at = 0usize;
+        for (buf, off, len) in ranges {
+            self.queue.write_buffer(buf, off * 4, bytemuck::cast_slice(&values[at..at + len as usize]));
+            at += len as usize;
+        }
+        Ok(())
+    }
+
+    /// Sets the step counter (e.g. when resuming from a checkpoint).
+    pub fn set_step_count(&mut self, step: u32) {
+        self.step = step;
+    }
+
+    fn state_ranges(&self, slot: usize, param_index: usize) -> Result<Vec<(&wgpu::Buffer, u64, u64)>> {
+        if param_index >= self.params.len() {
+            return Err(OptimError::InvalidOptions("parameter index out of range"));
+        }
+        let mut ranges = Vec::new();
+        for piece in self.pieces.iter().filter(|p| p.param_index == param_index) {
+            let buf = self.dispatches[piece.dispatch]
+                .state
+                .get(slot)
+                .and_then(|b| b.as_ref())
+                .ok_or(OptimError::InvalidOptions("this rule has no such state slot"))?;
+            ranges.push((buf, piece.state_offset, piece.len));
+        }
+        debug_assert_eq!(ranges.iter().map(|r| r.2).sum::<u64>(), self.params[param_index].param_len);
+        Ok(ranges)
+    }
+}

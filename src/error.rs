@@ -1,0 +1,87 @@
+//! The crate's error type. Every fallible entry point returns [`OptimError`];
+//! wgpu validation errors are captured with error scopes and converted here,
+//! so bad input never panics.
+
+use thiserror::Error;
+
+/// Everything that can go wrong when building or stepping an optimizer.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum OptimError {
+    /// No parameter tensors (or no parameter groups) were given.
+    #[error("empty parameter list: an optimizer needs at least one parameter tensor")]
+    EmptyParams,
+    /// A parameter tensor has zero elements.
+    #[error("parameter {index} has zero elements")]
+    EmptyTensor { index: usize },
+    /// A param and its grad disagree in length.
+    #[error("parameter {index}: param has {param_len} elements but grad has {grad_len}")]
+    LengthMismatch { index: usize, param_len: u64, grad_len: u64 },
+    /// A slice reaches past the end of its buffer.
+    #[error("parameter {index}: {which} range [{start}, {end}) elements exceeds buffer of {buffer_len} elements")]
+    OutOfBounds { index: usize, which: &'static str, start: u64, end: u64, buffer_len: u64 },
+    /// A buffer lacks a usage the engine needs.
+    #[error("parameter {index}: {which} buffer lacks usage {missing:?}")]
+    MissingUsage { index: usize, which: &'static str, missing: wgpu::BufferUsages },
+    /// A hyperparameter is outside its valid domain.
+    #[error("invalid hyperparameter {name} = {value}: {requirement}")]
+    InvalidHyperparameter { name: &'static str, value: f64, requirement: &'static str },
+    /// An option combination PyTorch also rejects (e.g. nesterov without momentum).
+    #[error("invalid option combination: {0}")]
+    InvalidOptions(&'static str),
+    /// Param groups of one optimizer must share the update rule and flag options.
+    #[error("param group {index} uses a different rule or option flags than group 0")]
+    GroupMismatch { index: usize },
+    /// More param groups than the step uniform can hold.
+    #[error("{groups} param groups given; at most {max} are supported")]
+    TooManyGroups { groups: usize, max: usize },
+    /// A param refers to a group that does not exist.
+    #[error("parameter {index} refers to group {group}, but only {groups} groups exist")]
+    UnknownGroup { index: usize, group: u32, groups: usize },
+    /// A size the device cannot represent.
+    #[error("size exceeds device limits: {0}")]
+    ExceedsLimits(String),
+    /// The u32 step counter would overflow.
+    #[error("step counter overflow (u32::MAX steps taken)")]
+    StepOverflow,
+    /// No adapter could be found (not even a software one).
+    #[error("no wgpu adapter found (backends: {backends}); install mesa-vulkan-drivers for lavapipe or libegl-mesa0 for llvmpipe")]
+    NoAdapter { backends: String },
+    /// `WGPU_ADAPTER_NAME` was set but nothing matched.
+    #[error("WGPU_ADAPTER_NAME={0:?} matches no adapter")]
+    AdapterNotFound(String),
+    /// The adapter refused to create a device.
+    #[error("request_device failed: {0}")]
+    RequestDevice(String),
+    /// A wgpu validation / out-of-memory / internal error captured by an error scope.
+    #[error("wgpu error: {0}")]
+    Wgpu(String),
+    /// Mapping a buffer for readback failed.
+    #[error("buffer readback failed: {0}")]
+    Readback(String),
+    /// A checkpoint or input file is malformed or does not fit this optimizer.
+    #[error("checkpoint error: {0}")]
+    Checkpoint(String),
+}
+
+/// Shorthand for `Result<T, OptimError>`.
+pub type Result<T> = std::result::Result<T, OptimError>;
+
+impl From<wgpu::Error> for OptimError {
+    fn from(e: wgpu::Error) -> Self {
+        OptimError::Wgpu(e.to_string())
+    }
+}
+
+/// Runs `f` inside validation and out-of-memory error scopes and converts any
+/// captured wgpu error into [`OptimError::Wgpu`].
+pub(crate) fn scoped<T>(device: &wgpu::Device, f: impl FnOnce() -> T) -> Result<T> {
+    let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let out = f();
+    let v = pollster::block_on(validation.pop());
+    let o = pollster::block_on(oom.pop());
+    match v.or(o) {
+        Some(e) => Err(e.into()),
+        None => Ok(out),
+    }
+}

@@ -1,0 +1,24 @@
+//! # wgpu-optim
+//!
+//! Fused GPU optimizer update rules as WGSL compute shaders. Each rule does
+//! the whole step (moment updates, bias correction, weight decay) in one pass
+//! over the parameter, gradient and state buffers; per-step scalars are
+//! computed on the host in f64. Every rule has an f64 CPU reference in
+//! [`reference`] with the same config types, and semantics follow PyTorch's
+//! documented `torch.optim` equations with the same option names and
+//! defaults.
+//!
+//! Set up once with your `&wgpu::Device` and `&wgpu::Queue`, then record one
+//! step per iteration into your own `CommandEncoder` with
+//! [`Optimizer::record_step`].
+
+pub mod config;
+pub mod device;
+pub mod engine;
+pub mod error;
+pub mod reference;
+pub mod validate;
+
+pub use config::{Adadelta, Adagrad, Adam, AdamW, OptimizerConfig, RmsProp, Rule, Sgd};
+pub use engine::{EngineOptions, Optimizer, ParamSlice, PipelineCache, PipelineKey, StepScalars};
+pub use error::{OptimError, Result};

@@ -1,0 +1,96 @@
+//! One f64 function per update rule; each mirrors the shader of the same name.
+
+use crate::config::{Adadelta, Adagrad, RmsProp, Sgd};
+
+fn effective_grad(g: f64, p: f64, maximize: bool, weight_decay: f64) -> f64 {
+    let g = if maximize { -g } else { g };
+    if weight_decay != 0.0 { g + weight_decay * p } else { g }
+}
+
+/// `sgd.wgsl`, `momentum.wgsl` and `nag.wgsl`.
+pub fn sgd(c: &Sgd, t: u32, p: &mut [f64], g: &[f64], buf: &mut [f64]) {
+    for i in 0..p.len() {
+        let mut d = effective_grad(g[i], p[i], c.maximize, c.weight_decay);
+        if c.momentum != 0.0 {
+            let b = if t == 1 { d } else { c.momentum * buf[i] + (1.0 - c.dampening) * d };
+            buf[i] = b;
+            d = if c.nesterov { d + c.momentum * b } else { b };
+        }
+        p[i] -= c.lr * d;
+    }
+}
+
+/// `adagrad.wgsl`.
+pub fn adagrad(c: &Adagrad, t: u32, p: &mut [f64], g: &[f64], sum: &mut [f64]) {
+    let clr = c.lr / (1.0 + (t as f64 - 1.0) * c.lr_decay);
+    for i in 0..p.len() {
+        let d = effective_grad(g[i], p[i], c.maximize, c.weight_decay);
+        sum[i] += d * d;
+        let denom = if c.eps_inside_sqrt { (sum[i] + c.eps).sqrt() } else { sum[i].sqrt() + c.eps };
+        p[i] -= clr * d / denom;
+    }
+}
+
+/// `rmsprop.wgsl`.
+pub fn rmsprop(c: &RmsProp, p: &mut [f64], g: &[f64], sq: &mut [f64], buf: &mut [f64], gavg: &mut [f64]) {
+    for i in 0..p.len() {
+        let d = effective_grad(g[i], p[i], c.maximize, c.weight_decay);
+        sq[i] = c.alpha * sq[i] + (1.0 - c.alpha) * d * d;
+        let mut v = sq[i];
+        if c.centered {
+            gavg[i] += (1.0 - c.alpha) * (d - gavg[i]);
+            v -= gavg[i] * gavg[i];
+        }
+        let denom = if c.eps_inside_sqrt { (v + c.eps).sqrt() } else { v.sqrt() + c.eps };
+        if c.momentum > 0.0 {
+            buf[i] = c.momentum * buf[i] + d / denom;
+            p[i] -= c.lr * buf[i];
+        } else {
+            p[i] -= c.lr * d / denom;
+        }
+    }
+}
+
+/// `adadelta.wgsl`.
+pub fn adadelta(c: &Adadelta, p: &mut [f64], g: &[f64], sq: &mut [f64], acc: &mut [f64]) {
+    for i in 0..p.len() {
+        let d = effective_grad(g[i], p[i], c.maximize, c.weight_decay);
+        sq[i] = c.rho * sq[i] + (1.0 - c.rho) * d * d;
+        let delta = (acc[i] + c.eps).sqrt() / (sq[i] + c.eps).sqrt() * d;
+        acc[i] = c.rho * acc[i] + (1.0 - c.rho) * delta * delta;
+        p[i] -= c.lr * delta;
+    }
+}
+
+/// Options shared by Adam (`l2`) and AdamW (`decoupled`).
+pub struct AdamLike {
+    pub lr: f64,
+    pub betas: (f64, f64),
+    pub eps: f64,
+    pub l2: f64,
+    pub decoupled: f64,
+    pub amsgrad: bool,
+    pub maximize: bool,
+    pub eps_inside_sqrt: bool,
+}
+
+/// `adam.wgsl` and `adamw.wgsl`.
+pub fn adam(c: &AdamLike, t: u32, p: &mut [f64], g: &[f64], m: &mut [f64], v: &mut [f64], vmax: &mut [f64]) {
+    let (b1, b2) = c.betas;
+    let bc1 = 1.0 - b1.powi(t as i32);
+    let bc2 = 1.0 - b2.powi(t as i32);
+    let step_size = c.lr / bc1;
+    for i in 0..p.len() {
+        p[i] *= 1.0 - c.lr * c.decoupled;
+        let d = effective_grad(g[i], p[i], c.maximize, c.l2);
+        m[i] += (1.0 - b1) * (d - m[i]);
+        v[i] = b2 * v[i] + (1.0 - b2) * d * d;
+        let mut vv = v[i];
+        if c.amsgrad {
+            vmax[i] = vmax[i].max(vv);
+            vv = vmax[i];
+        }
+        let denom = if c.eps_inside_sqrt { (vv / bc2 + c.eps).sqrt() } else { vv.sqrt() / bc2.sqrt() + c.eps };
+        p[i] -= step_size * m[i] / denom;
+    }
+}
