@@ -17,6 +17,7 @@ pub mod device;
 pub mod engine;
 pub mod error;
 pub mod reference;
+pub mod surfaces;
 pub mod validate;
 
 pub use config::{Adadelta, Adagrad, Adam, AdamW, OptimizerConfig, RmsProp, Rule, Sgd};

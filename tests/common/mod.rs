@@ -1,0 +1,51 @@
+//! Shared test setup: one headless device per test binary.
+//!
+//! Without an adapter the GPU tests print a loud SKIP locally, but when the
+//! `CI` environment variable is set they fail: CI must never skip silently.
+
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+use wgpu_optim::device::{headless, Gpu};
+
+pub fn gpu() -> Option<&'static Gpu> {
+    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| match headless() {
+        Ok(g) => {
+            eprintln!("adapter: {}", g.describe());
+            Some(g)
+        }
+        Err(e) => {
+            if std::env::var_os("CI").is_some() {
+                panic!("CI is set and no GPU adapter is available: {e}");
+            }
+            eprintln!("SKIP: no GPU adapter ({e}); set CI=1 to make this a failure");
+            None
+        }
+    })
+    .as_ref()
+}
+
+/// `let gpu = require_gpu!();` returns from the test when there is no adapter
+/// (outside CI; inside CI `gpu()` panics instead).
+#[macro_export]
+macro_rules! require_gpu {
+    () => {
+        match common::gpu() {
+            Some(g) => g,
+            None => return,
+        }
+    };
+}
+
+pub fn storage_buffer(gpu: &Gpu, data: &[f32]) -> wgpu::Buffer {
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+    let buf = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: (data.len() * 4) as u64,
+        usage,
+        mapped_at_creation: false,
+    });
+    gpu.queue.write_buffer(&buf, 0, bytemuck::cast_slice(data));
+    buf
+}

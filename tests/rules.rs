@@ -1,0 +1,95 @@
+//! Every rule × option set, 100 steps on random data at sizes that are not
+//! multiples of 4 or of the workgroup size, compared element by element with
+//! the f64 reference (params and every state buffer) under the per-rule bound
+//! `|gpu − ref| ≤ k·2⁻²⁴·Σ_t(|x_t| + |Δx_t|) + tiny` of `validate::tolerance_k`.
+
+mod common;
+
+use wgpu_optim::validate::{all_cases, run_case};
+use wgpu_optim::{EngineOptions, Rule};
+
+const SIZES: [usize; 5] = [1, 3, 255, 257, 1_000_003];
+const STEPS: u32 = 100;
+
+fn check_rule(rule: Rule) {
+    let gpu = require_gpu!();
+    let cases: Vec<_> = all_cases().into_iter().filter(|c| c.config.rule() == rule).collect();
+    assert!(!cases.is_empty());
+    let mut failures = Vec::new();
+    for c in &cases {
+        for (i, &n) in SIZES.iter().enumerate() {
+            let r = run_case(&gpu.device, &gpu.queue, &c.name, c.config, n, STEPS, 7 + i as u64, EngineOptions::default()).unwrap();
+            for q in &r.quantities {
+                eprintln!(
+                    "{:<34} n={:<8} {:<15} max|err|={:.3e} k_needed={:.3} k={} relL2={:.3e}",
+                    c.name, n, q.name, q.max_abs, q.k_needed, r.k, q.rel_l2
+                );
+            }
+            if !r.passed() {
+                failures.push(format!("{} n={n}: worst k {:.3} > {}", c.name, r.worst_k(), r.k));
+            }
+            // The bound is meaningful: errors are at the f32 level, far below
+            // the size of one update.
+            assert!(r.quantities.iter().all(|q| q.rel_l2 < 1e-5), "{} n={n}: relative L2 error too large", c.name);
+        }
+    }
+    assert!(failures.is_empty(), "out of bound: {failures:#?}");
+}
+
+#[test]
+fn sgd_matches_reference() {
+    check_rule(Rule::Sgd);
+}
+#[test]
+fn momentum_matches_reference() {
+    check_rule(Rule::Momentum);
+}
+#[test]
+fn nag_matches_reference() {
+    check_rule(Rule::Nag);
+}
+#[test]
+fn adagrad_matches_reference() {
+    check_rule(Rule::Adagrad);
+}
+#[test]
+fn rmsprop_matches_reference() {
+    check_rule(Rule::RmsProp);
+}
+#[test]
+fn adadelta_matches_reference() {
+    check_rule(Rule::Adadelta);
+}
+#[test]
+fn adam_matches_reference() {
+    check_rule(Rule::Adam);
+}
+#[test]
+fn adamw_matches_reference() {
+    check_rule(Rule::AdamW);
+}
+
+/// The comparison must be able to fail: a reference with a different
+/// hyperparameter is far outside the bound.
+#[test]
+fn harness_detects_a_wrong_rule() {
+    let gpu = require_gpu!();
+    use wgpu_optim::reference::ReferenceOptimizer;
+    use wgpu_optim::{device::read_f32, Adam, Optimizer, ParamSlice};
+    let n = 1001;
+    let p0 = wgpu_optim::validate::random_params(3, n);
+    let g: Vec<f32> = (0..n).map(|i| wgpu_optim::validate::uniform(3, 1, i as u64)).collect();
+    let (p, gb) = (common::storage_buffer(gpu, &p0), common::storage_buffer(gpu, &g));
+    let mut opt = Optimizer::new(&gpu.device, &gpu.queue, Adam::default().into(), &[ParamSlice::whole(&p, &gb)]).unwrap();
+    let wrong = Adam { betas: (0.9, 0.99), ..Adam::default() };
+    let mut reference = ReferenceOptimizer::new(wrong.into(), n).unwrap();
+    let mut pr: Vec<f64> = p0.iter().map(|&x| x as f64).collect();
+    let g64: Vec<f64> = g.iter().map(|&x| x as f64).collect();
+    for _ in 0..5 {
+        opt.step().unwrap();
+        reference.step(&mut pr, &g64).unwrap();
+    }
+    let out = read_f32(&gpu.device, &gpu.queue, &p, 0, n as u64).unwrap();
+    let max_err = out.iter().zip(&pr).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
+    assert!(max_err > 1e-5, "a wrong beta2 went unnoticed (max err {max_err})");
+}
