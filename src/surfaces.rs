@@ -102,16 +102,7 @@ impl SurfaceGradient {
                 label: Some("surfaces"),
                 source: wgpu::ShaderSource::Wgsl(include_str!("../shaders/surfaces.wgsl").into()),
             });
-            let entry = |binding, read_only| wgpu::BindGroupLayoutEntry {
-                binding,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            };
+            let entry = crate::engine::storage_entry;
             let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                 label: Some("surfaces"),
                 entries: &[entry(0, true), entry(1, false)],

@@ -54,42 +54,14 @@ impl ReferenceOptimizer {
             OptimizerConfig::Adagrad(c) => rules::adagrad(c, t, params, grads, s0),
             OptimizerConfig::RmsProp(c) => rules::rmsprop(c, params, grads, s0, s1, s2),
             OptimizerConfig::Adadelta(c) => rules::adadelta(c, params, grads, s0, s1),
-            OptimizerConfig::Adam(c) => rules::adam(
-                &rules::AdamLike {
-                    lr: c.lr,
-                    betas: c.betas,
-                    eps: c.eps,
-                    l2: c.weight_decay,
-                    decoupled: 0.0,
-                    amsgrad: c.amsgrad,
-                    maximize: c.maximize,
-                    eps_inside_sqrt: c.eps_inside_sqrt,
-                },
-                t,
-                params,
-                grads,
-                s0,
-                s1,
-                s2,
-            ),
-            OptimizerConfig::AdamW(c) => rules::adam(
-                &rules::AdamLike {
-                    lr: c.lr,
-                    betas: c.betas,
-                    eps: c.eps,
-                    l2: 0.0,
-                    decoupled: c.weight_decay,
-                    amsgrad: c.amsgrad,
-                    maximize: c.maximize,
-                    eps_inside_sqrt: c.eps_inside_sqrt,
-                },
-                t,
-                params,
-                grads,
-                s0,
-                s1,
-                s2,
-            ),
+            OptimizerConfig::Adam(c) => {
+                let opts = rules::AdamLike::new(c.lr, c.betas, c.eps, c.amsgrad, c.maximize, c.eps_inside_sqrt);
+                rules::adam(&rules::AdamLike { l2: c.weight_decay, ..opts }, t, params, grads, s0, s1, s2)
+            }
+            OptimizerConfig::AdamW(c) => {
+                let opts = rules::AdamLike::new(c.lr, c.betas, c.eps, c.amsgrad, c.maximize, c.eps_inside_sqrt);
+                rules::adam(&rules::AdamLike { decoupled: c.weight_decay, ..opts }, t, params, grads, s0, s1, s2)
+            }
         }
         Ok(())
     }

@@ -74,6 +74,13 @@ pub struct AdamLike {
     pub eps_inside_sqrt: bool,
 }
 
+impl AdamLike {
+    /// Options without any weight decay.
+    pub fn new(lr: f64, betas: (f64, f64), eps: f64, amsgrad: bool, maximize: bool, eps_inside_sqrt: bool) -> Self {
+        AdamLike { lr, betas, eps, l2: 0.0, decoupled: 0.0, amsgrad, maximize, eps_inside_sqrt }
+    }
+}
+
 /// `adam.wgsl` and `adamw.wgsl`.
 pub fn adam(c: &AdamLike, t: u32, p: &mut [f64], g: &[f64], m: &mut [f64], v: &mut [f64], vmax: &mut [f64]) {
     let (b1, b2) = c.betas;
