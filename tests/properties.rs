@@ -191,8 +191,8 @@ fn textbook_nag_matches_nesterov_option() {
         worst = worst.max((recovered - theta[i]).abs());
     }
     assert!(worst < 1e-5, "textbook NAG and nesterov differ by {worst}");
-    // And the plain momentum form (gradient at θ, not at the look-ahead) is
-    // measurably different, so the check has teeth.
-    let heavy: f64 = theta0.iter().map(|x| *x as f64).sum();
-    assert!(heavy.is_finite());
+    // The check has teeth: the textbook iterate θ itself (not the look-ahead
+    // point) is measurably far from the GPU's p.
+    let apart = (0..n).map(|i| (pg[i] as f64 - theta[i]).abs()).fold(0.0, f64::max);
+    assert!(apart > 1e-3, "θ and the look-ahead point coincide ({apart}); the test would be vacuous");
 }
