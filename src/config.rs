@@ -631,31 +631,32 @@ impl OptimizerConfig {
     /// order of the rule shader's `Coeffs` struct.
     pub fn coeffs(&self, t: u32) -> Coeffs {
         let t = t as f64;
-        let v: Vec<f64> = match self {
-            OptimizerConfig::Sgd(c) => vec![c.lr, c.weight_decay, c.momentum, 1.0 - c.dampening],
-            OptimizerConfig::Adagrad(c) => {
-                vec![c.lr / (1.0 + (t - 1.0) * c.lr_decay), c.weight_decay, c.eps]
-            }
-            OptimizerConfig::RmsProp(c) => {
-                vec![c.lr, c.weight_decay, c.alpha, 1.0 - c.alpha, c.eps, c.momentum]
-            }
-            OptimizerConfig::Adadelta(c) => vec![c.lr, c.weight_decay, c.rho, 1.0 - c.rho, c.eps],
+        match self {
+            OptimizerConfig::Sgd(c) => pack(&[c.lr, c.weight_decay, c.momentum, 1.0 - c.dampening]),
+            OptimizerConfig::Adagrad(c) => pack(&[c.lr / (1.0 + (t - 1.0) * c.lr_decay), c.weight_decay, c.eps]),
+            OptimizerConfig::RmsProp(c) => pack(&[c.lr, c.weight_decay, c.alpha, 1.0 - c.alpha, c.eps, c.momentum]),
+            OptimizerConfig::Adadelta(c) => pack(&[c.lr, c.weight_decay, c.rho, 1.0 - c.rho, c.eps]),
             OptimizerConfig::Adam(c) => adam_coeffs(c.lr, c.betas, c.eps, c.weight_decay, t),
             OptimizerConfig::AdamW(c) => adam_coeffs(c.lr, c.betas, c.eps, c.weight_decay, t),
-        };
-        let mut out = [0f32; N_COEFFS];
-        for (o, x) in out.iter_mut().zip(v) {
-            *o = x as f32;
         }
-        out
     }
+}
+
+/// Rounds f64 scalars once to f32 into the leading slots of a [`Coeffs`]
+/// (no allocation: this runs on every recorded step).
+fn pack(values: &[f64]) -> Coeffs {
+    let mut out = [0f32; N_COEFFS];
+    for (o, x) in out.iter_mut().zip(values) {
+        *o = *x as f32;
+    }
+    out
 }
 
 /// Adam/AdamW slots: lr, weight_decay, beta1, beta2, 1−beta1, 1−beta2, eps,
 /// step_size = lr/(1−β₁ᵗ), bias_correction2_sqrt = √(1−β₂ᵗ),
 /// decay = 1 − lr·weight_decay, 1/(1−β₂ᵗ).
-fn adam_coeffs(lr: f64, betas: (f64, f64), eps: f64, wd: f64, t: f64) -> Vec<f64> {
+fn adam_coeffs(lr: f64, betas: (f64, f64), eps: f64, wd: f64, t: f64) -> Coeffs {
     let bc1 = 1.0 - betas.0.powi(t as i32);
     let bc2 = 1.0 - betas.1.powi(t as i32);
-    vec![lr, wd, betas.0, betas.1, 1.0 - betas.0, 1.0 - betas.1, eps, lr / bc1, bc2.sqrt(), 1.0 - lr * wd, 1.0 / bc2]
+    pack(&[lr, wd, betas.0, betas.1, 1.0 - betas.0, 1.0 - betas.1, eps, lr / bc1, bc2.sqrt(), 1.0 - lr * wd, 1.0 / bc2])
 }
