@@ -16,16 +16,16 @@ struct Coeffs {
     _r: vec4<f32>,
 }
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let e = locate(wid, lid);
-    if (!e.valid) { return; }
-    let c = u.groups[e.group];
-    let g = effective_grad(e, c.weight_decay);
-    let v = c.rho * state0[e.s] + c.one_minus_rho * g * g;
-    state0[e.s] = v;
-    let acc = state1[e.s];
+fn state_used(slot: u32) -> bool {
+    return slot < 2u;
+}
+
+fn update(c: Coeffs, x: ptr<function, Lanes>) {
+    let g = effective_grad(*x, c.weight_decay);
+    let v = c.rho * (*x).s0 + c.one_minus_rho * g * g;
+    (*x).s0 = v;
+    let acc = (*x).s1;
     let delta = sqrt(acc + c.eps) / sqrt(v + c.eps) * g;
-    state1[e.s] = c.rho * acc + c.one_minus_rho * delta * delta;
-    param[e.p] = param[e.p] - c.lr * delta;
+    (*x).s1 = c.rho * acc + c.one_minus_rho * delta * delta;
+    (*x).p = (*x).p - c.lr * delta;
 }

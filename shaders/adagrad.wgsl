@@ -11,19 +11,19 @@ struct Coeffs {
     _r: array<vec4<f32>, 2>,
 }
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let e = locate(wid, lid);
-    if (!e.valid) { return; }
-    let c = u.groups[e.group];
-    let g = effective_grad(e, c.weight_decay);
-    let s = state0[e.s] + g * g;
-    state0[e.s] = s;
-    var denom: f32;
+fn state_used(slot: u32) -> bool {
+    return slot == 0u;
+}
+
+fn update(c: Coeffs, x: ptr<function, Lanes>) {
+    let g = effective_grad(*x, c.weight_decay);
+    let s = (*x).s0 + g * g;
+    (*x).s0 = s;
+    var denom: vec4<f32>;
     if (has(EPS_INSIDE_SQRT)) {
         denom = sqrt(s + c.eps);
     } else {
         denom = sqrt(s) + c.eps;
     }
-    param[e.p] = param[e.p] - c.clr * g / denom;
+    (*x).p = (*x).p - c.clr * g / denom;
 }

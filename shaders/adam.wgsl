@@ -20,26 +20,26 @@ struct Coeffs {
     _r0: f32,
 }
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let e = locate(wid, lid);
-    if (!e.valid) { return; }
-    let c = u.groups[e.group];
-    let g = effective_grad(e, c.weight_decay);
-    let m_old = state0[e.s];
-    let m = m_old + c.one_minus_beta1 * (g - m_old);
-    state0[e.s] = m;
-    var v = c.beta2 * state1[e.s] + c.one_minus_beta2 * g * g;
-    state1[e.s] = v;
+fn state_used(slot: u32) -> bool {
+    return slot < 2u || (slot == 2u && has(AMSGRAD));
+}
+
+fn update(c: Coeffs, x: ptr<function, Lanes>) {
+    let g = effective_grad(*x, c.weight_decay);
+    let p = (*x).p;
+    let m = (*x).s0 + c.one_minus_beta1 * (g - (*x).s0);
+    (*x).s0 = m;
+    var v = c.beta2 * (*x).s1 + c.one_minus_beta2 * g * g;
+    (*x).s1 = v;
     if (has(AMSGRAD)) {
-        v = max(state2[e.s], v);
-        state2[e.s] = v;
+        v = max((*x).s2, v);
+        (*x).s2 = v;
     }
-    var denom: f32;
+    var denom: vec4<f32>;
     if (has(EPS_INSIDE_SQRT)) {
         denom = sqrt(v * c.inv_bc2 + c.eps);
     } else {
         denom = sqrt(v) / c.bc2_sqrt + c.eps;
     }
-    param[e.p] = param[e.p] - c.step_size * m / denom;
+    (*x).p = p - c.step_size * m / denom;
 }

@@ -11,16 +11,16 @@ struct Coeffs {
     _r: array<vec4<f32>, 2>,
 }
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let e = locate(wid, lid);
-    if (!e.valid) { return; }
-    let c = u.groups[e.group];
-    let g = effective_grad(e, c.weight_decay);
+fn state_used(slot: u32) -> bool {
+    return slot == 0u;
+}
+
+fn update(c: Coeffs, x: ptr<function, Lanes>) {
+    let g = effective_grad(*x, c.weight_decay);
     var b = g;
     if (!has(FIRST_STEP)) {
-        b = c.momentum * state0[e.s] + c.one_minus_dampening * g;
+        b = c.momentum * (*x).s0 + c.one_minus_dampening * g;
     }
-    state0[e.s] = b;
-    param[e.p] = param[e.p] - c.lr * (g + c.momentum * b);
+    (*x).s0 = b;
+    (*x).p = (*x).p - c.lr * (g + c.momentum * b);
 }

@@ -17,32 +17,32 @@ struct Coeffs {
     _r: vec4<f32>,
 }
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let e = locate(wid, lid);
-    if (!e.valid) { return; }
-    let c = u.groups[e.group];
-    let g = effective_grad(e, c.weight_decay);
-    let v = c.alpha * state0[e.s] + c.one_minus_alpha * g * g;
-    state0[e.s] = v;
+fn state_used(slot: u32) -> bool {
+    return slot == 0u || (slot == 1u && has(MOMENTUM)) || (slot == 2u && has(CENTERED));
+}
+
+fn update(c: Coeffs, x: ptr<function, Lanes>) {
+    let g = effective_grad(*x, c.weight_decay);
+    let v = c.alpha * (*x).s0 + c.one_minus_alpha * g * g;
+    (*x).s0 = v;
     var vt = v;
     if (has(CENTERED)) {
-        let ga_old = state2[e.s];
+        let ga_old = (*x).s2;
         let ga = ga_old + c.one_minus_alpha * (g - ga_old);
-        state2[e.s] = ga;
+        (*x).s2 = ga;
         vt = v - ga * ga;
     }
-    var d: f32;
+    var d: vec4<f32>;
     if (has(EPS_INSIDE_SQRT)) {
         d = sqrt(vt + c.eps);
     } else {
         d = sqrt(vt) + c.eps;
     }
     if (has(MOMENTUM)) {
-        let b = c.momentum * state1[e.s] + g / d;
-        state1[e.s] = b;
-        param[e.p] = param[e.p] - c.lr * b;
+        let b = c.momentum * (*x).s1 + g / d;
+        (*x).s1 = b;
+        (*x).p = (*x).p - c.lr * b;
     } else {
-        param[e.p] = param[e.p] - c.lr * g / d;
+        (*x).p = (*x).p - c.lr * g / d;
     }
 }

@@ -9,11 +9,11 @@ struct Coeffs {
     _r: array<vec4<f32>, 2>,
 }
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let e = locate(wid, lid);
-    if (!e.valid) { return; }
-    let c = u.groups[e.group];
-    let g = effective_grad(e, c.weight_decay);
-    param[e.p] = param[e.p] - c.lr * g;
+fn state_used(slot: u32) -> bool {
+    return false;
+}
+
+fn update(c: Coeffs, x: ptr<function, Lanes>) {
+    let g = effective_grad(*x, c.weight_decay);
+    (*x).p = (*x).p - c.lr * g;
 }

@@ -16,6 +16,10 @@ use crate::error::{scoped, OptimError, Result};
 pub const MAX_GROUPS: usize = 8;
 
 const COMMON_WGSL: &str = include_str!("../shaders/common.wgsl");
+const CEILING_WGSL: &str = include_str!("../shaders/ceiling.wgsl");
+
+/// Elements each invocation updates (one vec4 chunk).
+const LANES: u64 = 4;
 
 /// Header of the per-step uniform.
 #[repr(C)]
@@ -48,11 +52,58 @@ struct Segment {
     _pad: [u32; 2],
 }
 
-/// Which pipeline: a rule at a workgroup size.
+/// What a pipeline computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// A fused update rule.
+    Rule(Rule),
+    /// The bandwidth ceiling: moves the bytes of a rule using the state
+    /// slots in `state_mask` (bit i: slot i), with no arithmetic. Benchmarks
+    /// only; see `shaders/ceiling.wgsl`.
+    Ceiling { state_mask: u32 },
+}
+
+/// Which pipeline: a kernel, a workgroup size, and the memory access form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PipelineKey {
-    pub rule: Rule,
+    pub kernel: Kernel,
     pub workgroup_size: u32,
+    /// `true`: operands bound as `array<vec4<f32>>` (every tensor starts at a
+    /// multiple of 4 elements); `false`: `array<f32>`, any offset.
+    pub vec4: bool,
+}
+
+/// Bindings 1–5 and their chunk load/store functions, in vec4 or scalar form
+/// (see `shaders/common.wgsl`).
+fn access_prelude(vec4: bool) -> String {
+    let operands = [("param", 1, true), ("grad", 2, false), ("state0", 3, true), ("state1", 4, true), ("state2", 5, true)];
+    let mut out = String::new();
+    for (name, binding, writable) in operands {
+        let access = if writable { "read_write" } else { "read" };
+        let (ty, load_full, load_lane, store_full, store_lane) = if vec4 {
+            (
+                "vec4<f32>",
+                format!("if (n == 4u) {{ return {name}[i >> 2u]; }}"),
+                format!("{name}[(i + k) >> 2u][(i + k) & 3u]"),
+                format!("if (n == 4u) {{ {name}[i >> 2u] = v; return; }}"),
+                format!("{name}[(i + k) >> 2u][(i + k) & 3u]"),
+            )
+        } else {
+            ("f32", String::new(), format!("{name}[i + k]"), String::new(), format!("{name}[i + k]"))
+        };
+        out += &format!(
+            "@group(0) @binding({binding}) var<storage, {access}> {name}: array<{ty}>;\n\
+             fn load_{name}(i: u32, n: u32) -> vec4<f32> {{\n    {load_full}\n    var v = vec4<f32>(0.0);\n    \
+             for (var k = 0u; k < n; k++) {{ v[k] = {load_lane}; }}\n    return v;\n}}\n"
+        );
+        if writable {
+            out += &format!(
+                "fn store_{name}(i: u32, n: u32, v: vec4<f32>) {{\n    {store_full}\n    \
+                 for (var k = 0u; k < n; k++) {{ {store_lane} = v[k]; }}\n}}\n"
+            );
+        }
+    }
+    out
 }
 
 /// Compiled pipelines of one device, keyed by [`PipelineKey`], built at most
@@ -117,18 +168,22 @@ impl PipelineCache {
             return Ok(p.clone());
         }
         let pipeline = scoped(device, || {
-            let source = format!("{COMMON_WGSL}\n{}", key.rule.shader_source());
+            let (label, body, mask) = match key.kernel {
+                Kernel::Rule(rule) => (rule.name(), rule.shader_source(), None),
+                Kernel::Ceiling { state_mask } => ("ceiling", CEILING_WGSL, Some(state_mask)),
+            };
+            let source = format!("{}\n{COMMON_WGSL}\n{body}", access_prelude(key.vec4));
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(key.rule.name()),
+                label: Some(label),
                 source: wgpu::ShaderSource::Wgsl(source.into()),
             });
             device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(key.rule.name()),
+                label: Some(label),
                 layout: Some(&self.pipeline_layout),
                 module: &module,
                 entry_point: Some("main"),
                 compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &[("WG", key.workgroup_size as f64)],
+                    constants: &[("WG", key.workgroup_size as f64), ("STATE_MASK", mask.unwrap_or(0) as f64)][..if mask.is_some() { 2 } else { 1 }],
                     zero_initialize_workgroup_memory: false,
                 },
                 cache: None,
@@ -215,11 +270,19 @@ pub struct EngineOptions {
     pub ring_slots: u32,
     /// Shared pipeline cache; `None` makes a private one.
     pub cache: Option<Arc<PipelineCache>>,
+    /// Use 16-byte vector loads where every tensor starts at a multiple of
+    /// 4 elements (and the bound ranges can be rounded up to whole vec4s).
+    /// Default `true`; `false` forces the scalar-access kernel. Both give
+    /// bitwise-identical results.
+    pub vec4: bool,
+    /// Benchmarks only: run the bandwidth-ceiling kernel (same bytes, no
+    /// arithmetic) instead of the rule. Params and state become garbage.
+    pub ceiling: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { workgroup_size: 256, max_binding_bytes: None, ring_slots: 64, cache: None }
+        EngineOptions { workgroup_size: 256, max_binding_bytes: None, ring_slots: 64, cache: None, vec4: true, ceiling: false }
     }
 }
 
@@ -271,6 +334,7 @@ pub struct Optimizer {
     slot: u32,
     step: u32,
     scalars: StepScalars,
+    vec4: bool,
 }
 
 /// Binds elements `[lo, hi)` of an f32 buffer.
@@ -365,13 +429,29 @@ impl Window {
         let g_lo = self.g_lo.min(align_down(gs, align));
         let p_hi = self.p_hi.max(ps + len);
         let g_hi = self.g_hi.max(gs + len);
-        if p_hi - p_lo > limit || g_hi - g_lo > limit || self.state_len + len > limit {
+        let state_len = self.state_len + len.next_multiple_of(LANES);
+        if p_hi - p_lo > limit || g_hi - g_lo > limit || state_len > limit {
             return false;
         }
         (self.p_lo, self.p_hi, self.g_lo, self.g_hi) = (p_lo, p_hi, g_lo, g_hi);
-        self.state_len += len;
+        self.state_len = state_len;
         self.segments.push((index, start, len));
         true
+    }
+}
+
+impl Window {
+    /// Whether this window can be bound as `array<vec4<f32>>`: every segment
+    /// starts on a whole vec4 of both buffers, and the bound ranges rounded
+    /// up to whole vec4s stay inside the buffers.
+    fn vec4_ready(&self, params: &[ParamSlice]) -> bool {
+        let aligned = self.segments.iter().all(|&(i, start, _)| {
+            let p = &params[i];
+            (p.param_offset + start) % LANES == 0 && (p.grad_offset + start) % LANES == 0
+        });
+        aligned
+            && self.p_hi.next_multiple_of(LANES) <= self.param.size() / 4
+            && self.g_hi.next_multiple_of(LANES) <= self.grad.size() / 4
     }
 }
 
@@ -435,14 +515,27 @@ impl Optimizer {
         if limit < 2 * align {
             return Err(OptimError::ExceedsLimits(format!("binding limit of {limit_bytes} bytes is too small")));
         }
-        let cache = options.cache.clone().unwrap_or_else(|| Arc::new(PipelineCache::new(device)));
-        let pipeline = cache.get(device, PipelineKey { rule: configs[0].rule(), workgroup_size: wg })?;
         let names = configs[0].state_names();
         let max_groups = limits.max_compute_workgroups_per_dimension.max(1) as u64;
 
         let slot_stride = (std::mem::size_of::<StepScalars>() as u64).next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
         let ring_slots = options.ring_slots.max(1);
-        let windows = plan_windows(params, limit, align);
+        let mut windows = plan_windows(params, limit, align);
+        let vec4 = options.vec4 && windows.iter().all(|w| w.vec4_ready(params));
+        if vec4 {
+            for w in &mut windows {
+                w.p_hi = w.p_hi.next_multiple_of(LANES);
+                w.g_hi = w.g_hi.next_multiple_of(LANES);
+            }
+        }
+        let kernel = if options.ceiling {
+            let state_mask = (0..3).filter(|&i| names.get(i).is_some_and(|n| !n.is_empty())).fold(0, |m, i| m | 1 << i);
+            Kernel::Ceiling { state_mask }
+        } else {
+            Kernel::Rule(configs[0].rule())
+        };
+        let cache = options.cache.clone().unwrap_or_else(|| Arc::new(PipelineCache::new(device)));
+        let pipeline = cache.get(device, PipelineKey { kernel, workgroup_size: wg, vec4 })?;
 
         let built = scoped(device, || -> Result<_> {
             let ring = device.create_buffer(&wgpu::BufferDescriptor {
@@ -476,8 +569,9 @@ impl Optimizer {
                         _pad: [0; 2],
                     });
                     pieces.push(Piece { param_index, len, dispatch: d, state_offset });
-                    blocks += len.div_ceil(wg as u64);
-                    state_offset += len;
+                    blocks += len.div_ceil(LANES * wg as u64);
+                    // Every segment's state starts on a whole vec4.
+                    state_offset += len.next_multiple_of(LANES);
                 }
                 let gx = blocks.min(max_groups);
                 let gy = blocks.div_ceil(gx);
@@ -499,12 +593,12 @@ impl Optimizer {
                         let init = configs[0].initial_state(slot);
                         let buf = device.create_buffer(&wgpu::BufferDescriptor {
                             label: Some(names[slot]),
-                            size: w.state_len * 4,
+                            size: state_offset * 4,
                             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
                             mapped_at_creation: false,
                         });
                         if init != 0.0 {
-                            queue.write_buffer(&buf, 0, bytemuck::cast_slice(&vec![init; w.state_len as usize]));
+                            queue.write_buffer(&buf, 0, bytemuck::cast_slice(&vec![init; state_offset as usize]));
                         }
                         buf
                     })
@@ -552,6 +646,7 @@ impl Optimizer {
             slot: 0,
             step: 0,
             scalars: bytemuck::Zeroable::zeroed(),
+            vec4,
         })
     }
 
@@ -641,6 +736,23 @@ impl Optimizer {
     /// PyTorch `state_dict` names of the state slots (empty name: slot unused).
     pub fn state_names(&self) -> &'static [&'static str] {
         self.configs[0].state_names()
+    }
+
+    /// Whether the vec4 kernel runs (see [`EngineOptions::vec4`]).
+    pub fn uses_vec4(&self) -> bool {
+        self.vec4
+    }
+
+    /// Bytes read plus written per parameter element by one step: param
+    /// (read + write), grad (read), each state slot (read + write).
+    pub fn bytes_per_element(&self) -> u64 {
+        let slots = self.state_names().iter().filter(|s| !s.is_empty()).count() as u64;
+        4 * (3 + 2 * slots)
+    }
+
+    /// Total parameter elements.
+    pub fn numel(&self) -> u64 {
+        self.params.iter().map(|p| p.param_len).sum()
     }
 
     /// Number of dispatches per step (1 unless tensors span several buffers

@@ -12,6 +12,7 @@
 //! step per iteration into your own `CommandEncoder` with
 //! [`Optimizer::record_step`].
 
+pub mod arena;
 pub mod config;
 pub mod device;
 pub mod engine;
@@ -20,6 +21,7 @@ pub mod reference;
 pub mod surfaces;
 pub mod validate;
 
+pub use arena::ParamArena;
 pub use config::{Adadelta, Adagrad, Adam, AdamW, OptimizerConfig, RmsProp, Rule, Sgd};
-pub use engine::{EngineOptions, Optimizer, ParamSlice, PipelineCache, PipelineKey, StepScalars};
+pub use engine::{EngineOptions, Kernel, Optimizer, ParamSlice, PipelineCache, PipelineKey, StepScalars};
 pub use error::{OptimError, Result};

@@ -180,6 +180,9 @@ pub struct QuantityError {
     pub worst: usize,
 }
 
+/// Written after each test tensor; any change means a write out of range.
+const SENTINEL: f32 = 12345.678;
+
 /// Result of validating one case at one size.
 #[derive(Clone, Debug)]
 pub struct CaseReport {
@@ -191,12 +194,18 @@ pub struct CaseReport {
     pub quantities: Vec<QuantityError>,
     /// The final GPU params (for further checks such as determinism).
     pub gpu_params: Vec<f32>,
+    /// Whether the elements after the tensor in its buffer kept their value.
+    pub padding_untouched: bool,
+    /// Whether the vec4 kernel ran (else the scalar-access kernel).
+    pub vec4: bool,
+    /// Dispatches per step (more than one when the vector was chunked).
+    pub dispatches: usize,
 }
 
 impl CaseReport {
     /// Whether every element of every quantity is within the bound.
     pub fn passed(&self) -> bool {
-        self.quantities.iter().all(|q| q.violations == 0)
+        self.padding_untouched && self.quantities.iter().all(|q| q.violations == 0)
     }
 
     /// Largest `k_needed` over all quantities.
@@ -267,10 +276,17 @@ pub fn run_case(
     let k = tolerance_k(&config);
     let p0 = random_params(seed, n);
     let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
-    let make = |label| device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: 4 * n as u64, usage, mapped_at_creation: false });
+    // Buffers are padded to whole vec4s so the vec4 kernel (with its scalar
+    // tail) runs; the padding holds a sentinel that must survive untouched.
+    let padded = n.next_multiple_of(4) + 4;
+    let make = |label| device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: 4 * padded as u64, usage, mapped_at_creation: false });
     let (param, grad) = (make("params"), make("grads"));
-    queue.write_buffer(&param, 0, bytemuck::cast_slice(&p0));
-    let mut opt = Optimizer::with_groups(device, queue, &[config], &[ParamSlice::whole(&param, &grad)], options)?;
+    let mut init = p0.clone();
+    init.resize(padded, SENTINEL);
+    queue.write_buffer(&param, 0, bytemuck::cast_slice(&init));
+    queue.write_buffer(&grad, 4 * n as u64, bytemuck::cast_slice(&vec![SENTINEL; padded - n]));
+    let slice = ParamSlice::range(&param, 0, &grad, 0, n as u64);
+    let mut opt = Optimizer::with_groups(device, queue, &[config], &[slice], options)?;
 
     let mut reference = ReferenceOptimizer::new(config, n)?;
     let mut p_ref: Vec<f64> = p0.iter().map(|&v| v as f64).collect();
@@ -296,7 +312,9 @@ pub fn run_case(
             }
         }
     }
-    let gpu_params = read_f32(device, queue, &param, 0, n as u64)?;
+    let mut gpu_params = read_f32(device, queue, &param, 0, padded as u64)?;
+    let padding_untouched = gpu_params[n..].iter().all(|x| x.to_bits() == SENTINEL.to_bits());
+    gpu_params.truncate(n);
     let mut quantities = vec![p_track.compare("param", &gpu_params, &p_ref, k)];
     for (slot, nm) in names.iter().enumerate() {
         if nm.is_empty() {
@@ -305,5 +323,5 @@ pub fn run_case(
         let gpu_state = opt.read_state(slot, 0)?;
         quantities.push(s_track[slot].compare(nm, &gpu_state, &reference.state[slot], k));
     }
-    Ok(CaseReport { name: name.to_string(), rule, n, steps, k, quantities, gpu_params })
+    Ok(CaseReport { name: name.to_string(), rule, n, steps, k, quantities, gpu_params, padding_untouched, vec4: opt.uses_vec4(), dispatches: opt.dispatch_count() })
 }

@@ -55,27 +55,35 @@ fn forced_chunking_is_bitwise_identical_and_correct() {
     }
 }
 
-/// Several tensors as ranges of one buffer, at odd element offsets, in two
-/// param groups, stepped in one dispatch, against per-tensor references.
-#[test]
-fn many_tensors_in_one_buffer_match_reference() {
+/// Several tensors as ranges of one buffer, in two param groups, stepped in
+/// one dispatch, against per-tensor references. `align` 1 with a start of 3
+/// puts tensors at odd element offsets (scalar-access kernel); `align` 4 puts
+/// them on whole vec4s (vec4 kernel with scalar tails).
+fn many_tensors_in_one_buffer(first: usize, align: usize, expect_vec4: bool) {
     let gpu = require_gpu!();
     let lens = [1usize, 3, 255, 257, 1000, 17];
     let gap = 5usize;
-    let total: usize = lens.iter().map(|l| l + gap).sum::<usize>() + 3;
+    let mut starts = Vec::new();
+    let mut at = first;
+    for &len in &lens {
+        starts.push(at);
+        at = (at + len + gap).next_multiple_of(align);
+    }
+    let total = at + 3;
     let p0 = random_params(21, total);
     let p = common::storage_buffer(gpu, &p0);
     let g = common::storage_buffer(gpu, &vec![0.0; total]);
     let decay = AdamW { lr: 1e-2, weight_decay: 0.1, ..AdamW::default() };
     let no_decay = AdamW { lr: 1e-2, weight_decay: 0.0, ..AdamW::default() };
-    let mut slices = Vec::new();
-    let mut at = 3usize;
-    for (i, &len) in lens.iter().enumerate() {
-        slices.push(ParamSlice::range(&p, at as u64, &g, at as u64, len as u64).in_group((i % 2) as u32));
-        at += len + gap;
-    }
+    let slices: Vec<ParamSlice> = starts
+        .iter()
+        .zip(&lens)
+        .enumerate()
+        .map(|(i, (&at, &len))| ParamSlice::range(&p, at as u64, &g, at as u64, len as u64).in_group((i % 2) as u32))
+        .collect();
     let mut opt = Optimizer::with_groups(&gpu.device, &gpu.queue, &[decay.into(), no_decay.into()], &slices, EngineOptions::default()).unwrap();
     assert_eq!(opt.dispatch_count(), 1);
+    assert_eq!(opt.uses_vec4(), expect_vec4);
     let mut refs: Vec<(ReferenceOptimizer, Vec<f64>)> = slices
         .iter()
         .map(|s| {
@@ -95,20 +103,42 @@ fn many_tensors_in_one_buffer_match_reference() {
         }
     }
     let out = read_f32(&gpu.device, &gpu.queue, &p, 0, total as u64).unwrap();
+    let mut inside = vec![false; total];
     for (s, (_, pr)) in slices.iter().zip(&refs) {
         let start = s.param_offset as usize;
         for (j, want) in pr.iter().enumerate() {
             let got = out[start + j] as f64;
             assert!((got - want).abs() < 1e-5 * (1.0 + want.abs()), "slice at {start} elem {j}: {got} vs {want}");
+            inside[start + j] = true;
         }
     }
-    // The gaps between tensors are untouched.
-    let mut at = 0usize;
-    for &len in &lens {
-        for k in at..at + 3 {
-            assert_eq!(out[k].to_bits(), p0[k].to_bits());
-        }
-        at += len + gap;
+    // Everything between and around the tensors is untouched.
+    for k in (0..total).filter(|&k| !inside[k]) {
+        assert_eq!(out[k].to_bits(), p0[k].to_bits(), "element {k} outside every tensor changed");
+    }
+}
+
+#[test]
+fn many_tensors_at_odd_offsets_match_reference() {
+    many_tensors_in_one_buffer(3, 1, false);
+}
+
+#[test]
+fn many_tensors_on_vec4_boundaries_match_reference() {
+    many_tensors_in_one_buffer(4, 4, true);
+}
+
+#[test]
+fn vec4_and_scalar_kernels_are_bitwise_identical() {
+    let gpu = require_gpu!();
+    let scalar = EngineOptions { vec4: false, ..EngineOptions::default() };
+    for c in all_cases() {
+        let v = run_case(&gpu.device, &gpu.queue, &c.name, c.config, 4099, 10, 3, EngineOptions::default()).unwrap();
+        let s = run_case(&gpu.device, &gpu.queue, &c.name, c.config, 4099, 10, 3, scalar.clone()).unwrap();
+        assert!(v.vec4 && !s.vec4, "{}: the two runs did not use the two kernels", c.name);
+        assert!(v.passed() && s.passed(), "{}: out of bound", c.name);
+        let same = v.gpu_params.iter().zip(&s.gpu_params).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "{}: vec4 and scalar kernels differ", c.name);
     }
 }
 
@@ -195,4 +225,48 @@ fn textbook_nag_matches_nesterov_option() {
     // point) is measurably far from the GPU's p.
     let apart = (0..n).map(|i| (pg[i] as f64 - theta[i]).abs()).fold(0.0, f64::max);
     assert!(apart > 1e-3, "θ and the look-ahead point coincide ({apart}); the test would be vacuous");
+}
+
+/// A logical vector larger than a buffer (forced here by a 64 KiB buffer cap,
+/// as `max_buffer_size` would on a device) is split across several arena
+/// buffers and stepped bitwise-identically to the same tensors in one buffer.
+#[test]
+fn tensors_split_across_buffers_match_one_buffer_bitwise() {
+    let gpu = require_gpu!();
+    let lens = [100_003u64, 5, 4099, 1];
+    let config: OptimizerConfig = AdamW { lr: 1e-2, amsgrad: true, ..AdamW::default() }.into();
+    let run = |max_bytes: u64| {
+        let arena = ParamArena::with_max_buffer_bytes(&gpu.device, &lens, max_bytes).unwrap();
+        for (i, &len) in lens.iter().enumerate() {
+            arena.write_params(&gpu.queue, i, &random_params(30 + i as u64, len as usize)).unwrap();
+        }
+        let mut opt = Optimizer::new(&gpu.device, &gpu.queue, config, &arena.slices()).unwrap();
+        for t in 0..10u64 {
+            for (i, &len) in lens.iter().enumerate() {
+                let g: Vec<f32> = (0..len).map(|j| uniform(40 + i as u64, t, j)).collect();
+                arena.write_grads(&gpu.queue, i, &g).unwrap();
+            }
+            opt.step().unwrap();
+        }
+        let out: Vec<Vec<f32>> = (0..lens.len()).map(|i| arena.read_params(&gpu.device, &gpu.queue, i).unwrap()).collect();
+        (out, arena.param_buffers().len(), arena.tensor(0).len(), opt.uses_vec4())
+    };
+    let (split, buffers, pieces, vec4) = run(64 * 1024);
+    assert!(buffers >= 7 && pieces >= 7, "expected a split: {buffers} buffers, {pieces} pieces of tensor 0");
+    assert!(vec4, "arena tensors start on whole vec4s");
+    let (whole, one, _, _) = run(u64::MAX);
+    assert_eq!(one, 1);
+    for (i, (a, b)) in split.iter().zip(&whole).enumerate() {
+        assert_eq!(a.len(), lens[i] as usize);
+        assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "tensor {i} differs between split and whole");
+    }
+    // ... and the whole run is the reference's result.
+    let mut r = wgpu_optim::reference::ReferenceOptimizer::new(config, lens[2] as usize).unwrap();
+    let mut p: Vec<f64> = random_params(32, lens[2] as usize).iter().map(|&x| x as f64).collect();
+    for t in 0..10u64 {
+        let g: Vec<f64> = (0..lens[2]).map(|j| uniform(42, t, j) as f64).collect();
+        r.step(&mut p, &g).unwrap();
+    }
+    let worst = p.iter().zip(&whole[2]).map(|(a, b)| (a - *b as f64).abs() / (1.0 + a.abs())).fold(0.0, f64::max);
+    assert!(worst < 1e-5, "arena tensor vs reference: {worst}");
 }

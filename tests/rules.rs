@@ -25,6 +25,7 @@ fn check_rule(rule: Rule) {
                     c.name, n, q.name, q.max_abs, q.k_needed, r.k, q.rel_l2
                 );
             }
+            assert!(r.vec4, "{} n={n}: the vec4 kernel did not run", c.name);
             if !r.passed() {
                 failures.push(format!("{} n={n}: worst k {:.3} > {}", c.name, r.worst_k(), r.k));
             }
