@@ -1,7 +1,9 @@
 // Bandwidth ceiling (benchmarks only, not an update rule): moves exactly the
 // bytes a rule moves per element — reads param, grad and the state slots in
-// STATE_MASK, writes param and those slots — with no arithmetic, by
-// rotating the loaded values:  θ ← g, s0 ← θ, s1 ← s0, s2 ← s1.
+// STATE_MASK, writes param and those slots — with no arithmetic. The loaded
+// values are rotated through the written slots, s0 ← θ, s1 ← s0, s2 ← s1,
+// θ ← g; the last state value is kept alive by a select on a condition the
+// compiler cannot fold, so no load is eliminated as dead.
 override STATE_MASK: u32 = 0u;
 
 struct Coeffs {
@@ -14,8 +16,10 @@ fn state_used(slot: u32) -> bool {
 
 fn update(c: Coeffs, x: ptr<function, Lanes>) {
     let old = *x;
-    (*x).p = old.g;
-    (*x).s0 = old.p;
-    (*x).s1 = old.s0;
-    (*x).s2 = old.s1;
+    let never = u.head.step == 0xffffffffu;
+    var carry = old.p;
+    if (state_used(0u)) { (*x).s0 = carry; carry = old.s0; }
+    if (state_used(1u)) { (*x).s1 = carry; carry = old.s1; }
+    if (state_used(2u)) { (*x).s2 = carry; carry = old.s2; }
+    (*x).p = select(old.g, carry, never);
 }

@@ -21,6 +21,13 @@ const CEILING_WGSL: &str = include_str!("../shaders/ceiling.wgsl");
 /// Elements each invocation updates (one vec4 chunk).
 const LANES: u64 = 4;
 
+/// Table rows (workgroups) per launch: the table is read from uniform memory
+/// (on lavapipe a per-workgroup row from a storage buffer turned every
+/// operand access into a gather, about a third slower), 16-byte header plus
+/// rows fill exactly the 16 KiB every adapter allows for a uniform binding.
+const TABLE_ROWS: usize = 1023;
+const TABLE_BYTES: u64 = 16 + 16 * TABLE_ROWS as u64;
+
 /// Header of the per-step uniform.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -39,17 +46,18 @@ pub struct StepScalars {
     pub groups: [Coeffs; MAX_GROUPS],
 }
 
-/// One row of the GPU parameter table (binding 6).
+/// One row of the GPU parameter table (binding 6): the elements one
+/// workgroup updates, up to `4·WG` consecutive elements of one tensor. One
+/// row per workgroup means no search on the GPU, and a row is a single
+/// 16-byte load (`len_group` = len | group << 16), for 16 bytes of table per
+/// 4·WG elements.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct Segment {
+struct Block {
     param_offset: u32,
     grad_offset: u32,
     state_offset: u32,
-    len: u32,
-    first_block: u32,
-    group: u32,
-    _pad: [u32; 2],
+    len_group: u32,
 }
 
 /// What a pipeline computes.
@@ -74,33 +82,40 @@ pub struct PipelineKey {
 }
 
 /// Bindings 1–5 and their chunk load/store functions, in vec4 or scalar form
-/// (see `shaders/common.wgsl`).
+/// (see `shaders/common.wgsl`). Lanes are addressed by constant components
+/// only: a dynamically indexed vector would be spilled to memory on some
+/// backends (lavapipe among them).
 fn access_prelude(vec4: bool) -> String {
+    const LANE: [&str; 4] = ["x", "y", "z", "w"];
     let operands = [("param", 1, true), ("grad", 2, false), ("state0", 3, true), ("state1", 4, true), ("state2", 5, true)];
     let mut out = String::new();
     for (name, binding, writable) in operands {
         let access = if writable { "read_write" } else { "read" };
-        let (ty, load_full, load_lane, store_full, store_lane) = if vec4 {
-            (
-                "vec4<f32>",
-                format!("if (n == 4u) {{ return {name}[i >> 2u]; }}"),
-                format!("{name}[(i + k) >> 2u][(i + k) & 3u]"),
-                format!("if (n == 4u) {{ {name}[i >> 2u] = v; return; }}"),
-                format!("{name}[(i + k) >> 2u][(i + k) & 3u]"),
-            )
-        } else {
-            ("f32", String::new(), format!("{name}[i + k]"), String::new(), format!("{name}[i + k]"))
-        };
-        out += &format!(
-            "@group(0) @binding({binding}) var<storage, {access}> {name}: array<{ty}>;\n\
-             fn load_{name}(i: u32, n: u32) -> vec4<f32> {{\n    {load_full}\n    var v = vec4<f32>(0.0);\n    \
-             for (var k = 0u; k < n; k++) {{ v[k] = {load_lane}; }}\n    return v;\n}}\n"
-        );
-        if writable {
+        if vec4 {
+            // Chunks start on whole vec4s and bindings are rounded up to whole
+            // vec4s, so a chunk is always loaded whole; lanes past `n` are
+            // never stored.
             out += &format!(
-                "fn store_{name}(i: u32, n: u32, v: vec4<f32>) {{\n    {store_full}\n    \
-                 for (var k = 0u; k < n; k++) {{ {store_lane} = v[k]; }}\n}}\n"
+                "@group(0) @binding({binding}) var<storage, {access}> {name}: array<vec4<f32>>;\n\
+                 fn load_{name}(i: u32, n: u32) -> vec4<f32> {{ return {name}[i >> 2u]; }}\n"
             );
+            if writable {
+                let tail: String = (1..4).map(|k| format!("    if (n > {k}u) {{ {name}[j].{} = v.{}; }}\n", LANE[k], LANE[k])).collect();
+                out += &format!(
+                    "fn store_{name}(i: u32, n: u32, v: vec4<f32>) {{\n    let j = i >> 2u;\n    \
+                     if (n == 4u) {{ {name}[j] = v; return; }}\n    {name}[j].x = v.x;\n{tail}}}\n"
+                );
+            }
+        } else {
+            let load: String = (1..4).map(|k| format!("    if (n > {k}u) {{ v.{} = {name}[i + {k}u]; }}\n", LANE[k])).collect();
+            out += &format!(
+                "@group(0) @binding({binding}) var<storage, {access}> {name}: array<f32>;\n\
+                 fn load_{name}(i: u32, n: u32) -> vec4<f32> {{\n    var v = vec4<f32>({name}[i], 0.0, 0.0, 0.0);\n{load}    return v;\n}}\n"
+            );
+            if writable {
+                let store: String = (1..4).map(|k| format!("    if (n > {k}u) {{ {name}[i + {k}u] = v.{}; }}\n", LANE[k])).collect();
+                out += &format!("fn store_{name}(i: u32, n: u32, v: vec4<f32>) {{\n    {name}[i] = v.x;\n{store}}}\n");
+            }
         }
     }
     out
@@ -150,7 +165,16 @@ impl PipelineCache {
                 storage_entry(3, false),
                 storage_entry(4, false),
                 storage_entry(5, false),
-                storage_entry(6, true),
+                wgpu::BindGroupLayoutEntry {
+                    binding: 6,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: true,
+                        min_binding_size: wgpu::BufferSize::new(TABLE_BYTES),
+                    },
+                    count: None,
+                },
             ],
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -295,9 +319,11 @@ struct Piece {
     state_offset: u64,
 }
 
+/// One binding window: its bind group, its launches (dynamic offset of a
+/// table chunk, workgroups), and its state buffers.
 struct Dispatch {
     bind_group: wgpu::BindGroup,
-    workgroups: (u32, u32),
+    launches: Vec<(u32, u32)>,
     state: [Option<wgpu::Buffer>; 3],
 }
 
@@ -447,7 +473,7 @@ impl Window {
     fn vec4_ready(&self, params: &[ParamSlice]) -> bool {
         let aligned = self.segments.iter().all(|&(i, start, _)| {
             let p = &params[i];
-            (p.param_offset + start) % LANES == 0 && (p.grad_offset + start) % LANES == 0
+            (p.param_offset + start).is_multiple_of(LANES) && (p.grad_offset + start).is_multiple_of(LANES)
         });
         aligned
             && self.p_hi.next_multiple_of(LANES) <= self.param.size() / 4
@@ -507,7 +533,7 @@ impl Optimizer {
             return Err(OptimError::ExceedsLimits(format!("workgroup size {wg} not supported by the device")));
         }
         let align = (limits.min_storage_buffer_offset_alignment as u64 / 4).max(1);
-        let mut limit_bytes = (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size);
+        let mut limit_bytes = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         if let Some(cap) = options.max_binding_bytes {
             limit_bytes = limit_bytes.min(cap);
         }
@@ -516,9 +542,12 @@ impl Optimizer {
             return Err(OptimError::ExceedsLimits(format!("binding limit of {limit_bytes} bytes is too small")));
         }
         let names = configs[0].state_names();
-        let max_groups = limits.max_compute_workgroups_per_dimension.max(1) as u64;
+        if limits.max_uniform_buffer_binding_size < TABLE_BYTES || (limits.max_compute_workgroups_per_dimension as usize) < TABLE_ROWS {
+            return Err(OptimError::ExceedsLimits("the device allows less than 16 KiB per uniform binding or 1023 workgroups per dispatch".into()));
+        }
 
         let slot_stride = (std::mem::size_of::<StepScalars>() as u64).next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
+        let table_stride = TABLE_BYTES.next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
         let ring_slots = options.ring_slots.max(1);
         let mut windows = plan_windows(params, limit, align);
         let vec4 = options.vec4 && windows.iter().all(|w| w.vec4_ready(params));
@@ -555,38 +584,42 @@ impl Optimizer {
             let mut dispatches = Vec::with_capacity(windows.len());
             let mut pieces = Vec::new();
             for (d, w) in windows.iter().enumerate() {
-                let mut segments = Vec::with_capacity(w.segments.len());
-                let (mut blocks, mut state_offset) = (0u64, 0u64);
+                let per_block = LANES * wg as u64;
+                let mut rows: Vec<Block> = Vec::with_capacity(w.segments.iter().map(|s| s.2.div_ceil(per_block) as usize).sum());
+                let mut state_offset = 0u64;
                 for &(param_index, start, len) in &w.segments {
                     let p = &params[param_index];
-                    segments.push(Segment {
-                        param_offset: (p.param_offset + start - w.p_lo) as u32,
-                        grad_offset: (p.grad_offset + start - w.g_lo) as u32,
-                        state_offset: state_offset as u32,
-                        len: len as u32,
-                        first_block: blocks as u32,
-                        group: p.group,
-                        _pad: [0; 2],
-                    });
+                    for at in (0..len).step_by(per_block as usize) {
+                        rows.push(Block {
+                            param_offset: (p.param_offset + start + at - w.p_lo) as u32,
+                            grad_offset: (p.grad_offset + start + at - w.g_lo) as u32,
+                            state_offset: (state_offset + at) as u32,
+                            len_group: (len - at).min(per_block) as u32 | p.group << 16,
+                        });
+                    }
                     pieces.push(Piece { param_index, len, dispatch: d, state_offset });
-                    blocks += len.div_ceil(LANES * wg as u64);
                     // Every segment's state starts on a whole vec4.
                     state_offset += len.next_multiple_of(LANES);
                 }
-                let gx = blocks.min(max_groups);
-                let gy = blocks.div_ceil(gx);
-                if gy > max_groups {
-                    return Err(OptimError::ExceedsLimits(format!("{blocks} workgroups exceed the dispatch grid")));
+                // The table is uniform memory in chunks of TABLE_ROWS rows, one
+                // launch per chunk (so no launch exceeds the dispatch grid).
+                let chunks = rows.chunks(TABLE_ROWS);
+                let mut table = vec![0u8; (chunks.len() as u64 * table_stride) as usize];
+                let mut launches = Vec::with_capacity(chunks.len());
+                for (k, chunk) in chunks.enumerate() {
+                    let at = k * table_stride as usize;
+                    let head = [chunk.len() as u32, 0, 0, 0];
+                    table[at..at + 16].copy_from_slice(bytemuck::bytes_of(&head));
+                    table[at + 16..at + 16 + 16 * chunk.len()].copy_from_slice(bytemuck::cast_slice(chunk));
+                    launches.push((at as u32, chunk.len() as u32));
                 }
-                let mut table: Vec<u32> = vec![segments.len() as u32, blocks as u32, gx as u32, 0];
-                table.extend_from_slice(bytemuck::cast_slice(&segments));
                 let table_buf = device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("wgpu-optim param table"),
-                    size: (table.len() * 4) as u64,
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                    size: table.len() as u64,
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 });
-                queue.write_buffer(&table_buf, 0, bytemuck::cast_slice(&table));
+                queue.write_buffer(&table_buf, 0, &table);
                 let state: [Option<wgpu::Buffer>; 3] = std::array::from_fn(|slot| {
                     let used = names.get(slot).is_some_and(|n| !n.is_empty());
                     used.then(|| {
@@ -624,10 +657,13 @@ impl Optimizer {
                         wgpu::BindGroupEntry { binding: 3, resource: state_res(0) },
                         wgpu::BindGroupEntry { binding: 4, resource: state_res(1) },
                         wgpu::BindGroupEntry { binding: 5, resource: state_res(2) },
-                        wgpu::BindGroupEntry { binding: 6, resource: table_buf.as_entire_binding() },
+                        wgpu::BindGroupEntry {
+                            binding: 6,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &table_buf, offset: 0, size: wgpu::BufferSize::new(TABLE_BYTES) }),
+                        },
                     ],
                 });
-                dispatches.push(Dispatch { bind_group, workgroups: (gx as u32, gy as u32), state });
+                dispatches.push(Dispatch { bind_group, launches, state });
             }
             Ok((ring, dispatches, pieces))
         })??;
@@ -669,8 +705,10 @@ impl Optimizer {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("wgpu-optim step"), timestamp_writes: None });
             pass.set_pipeline(&self.pipeline);
             for d in &self.dispatches {
-                pass.set_bind_group(0, &d.bind_group, &[offset as u32]);
-                pass.dispatch_workgroups(d.workgroups.0, d.workgroups.1, 1);
+                for &(table_offset, workgroups) in &d.launches {
+                    pass.set_bind_group(0, &d.bind_group, &[offset as u32, table_offset]);
+                    pass.dispatch_workgroups(workgroups, 1, 1);
+                }
             }
         }
         self.step = step;

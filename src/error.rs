@@ -58,9 +58,19 @@ pub enum OptimError {
     /// Mapping a buffer for readback failed.
     #[error("buffer readback failed: {0}")]
     Readback(String),
+    /// Reading or writing a file failed.
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
     /// A checkpoint or input file is malformed or does not fit this optimizer.
     #[error("checkpoint error: {0}")]
     Checkpoint(String),
+}
+
+impl OptimError {
+    /// An [`OptimError::Io`] for `path`.
+    pub fn io(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
+        OptimError::Io { path: path.display().to_string(), message: e.to_string() }
+    }
 }
 
 /// Shorthand for `Result<T, OptimError>`.

@@ -13,6 +13,7 @@
 //! [`Optimizer::record_step`].
 
 pub mod arena;
+pub mod bench;
 pub mod config;
 pub mod device;
 pub mod engine;

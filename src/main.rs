@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use wgpu_optim::validate::{all_cases, one_case_per_rule, run_case, CaseReport};
+use wgpu_optim::bench::{self, BenchOptions};
 use wgpu_optim::{device, EngineOptions};
 
 #[derive(Parser)]
@@ -28,6 +29,52 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Measure each rule against the adapter's bandwidth ceiling and the
+    /// unfused baseline, and the 1000-tensor model case, in one run.
+    Bench {
+        /// Elements of the flat vector per rule.
+        #[arg(long, default_value_t = 1 << 24)]
+        size: u64,
+        /// Timed submissions per measurement (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        reps: u32,
+        /// Steps recorded per submission.
+        #[arg(long, default_value_t = 2)]
+        steps: u32,
+        /// Only these rules (comma-separated names, e.g. adam,adamw).
+        #[arg(long, value_delimiter = ',')]
+        rules: Vec<String>,
+        /// Tensors in the whole-model case (0 skips it).
+        #[arg(long, default_value_t = 1000)]
+        model_tensors: usize,
+        /// Total params of the whole-model case.
+        #[arg(long, default_value_t = 1 << 24)]
+        model_size: u64,
+        /// Also write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
+}
+
+fn bench(options: BenchOptions, json: Option<std::path::PathBuf>) -> Result<bool, wgpu_optim::OptimError> {
+    let gpu = device::headless()?;
+    let report = run_bench(&gpu, &options)?;
+    print!("{}", bench::format_report(&report));
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&report).expect("report serializes");
+        std::fs::write(&path, text).map_err(|e| wgpu_optim::OptimError::io(&path, e))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(true)
+}
+
+/// Runs the benchmark with a spinner showing the current measurement.
+fn run_bench(gpu: &device::Gpu, options: &BenchOptions) -> Result<bench::BenchReport, wgpu_optim::OptimError> {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let report = bench::run(&gpu.device, &gpu.queue, &gpu.describe(), options, &mut |what| bar.set_message(what.to_string()));
+    bar.finish_and_clear();
+    report
 }
 
 fn print_table(reports: &[CaseReport]) {
@@ -69,6 +116,9 @@ fn main() {
     let result = match cli.command {
         None => validate(100_003, 100, false, 1),
         Some(Command::Validate { size, steps, all, seed }) => validate(size, steps, all, seed),
+        Some(Command::Bench { size, reps, steps, rules, model_tensors, model_size, json }) => {
+            bench(BenchOptions { elements: size, reps, steps, rules, model_tensors, model_elements: model_size }, json)
+        }
     };
     match result {
         Ok(true) => {}

@@ -270,3 +270,22 @@ fn tensors_split_across_buffers_match_one_buffer_bitwise() {
     let worst = p.iter().zip(&whole[2]).map(|(a, b)| (a - *b as f64).abs() / (1.0 + a.abs())).fold(0.0, f64::max);
     assert!(worst < 1e-5, "arena tensor vs reference: {worst}");
 }
+
+/// The workgroup size is a pipeline override; results do not depend on it,
+/// including when a vector needs several launches of 1023 workgroups
+/// (300,007 elements at 64 invocations × 4 lanes is 1,172 workgroups).
+#[test]
+fn workgroup_sizes_and_multiple_launches_are_bitwise_identical() {
+    let gpu = require_gpu!();
+    let config: OptimizerConfig = Adam { lr: 1e-2, weight_decay: 0.05, ..Adam::default() }.into();
+    let runs: Vec<_> = [64u32, 256, 32]
+        .iter()
+        .map(|&wg| run_case(&gpu.device, &gpu.queue, "adam", config, 300_007, 5, 13, EngineOptions { workgroup_size: wg, ..EngineOptions::default() }).unwrap())
+        .collect();
+    for r in &runs {
+        assert!(r.passed(), "out of bound: worst k {}", r.worst_k());
+    }
+    for r in &runs[1..] {
+        assert!(r.gpu_params.iter().zip(&runs[0].gpu_params).all(|(a, b)| a.to_bits() == b.to_bits()), "workgroup size changed the result");
+    }
+}

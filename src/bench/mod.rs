@@ -1,0 +1,349 @@
+//! Benchmarks measured as ratios within one run: fused step against the
+//! adapter's bandwidth ceiling and against the unfused baseline, and the
+//! whole-model case (1000 tensors) against one flat tensor and against one
+//! dispatch per tensor. Used by `wgpu-optim bench`, the tour and
+//! `benches/step.rs`.
+
+mod unfused;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use unfused::Unfused;
+
+use crate::arena::ParamArena;
+use crate::config::OptimizerConfig;
+use crate::engine::{EngineOptions, Optimizer, ParamSlice, PipelineCache};
+use crate::error::{scoped, OptimError, Result};
+use crate::validate::{one_case_per_rule, random_params, uniform};
+
+/// How the GPU time of a measurement is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Clock {
+    /// GPU timestamp queries around the recorded steps.
+    GpuTimestamps,
+    /// Host wall clock around submit and wait (adapters without timestamps).
+    WallClock,
+}
+
+/// Times recorded GPU work: timestamps where the device has
+/// `TIMESTAMP_QUERY`, else wall clock around submit + wait.
+pub struct Timer {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    query: Option<(wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer)>,
+}
+
+impl Timer {
+    /// A timer for `device`.
+    pub fn new(device: &wgpu::Device, queue: &wgpu::Queue) -> Self {
+        let query = device.features().contains(wgpu::Features::TIMESTAMP_QUERY).then(|| {
+            let set = device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("bench timestamps"), ty: wgpu::QueryType::Timestamp, count: 2 });
+            let resolve = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("bench resolve"),
+                size: 16,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            let read = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("bench timestamps read"),
+                size: 16,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            (set, resolve, read)
+        });
+        Timer { device: device.clone(), queue: queue.clone(), query }
+    }
+
+    /// Which clock this timer uses.
+    pub fn clock(&self) -> Clock {
+        if self.query.is_some() { Clock::GpuTimestamps } else { Clock::WallClock }
+    }
+
+    fn wait(&self) -> Result<()> {
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| OptimError::Readback(e.to_string()))
+    }
+
+    /// Seconds of one submission of the work `record` puts in an encoder
+    /// (the host time to record is not included with timestamps).
+    pub fn time_once(&self, record: &mut dyn FnMut(&mut wgpu::CommandEncoder) -> Result<()>) -> Result<f64> {
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bench") });
+        let marker = |enc: &mut wgpu::CommandEncoder, index: u32| {
+            if let Some((set, _, _)) = &self.query {
+                let writes = wgpu::ComputePassTimestampWrites {
+                    query_set: set,
+                    beginning_of_pass_write_index: (index == 0).then_some(0),
+                    end_of_pass_write_index: (index == 1).then_some(1),
+                };
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("bench marker"), timestamp_writes: Some(writes) });
+            }
+        };
+        marker(&mut enc, 0);
+        record(&mut enc)?;
+        marker(&mut enc, 1);
+        if let Some((set, resolve, read)) = &self.query {
+            enc.resolve_query_set(set, 0..2, resolve, 0);
+            enc.copy_buffer_to_buffer(resolve, 0, read, 0, 16);
+        }
+        let start = Instant::now();
+        self.queue.submit([enc.finish()]);
+        self.wait()?;
+        let wall = start.elapsed().as_secs_f64();
+        let Some((_, _, read)) = &self.query else { return Ok(wall) };
+        read.map_async(wgpu::MapMode::Read, .., |_| {});
+        self.wait()?;
+        let ticks: [u64; 2] = {
+            let view = read.get_mapped_range(..).map_err(|e| OptimError::Readback(e.to_string()))?;
+            bytemuck::pod_read_unaligned(&view[..16])
+        };
+        read.unmap();
+        Ok(ticks[1].saturating_sub(ticks[0]) as f64 * self.queue.get_timestamp_period() as f64 * 1e-9)
+    }
+
+    /// Median seconds per step over `reps` submissions of `steps` steps each,
+    /// after one warm-up submission.
+    pub fn per_step(&self, reps: u32, steps: u32, record_step: &mut dyn FnMut(&mut wgpu::CommandEncoder) -> Result<()>) -> Result<f64> {
+        let mut record = |enc: &mut wgpu::CommandEncoder| (0..steps).try_for_each(|_| record_step(enc));
+        self.time_once(&mut record)?;
+        let mut samples = (0..reps.max(1)).map(|_| self.time_once(&mut record)).collect::<Result<Vec<_>>>()?;
+        samples.sort_by(f64::total_cmp);
+        Ok(samples[samples.len() / 2] / steps.max(1) as f64)
+    }
+}
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Elements of the flat parameter vector per rule.
+    pub elements: u64,
+    /// Timed submissions per measurement (median taken).
+    pub reps: u32,
+    /// Steps recorded per submission.
+    pub steps: u32,
+    /// Rules to run (names as in `Rule::name`); empty: all.
+    pub rules: Vec<String>,
+    /// Tensors of the whole-model case; 0 skips it.
+    pub model_tensors: usize,
+    /// Total elements of the whole-model case.
+    pub model_elements: u64,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions { elements: 1 << 24, reps: 5, steps: 2, rules: Vec::new(), model_tensors: 1000, model_elements: 1 << 24 }
+    }
+}
+
+/// One rule's figures.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RuleRow {
+    pub rule: String,
+    pub elements: u64,
+    /// Minimum bytes read + written per element by one step.
+    pub bytes_per_element: u64,
+    pub fused_ms: f64,
+    /// bytes_per_element × elements / fused time.
+    pub fused_gbps: f64,
+    /// The ceiling kernel moving the same bytes with no arithmetic.
+    pub ceiling_gbps: f64,
+    /// fused GB/s ÷ ceiling GB/s.
+    pub fraction_of_ceiling: f64,
+    pub unfused_ms: f64,
+    pub unfused_kernels: usize,
+    /// unfused time ÷ fused time.
+    pub fused_speedup: f64,
+}
+
+/// The whole-model case (AdamW).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ModelRow {
+    pub tensors: usize,
+    pub elements: u64,
+    /// All tensors, one table-driven dispatch per binding window.
+    pub model_ms: f64,
+    /// The same number of params as one flat tensor.
+    pub flat_ms: f64,
+    /// One optimizer (one compute pass and dispatch) per tensor.
+    pub per_tensor_ms: f64,
+    /// model time ÷ flat time (target ≤ 1.25).
+    pub model_over_flat: f64,
+    /// per-tensor time ÷ model time (target ≥ 10).
+    pub per_tensor_over_model: f64,
+    /// Host time to record one step of the model optimizer.
+    pub encode_model_us: f64,
+    /// Host time to record one step as one dispatch per tensor.
+    pub encode_per_tensor_us: f64,
+    pub model_dispatches: usize,
+}
+
+/// Everything one run measured.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchReport {
+    pub adapter: String,
+    pub clock: Clock,
+    pub rules: Vec<RuleRow>,
+    pub model: Option<ModelRow>,
+}
+
+fn storage(device: &wgpu::Device, elements: u64) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("bench"),
+        size: elements.next_multiple_of(4) * 4,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    })
+}
+
+/// `count` tensor sizes, log-uniform between 1 and ~65k relative weight,
+/// many not multiples of 4, summing exactly to `total`.
+pub fn model_sizes(count: usize, total: u64) -> Vec<u64> {
+    let weights: Vec<f64> = (0..count as u64).map(|i| (((uniform(99, 0, i) as f64) + 1.0) * 0.5 * 11.0).exp()).collect();
+    let sum: f64 = weights.iter().sum();
+    let mut sizes: Vec<u64> = weights.iter().map(|w| ((w / sum * total as f64) as u64).max(1)).collect();
+    let used: u64 = sizes.iter().sum();
+    let last = sizes.len() - 1;
+    sizes[last] = (sizes[last] + total).saturating_sub(used).max(1);
+    sizes
+}
+
+/// Runs the benchmark; `progress` is told what runs next.
+///
+/// **Errors:** anything the engine reports, and
+/// [`OptimError::InvalidOptions`] for an unknown rule name.
+pub fn run(device: &wgpu::Device, queue: &wgpu::Queue, adapter: &str, options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BenchReport> {
+    let timer = Timer::new(device, queue);
+    let cache = Arc::new(PipelineCache::new(device));
+    let engine = EngineOptions { cache: Some(cache.clone()), ..EngineOptions::default() };
+    let cases: Vec<_> = one_case_per_rule().into_iter().filter(|c| options.rules.is_empty() || options.rules.iter().any(|r| r == c.config.rule().name())).collect();
+    if cases.is_empty() {
+        return Err(OptimError::InvalidOptions("no rule matches the requested names"));
+    }
+    let n = options.elements.max(1);
+    let (p, g) = (storage(device, n), storage(device, n));
+    let p0 = random_params(1, n as usize);
+    queue.write_buffer(&g, 0, bytemuck::cast_slice(&random_params(2, n as usize)));
+    let slice = [ParamSlice::range(&p, 0, &g, 0, n)];
+    let mut rows = Vec::new();
+    for case in &cases {
+        let rule = case.config.rule().name();
+        queue.write_buffer(&p, 0, bytemuck::cast_slice(&p0));
+        progress(&format!("{rule}: fused"));
+        let mut fused = Optimizer::with_groups(device, queue, &[case.config], &slice, engine.clone())?;
+        let fused_s = timer.per_step(options.reps, options.steps, &mut |e| fused.record_step(e))?;
+        progress(&format!("{rule}: ceiling"));
+        let mut ceiling = Optimizer::with_groups(device, queue, &[case.config], &slice, EngineOptions { ceiling: true, ..engine.clone() })?;
+        let ceiling_s = timer.per_step(options.reps, options.steps, &mut |e| ceiling.record_step(e))?;
+        drop(ceiling);
+        queue.write_buffer(&p, 0, bytemuck::cast_slice(&p0));
+        progress(&format!("{rule}: unfused"));
+        let mut unfused = Unfused::new(device, queue, case.config, &p, &g, n)?;
+        let unfused_s = timer.per_step(options.reps, options.steps, &mut |e| unfused.record_step(e))?;
+        let bytes = fused.bytes_per_element();
+        let gbps = |s: f64| (bytes * n) as f64 / s / 1e9;
+        rows.push(RuleRow {
+            rule: rule.to_string(),
+            elements: n,
+            bytes_per_element: bytes,
+            fused_ms: fused_s * 1e3,
+            fused_gbps: gbps(fused_s),
+            ceiling_gbps: gbps(ceiling_s),
+            fraction_of_ceiling: ceiling_s / fused_s,
+            unfused_ms: unfused_s * 1e3,
+            unfused_kernels: unfused.kernels_per_step(),
+            fused_speedup: unfused_s / fused_s,
+        });
+    }
+    drop(slice);
+    let model = if options.model_tensors > 0 {
+        Some(model_case(device, queue, &timer, &engine, options, progress)?)
+    } else {
+        None
+    };
+    Ok(BenchReport { adapter: adapter.to_string(), clock: timer.clock(), rules: rows, model })
+}
+
+/// Mean host seconds to record one step with `record` (no submit).
+fn encode_time(device: &wgpu::Device, iters: u32, record: &mut dyn FnMut(&mut wgpu::CommandEncoder) -> Result<()>) -> Result<f64> {
+    let mut total = 0.0;
+    for _ in 0..iters {
+        let mut enc = device.create_command_encoder(&Default::default());
+        let start = Instant::now();
+        record(&mut enc)?;
+        total += start.elapsed().as_secs_f64();
+        drop(enc.finish());
+    }
+    Ok(total / iters as f64)
+}
+
+fn model_case(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    timer: &Timer,
+    engine: &EngineOptions,
+    options: &BenchOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<ModelRow> {
+    let config: OptimizerConfig = crate::AdamW::default().into();
+    let sizes = model_sizes(options.model_tensors, options.model_elements);
+    let total: u64 = sizes.iter().sum();
+    progress(&format!("model: {} tensors", sizes.len()));
+    let arena = ParamArena::new(device, &sizes)?;
+    for b in arena.param_buffers().iter().chain(arena.grad_buffers()) {
+        let len = (b.size() / 4) as usize;
+        queue.write_buffer(b, 0, bytemuck::cast_slice(&random_params(b.size(), len)));
+    }
+    let mut model = Optimizer::with_groups(device, queue, &[config], &arena.slices(), engine.clone())?;
+    let model_s = timer.per_step(options.reps, options.steps, &mut |e| model.record_step(e))?;
+    let encode_model = encode_time(device, 20, &mut |e| model.record_step(e))?;
+
+    progress("model: flat tensor");
+    let (fp, fg) = (storage(device, total), storage(device, total));
+    queue.write_buffer(&fp, 0, bytemuck::cast_slice(&random_params(5, total as usize)));
+    queue.write_buffer(&fg, 0, bytemuck::cast_slice(&random_params(6, total as usize)));
+    let mut flat = Optimizer::with_groups(device, queue, &[config], &[ParamSlice::range(&fp, 0, &fg, 0, total)], engine.clone())?;
+    let flat_s = timer.per_step(options.reps, options.steps, &mut |e| flat.record_step(e))?;
+    drop(flat);
+
+    progress("model: one dispatch per tensor");
+    let mut per_tensor = scoped(device, || {
+        (0..arena.len()).map(|i| Optimizer::with_groups(device, queue, &[config], arena.tensor(i), engine.clone())).collect::<Result<Vec<_>>>()
+    })??;
+    let mut record_all = |e: &mut wgpu::CommandEncoder| per_tensor.iter_mut().try_for_each(|o| o.record_step(e));
+    let per_tensor_s = timer.per_step(options.reps, options.steps, &mut record_all)?;
+    let encode_per_tensor = encode_time(device, 5, &mut record_all)?;
+    Ok(ModelRow {
+        tensors: sizes.len(),
+        elements: total,
+        model_ms: model_s * 1e3,
+        flat_ms: flat_s * 1e3,
+        per_tensor_ms: per_tensor_s * 1e3,
+        model_over_flat: model_s / flat_s,
+        per_tensor_over_model: per_tensor_s / model_s,
+        encode_model_us: encode_model * 1e6,
+        encode_per_tensor_us: encode_per_tensor * 1e6,
+        model_dispatches: model.dispatch_count(),
+    })
+}
+
+/// The report as a text table.
+pub fn format_report(r: &BenchReport) -> String {
+    let mut s = format!("adapter: {}\nclock: {:?}\n", r.adapter, r.clock);
+    s += &format!(
+        "{:<9} {:>10} {:>6} {:>10} {:>9} {:>11} {:>10} {:>11} {:>8} {:>9}\n",
+        "rule", "elements", "B/elem", "fused ms", "GB/s", "ceil GB/s", "of ceil", "unfused ms", "kernels", "speedup"
+    );
+    for row in &r.rules {
+        s += &format!(
+            "{:<9} {:>10} {:>6} {:>10.3} {:>9.2} {:>11.2} {:>10.2} {:>11.3} {:>8} {:>8.2}x\n",
+            row.rule, row.elements, row.bytes_per_element, row.fused_ms, row.fused_gbps, row.ceiling_gbps, row.fraction_of_ceiling, row.unfused_ms, row.unfused_kernels, row.fused_speedup
+        );
+    }
+    if let Some(m) = &r.model {
+        s += &format!(
+            "whole model (AdamW): {} tensors, {} params, {} dispatch(es)\n  model {:.3} ms | flat {:.3} ms | per-tensor {:.3} ms\n  model/flat {:.3} (target <= 1.25) | per-tensor/model {:.2}x (target >= 10)\n  host encode per step: model {:.1} us | per-tensor {:.1} us\n",
+            m.tensors, m.elements, m.model_dispatches, m.model_ms, m.flat_ms, m.per_tensor_ms, m.model_over_flat, m.per_tensor_over_model, m.encode_model_us, m.encode_per_tensor_us
+        );
+    }
+    s
+}
