@@ -18,6 +18,7 @@ pub mod config;
 pub mod device;
 pub mod engine;
 pub mod error;
+pub mod plot;
 pub mod reference;
 pub mod surfaces;
 pub mod validate;

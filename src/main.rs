@@ -1,5 +1,7 @@
 //! `wgpu-optim`: the tour (default), validation tables, and more.
 
+use std::path::{Path, PathBuf};
+
 use clap::{Parser, Subcommand};
 use wgpu_optim::validate::{all_cases, one_case_per_rule, run_case, CaseReport};
 use wgpu_optim::bench::{self, BenchOptions};
@@ -52,13 +54,47 @@ enum Command {
         model_size: u64,
         /// Also write the results as JSON to this file.
         #[arg(long)]
-        json: Option<std::path::PathBuf>,
+        json: Option<PathBuf>,
+    },
+    /// Draw the paths of all eight rules on Beale, Rosenbrock and the saddle
+    /// (computed on the GPU) into a PNG.
+    Plot {
+        /// Where to write the picture.
+        #[arg(long, default_value = "trajectories.png")]
+        out: PathBuf,
     },
 }
 
-fn bench(options: BenchOptions, json: Option<std::path::PathBuf>) -> Result<bool, wgpu_optim::OptimError> {
-    let gpu = device::headless()?;
-    let report = run_bench(&gpu, &options)?;
+fn plot(gpu: &device::Gpu, out: &Path) -> Result<bool, wgpu_optim::OptimError> {
+    let computed = wgpu_optim::plot::trajectories_png(&gpu.device, &gpu.queue, out)?;
+    for (panel, paths) in &computed {
+        let ends: Vec<String> = paths
+            .iter()
+            .map(|p| {
+                let (_, f) = p.end(panel.surface);
+                format!("{} f={f:.2e}", p.label)
+            })
+            .collect();
+        println!("{:<10} {} steps: {}", panel.surface.name(), panel.steps, ends.join(", "));
+    }
+    println!("wrote {}", std::fs::canonicalize(out).unwrap_or_else(|_| out.to_path_buf()).display());
+    Ok(true)
+}
+
+/// The main job: adapter, validation table, a short benchmark, the picture.
+fn tour(gpu: &device::Gpu) -> Result<bool, wgpu_optim::OptimError> {
+    println!("\n== validation: every rule against the f64 CPU reference (100,003 elements, 100 steps) ==");
+    let valid = validate(gpu, 100_003, 100, false, 1)?;
+    println!("\n== short benchmark (2^20 elements; `wgpu-optim bench` runs the full 2^24) ==");
+    let short = BenchOptions { elements: 1 << 20, reps: 3, steps: 2, rules: Vec::new(), model_tensors: 1000, model_elements: 1 << 20 };
+    print!("{}", bench::format_report(&run_bench(gpu, &short)?));
+    println!("\n== trajectories: the eight rules on three surfaces, entirely on the GPU ==");
+    plot(gpu, Path::new("trajectories.png"))?;
+    Ok(valid)
+}
+
+fn bench(gpu: &device::Gpu, options: BenchOptions, json: Option<PathBuf>) -> Result<bool, wgpu_optim::OptimError> {
+    let report = run_bench(gpu, &options)?;
     print!("{}", bench::format_report(&report));
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(&report).expect("report serializes");
@@ -95,9 +131,7 @@ fn print_table(reports: &[CaseReport]) {
     }
 }
 
-fn validate(size: usize, steps: u32, all: bool, seed: u64) -> Result<bool, wgpu_optim::OptimError> {
-    let gpu = device::headless()?;
-    println!("adapter: {}", gpu.describe());
+fn validate(gpu: &device::Gpu, size: usize, steps: u32, all: bool, seed: u64) -> Result<bool, wgpu_optim::OptimError> {
     let cases = if all { all_cases() } else { one_case_per_rule() };
     let bar = indicatif::ProgressBar::new(cases.len() as u64);
     let mut reports = Vec::new();
@@ -113,13 +147,17 @@ fn validate(size: usize, steps: u32, all: bool, seed: u64) -> Result<bool, wgpu_
 
 fn main() {
     let cli = Cli::parse();
-    let result = match cli.command {
-        None => validate(100_003, 100, false, 1),
-        Some(Command::Validate { size, steps, all, seed }) => validate(size, steps, all, seed),
-        Some(Command::Bench { size, reps, steps, rules, model_tensors, model_size, json }) => {
-            bench(BenchOptions { elements: size, reps, steps, rules, model_tensors, model_elements: model_size }, json)
+    let result = device::headless().and_then(|gpu| {
+        println!("adapter: {}", gpu.describe());
+        match cli.command {
+            None => tour(&gpu),
+            Some(Command::Validate { size, steps, all, seed }) => validate(&gpu, size, steps, all, seed),
+            Some(Command::Bench { size, reps, steps, rules, model_tensors, model_size, json }) => {
+                bench(&gpu, BenchOptions { elements: size, reps, steps, rules, model_tensors, model_elements: model_size }, json)
+            }
+            Some(Command::Plot { out }) => plot(&gpu, &out),
         }
-    };
+    });
     match result {
         Ok(true) => {}
         Ok(false) => {

@@ -1,0 +1,196 @@
+//! Trajectory pictures: the paths of all eight rules over log-spaced
+//! contours of Beale's function, Rosenbrock's function and the saddle
+//! x² − y², computed on the GPU by the engine itself (gradients in
+//! `shaders/surfaces.wgsl`, steps by the fused rules) and drawn with
+//! plotters, using an embedded font (DejaVu Sans, `assets/`) so no system
+//! fonts are needed.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::config::{Adadelta, Adagrad, Adam, AdamW, OptimizerConfig, RmsProp, Sgd};
+use crate::error::{OptimError, Result};
+use crate::surfaces::{trajectory, Surface};
+
+const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+/// One panel of the figure.
+#[derive(Clone, Debug)]
+pub struct Panel {
+    pub surface: Surface,
+    pub start: [f32; 2],
+    pub steps: u32,
+    pub x: (f64, f64),
+    pub y: (f64, f64),
+    /// (label, config) per rule, with hyperparameters suited to the surface.
+    pub rules: Vec<(&'static str, OptimizerConfig)>,
+}
+
+/// A computed path.
+#[derive(Clone, Debug)]
+pub struct Path2 {
+    pub label: &'static str,
+    pub points: Vec<[f32; 2]>,
+}
+
+impl Path2 {
+    /// The last point and f there.
+    pub fn end(&self, surface: Surface) -> ([f32; 2], f64) {
+        let p = *self.points.last().expect("a path has its start point");
+        (p, surface.value(p[0] as f64, p[1] as f64))
+    }
+}
+
+fn rules(sgd_lr: f64, momentum_lr: f64, adagrad_lr: f64, rms_lr: f64, adadelta_lr: f64, adam_lr: f64) -> Vec<(&'static str, OptimizerConfig)> {
+    vec![
+        ("SGD", Sgd { lr: sgd_lr, ..Sgd::default() }.into()),
+        ("Momentum", Sgd { lr: momentum_lr, momentum: 0.9, ..Sgd::default() }.into()),
+        ("NAG", Sgd { lr: momentum_lr, momentum: 0.9, nesterov: true, ..Sgd::default() }.into()),
+        ("Adagrad", Adagrad { lr: adagrad_lr, ..Adagrad::default() }.into()),
+        ("RMSprop", RmsProp { lr: rms_lr, ..RmsProp::default() }.into()),
+        ("Adadelta", Adadelta { lr: adadelta_lr, ..Adadelta::default() }.into()),
+        ("Adam", Adam { lr: adam_lr, ..Adam::default() }.into()),
+        ("AdamW", AdamW { lr: adam_lr, ..AdamW::default() }.into()),
+    ]
+}
+
+/// The three classic panels: Beale from (2, 1.7), Rosenbrock from (−2, 2),
+/// the saddle from (−0.5, −1e-4).
+pub fn panels() -> Vec<Panel> {
+    vec![
+        Panel { surface: Surface::Beale, start: [2.0, 1.7], steps: 1500, x: (-0.5, 4.5), y: (-1.5, 2.5), rules: rules(1e-3, 1e-4, 0.3, 1e-2, 1.0, 5e-2) },
+        Panel { surface: Surface::Rosenbrock, start: [-2.0, 2.0], steps: 4000, x: (-2.5, 2.0), y: (-1.0, 4.5), rules: rules(1e-4, 1e-4, 0.5, 3e-3, 1.0, 2e-2) },
+        Panel { surface: Surface::Saddle, start: [-0.5, -1e-4], steps: 400, x: (-1.0, 1.0), y: (-1.5, 0.5), rules: rules(1e-2, 1e-2, 0.1, 1e-2, 1.0, 1e-2) },
+    ]
+}
+
+/// Runs every rule of `panel` on the GPU.
+///
+/// **Errors:** anything the engine reports.
+pub fn compute(device: &wgpu::Device, queue: &wgpu::Queue, panel: &Panel) -> Result<Vec<Path2>> {
+    panel
+        .rules
+        .iter()
+        .map(|&(label, config)| Ok(Path2 { label, points: trajectory(device, queue, panel.surface, config, panel.start, panel.steps)? }))
+        .collect()
+}
+
+/// Contour levels: log-spaced for the non-negative surfaces, evenly spaced
+/// around 0 for the saddle.
+fn levels(surface: Surface) -> Vec<f64> {
+    match surface {
+        Surface::Saddle => (-10..=10).filter(|&k| k != 0).map(|k| k as f64 * 0.1).collect(),
+        _ => (-6..=12).map(|k| 10f64.powf(k as f64 / 2.0)).collect(),
+    }
+}
+
+/// Marching-squares segments of the level sets of `f` over the panel.
+fn contours(panel: &Panel, cells: usize) -> Vec<[(f64, f64); 2]> {
+    let (x0, x1, y0, y1) = (panel.x.0, panel.x.1, panel.y.0, panel.y.1);
+    let at = |i: usize, j: usize| (x0 + (x1 - x0) * i as f64 / cells as f64, y0 + (y1 - y0) * j as f64 / cells as f64);
+    let grid: Vec<Vec<f64>> = (0..=cells).map(|i| (0..=cells).map(|j| { let (x, y) = at(i, j); panel.surface.value(x, y) }).collect()).collect();
+    let mut segments = Vec::new();
+    for level in levels(panel.surface) {
+        for i in 0..cells {
+            for j in 0..cells {
+                let corners = [(i, j), (i + 1, j), (i + 1, j + 1), (i, j + 1)];
+                let mut crossings = Vec::with_capacity(4);
+                for k in 0..4 {
+                    let (a, b) = (corners[k], corners[(k + 1) % 4]);
+                    let (va, vb) = (grid[a.0][a.1] - level, grid[b.0][b.1] - level);
+                    if (va < 0.0) != (vb < 0.0) {
+                        let t = va / (va - vb);
+                        let (pa, pb) = (at(a.0, a.1), at(b.0, b.1));
+                        crossings.push((pa.0 + t * (pb.0 - pa.0), pa.1 + t * (pb.1 - pa.1)));
+                    }
+                }
+                for pair in crossings.chunks_exact(2) {
+                    segments.push([pair[0], pair[1]]);
+                }
+            }
+        }
+    }
+    segments
+}
+
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // The font is compiled in; registration of valid TTF bytes cannot fail.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+const COLORS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+];
+
+/// Draws the panels and their paths into a PNG at `path`.
+///
+/// **Errors:** [`OptimError::Io`] if drawing or writing fails.
+pub fn draw(path: &Path, panels: &[(Panel, Vec<Path2>)]) -> Result<()> {
+    register_font();
+    let err = |e: &dyn std::fmt::Display| OptimError::io(path, e);
+    let root = BitMapBackend::new(path, (620 * panels.len() as u32, 640)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    for (area, (panel, paths)) in root.split_evenly((1, panels.len())).iter().zip(panels) {
+        let title = format!("{} from ({}, {})", panel.surface.name(), panel.start[0], panel.start[1]);
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 24))
+            .margin(12)
+            .x_label_area_size(32)
+            .y_label_area_size(40)
+            .build_cartesian_2d(panel.x.0..panel.x.1, panel.y.0..panel.y.1)
+            .map_err(|e| err(&e))?;
+        chart.configure_mesh().disable_mesh().label_style(("sans-serif", 14)).draw().map_err(|e| err(&e))?;
+        let grey = RGBColor(190, 190, 190);
+        chart
+            .draw_series(contours(panel, 160).into_iter().map(|s| PathElement::new(vec![s[0], s[1]], grey.stroke_width(1))))
+            .map_err(|e| err(&e))?;
+        if let Some(m) = panel.surface.minimum() {
+            chart.draw_series([Cross::new((m[0], m[1]), 8, BLACK.stroke_width(2))]).map_err(|e| err(&e))?;
+        }
+        for (k, p) in paths.iter().enumerate() {
+            let color = COLORS[k % COLORS.len()];
+            // Keep the path up to where it leaves the panel.
+            let inside = |q: &[f32; 2]| {
+                let (x, y) = (q[0] as f64, q[1] as f64);
+                x.is_finite() && y.is_finite() && x >= panel.x.0 && x <= panel.x.1 && y >= panel.y.0 && y <= panel.y.1
+            };
+            let points: Vec<(f64, f64)> = p.points.iter().take_while(|q| inside(q)).map(|q| (q[0] as f64, q[1] as f64)).collect();
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                .map_err(|e| err(&e))?
+                .label(p.label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3)));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(|e| err(&e))?;
+    }
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// Computes every panel on the GPU and writes the figure to `path`; returns
+/// the panels and paths (for printing where each rule ended).
+///
+/// **Errors:** anything the engine reports, or [`OptimError::Io`].
+pub fn trajectories_png(device: &wgpu::Device, queue: &wgpu::Queue, path: &Path) -> Result<Vec<(Panel, Vec<Path2>)>> {
+    let computed = panels().into_iter().map(|p| compute(device, queue, &p).map(|paths| (p, paths))).collect::<Result<Vec<_>>>()?;
+    draw(path, &computed)?;
+    Ok(computed)
+}
