@@ -328,7 +328,7 @@ fn model_case(
 
 /// The report as a text table.
 pub fn format_report(r: &BenchReport) -> String {
-    let mut s = format!("adapter: {}\nclock: {:?}\n", r.adapter, r.clock);
+    let mut s = format!("clock: {:?}\n", r.clock);
     s += &format!(
         "{:<9} {:>10} {:>6} {:>10} {:>9} {:>11} {:>10} {:>11} {:>8} {:>9}\n",
         "rule", "elements", "B/elem", "fused ms", "GB/s", "ceil GB/s", "of ceil", "unfused ms", "kernels", "speedup"
