@@ -217,6 +217,16 @@ impl PipelineCache {
         Ok(pipeline)
     }
 
+    /// Number of pipelines compiled so far.
+    pub fn len(&self) -> usize {
+        self.pipelines.lock().expect("pipeline cache poisoned").len()
+    }
+
+    /// Whether no pipeline has been compiled yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The bind-group layout every rule shares.
     pub fn layout(&self) -> &wgpu::BindGroupLayout {
         &self.layout

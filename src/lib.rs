@@ -20,6 +20,7 @@ pub mod engine;
 pub mod error;
 pub mod plot;
 pub mod reference;
+pub mod schedule;
 pub mod surfaces;
 pub mod validate;
 
