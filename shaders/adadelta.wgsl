@@ -16,6 +16,11 @@ struct Coeffs {
     _r: vec4<f32>,
 }
 
+// No step-dependent scalar (see common.wgsl, `at_step`).
+fn at_step(c: Coeffs, f: vec4<f32>) -> Coeffs {
+    return c;
+}
+
 fn state_used(slot: u32) -> bool {
     return slot < 2u;
 }

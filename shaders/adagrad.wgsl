@@ -7,8 +7,16 @@ struct Coeffs {
     clr: f32,
     weight_decay: f32,
     eps: f32,
-    _r0: f32,
+    lr: f32,
     _r: array<vec4<f32>, 2>,
+}
+
+// With a GradScaler the step t is the device's: clr = lr·(1/(1 + (t−1)·lr_decay)),
+// the factor computed on the host in f64 (OptimizerConfig::step_factors).
+fn at_step(c: Coeffs, f: vec4<f32>) -> Coeffs {
+    var d = c;
+    d.clr = c.lr * f.x;
+    return d;
 }
 
 fn state_used(slot: u32) -> bool {

@@ -20,6 +20,16 @@ struct Coeffs {
     _r0: f32,
 }
 
+// With a GradScaler the step t is the device's: step_size = lr·(1/(1−β₁ᵗ)),
+// the factors computed on the host in f64 (OptimizerConfig::step_factors).
+fn at_step(c: Coeffs, f: vec4<f32>) -> Coeffs {
+    var d = c;
+    d.step_size = c.lr * f.x;
+    d.bc2_sqrt = f.y;
+    d.inv_bc2 = f.z;
+    return d;
+}
+
 fn state_used(slot: u32) -> bool {
     return slot < 2u || (slot == 2u && has(AMSGRAD));
 }

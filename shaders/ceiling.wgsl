@@ -10,6 +10,11 @@ struct Coeffs {
     _r: array<vec4<f32>, 3>,
 }
 
+// No step-dependent scalar (see common.wgsl, `at_step`).
+fn at_step(c: Coeffs, f: vec4<f32>) -> Coeffs {
+    return c;
+}
+
 fn state_used(slot: u32) -> bool {
     return (STATE_MASK & (1u << slot)) != 0u;
 }

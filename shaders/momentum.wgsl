@@ -10,6 +10,11 @@ struct Coeffs {
     _r: array<vec4<f32>, 2>,
 }
 
+// No step-dependent scalar (see common.wgsl, `at_step`).
+fn at_step(c: Coeffs, f: vec4<f32>) -> Coeffs {
+    return c;
+}
+
 fn state_used(slot: u32) -> bool {
     return slot == 0u;
 }
@@ -17,7 +22,7 @@ fn state_used(slot: u32) -> bool {
 fn update(c: Coeffs, x: ptr<function, Lanes>) {
     let g = effective_grad(*x, c.weight_decay);
     var b = g;
-    if (!has(FIRST_STEP)) {
+    if (!first_step()) {
         b = c.momentum * (*x).s0 + c.one_minus_dampening * g;
     }
     (*x).s0 = b;

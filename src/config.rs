@@ -78,6 +78,10 @@ pub mod flags {
     pub const CENTERED: u32 = 8;
     pub const EPS_INSIDE_SQRT: u32 = 16;
     pub const MOMENTUM: u32 = 32;
+    /// Clip each group's grads to a total L2 norm (`GradControl::max_norm`).
+    pub const CLIP: u32 = 64;
+    /// Dynamic loss scaling with non-finite skip (`GradControl::scaler`).
+    pub const SCALER: u32 = 128;
 }
 
 /// Number of per-group f32 scalars in the step uniform.
@@ -633,11 +637,35 @@ impl OptimizerConfig {
         let t = t as f64;
         match self {
             OptimizerConfig::Sgd(c) => pack(&[c.lr, c.weight_decay, c.momentum, 1.0 - c.dampening]),
-            OptimizerConfig::Adagrad(c) => pack(&[c.lr / (1.0 + (t - 1.0) * c.lr_decay), c.weight_decay, c.eps]),
+            OptimizerConfig::Adagrad(c) => pack(&[c.lr / (1.0 + (t - 1.0) * c.lr_decay), c.weight_decay, c.eps, c.lr]),
             OptimizerConfig::RmsProp(c) => pack(&[c.lr, c.weight_decay, c.alpha, 1.0 - c.alpha, c.eps, c.momentum]),
             OptimizerConfig::Adadelta(c) => pack(&[c.lr, c.weight_decay, c.rho, 1.0 - c.rho, c.eps]),
             OptimizerConfig::Adam(c) => adam_coeffs(c.lr, c.betas, c.eps, c.weight_decay, t),
             OptimizerConfig::AdamW(c) => adam_coeffs(c.lr, c.betas, c.eps, c.weight_decay, t),
+        }
+    }
+}
+
+impl OptimizerConfig {
+    /// The step-dependent factors of step `t`, computed in f64, for the
+    /// device-side step counter used with a [`GradScaler`](crate::engine::GradScaler)
+    /// (where a skipped step does not advance `t`, and the host cannot know
+    /// without a sync). The kernel multiplies them by the lr in f32:
+    ///
+    /// ```text
+    /// Adam, AdamW   [1/(1−β₁ᵗ), √(1−β₂ᵗ), 1/(1−β₂ᵗ), 0]   step_size = lr·x
+    /// Adagrad       [1/(1 + (t−1)·lr_decay), 0, 0, 0]    clr = lr·x
+    /// others        0 (no step-dependent scalar; momentum's first step is t = 1)
+    /// ```
+    pub fn step_factors(&self, t: u32) -> [f32; 4] {
+        let t = t.max(1) as i32;
+        match self {
+            OptimizerConfig::Adam(Adam { betas, .. }) | OptimizerConfig::AdamW(AdamW { betas, .. }) => {
+                let (bc1, bc2) = (1.0 - betas.0.powi(t), 1.0 - betas.1.powi(t));
+                [(1.0 / bc1) as f32, bc2.sqrt() as f32, (1.0 / bc2) as f32, 0.0]
+            }
+            OptimizerConfig::Adagrad(c) => [(1.0 / (1.0 + (t - 1) as f64 * c.lr_decay)) as f32, 0.0, 0.0, 0.0],
+            _ => [0.0; 4],
         }
     }
 }

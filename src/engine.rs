@@ -33,8 +33,15 @@ const TABLE_BYTES: u64 = 16 + 16 * TABLE_ROWS as u64;
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct StepHead {
     pub flags: u32,
+    /// Host step count, 1-based (this step).
     pub step: u32,
-    pub _pad: [u32; 2],
+    /// Workgroups over all windows (number of GradControl partial sums).
+    pub partials: u32,
+    pub growth_interval: u32,
+    pub max_norm: f32,
+    pub growth_factor: f32,
+    pub backoff_factor: f32,
+    pub n_groups: u32,
 }
 
 /// The per-step uniform (binding 0): flags, the step counter and, for each
@@ -71,10 +78,32 @@ pub enum Kernel {
     Ceiling { state_mask: u32 },
 }
 
-/// Which pipeline: a kernel, a workgroup size, and the memory access form.
+/// Entry points of the step module (`shaders/common.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Entry {
+    /// The fused update (`main`).
+    Update,
+    /// Per-workgroup partial sums of squares and non-finite flags.
+    ReduceGrads,
+    /// Norms, grad multipliers, skip and loss-scale update (one workgroup).
+    FinalizeGrads,
+}
+
+impl Entry {
+    fn name(self) -> &'static str {
+        match self {
+            Entry::Update => "main",
+            Entry::ReduceGrads => "reduce_grads",
+            Entry::FinalizeGrads => "finalize_grads",
+        }
+    }
+}
+
+/// Which pipeline: a kernel, an entry point, a workgroup size, and the memory access form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PipelineKey {
     pub kernel: Kernel,
+    pub entry: Entry,
     pub workgroup_size: u32,
     /// `true`: operands bound as `array<vec4<f32>>` (every tensor starts at a
     /// multiple of 4 elements); `false`: `array<f32>`, any offset.
@@ -175,6 +204,8 @@ impl PipelineCache {
                     },
                     count: None,
                 },
+                storage_entry(7, false),
+                storage_entry(8, true),
             ],
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -205,7 +236,7 @@ impl PipelineCache {
                 label: Some(label),
                 layout: Some(&self.pipeline_layout),
                 module: &module,
-                entry_point: Some("main"),
+                entry_point: Some(key.entry.name()),
                 compilation_options: wgpu::PipelineCompilationOptions {
                     constants: &[("WG", key.workgroup_size as f64), ("STATE_MASK", mask.unwrap_or(0) as f64)][..if mask.is_some() { 2 } else { 1 }],
                     zero_initialize_workgroup_memory: false,
@@ -291,6 +322,79 @@ impl ParamSlice {
     }
 }
 
+/// `torch.amp.GradScaler` settings: grads are divided by a loss scale kept
+/// on the GPU; a step with any non-finite grad is skipped for every tensor
+/// (params, state and the optimizer's step count stay bitwise unchanged),
+/// the scale is multiplied by `backoff_factor`; after `growth_interval`
+/// clean steps in a row it is multiplied by `growth_factor`. No host sync.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GradScaler {
+    pub init_scale: f64,
+    pub growth_factor: f64,
+    pub backoff_factor: f64,
+    pub growth_interval: u32,
+}
+
+impl Default for GradScaler {
+    /// PyTorch's defaults: 2^16, 2.0, 0.5, 2000.
+    fn default() -> Self {
+        GradScaler { init_scale: 65536.0, growth_factor: 2.0, backoff_factor: 0.5, growth_interval: 2000 }
+    }
+}
+
+/// What happens to the grads on the GPU before the update, in the same
+/// recorded step: optional global-norm clipping per param group
+/// (`torch.nn.utils.clip_grad_norm_`: scale by
+/// `min(1, max_norm/(norm + 1e-6))`, norm over every tensor of the group,
+/// after unscaling), and optional dynamic loss scaling.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GradControl {
+    pub max_norm: Option<f64>,
+    pub scaler: Option<GradScaler>,
+}
+
+impl GradControl {
+    fn validate(&self) -> Result<()> {
+        let bad = |name, value: f64, requirement| Err(OptimError::InvalidHyperparameter { name, value, requirement });
+        if let Some(m) = self.max_norm
+            && !(m.is_finite() && m > 0.0)
+        {
+            return bad("max_norm", m, "must be finite and positive");
+        }
+        if let Some(sc) = self.scaler {
+            if !(sc.init_scale.is_finite() && sc.init_scale > 0.0) {
+                return bad("init_scale", sc.init_scale, "must be finite and positive");
+            }
+            if !(sc.growth_factor.is_finite() && sc.growth_factor > 1.0) {
+                return bad("growth_factor", sc.growth_factor, "must be finite and > 1");
+            }
+            if !(sc.backoff_factor > 0.0 && sc.backoff_factor < 1.0) {
+                return bad("backoff_factor", sc.backoff_factor, "must be in (0, 1)");
+            }
+            if sc.growth_interval == 0 {
+                return bad("growth_interval", 0.0, "must be at least 1");
+            }
+        }
+        Ok(())
+    }
+
+    fn flags(&self) -> u32 {
+        (if self.max_norm.is_some() { flags::CLIP } else { 0 }) | (if self.scaler.is_some() { flags::SCALER } else { 0 })
+    }
+}
+
+/// The GradScaler's state on the GPU (read with [`Optimizer::read_grad_control`]).
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+pub struct ScalerState {
+    pub scale: f32,
+    pub growth_tracker: u32,
+    /// Steps skipped so far (the optimizer's step is the host count less this).
+    pub skipped: u32,
+    /// Whether the last step was skipped.
+    pub found_inf: u32,
+}
+
 /// Engine knobs. Defaults suit every adapter.
 #[derive(Clone)]
 pub struct EngineOptions {
@@ -312,11 +416,13 @@ pub struct EngineOptions {
     /// Benchmarks only: run the bandwidth-ceiling kernel (same bytes, no
     /// arithmetic) instead of the rule. Params and state become garbage.
     pub ceiling: bool,
+    /// Clipping and loss scaling on the GPU (default: none).
+    pub grad_control: GradControl,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { workgroup_size: 256, max_binding_bytes: None, ring_slots: 64, cache: None, vec4: true, ceiling: false }
+        EngineOptions { workgroup_size: 256, max_binding_bytes: None, ring_slots: 64, cache: None, vec4: true, ceiling: false, grad_control: GradControl::default() }
     }
 }
 
@@ -333,8 +439,58 @@ struct Piece {
 /// table chunk, workgroups), and its state buffers.
 struct Dispatch {
     bind_group: wgpu::BindGroup,
-    launches: Vec<(u32, u32)>,
+    /// (table byte offset, workgroups, first partial index) per launch.
+    launches: Vec<(u32, u32, u32)>,
     state: [Option<wgpu::Buffer>; 3],
+    param: (wgpu::Buffer, u64, u64),
+    grad: (wgpu::Buffer, u64, u64),
+    table: wgpu::Buffer,
+}
+
+/// Engine-owned buffers every window's bind group shares.
+struct Shared {
+    layout: wgpu::BindGroupLayout,
+    ring: wgpu::Buffer,
+    unused: [wgpu::Buffer; 3],
+    control: wgpu::Buffer,
+    factors: wgpu::Buffer,
+}
+
+/// Byte size of the GradControl header (scale … found_inf, 8 group vec4s).
+const CONTROL_HEAD: u64 = 16 + 16 * MAX_GROUPS as u64;
+
+impl Shared {
+    fn bind_group(&self, device: &wgpu::Device, param: &(wgpu::Buffer, u64, u64), grad: &(wgpu::Buffer, u64, u64), state: &[Option<wgpu::Buffer>; 3], table: &wgpu::Buffer) -> wgpu::BindGroup {
+        let state_res = |slot: usize| match &state[slot] {
+            Some(b) => b.as_entire_binding(),
+            None => self.unused[slot].as_entire_binding(),
+        };
+        device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("wgpu-optim step"),
+            layout: &self.layout,
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &self.ring,
+                        offset: 0,
+                        size: wgpu::BufferSize::new(std::mem::size_of::<StepScalars>() as u64),
+                    }),
+                },
+                wgpu::BindGroupEntry { binding: 1, resource: elements(&param.0, param.1, param.2) },
+                wgpu::BindGroupEntry { binding: 2, resource: elements(&grad.0, grad.1, grad.2) },
+                wgpu::BindGroupEntry { binding: 3, resource: state_res(0) },
+                wgpu::BindGroupEntry { binding: 4, resource: state_res(1) },
+                wgpu::BindGroupEntry { binding: 5, resource: state_res(2) },
+                wgpu::BindGroupEntry {
+                    binding: 6,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: table, offset: 0, size: wgpu::BufferSize::new(TABLE_BYTES) }),
+                },
+                wgpu::BindGroupEntry { binding: 7, resource: self.control.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 8, resource: self.factors.as_entire_binding() },
+            ],
+        })
+    }
 }
 
 /// A fused GPU optimizer over a set of parameter tensors.
@@ -362,9 +518,15 @@ pub struct Optimizer {
     configs: Vec<OptimizerConfig>,
     params: Vec<ParamSlice>,
     pipeline: wgpu::ComputePipeline,
+    /// Reduce and finalize pipelines when clipping or loss scaling is on.
+    control_pipelines: Option<(wgpu::ComputePipeline, wgpu::ComputePipeline)>,
+    grad_control: GradControl,
+    control_flags: u32,
+    total_blocks: u32,
+    factor_capacity: u32,
+    shared: Shared,
     dispatches: Vec<Dispatch>,
     pieces: Vec<Piece>,
-    ring: wgpu::Buffer,
     slot_stride: u64,
     ring_slots: u32,
     slot: u32,
@@ -574,27 +736,39 @@ impl Optimizer {
             Kernel::Rule(configs[0].rule())
         };
         let cache = options.cache.clone().unwrap_or_else(|| Arc::new(PipelineCache::new(device)));
-        let pipeline = cache.get(device, PipelineKey { kernel, workgroup_size: wg, vec4 })?;
+        let pipeline = cache.get(device, PipelineKey { kernel, entry: Entry::Update, workgroup_size: wg, vec4 })?;
+
+        let control_opts = options.grad_control;
+        control_opts.validate()?;
+        let control_flags = control_opts.flags();
+        if control_flags != 0 && !wg.is_power_of_two() {
+            return Err(OptimError::InvalidOptions("grad clipping and loss scaling need a power-of-two workgroup size"));
+        }
+        let entry_pipeline = |entry| cache.get(device, PipelineKey { kernel, entry, workgroup_size: wg, vec4 });
+        let control_pipelines = if control_flags != 0 { Some((entry_pipeline(Entry::ReduceGrads)?, entry_pipeline(Entry::FinalizeGrads)?)) } else { None };
+        let per_block = LANES * wg as u64;
+        let total_blocks: u64 = windows.iter().flat_map(|w| &w.segments).map(|s| s.2.div_ceil(per_block)).sum();
 
         let built = scoped(device, || -> Result<_> {
-            let ring = device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("wgpu-optim step scalars"),
-                size: slot_stride * ring_slots as u64,
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            let dummy: [wgpu::Buffer; 3] = std::array::from_fn(|_| {
-                device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("wgpu-optim unused state"),
-                    size: 16,
-                    usage: wgpu::BufferUsages::STORAGE,
-                    mapped_at_creation: false,
-                })
-            });
+            let buffer = |label, size, usage| device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false });
+            let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+            let ring = buffer("wgpu-optim step scalars", slot_stride * ring_slots as u64, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST);
+            let unused = std::array::from_fn(|_| buffer("wgpu-optim unused state", 16, wgpu::BufferUsages::STORAGE));
+            let control_size = CONTROL_HEAD + 8 * if control_flags != 0 { total_blocks.max(2) } else { 2 };
+            let control = buffer("wgpu-optim grad control", control_size, storage);
+            let init_scale = control_opts.scaler.map_or(1.0, |sc| sc.init_scale as f32);
+            let mut head = vec![0u32; (CONTROL_HEAD / 4) as usize];
+            head[0] = init_scale.to_bits();
+            for g in 0..MAX_GROUPS {
+                head[4 + 4 * g + 1] = 1f32.to_bits();
+            }
+            queue.write_buffer(&control, 0, bytemuck::cast_slice(&head));
+            let factors = buffer("wgpu-optim step factors", 16, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST);
+            let shared = Shared { layout: cache.layout().clone(), ring, unused, control, factors };
             let mut dispatches = Vec::with_capacity(windows.len());
             let mut pieces = Vec::new();
+            let mut partial_base = 0u32;
             for (d, w) in windows.iter().enumerate() {
-                let per_block = LANES * wg as u64;
                 let mut rows: Vec<Block> = Vec::with_capacity(w.segments.iter().map(|s| s.2.div_ceil(per_block) as usize).sum());
                 let mut state_offset = 0u64;
                 for &(param_index, start, len) in &w.segments {
@@ -618,82 +792,85 @@ impl Optimizer {
                 let mut launches = Vec::with_capacity(chunks.len());
                 for (k, chunk) in chunks.enumerate() {
                     let at = k * table_stride as usize;
-                    let head = [chunk.len() as u32, 0, 0, 0];
+                    let head = [chunk.len() as u32, partial_base, 0, 0];
                     table[at..at + 16].copy_from_slice(bytemuck::bytes_of(&head));
                     table[at + 16..at + 16 + 16 * chunk.len()].copy_from_slice(bytemuck::cast_slice(chunk));
-                    launches.push((at as u32, chunk.len() as u32));
+                    launches.push((at as u32, chunk.len() as u32, partial_base));
+                    partial_base += chunk.len() as u32;
                 }
-                let table_buf = device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("wgpu-optim param table"),
-                    size: table.len() as u64,
-                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
+                let table_buf = buffer("wgpu-optim param table", table.len() as u64, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST);
                 queue.write_buffer(&table_buf, 0, &table);
                 let state: [Option<wgpu::Buffer>; 3] = std::array::from_fn(|slot| {
                     let used = names.get(slot).is_some_and(|n| !n.is_empty());
                     used.then(|| {
                         let init = configs[0].initial_state(slot);
-                        let buf = device.create_buffer(&wgpu::BufferDescriptor {
-                            label: Some(names[slot]),
-                            size: state_offset * 4,
-                            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                            mapped_at_creation: false,
-                        });
+                        let buf = buffer(names[slot], state_offset * 4, storage);
                         if init != 0.0 {
                             queue.write_buffer(&buf, 0, bytemuck::cast_slice(&vec![init; state_offset as usize]));
                         }
                         buf
                     })
                 });
-                let state_res = |slot: usize| match &state[slot] {
-                    Some(b) => b.as_entire_binding(),
-                    None => dummy[slot].as_entire_binding(),
-                };
-                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("wgpu-optim step"),
-                    layout: cache.layout(),
-                    entries: &[
-                        wgpu::BindGroupEntry {
-                            binding: 0,
-                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                buffer: &ring,
-                                offset: 0,
-                                size: wgpu::BufferSize::new(std::mem::size_of::<StepScalars>() as u64),
-                            }),
-                        },
-                        wgpu::BindGroupEntry { binding: 1, resource: elements(&w.param, w.p_lo, w.p_hi) },
-                        wgpu::BindGroupEntry { binding: 2, resource: elements(&w.grad, w.g_lo, w.g_hi) },
-                        wgpu::BindGroupEntry { binding: 3, resource: state_res(0) },
-                        wgpu::BindGroupEntry { binding: 4, resource: state_res(1) },
-                        wgpu::BindGroupEntry { binding: 5, resource: state_res(2) },
-                        wgpu::BindGroupEntry {
-                            binding: 6,
-                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &table_buf, offset: 0, size: wgpu::BufferSize::new(TABLE_BYTES) }),
-                        },
-                    ],
-                });
-                dispatches.push(Dispatch { bind_group, launches, state });
+                let param = (w.param.clone(), w.p_lo, w.p_hi);
+                let grad = (w.grad.clone(), w.g_lo, w.g_hi);
+                let bind_group = shared.bind_group(device, &param, &grad, &state, &table_buf);
+                dispatches.push(Dispatch { bind_group, launches, state, param, grad, table: table_buf });
             }
-            Ok((ring, dispatches, pieces))
+            Ok((shared, dispatches, pieces))
         })??;
-        let (ring, dispatches, pieces) = built;
-        Ok(Optimizer {
+        let (shared, dispatches, pieces) = built;
+        let mut opt = Optimizer {
             device: device.clone(),
             queue: queue.clone(),
             configs: configs.to_vec(),
             params: params.to_vec(),
             pipeline,
+            control_pipelines,
+            grad_control: control_opts,
+            control_flags,
+            total_blocks: total_blocks as u32,
+            factor_capacity: 0,
+            shared,
             dispatches,
             pieces,
-            ring,
             slot_stride,
             ring_slots,
             slot: 0,
             step: 0,
             scalars: bytemuck::Zeroable::zeroed(),
             vec4,
-        })
+        };
+        if control_opts.scaler.is_some() {
+            opt.grow_factors(1024)?;
+        }
+        Ok(opt)
+    }
+
+    /// Makes the step-factor table (GradScaler mode) hold steps `0..=steps`,
+    /// doubling it, and rebinds. Rare: amortised O(1) per step.
+    fn grow_factors(&mut self, steps: u32) -> Result<()> {
+        let capacity = steps.max(1).next_power_of_two().max(self.factor_capacity * 2);
+        let groups = self.configs.len();
+        let rows: Vec<[f32; 4]> = (0..=capacity).flat_map(|t| self.configs.iter().map(move |c| c.step_factors(t))).collect();
+        debug_assert_eq!(rows.len(), (capacity as usize + 1) * groups);
+        let device = self.device.clone();
+        scoped(&device, || {
+            let factors = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgpu-optim step factors"),
+                size: (rows.len() * 16) as u64,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            self.queue.write_buffer(&factors, 0, bytemuck::cast_slice(&rows));
+            self.shared.factors = factors;
+            for i in 0..self.dispatches.len() {
+                let d = &self.dispatches[i];
+                let bg = self.shared.bind_group(&device, &d.param, &d.grad, &d.state, &d.table);
+                self.dispatches[i].bind_group = bg;
+            }
+        })?;
+        self.factor_capacity = capacity;
+        Ok(())
     }
 
     /// Records one fused step into `encoder`: writes this step's scalars to
@@ -704,26 +881,85 @@ impl Optimizer {
     /// **Errors:** [`OptimError::StepOverflow`] after `u32::MAX` steps.
     pub fn record_step(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         let step = self.step.checked_add(1).ok_or(OptimError::StepOverflow)?;
+        if self.grad_control.scaler.is_some() && step >= self.factor_capacity {
+            self.grow_factors(step)?;
+        }
         let first = if step == 1 { flags::FIRST_STEP } else { 0 };
-        self.scalars.head = StepHead { flags: self.configs[0].flags() | first, step, _pad: [0; 2] };
+        let scaler = self.grad_control.scaler.unwrap_or_default();
+        self.scalars.head = StepHead {
+            flags: self.configs[0].flags() | first | self.control_flags,
+            step,
+            partials: self.total_blocks,
+            growth_interval: scaler.growth_interval,
+            max_norm: self.grad_control.max_norm.unwrap_or(0.0) as f32,
+            growth_factor: scaler.growth_factor as f32,
+            backoff_factor: scaler.backoff_factor as f32,
+            n_groups: self.configs.len() as u32,
+        };
         for (slot, c) in self.scalars.groups.iter_mut().zip(&self.configs) {
             *slot = c.coeffs(step);
         }
         let offset = self.slot as u64 * self.slot_stride;
-        self.queue.write_buffer(&self.ring, offset, bytemuck::bytes_of(&self.scalars));
+        self.queue.write_buffer(&self.shared.ring, offset, bytemuck::bytes_of(&self.scalars));
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("wgpu-optim step"), timestamp_writes: None });
-            pass.set_pipeline(&self.pipeline);
-            for d in &self.dispatches {
-                for &(table_offset, workgroups) in &d.launches {
-                    pass.set_bind_group(0, &d.bind_group, &[offset as u32, table_offset]);
-                    pass.dispatch_workgroups(workgroups, 1, 1);
+            let launch = |pass: &mut wgpu::ComputePass, pipeline: &wgpu::ComputePipeline| {
+                pass.set_pipeline(pipeline);
+                for d in &self.dispatches {
+                    for &(table_offset, workgroups, _) in &d.launches {
+                        pass.set_bind_group(0, &d.bind_group, &[offset as u32, table_offset]);
+                        pass.dispatch_workgroups(workgroups, 1, 1);
+                    }
                 }
+            };
+            if let Some((reduce, finalize)) = &self.control_pipelines {
+                launch(&mut pass, reduce);
+                pass.set_pipeline(finalize);
+                pass.set_bind_group(0, &self.dispatches[0].bind_group, &[offset as u32, 0]);
+                pass.dispatch_workgroups(1, 1, 1);
             }
+            launch(&mut pass, &self.pipeline);
         }
         self.step = step;
         self.slot = (self.slot + 1) % self.ring_slots;
         Ok(())
+    }
+
+    /// Per-group total grad norms of the last recorded step (after
+    /// unscaling, before clipping), read back (waits for the GPU). Only
+    /// computed with clipping or loss scaling on.
+    ///
+    /// **Errors:** [`OptimError::InvalidOptions`] without grad control; [`OptimError::Readback`].
+    pub fn read_grad_norms(&self) -> Result<Vec<f32>> {
+        if self.control_flags == 0 {
+            return Err(OptimError::InvalidOptions("grad norms are computed only with clipping or loss scaling"));
+        }
+        let head = crate::device::read_f32(&self.device, &self.queue, &self.shared.control, 0, CONTROL_HEAD / 4)?;
+        Ok((0..self.configs.len()).map(|g| head[4 + 4 * g]).collect())
+    }
+
+    /// The GradScaler state on the GPU (waits for the GPU).
+    ///
+    /// **Errors:** [`OptimError::Readback`].
+    pub fn read_grad_control(&self) -> Result<ScalerState> {
+        let head = crate::device::read_f32(&self.device, &self.queue, &self.shared.control, 0, 4)?;
+        Ok(bytemuck::cast_slice::<f32, ScalerState>(&head)[0])
+    }
+
+    /// Overwrites the GradScaler state (e.g. from a checkpoint).
+    pub fn write_grad_control(&self, state: ScalerState) {
+        self.queue.write_buffer(&self.shared.control, 0, bytemuck::bytes_of(&state));
+    }
+
+    /// The buffer holding the loss scale (f32 at byte 0), for your backward
+    /// kernels to multiply the loss gradient by, on the GPU.
+    pub fn grad_control_buffer(&self) -> &wgpu::Buffer {
+        &self.shared.control
+    }
+
+    /// The clipping and loss-scaling settings.
+    pub fn grad_control(&self) -> GradControl {
+        self.grad_control
     }
 
     /// Records and submits one step (convenience). Does not wait for the GPU.

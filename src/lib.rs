@@ -26,5 +26,5 @@ pub mod validate;
 
 pub use arena::ParamArena;
 pub use config::{Adadelta, Adagrad, Adam, AdamW, OptimizerConfig, RmsProp, Rule, Sgd};
-pub use engine::{EngineOptions, Kernel, Optimizer, ParamSlice, PipelineCache, PipelineKey, StepScalars};
+pub use engine::{EngineOptions, Entry, GradControl, GradScaler, Kernel, Optimizer, ParamSlice, PipelineCache, PipelineKey, ScalerState, StepScalars};
 pub use error::{OptimError, Result};
