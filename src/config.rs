@@ -157,7 +157,7 @@ fn check_unit_closed(name: &'static str, v: f64) -> Result<()> {
 /// assert!(nag.validate().is_ok());
 /// assert!(Sgd { nesterov: true, ..Sgd::default() }.validate().is_err());
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sgd {
     pub lr: f64,
     pub momentum: f64,
@@ -221,7 +221,7 @@ impl Sgd {
 /// let a = wgpu_optim::Adagrad { eps: 0.0, ..Default::default() };
 /// assert!(a.validate().is_err());
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Adagrad {
     pub lr: f64,
     pub lr_decay: f64,
@@ -280,7 +280,7 @@ impl Adagrad {
 /// let r = wgpu_optim::RmsProp { alpha: 1.0, ..Default::default() };
 /// assert!(r.validate().is_err());
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RmsProp {
     pub lr: f64,
     pub alpha: f64,
@@ -341,7 +341,7 @@ impl RmsProp {
 /// let a = wgpu_optim::Adadelta { rho: 1.5, ..Default::default() };
 /// assert!(a.validate().is_err());
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Adadelta {
     pub lr: f64,
     pub rho: f64,
@@ -390,7 +390,7 @@ impl Adadelta {
 /// let a = wgpu_optim::Adam { betas: (0.9, 1.0), ..Default::default() };
 /// assert!(a.validate().is_err());
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Adam {
     pub lr: f64,
     pub betas: (f64, f64),
@@ -427,7 +427,7 @@ impl Default for Adam {
 /// ```
 /// assert_eq!(wgpu_optim::AdamW::default().weight_decay, 1e-2);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdamW {
     pub lr: f64,
     pub betas: (f64, f64),

@@ -1074,6 +1074,20 @@ impl Optimizer {
         Ok(())
     }
 
+    /// Replaces the configs (checked by the caller to have this optimizer's
+    /// rule and flags).
+    pub(crate) fn replace_configs(&mut self, configs: Vec<OptimizerConfig>) -> Result<()> {
+        debug_assert_eq!(configs.len(), self.configs.len());
+        self.configs = configs;
+        if self.grad_control.scaler.is_some() {
+            // The step factors depend on betas / lr_decay: recompute them.
+            let capacity = self.factor_capacity;
+            self.factor_capacity = 0;
+            self.grow_factors(capacity)?;
+        }
+        Ok(())
+    }
+
     /// Sets the step counter (e.g. when resuming from a checkpoint).
     pub fn set_step_count(&mut self, step: u32) {
         self.step = step;

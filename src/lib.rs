@@ -14,6 +14,7 @@
 
 pub mod arena;
 pub mod bench;
+pub mod checkpoint;
 pub mod config;
 pub mod device;
 pub mod engine;

@@ -1,0 +1,214 @@
+//! Optimizer checkpoints in safetensors, laid out like PyTorch's
+//! `optimizer.state_dict()` so a PyTorch user can read them.
+//!
+//! ```text
+//! tensors   state.{i}.{name}   f32 [len_i]   name ∈ exp_avg, exp_avg_sq, max_exp_avg_sq,
+//!                                            momentum_buffer, square_avg, acc_delta, sum, grad_avg
+//!           state.{i}.step     f32 []        the optimizer's step (PyTorch keeps it per param)
+//! metadata  format        "wgpu-optim/1"
+//!           rule          e.g. "adamw"
+//!           param_groups  JSON list, one object per group: the hyperparameters by their
+//!                         PyTorch names and "params": [i, …]
+//!           lens          JSON list of the parameter lengths
+//!           host_step     steps recorded, skipped ones included
+//!           grad_scaler   JSON {"scale", "_growth_tracker", "skipped"} (GradScaler's state_dict names)
+//! ```
+//!
+//! Loading checks everything before touching the engine: a checkpoint of
+//! another rule, other option flags, other parameter shapes, or a corrupt or
+//! truncated file is an [`OptimError::Checkpoint`] and changes nothing.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde_json::{json, Value};
+
+use crate::config::OptimizerConfig;
+use crate::engine::{Optimizer, ScalerState};
+use crate::error::{OptimError, Result};
+
+const FORMAT: &str = "wgpu-optim/1";
+
+fn corrupt(msg: impl std::fmt::Display) -> OptimError {
+    OptimError::Checkpoint(msg.to_string())
+}
+
+/// A group's hyperparameters by PyTorch name, plus its param indices.
+fn group_json(config: &OptimizerConfig, params: Vec<usize>) -> Value {
+    let mut v = match config {
+        OptimizerConfig::Sgd(c) => serde_json::to_value(c),
+        OptimizerConfig::Adagrad(c) => serde_json::to_value(c),
+        OptimizerConfig::RmsProp(c) => serde_json::to_value(c),
+        OptimizerConfig::Adadelta(c) => serde_json::to_value(c),
+        OptimizerConfig::Adam(c) => serde_json::to_value(c),
+        OptimizerConfig::AdamW(c) => serde_json::to_value(c),
+    }
+    .expect("configs serialize");
+    v["params"] = json!(params);
+    v
+}
+
+/// Parses a group object as a config of the same kind as `like`.
+fn group_config(like: &OptimizerConfig, v: &Value) -> Result<OptimizerConfig> {
+    let parse = |what| corrupt(format!("param group is not a valid {what} config"));
+    let v = v.clone();
+    Ok(match like {
+        OptimizerConfig::Sgd(_) => OptimizerConfig::Sgd(serde_json::from_value(v).map_err(|_| parse("SGD"))?),
+        OptimizerConfig::Adagrad(_) => OptimizerConfig::Adagrad(serde_json::from_value(v).map_err(|_| parse("Adagrad"))?),
+        OptimizerConfig::RmsProp(_) => OptimizerConfig::RmsProp(serde_json::from_value(v).map_err(|_| parse("RMSprop"))?),
+        OptimizerConfig::Adadelta(_) => OptimizerConfig::Adadelta(serde_json::from_value(v).map_err(|_| parse("Adadelta"))?),
+        OptimizerConfig::Adam(_) => OptimizerConfig::Adam(serde_json::from_value(v).map_err(|_| parse("Adam"))?),
+        OptimizerConfig::AdamW(_) => OptimizerConfig::AdamW(serde_json::from_value(v).map_err(|_| parse("AdamW"))?),
+    })
+}
+
+/// Everything a checkpoint holds, checked against an optimizer, ready to
+/// be written.
+struct Loaded {
+    configs: Vec<OptimizerConfig>,
+    host_step: u32,
+    scaler: ScalerState,
+    state: Vec<(usize, usize, Vec<f32>)>, // (param, slot, values)
+}
+
+impl Optimizer {
+    /// The checkpoint as safetensors bytes (reads the state back: waits for
+    /// the GPU).
+    ///
+    /// **Errors:** [`OptimError::Readback`], [`OptimError::Checkpoint`].
+    pub fn checkpoint_bytes(&self) -> Result<Vec<u8>> {
+        let names = self.state_names();
+        let scaler = self.read_grad_control()?;
+        let device_step = (self.step_count() - scaler.skipped) as f32;
+        let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        for i in 0..self.params().len() {
+            for (slot, name) in names.iter().enumerate().filter(|(_, n)| !n.is_empty()) {
+                let values = self.read_state(slot, i)?;
+                owned.push((format!("state.{i}.{name}"), vec![values.len()], bytemuck::cast_slice(&values).to_vec()));
+            }
+            owned.push((format!("state.{i}.step"), vec![], device_step.to_le_bytes().to_vec()));
+        }
+        let groups: Vec<Value> = self
+            .configs()
+            .iter()
+            .enumerate()
+            .map(|(g, c)| group_json(c, (0..self.params().len()).filter(|&i| self.params()[i].group as usize == g).collect()))
+            .collect();
+        let lens: Vec<u64> = self.params().iter().map(|p| p.len()).collect();
+        let metadata = HashMap::from([
+            ("format".to_string(), FORMAT.to_string()),
+            ("rule".to_string(), self.rule().name().to_string()),
+            ("param_groups".to_string(), Value::Array(groups).to_string()),
+            ("lens".to_string(), json!(lens).to_string()),
+            ("host_step".to_string(), self.step_count().to_string()),
+            ("grad_scaler".to_string(), json!({"scale": scaler.scale, "_growth_tracker": scaler.growth_tracker, "skipped": scaler.skipped}).to_string()),
+        ]);
+        let views = owned
+            .iter()
+            .map(|(name, shape, data)| TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (name.clone(), v)))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(corrupt)?;
+        safetensors::serialize(views, Some(metadata)).map_err(corrupt)
+    }
+
+    /// Writes the checkpoint to `path`.
+    ///
+    /// **Errors:** as [`Optimizer::checkpoint_bytes`], and [`OptimError::Io`].
+    pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
+        let bytes = self.checkpoint_bytes()?;
+        std::fs::write(path, bytes).map_err(|e| OptimError::io(path, e))
+    }
+
+    /// Restores state, step, hyperparameters and GradScaler state from a
+    /// checkpoint of an optimizer with the same rule, option flags, param
+    /// groups and parameter lengths. Nothing changes unless all of it fits.
+    ///
+    /// **Errors:** [`OptimError::Checkpoint`] naming what does not fit.
+    pub fn load_checkpoint_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        let loaded = self.check_checkpoint(bytes)?;
+        for (i, slot, values) in &loaded.state {
+            self.write_state(*slot, *i, values)?;
+        }
+        self.replace_configs(loaded.configs)?;
+        self.set_step_count(loaded.host_step);
+        self.write_grad_control(loaded.scaler);
+        Ok(())
+    }
+
+    /// Reads `path` and loads it as [`Optimizer::load_checkpoint_bytes`].
+    ///
+    /// **Errors:** [`OptimError::Io`], [`OptimError::Checkpoint`].
+    pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
+        let bytes = std::fs::read(path).map_err(|e| OptimError::io(path, e))?;
+        self.load_checkpoint_bytes(&bytes)
+    }
+
+    fn check_checkpoint(&self, bytes: &[u8]) -> Result<Loaded> {
+        let st = SafeTensors::deserialize(bytes).map_err(|e| corrupt(format!("not a safetensors file: {e}")))?;
+        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| corrupt(format!("bad header: {e}")))?;
+        let meta = meta.metadata().as_ref().ok_or_else(|| corrupt("no metadata"))?;
+        let get = |k: &str| meta.get(k).ok_or_else(|| corrupt(format!("metadata lacks {k:?}")));
+        if get("format")? != FORMAT {
+            return Err(corrupt(format!("format {:?} is not {FORMAT:?}", get("format")?)));
+        }
+        if get("rule")? != self.rule().name() {
+            return Err(corrupt(format!("checkpoint of {:?}, this optimizer runs {:?}", get("rule")?, self.rule().name())));
+        }
+        let lens: Vec<u64> = serde_json::from_str(get("lens")?).map_err(|_| corrupt("lens is not a list of lengths"))?;
+        let ours: Vec<u64> = self.params().iter().map(|p| p.len()).collect();
+        if lens != ours {
+            return Err(corrupt(format!("parameter lengths {lens:?} differ from this optimizer's {ours:?}")));
+        }
+        let groups: Vec<Value> = serde_json::from_str(get("param_groups")?).map_err(|_| corrupt("param_groups is not a JSON list"))?;
+        if groups.len() != self.configs().len() {
+            return Err(corrupt(format!("{} param groups, this optimizer has {}", groups.len(), self.configs().len())));
+        }
+        let mut configs = Vec::with_capacity(groups.len());
+        for (g, (v, current)) in groups.iter().zip(self.configs()).enumerate() {
+            let c = group_config(current, v)?;
+            c.validate().map_err(|e| corrupt(format!("param group {g}: {e}")))?;
+            if c.flags() != current.flags() || c.state_names() != current.state_names() {
+                return Err(corrupt(format!("param group {g} uses other options (flags) than this optimizer")));
+            }
+            let members: Vec<usize> = serde_json::from_value(v["params"].clone()).map_err(|_| corrupt(format!("param group {g} lacks its params list")))?;
+            let expected: Vec<usize> = (0..ours.len()).filter(|&i| self.params()[i].group as usize == g).collect();
+            if members != expected {
+                return Err(corrupt(format!("param group {g} holds params {members:?}, this optimizer {expected:?}")));
+            }
+            configs.push(c);
+        }
+        let host_step: u32 = get("host_step")?.parse().map_err(|_| corrupt("host_step is not a step count"))?;
+        let sc: Value = serde_json::from_str(get("grad_scaler")?).map_err(|_| corrupt("grad_scaler is not JSON"))?;
+        let scaler = ScalerState {
+            scale: sc["scale"].as_f64().filter(|s| s.is_finite() && *s > 0.0).ok_or_else(|| corrupt("grad_scaler.scale"))? as f32,
+            growth_tracker: sc["_growth_tracker"].as_u64().and_then(|v| u32::try_from(v).ok()).ok_or_else(|| corrupt("grad_scaler._growth_tracker"))?,
+            skipped: sc["skipped"].as_u64().and_then(|v| u32::try_from(v).ok()).filter(|&s| s <= host_step).ok_or_else(|| corrupt("grad_scaler.skipped"))?,
+            found_inf: 0,
+        };
+        let f32_tensor = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            let t = st.tensor(name).map_err(|_| corrupt(format!("missing tensor {name}")))?;
+            if t.dtype() != Dtype::F32 || t.shape() != shape {
+                return Err(corrupt(format!("tensor {name} is {:?} {:?}, expected F32 {shape:?}", t.dtype(), t.shape())));
+            }
+            Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        };
+        let names = self.state_names();
+        let mut state = Vec::new();
+        let device_step = (host_step - scaler.skipped) as f32;
+        for (i, &len) in ours.iter().enumerate() {
+            for (slot, name) in names.iter().enumerate().filter(|(_, n)| !n.is_empty()) {
+                state.push((i, slot, f32_tensor(&format!("state.{i}.{name}"), &[len as usize])?));
+            }
+            let step = f32_tensor(&format!("state.{i}.step"), &[])?;
+            if step[0] != device_step {
+                return Err(corrupt(format!("state.{i}.step = {} disagrees with host_step − skipped = {device_step}", step[0])));
+            }
+        }
+        let expected_tensors = ours.len() * (1 + names.iter().filter(|n| !n.is_empty()).count());
+        if st.len() != expected_tensors {
+            return Err(corrupt(format!("{} tensors, expected {expected_tensors}", st.len())));
+        }
+        Ok(Loaded { configs, host_step, scaler, state })
+    }
+}
