@@ -36,31 +36,16 @@ fn corrupt(msg: impl std::fmt::Display) -> OptimError {
 
 /// A group's hyperparameters by PyTorch name, plus its param indices.
 fn group_json(config: &OptimizerConfig, params: Vec<usize>) -> Value {
-    let mut v = match config {
-        OptimizerConfig::Sgd(c) => serde_json::to_value(c),
-        OptimizerConfig::Adagrad(c) => serde_json::to_value(c),
-        OptimizerConfig::RmsProp(c) => serde_json::to_value(c),
-        OptimizerConfig::Adadelta(c) => serde_json::to_value(c),
-        OptimizerConfig::Adam(c) => serde_json::to_value(c),
-        OptimizerConfig::AdamW(c) => serde_json::to_value(c),
-    }
-    .expect("configs serialize");
-    v["params"] = json!(params);
-    v
+    let mut v = config.to_pytorch();
+    v.insert("params".into(), json!(params));
+    Value::Object(v)
 }
 
-/// Parses a group object as a config of the same kind as `like`.
+/// Parses a group object as a config of the same optimizer as `like`.
 fn group_config(like: &OptimizerConfig, v: &Value) -> Result<OptimizerConfig> {
-    let parse = |what| corrupt(format!("param group is not a valid {what} config"));
-    let v = v.clone();
-    Ok(match like {
-        OptimizerConfig::Sgd(_) => OptimizerConfig::Sgd(serde_json::from_value(v).map_err(|_| parse("SGD"))?),
-        OptimizerConfig::Adagrad(_) => OptimizerConfig::Adagrad(serde_json::from_value(v).map_err(|_| parse("Adagrad"))?),
-        OptimizerConfig::RmsProp(_) => OptimizerConfig::RmsProp(serde_json::from_value(v).map_err(|_| parse("RMSprop"))?),
-        OptimizerConfig::Adadelta(_) => OptimizerConfig::Adadelta(serde_json::from_value(v).map_err(|_| parse("Adadelta"))?),
-        OptimizerConfig::Adam(_) => OptimizerConfig::Adam(serde_json::from_value(v).map_err(|_| parse("Adam"))?),
-        OptimizerConfig::AdamW(_) => OptimizerConfig::AdamW(serde_json::from_value(v).map_err(|_| parse("AdamW"))?),
-    })
+    let mut options = v.as_object().ok_or_else(|| corrupt("a param group is not a JSON object"))?.clone();
+    options.remove("params");
+    OptimizerConfig::from_pytorch(like.pytorch_name(), &options).map_err(|e| corrupt(format!("param group: {e}")))
 }
 
 /// Everything a checkpoint holds, checked against an optimizer, ready to
@@ -167,7 +152,6 @@ impl Optimizer {
         let mut configs = Vec::with_capacity(groups.len());
         for (g, (v, current)) in groups.iter().zip(self.configs()).enumerate() {
             let c = group_config(current, v)?;
-            c.validate().map_err(|e| corrupt(format!("param group {g}: {e}")))?;
             if c.flags() != current.flags() || c.state_names() != current.state_names() {
                 return Err(corrupt(format!("param group {g} uses other options (flags) than this optimizer")));
             }

@@ -647,6 +647,90 @@ impl OptimizerConfig {
 }
 
 impl OptimizerConfig {
+    /// Names accepted by [`OptimizerConfig::from_pytorch`] (`torch.optim` class names, lower case).
+    pub const PYTORCH_NAMES: [&'static str; 6] = ["sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw"];
+
+    /// The config of `torch.optim.<name>(**options)`: `name` is the class
+    /// name (any case), `options` maps PyTorch option names (`lr`, `betas`,
+    /// `weight_decay`, `momentum`, `nesterov`, …, plus this crate's
+    /// `eps_inside_sqrt`) to JSON values; every other option keeps PyTorch's
+    /// default.
+    ///
+    /// ```
+    /// use wgpu_optim::OptimizerConfig;
+    /// let opts = serde_json::json!({"lr": 0.01, "betas": [0.8, 0.99]});
+    /// let c = OptimizerConfig::from_pytorch("AdamW", opts.as_object().unwrap()).unwrap();
+    /// assert_eq!(c.lr(), 0.01);
+    /// ```
+    ///
+    /// **Errors:** [`OptimError::UnknownOption`] for an unknown name or an
+    /// option of another optimizer; [`OptimError::InvalidHyperparameter`] and
+    /// [`OptimError::InvalidOptions`] as [`OptimizerConfig::validate`].
+    pub fn from_pytorch(name: &str, options: &serde_json::Map<String, serde_json::Value>) -> Result<Self> {
+        use serde_json::{from_value, Value};
+        let lower = name.to_ascii_lowercase();
+        let default: OptimizerConfig = match lower.as_str() {
+            "sgd" => Sgd::default().into(),
+            "adagrad" => Adagrad::default().into(),
+            "rmsprop" => RmsProp::default().into(),
+            "adadelta" => Adadelta::default().into(),
+            "adam" => Adam::default().into(),
+            "adamw" => AdamW::default().into(),
+            _ => {
+                return Err(OptimError::UnknownOption { optimizer: name.to_string(), option: "(optimizer name)".into(), known: Self::PYTORCH_NAMES.join(", ") });
+            }
+        };
+        let mut merged = default.to_pytorch();
+        for (k, v) in options {
+            if !merged.contains_key(k) {
+                let known = merged.keys().cloned().collect::<Vec<_>>().join(", ");
+                return Err(OptimError::UnknownOption { optimizer: lower, option: k.clone(), known });
+            }
+            merged.insert(k.clone(), v.clone());
+        }
+        let bad_type = |_| OptimError::InvalidOptions("an option has the wrong type (numbers, booleans, betas as two numbers)");
+        let merged = Value::Object(merged);
+        let config: OptimizerConfig = match lower.as_str() {
+            "sgd" => OptimizerConfig::Sgd(from_value(merged).map_err(bad_type)?),
+            "adagrad" => OptimizerConfig::Adagrad(from_value(merged).map_err(bad_type)?),
+            "rmsprop" => OptimizerConfig::RmsProp(from_value(merged).map_err(bad_type)?),
+            "adadelta" => OptimizerConfig::Adadelta(from_value(merged).map_err(bad_type)?),
+            "adam" => OptimizerConfig::Adam(from_value(merged).map_err(bad_type)?),
+            _ => OptimizerConfig::AdamW(from_value(merged).map_err(bad_type)?),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The `torch.optim` class name, lower case (`"sgd"` for Momentum and NAG too).
+    pub fn pytorch_name(&self) -> &'static str {
+        match self {
+            OptimizerConfig::Sgd(_) => "sgd",
+            OptimizerConfig::Adagrad(_) => "adagrad",
+            OptimizerConfig::RmsProp(_) => "rmsprop",
+            OptimizerConfig::Adadelta(_) => "adadelta",
+            OptimizerConfig::Adam(_) => "adam",
+            OptimizerConfig::AdamW(_) => "adamw",
+        }
+    }
+
+    /// Every option by its PyTorch name, as a JSON object (the inverse of
+    /// [`OptimizerConfig::from_pytorch`]).
+    pub fn to_pytorch(&self) -> serde_json::Map<String, serde_json::Value> {
+        let v = match self {
+            OptimizerConfig::Sgd(c) => serde_json::to_value(c),
+            OptimizerConfig::Adagrad(c) => serde_json::to_value(c),
+            OptimizerConfig::RmsProp(c) => serde_json::to_value(c),
+            OptimizerConfig::Adadelta(c) => serde_json::to_value(c),
+            OptimizerConfig::Adam(c) => serde_json::to_value(c),
+            OptimizerConfig::AdamW(c) => serde_json::to_value(c),
+        };
+        match v {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => unreachable!("configs serialize to JSON objects"),
+        }
+    }
+
     /// The step-dependent factors of step `t`, computed in f64, for the
     /// device-side step counter used with a [`GradScaler`](crate::engine::GradScaler)
     /// (where a skipped step does not advance `t`, and the host cannot know

@@ -28,6 +28,9 @@ pub enum OptimError {
     /// An option combination PyTorch also rejects (e.g. nesterov without momentum).
     #[error("invalid option combination: {0}")]
     InvalidOptions(&'static str),
+    /// An optimizer name or a PyTorch option name that does not apply.
+    #[error("{optimizer}: no option {option:?} (options: {known})")]
+    UnknownOption { optimizer: String, option: String, known: String },
     /// Param groups of one optimizer must share the update rule and flag options.
     #[error("param group {index} uses a different rule or option flags than group 0")]
     GroupMismatch { index: usize },

@@ -21,6 +21,7 @@ pub mod engine;
 pub mod error;
 pub mod plot;
 pub mod reference;
+pub mod run;
 pub mod schedule;
 pub mod surfaces;
 pub mod validate;

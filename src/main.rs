@@ -56,6 +56,9 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Apply T steps of one optimizer to `params` with `grads[t]` at step t,
+    /// read from a safetensors file; write params and state (PyTorch names).
+    Run(RunArgs),
     /// Draw the paths of all eight rules on Beale, Rosenbrock and the saddle
     /// (computed on the GPU) into a PNG.
     Plot {
@@ -63,6 +66,119 @@ enum Command {
         #[arg(long, default_value = "trajectories.png")]
         out: PathBuf,
     },
+}
+
+/// `wgpu-optim run`: options by their `torch.optim` names (unset ones keep
+/// PyTorch's defaults; kebab-case aliases are accepted too).
+#[derive(clap::Args)]
+struct RunArgs {
+    /// torch.optim class: sgd, adagrad, rmsprop, adadelta, adam, adamw.
+    #[arg(long)]
+    optimizer: String,
+    /// safetensors with `params` f32 [N] and `grads` f32 [T, N].
+    #[arg(long)]
+    input: PathBuf,
+    /// Steps to apply (at most the rows of `grads`).
+    #[arg(long)]
+    steps: u32,
+    /// Where to write `params`, the state tensors and `step`.
+    #[arg(long)]
+    out: PathBuf,
+    /// Run the f64 CPU reference instead of the GPU (output in f64).
+    #[arg(long)]
+    reference: bool,
+    /// Learning rate (every optimizer).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Momentum factor (sgd, rmsprop).
+    #[arg(long)]
+    momentum: Option<f64>,
+    /// Dampening for momentum (sgd).
+    #[arg(long)]
+    dampening: Option<f64>,
+    /// L2 penalty; decoupled for adamw (every optimizer).
+    #[arg(long = "weight_decay", visible_alias = "weight-decay")]
+    weight_decay: Option<f64>,
+    /// Nesterov momentum (sgd).
+    #[arg(long)]
+    nesterov: bool,
+    /// Maximize the objective (every optimizer).
+    #[arg(long)]
+    maximize: bool,
+    /// Learning-rate decay (adagrad).
+    #[arg(long = "lr_decay", visible_alias = "lr-decay")]
+    lr_decay: Option<f64>,
+    /// Initial value of `sum` (adagrad).
+    #[arg(long = "initial_accumulator_value", visible_alias = "initial-accumulator-value")]
+    initial_accumulator_value: Option<f64>,
+    /// Term added for numerical stability (all but sgd).
+    #[arg(long)]
+    eps: Option<f64>,
+    /// Smoothing constant (rmsprop).
+    #[arg(long)]
+    alpha: Option<f64>,
+    /// Centered RMSprop (rmsprop).
+    #[arg(long)]
+    centered: bool,
+    /// Coefficient of the running averages (adadelta).
+    #[arg(long)]
+    rho: Option<f64>,
+    /// Coefficients of the running averages, e.g. `--betas 0.9,0.999` (adam, adamw).
+    #[arg(long, value_delimiter = ',')]
+    betas: Option<Vec<f64>>,
+    /// AMSGrad variant (adam, adamw).
+    #[arg(long)]
+    amsgrad: bool,
+    /// Textbook eps placement (not a PyTorch option; see the README).
+    #[arg(long = "eps_inside_sqrt", visible_alias = "eps-inside-sqrt")]
+    eps_inside_sqrt: bool,
+}
+
+impl RunArgs {
+    /// The options that were given, by PyTorch name.
+    fn pytorch_options(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        let numbers = [
+            ("lr", self.lr),
+            ("momentum", self.momentum),
+            ("dampening", self.dampening),
+            ("weight_decay", self.weight_decay),
+            ("lr_decay", self.lr_decay),
+            ("initial_accumulator_value", self.initial_accumulator_value),
+            ("eps", self.eps),
+            ("alpha", self.alpha),
+            ("rho", self.rho),
+        ];
+        for (k, v) in numbers {
+            if let Some(v) = v {
+                m.insert(k.into(), v.into());
+            }
+        }
+        let flags = [("nesterov", self.nesterov), ("maximize", self.maximize), ("centered", self.centered), ("amsgrad", self.amsgrad), ("eps_inside_sqrt", self.eps_inside_sqrt)];
+        for (k, set) in flags {
+            if set {
+                m.insert(k.into(), true.into());
+            }
+        }
+        if let Some(b) = &self.betas {
+            m.insert("betas".into(), serde_json::json!(b));
+        }
+        m
+    }
+}
+
+fn run_command(args: &RunArgs) -> Result<bool, wgpu_optim::OptimError> {
+    let config = wgpu_optim::OptimizerConfig::from_pytorch(&args.optimizer, &args.pytorch_options())?;
+    println!("optimizer: {} {}", config.pytorch_name(), serde_json::Value::Object(config.to_pytorch()));
+    let gpu = if args.reference { None } else { Some(device::headless()?) };
+    match &gpu {
+        Some(g) => println!("adapter: {}", g.describe()),
+        None => println!("f64 CPU reference"),
+    }
+    let out = wgpu_optim::run::run_files(gpu.as_ref().map(|g| (&g.device, &g.queue)), config, &args.input, args.steps, &args.out)?;
+    let names: Vec<_> = out.state.iter().map(|(n, _)| *n).collect();
+    println!("{} steps over {} params; wrote params, {} and step to {}", out.steps, out.params.len(), if names.is_empty() { "no state".to_string() } else { names.join(", ") }, args.out.display());
+    Ok(true)
 }
 
 fn plot(gpu: &device::Gpu, out: &Path) -> Result<bool, wgpu_optim::OptimError> {
@@ -147,17 +263,31 @@ fn validate(gpu: &device::Gpu, size: usize, steps: u32, all: bool, seed: u64) ->
 
 fn main() {
     let cli = Cli::parse();
-    let result = device::headless().and_then(|gpu| {
+    let result = if let Some(Command::Run(args)) = &cli.command {
+        // The reference needs no adapter; the GPU path opens its own.
+        run_command(args)
+    } else {
+        with_gpu(cli.command)
+    };
+    report(result);
+}
+
+fn with_gpu(command: Option<Command>) -> Result<bool, wgpu_optim::OptimError> {
+    device::headless().and_then(|gpu| {
         println!("adapter: {}", gpu.describe());
-        match cli.command {
+        match command {
             None => tour(&gpu),
             Some(Command::Validate { size, steps, all, seed }) => validate(&gpu, size, steps, all, seed),
             Some(Command::Bench { size, reps, steps, rules, model_tensors, model_size, json }) => {
                 bench(&gpu, BenchOptions { elements: size, reps, steps, rules, model_tensors, model_elements: model_size }, json)
             }
             Some(Command::Plot { out }) => plot(&gpu, &out),
+            Some(Command::Run(_)) => unreachable!("handled before opening a device"),
         }
-    });
+    })
+}
+
+fn report(result: Result<bool, wgpu_optim::OptimError>) {
     match result {
         Ok(true) => {}
         Ok(false) => {

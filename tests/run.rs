@@ -1,0 +1,114 @@
+//! `wgpu-optim run`: the binary with PyTorch-named options, on the GPU and
+//! in the f64 reference, against each other and against the reference
+//! called directly; bad inputs are errors, not panics.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use wgpu_optim::reference::ReferenceOptimizer;
+use wgpu_optim::validate::{random_params, uniform};
+use wgpu_optim::OptimizerConfig;
+
+const N: usize = 1001;
+const T: usize = 25;
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wgpu-optim-run-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write_input(path: &Path, grads_rows: usize) -> (Vec<f32>, Vec<f32>) {
+    let params = random_params(90, N);
+    let grads: Vec<f32> = (0..grads_rows as u64).flat_map(|t| (0..N as u64).map(move |i| uniform(91, t, i))).collect();
+    let pb: Vec<u8> = bytemuck::cast_slice(&params).to_vec();
+    let gb: Vec<u8> = bytemuck::cast_slice(&grads).to_vec();
+    let views = vec![
+        ("params".to_string(), TensorView::new(Dtype::F32, vec![N], &pb).unwrap()),
+        ("grads".to_string(), TensorView::new(Dtype::F32, vec![grads_rows, N], &gb).unwrap()),
+    ];
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+    (params, grads)
+}
+
+fn read_tensor(bytes: &[u8], name: &str) -> Vec<f64> {
+    let st = SafeTensors::deserialize(bytes).unwrap();
+    let t = st.tensor(name).unwrap();
+    match t.dtype() {
+        Dtype::F64 => t.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
+        _ => t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+    }
+}
+
+fn wgpu_optim(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_wgpu-optim")).args(args).output().unwrap()
+}
+
+#[test]
+fn gpu_and_reference_runs_agree_with_pytorch_named_options() {
+    let _gpu = require_gpu!();
+    let dir = temp_dir("agree");
+    let input = dir.join("in.safetensors");
+    let (params, grads) = write_input(&input, T + 3);
+    let opts = ["run", "--optimizer", "AdamW", "--lr", "0.01", "--betas", "0.8,0.99", "--weight_decay", "0.1", "--amsgrad", "--eps", "1e-7"];
+    let (gpu_out, ref_out) = (dir.join("gpu.safetensors"), dir.join("ref.safetensors"));
+    for (out, extra) in [(&gpu_out, None), (&ref_out, Some("--reference"))] {
+        let mut args: Vec<&str> = opts.to_vec();
+        args.extend(["--input", input.to_str().unwrap(), "--steps", "25", "--out", out.to_str().unwrap()]);
+        args.extend(extra);
+        let o = wgpu_optim(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let (g, r) = (std::fs::read(&gpu_out).unwrap(), std::fs::read(&ref_out).unwrap());
+    // The reference called directly, with the config the options describe.
+    let config = OptimizerConfig::from_pytorch("adamw", serde_json::json!({"lr": 0.01, "betas": [0.8, 0.99], "weight_decay": 0.1, "amsgrad": true, "eps": 1e-7}).as_object().unwrap()).unwrap();
+    let mut reference = ReferenceOptimizer::new(config, N).unwrap();
+    let mut p: Vec<f64> = params.iter().map(|&x| x as f64).collect();
+    for t in 0..T {
+        reference.step(&mut p, &grads[t * N..(t + 1) * N].iter().map(|&x| x as f64).collect::<Vec<_>>()).unwrap();
+    }
+    assert_eq!(read_tensor(&r, "params"), p, "--reference is the f64 reference");
+    for name in ["params", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"] {
+        let (a, b) = (read_tensor(&g, name), read_tensor(&r, name));
+        assert_eq!(a.len(), N);
+        let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs() / (1e-6 + y.abs())).fold(0.0, f64::max);
+        assert!(worst < 1e-4, "{name}: GPU vs reference {worst}");
+    }
+    assert_eq!(read_tensor(&g, "step"), vec![T as f64]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_runs_fail_with_messages() {
+    let dir = temp_dir("bad");
+    let input = dir.join("in.safetensors");
+    write_input(&input, 3);
+    let out = dir.join("out.safetensors");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap(), "--reference"];
+        args.extend(extra);
+        wgpu_optim(&args)
+    };
+    let cases: [(&[&str], &str); 5] = [
+        (&["--optimizer", "adam", "--steps", "2", "--rho", "0.9"], "no option \"rho\""),
+        (&["--optimizer", "lamb", "--steps", "2"], "lamb"),
+        (&["--optimizer", "adam", "--steps", "9"], "grads has 3 rows"),
+        (&["--optimizer", "adam", "--steps", "2", "--lr=-1"], "lr"),
+        (&["--optimizer", "sgd", "--steps", "2", "--nesterov"], "nesterov"),
+    ];
+    for (extra, needle) in cases {
+        let o = run(extra);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(needle), "{extra:?}: {err}");
+    }
+    std::fs::write(&input, b"not safetensors").unwrap();
+    let o = run(&["--optimizer", "adam", "--steps", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = wgpu_optim(&["run", "--optimizer", "adam", "--steps", "1", "--input", "/nonexistent.safetensors", "--out", "/tmp/x", "--reference"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent.safetensors"));
+    std::fs::remove_dir_all(&dir).ok();
+}
