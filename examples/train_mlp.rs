@@ -13,7 +13,7 @@
 
 use clap::Parser;
 use wgpu_optim::validate::uniform;
-use wgpu_optim::{device, Adadelta, Adagrad, Adam, AdamW, OptimError, Optimizer, OptimizerConfig, ParamArena, RmsProp, Sgd};
+use wgpu_optim::{device, Adadelta, Adagrad, Adam, AdamW, Adamax, NAdam, OptimError, Optimizer, OptimizerConfig, ParamArena, RAdam, RmsProp, Sgd};
 
 const DIGITS: &str = include_str!("data/digits.csv");
 const SHADER: &str = include_str!("mlp.wgsl");
@@ -25,7 +25,7 @@ const SLOT: u64 = 256;
 #[derive(Parser, Clone, Debug)]
 #[command(about = "Train an MLP on the 8x8 digits on the GPU with a wgpu-optim optimizer")]
 pub struct TrainOptions {
-    /// sgd, momentum, nag, adagrad, rmsprop, adadelta, adam or adamw.
+    /// sgd, momentum, nag, adagrad, rmsprop, adadelta, adam, adamw, adamax, nadam or radam.
     #[arg(long, default_value = "adamw")]
     pub optimizer: String,
     /// Epochs over the 1,500 training samples.
@@ -80,6 +80,9 @@ pub fn configs(name: &str, lr: Option<f64>) -> Result<[OptimizerConfig; 2], Opti
         "adadelta" => Adadelta { lr: lr.unwrap_or(1.0), weight_decay: wd, ..Adadelta::default() }.into(),
         "adam" => Adam { lr: lr.unwrap_or(5e-3), weight_decay: wd, ..Adam::default() }.into(),
         "adamw" => AdamW { lr: lr.unwrap_or(5e-3), weight_decay: 0.01, ..AdamW::default() }.into(),
+        "adamax" => Adamax { lr: lr.unwrap_or(1e-2), weight_decay: wd, ..Adamax::default() }.into(),
+        "nadam" => NAdam { lr: lr.unwrap_or(5e-3), weight_decay: wd, ..NAdam::default() }.into(),
+        "radam" => RAdam { lr: lr.unwrap_or(5e-2), weight_decay: wd, ..RAdam::default() }.into(),
         _ => return Err(OptimError::InvalidOptions("unknown optimizer name")),
     };
     let mut biases = weights;

@@ -33,6 +33,9 @@ const EPS_INSIDE_SQRT: u32 = 16u;
 const MOMENTUM: u32 = 32u;
 const CLIP: u32 = 64u;
 const SCALER: u32 = 128u;
+const DECOUPLED: u32 = 256u;
+const HESSIAN_EMA: u32 = 512u;
+const CLIP_UPDATE: u32 = 1024u;
 const MAX_GROUPS: u32 = 8u;
 
 struct StepHead {
@@ -138,7 +141,7 @@ fn first_step() -> bool {
 }
 
 // The gradient as the rule sees it: negated when maximizing, plus the
-// L2 weight-decay term (zero for AdamW, which decays decoupled).
+// L2 weight-decay term (zero for AdamW and other decoupled decay).
 fn effective_grad(x: Lanes, weight_decay: f32) -> vec4<f32> {
     var g = x.g;
     if (has(MAXIMIZE)) {

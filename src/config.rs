@@ -7,7 +7,7 @@
 
 use crate::error::{OptimError, Result};
 
-/// The eight fused update rules, one WGSL file each in `shaders/`.
+/// The fused update rules, one WGSL file each in `shaders/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Rule {
     /// Plain SGD (`sgd.wgsl`): `SGD` with `momentum = 0`.
@@ -26,11 +26,20 @@ pub enum Rule {
     Adam,
     /// `adamw.wgsl` (decoupled weight decay).
     AdamW,
+    /// `adamax.wgsl` (Adam with the infinity norm).
+    Adamax,
+    /// `nadam.wgsl` (Adam with Nesterov momentum, Dozat).
+    NAdam,
+    /// `radam.wgsl` (rectified Adam).
+    RAdam,
+    /// `newton.wgsl`: damped diagonal Newton with a user-supplied Hessian
+    /// diagonal, optionally with Sophia's EMAs and clipping.
+    Newton,
 }
 
 impl Rule {
     /// All rules, in the order tables print them.
-    pub const ALL: [Rule; 8] = [
+    pub const ALL: [Rule; 12] = [
         Rule::Sgd,
         Rule::Momentum,
         Rule::Nag,
@@ -39,6 +48,10 @@ impl Rule {
         Rule::Adadelta,
         Rule::Adam,
         Rule::AdamW,
+        Rule::Adamax,
+        Rule::NAdam,
+        Rule::RAdam,
+        Rule::Newton,
     ];
 
     /// Short lowercase name, as used by the CLI and the shader file name.
@@ -52,6 +65,10 @@ impl Rule {
             Rule::Adadelta => "adadelta",
             Rule::Adam => "adam",
             Rule::AdamW => "adamw",
+            Rule::Adamax => "adamax",
+            Rule::NAdam => "nadam",
+            Rule::RAdam => "radam",
+            Rule::Newton => "newton",
         }
     }
 
@@ -66,6 +83,10 @@ impl Rule {
             Rule::Adadelta => include_str!("../shaders/adadelta.wgsl"),
             Rule::Adam => include_str!("../shaders/adam.wgsl"),
             Rule::AdamW => include_str!("../shaders/adamw.wgsl"),
+            Rule::Adamax => include_str!("../shaders/adamax.wgsl"),
+            Rule::NAdam => include_str!("../shaders/nadam.wgsl"),
+            Rule::RAdam => include_str!("../shaders/radam.wgsl"),
+            Rule::Newton => include_str!("../shaders/newton.wgsl"),
         }
     }
 }
@@ -82,6 +103,12 @@ pub mod flags {
     pub const CLIP: u32 = 64;
     /// Dynamic loss scaling with non-finite skip (`GradControl::scaler`).
     pub const SCALER: u32 = 128;
+    /// Decoupled weight decay (NAdam, RAdam `decoupled_weight_decay`).
+    pub const DECOUPLED: u32 = 256;
+    /// Newton: keep an EMA of the Hessian diagonal (Sophia).
+    pub const HESSIAN_EMA: u32 = 512;
+    /// Newton: clip each coordinate of the update (Sophia).
+    pub const CLIP_UPDATE: u32 = 1024;
 }
 
 /// Number of per-group f32 scalars in the step uniform.
@@ -474,6 +501,253 @@ impl AdamW {
     }
 }
 
+/// Adamax, `torch.optim.Adamax` (Adam with the infinity norm).
+///
+/// ```text
+/// g ← ∇ (negated if maximize) + weight_decay·θ
+/// m ← m + (1 − β₁)·(g − m)                      exp_avg
+/// u ← max(β₂·u, |g| + eps)                       exp_inf
+/// θ ← θ − lr/(1 − β₁ᵗ) · m/u                     (lr/(1 − β₁ᵗ) on the host in f64)
+/// ```
+///
+/// Defaults: `lr = 2e-3`, `betas = (0.9, 0.999)`, `eps = 1e-8`,
+/// `weight_decay = 0`, `maximize = false`. State: `exp_avg`, `exp_inf`.
+///
+/// **Errors.** As [`Adam`].
+///
+/// ```
+/// assert_eq!(wgpu_optim::Adamax::default().lr, 2e-3);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Adamax {
+    pub lr: f64,
+    pub betas: (f64, f64),
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub maximize: bool,
+}
+
+impl Default for Adamax {
+    fn default() -> Self {
+        Adamax { lr: 2e-3, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.0, maximize: false }
+    }
+}
+
+impl Adamax {
+    /// Checks every option; see [`Adam`]'s **Errors** section.
+    pub fn validate(&self) -> Result<()> {
+        validate_adam(self.lr, self.betas, self.eps, self.weight_decay)
+    }
+}
+
+/// NAdam, `torch.optim.NAdam` (Dozat's Adam with Nesterov momentum).
+///
+/// ```text
+/// g ← ∇ (negated if maximize) + weight_decay·θ      or, decoupled: θ ← θ·(1 − lr·weight_decay)
+/// μₜ = β₁·(1 − ½·0.96^(t·ψ)),  Πₜ = μ₁·…·μₜ           ψ = momentum_decay
+/// m ← m + (1 − β₁)·(g − m)                           exp_avg
+/// v ← β₂·v + (1 − β₂)·g²                             exp_avg_sq
+/// d = √(v/(1 − β₂ᵗ)) + eps
+/// θ ← θ − lr·(1 − μₜ)/(1 − Πₜ) · g/d − lr·μₜ₊₁/(1 − Πₜ·μₜ₊₁) · m/d
+/// ```
+///
+/// The two coefficients and `1/(1 − β₂ᵗ)` are computed on the host in f64;
+/// Πₜ is kept incrementally (PyTorch keeps it as the state `mu_product`; here
+/// it is a function of t, so checkpoints do not store it).
+///
+/// Defaults: `lr = 2e-3`, `betas = (0.9, 0.999)`, `eps = 1e-8`,
+/// `weight_decay = 0`, `momentum_decay = 4e-3`,
+/// `decoupled_weight_decay = false`, `maximize = false`.
+///
+/// **Errors.** As [`Adam`]; `momentum_decay` finite and ≥ 0.
+///
+/// ```
+/// assert_eq!(wgpu_optim::NAdam::default().momentum_decay, 4e-3);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NAdam {
+    pub lr: f64,
+    pub betas: (f64, f64),
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub momentum_decay: f64,
+    pub decoupled_weight_decay: bool,
+    pub maximize: bool,
+}
+
+impl Default for NAdam {
+    fn default() -> Self {
+        NAdam { lr: 2e-3, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.0, momentum_decay: 4e-3, decoupled_weight_decay: false, maximize: false }
+    }
+}
+
+impl NAdam {
+    /// Checks every option; see the type's **Errors** section.
+    pub fn validate(&self) -> Result<()> {
+        validate_adam(self.lr, self.betas, self.eps, self.weight_decay)?;
+        check_finite_nonneg("momentum_decay", self.momentum_decay)
+    }
+
+    /// μₜ of the momentum schedule.
+    fn mu(&self, t: f64) -> f64 {
+        self.betas.0 * (1.0 - 0.5 * 0.96f64.powf(t * self.momentum_decay))
+    }
+
+    /// Πₜ = μ₁·…·μₜ, in f64. Kept in a per-thread cache so stepping through
+    /// t = 1, 2, 3, … costs O(1) per step.
+    fn mu_product(&self, t: u32) -> f64 {
+        use std::cell::Cell;
+        thread_local! {
+            static CACHE: Cell<(u64, u64, u32, f64)> = const { Cell::new((0, 0, 0, 1.0)) };
+        }
+        CACHE.with(|cache| {
+            let key = (self.betas.0.to_bits(), self.momentum_decay.to_bits());
+            let (b, m, mut at, mut prod) = cache.get();
+            if (b, m) != key || at > t {
+                (at, prod) = (0, 1.0);
+            }
+            while at < t {
+                at += 1;
+                prod *= self.mu(at as f64);
+            }
+            cache.set((key.0, key.1, at, prod));
+            prod
+        })
+    }
+
+    /// (g coefficient, m coefficient) without lr, and 1/(1 − β₂ᵗ).
+    fn factors(&self, t: u32) -> (f64, f64, f64) {
+        let tf = t as f64;
+        let (mu, mu_next) = (self.mu(tf), self.mu(tf + 1.0));
+        let prod = self.mu_product(t);
+        ((1.0 - mu) / (1.0 - prod), mu_next / (1.0 - prod * mu_next), 1.0 / (1.0 - self.betas.1.powi(t as i32)))
+    }
+}
+
+/// RAdam, `torch.optim.RAdam` (Liu et al.'s rectified Adam).
+///
+/// ```text
+/// g ← ∇ (negated if maximize) + weight_decay·θ      or, decoupled: θ ← θ·(1 − lr·weight_decay)
+/// m ← m + (1 − β₁)·(g − m);  v ← β₂·v + (1 − β₂)·g²     exp_avg, exp_avg_sq
+/// ρ∞ = 2/(1 − β₂) − 1,  ρₜ = ρ∞ − 2t·β₂ᵗ/(1 − β₂ᵗ)
+/// ρₜ > 5:  r = √((ρₜ−4)(ρₜ−2)ρ∞ / ((ρ∞−4)(ρ∞−2)ρₜ)),  θ ← θ − lr·r·√(1 − β₂ᵗ)/(1 − β₁ᵗ) · m/(√v + eps)
+/// else:    θ ← θ − lr/(1 − β₁ᵗ) · m
+/// ```
+///
+/// Both coefficients are computed on the host in f64; the kernel evaluates
+/// `θ − m·(c_plain + c_rect/(√v + eps))` with one of them zero.
+///
+/// Defaults: `lr = 1e-3`, `betas = (0.9, 0.999)`, `eps = 1e-8`,
+/// `weight_decay = 0`, `decoupled_weight_decay = false`, `maximize = false`.
+///
+/// **Errors.** As [`Adam`].
+///
+/// ```
+/// assert!(!wgpu_optim::RAdam::default().decoupled_weight_decay);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RAdam {
+    pub lr: f64,
+    pub betas: (f64, f64),
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub decoupled_weight_decay: bool,
+    pub maximize: bool,
+}
+
+impl Default for RAdam {
+    fn default() -> Self {
+        RAdam { lr: 1e-3, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.0, decoupled_weight_decay: false, maximize: false }
+    }
+}
+
+impl RAdam {
+    /// Checks every option; see [`Adam`]'s **Errors** section.
+    pub fn validate(&self) -> Result<()> {
+        validate_adam(self.lr, self.betas, self.eps, self.weight_decay)
+    }
+
+    /// (c_plain, c_rect) without lr.
+    fn factors(&self, t: u32) -> (f64, f64) {
+        let (b1, b2) = self.betas;
+        let bc1 = 1.0 - b1.powi(t as i32);
+        let bc2 = 1.0 - b2.powi(t as i32);
+        let rho_inf = 2.0 / (1.0 - b2) - 1.0;
+        let rho_t = rho_inf - 2.0 * t as f64 * b2.powi(t as i32) / bc2;
+        if rho_t > 5.0 {
+            let rect = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)).sqrt();
+            (0.0, rect * bc2.sqrt() / bc1)
+        } else {
+            (1.0 / bc1, 0.0)
+        }
+    }
+}
+
+/// A damped diagonal Newton–Raphson step with a Hessian diagonal you supply,
+/// optionally with Sophia's EMAs and per-coordinate clipping.
+///
+/// ```text
+/// g ← ∇ (negated if maximize) + weight_decay·θ
+/// m ← m + (1 − β₁)·(g − m)   if β₁ > 0, else m = g              exp_avg
+/// h̄ ← β₂·h̄ + (1 − β₂)·h     if β₂ > 0, else h̄ = h              hessian_ema (h: hessian)
+/// u = m/(|h̄| + damping);  clip: u ← clamp(u, −clip, clip)
+/// θ ← θ − lr·u
+/// ```
+///
+/// **The `hessian` state is an input**: write the diagonal estimate (for
+/// example Hutchinson's, `h ≈ z ⊙ (∇²f·z)` with Rademacher `z`) into state
+/// slot 0 before a step, from your own kernel (`Optimizer::state_binding`)
+/// or from the host (`Optimizer::write_state`).
+///
+/// The full Newton step is `θ ← θ − H⁻¹∇f`: exact in one step on a quadratic,
+/// but it needs the whole n × n Hessian, O(n²) memory and an O(n³) solve.
+/// Keeping only the diagonal costs O(n), like Adam, and is exact when the
+/// problem is separable (the Hessian is diagonal): then one step with
+/// `lr = 1`, `damping = 0` reaches the optimum (tested). `|h|` and `damping`
+/// keep the step a descent direction where curvature is negative or tiny;
+/// Sophia (Liu et al., 2023) smooths both g and h with EMAs and clips the
+/// ratio, `clip = 1` with `lr` playing the role of its step size.
+///
+/// Defaults: `lr = 1`, `damping = 1e-8`, `weight_decay = 0`, `beta1 = 0`,
+/// `beta2 = 0`, `clip = 0` (off), `maximize = false`. Sophia-like:
+/// `beta1 = 0.965`, `beta2 = 0.99`, `clip = 1`, a small `lr`.
+///
+/// **Errors.** `lr`, `damping`, `weight_decay`, `clip` finite and ≥ 0;
+/// `beta1`, `beta2` in [0, 1).
+///
+/// ```
+/// let n = wgpu_optim::Newton::default();
+/// assert_eq!((n.lr, n.clip), (1.0, 0.0));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Newton {
+    pub lr: f64,
+    pub damping: f64,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub clip: f64,
+    pub maximize: bool,
+}
+
+impl Default for Newton {
+    fn default() -> Self {
+        Newton { lr: 1.0, damping: 1e-8, weight_decay: 0.0, beta1: 0.0, beta2: 0.0, clip: 0.0, maximize: false }
+    }
+}
+
+impl Newton {
+    /// Checks every option; see the type's **Errors** section.
+    pub fn validate(&self) -> Result<()> {
+        check_finite_nonneg("lr", self.lr)?;
+        check_finite_nonneg("damping", self.damping)?;
+        check_finite_nonneg("weight_decay", self.weight_decay)?;
+        check_finite_nonneg("clip", self.clip)?;
+        check_unit_halfopen("beta1", self.beta1)?;
+        check_unit_halfopen("beta2", self.beta2)
+    }
+}
+
 /// Any supported optimizer configuration.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum OptimizerConfig {
@@ -483,6 +757,10 @@ pub enum OptimizerConfig {
     Adadelta(Adadelta),
     Adam(Adam),
     AdamW(AdamW),
+    Adamax(Adamax),
+    NAdam(NAdam),
+    RAdam(RAdam),
+    Newton(Newton),
 }
 
 macro_rules! impl_from {
@@ -492,7 +770,7 @@ macro_rules! impl_from {
         }
     )*};
 }
-impl_from!(Sgd, Adagrad, RmsProp, Adadelta, Adam, AdamW);
+impl_from!(Sgd, Adagrad, RmsProp, Adadelta, Adam, AdamW, Adamax, NAdam, RAdam, Newton);
 
 fn bit(on: bool, flag: u32) -> u32 {
     if on { flag } else { 0 }
@@ -508,6 +786,10 @@ impl OptimizerConfig {
             OptimizerConfig::Adadelta(c) => c.validate(),
             OptimizerConfig::Adam(c) => c.validate(),
             OptimizerConfig::AdamW(c) => c.validate(),
+            OptimizerConfig::Adamax(c) => c.validate(),
+            OptimizerConfig::NAdam(c) => c.validate(),
+            OptimizerConfig::RAdam(c) => c.validate(),
+            OptimizerConfig::Newton(c) => c.validate(),
         }
     }
 
@@ -522,6 +804,10 @@ impl OptimizerConfig {
             OptimizerConfig::Adadelta(_) => Rule::Adadelta,
             OptimizerConfig::Adam(_) => Rule::Adam,
             OptimizerConfig::AdamW(_) => Rule::AdamW,
+            OptimizerConfig::Adamax(_) => Rule::Adamax,
+            OptimizerConfig::NAdam(_) => Rule::NAdam,
+            OptimizerConfig::RAdam(_) => Rule::RAdam,
+            OptimizerConfig::Newton(_) => Rule::Newton,
         }
     }
 
@@ -534,6 +820,10 @@ impl OptimizerConfig {
             OptimizerConfig::Adadelta(c) => c.lr,
             OptimizerConfig::Adam(c) => c.lr,
             OptimizerConfig::AdamW(c) => c.lr,
+            OptimizerConfig::Adamax(c) => c.lr,
+            OptimizerConfig::NAdam(c) => c.lr,
+            OptimizerConfig::RAdam(c) => c.lr,
+            OptimizerConfig::Newton(c) => c.lr,
         }
     }
 
@@ -546,6 +836,10 @@ impl OptimizerConfig {
             OptimizerConfig::Adadelta(c) => c.lr = lr,
             OptimizerConfig::Adam(c) => c.lr = lr,
             OptimizerConfig::AdamW(c) => c.lr = lr,
+            OptimizerConfig::Adamax(c) => c.lr = lr,
+            OptimizerConfig::NAdam(c) => c.lr = lr,
+            OptimizerConfig::RAdam(c) => c.lr = lr,
+            OptimizerConfig::Newton(c) => c.lr = lr,
         }
     }
 
@@ -558,6 +852,10 @@ impl OptimizerConfig {
             OptimizerConfig::Adadelta(c) => c.weight_decay,
             OptimizerConfig::Adam(c) => c.weight_decay,
             OptimizerConfig::AdamW(c) => c.weight_decay,
+            OptimizerConfig::Adamax(c) => c.weight_decay,
+            OptimizerConfig::NAdam(c) => c.weight_decay,
+            OptimizerConfig::RAdam(c) => c.weight_decay,
+            OptimizerConfig::Newton(c) => c.weight_decay,
         }
     }
 
@@ -570,6 +868,10 @@ impl OptimizerConfig {
             OptimizerConfig::Adadelta(c) => c.weight_decay = wd,
             OptimizerConfig::Adam(c) => c.weight_decay = wd,
             OptimizerConfig::AdamW(c) => c.weight_decay = wd,
+            OptimizerConfig::Adamax(c) => c.weight_decay = wd,
+            OptimizerConfig::NAdam(c) => c.weight_decay = wd,
+            OptimizerConfig::RAdam(c) => c.weight_decay = wd,
+            OptimizerConfig::Newton(c) => c.weight_decay = wd,
         }
     }
 
@@ -597,6 +899,17 @@ impl OptimizerConfig {
                     _ => unreachable!(),
                 };
                 if amsgrad { &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"] } else { &["exp_avg", "exp_avg_sq"] }
+            }
+            Rule::Adamax => &["exp_avg", "exp_inf"],
+            Rule::NAdam | Rule::RAdam => &["exp_avg", "exp_avg_sq"],
+            Rule::Newton => {
+                let OptimizerConfig::Newton(c) = self else { unreachable!() };
+                match (c.beta2 > 0.0, c.beta1 > 0.0) {
+                    (false, false) => &["hessian"],
+                    (true, false) => &["hessian", "hessian_ema"],
+                    (false, true) => &["hessian", "", "exp_avg"],
+                    (true, true) => &["hessian", "hessian_ema", "exp_avg"],
+                }
             }
         }
     }
@@ -628,6 +941,12 @@ impl OptimizerConfig {
             OptimizerConfig::AdamW(c) => {
                 bit(c.maximize, MAXIMIZE) | bit(c.amsgrad, AMSGRAD) | bit(c.eps_inside_sqrt, EPS_INSIDE_SQRT)
             }
+            OptimizerConfig::Adamax(c) => bit(c.maximize, MAXIMIZE),
+            OptimizerConfig::NAdam(c) => bit(c.maximize, MAXIMIZE) | bit(c.decoupled_weight_decay, DECOUPLED),
+            OptimizerConfig::RAdam(c) => bit(c.maximize, MAXIMIZE) | bit(c.decoupled_weight_decay, DECOUPLED),
+            OptimizerConfig::Newton(c) => {
+                bit(c.maximize, MAXIMIZE) | bit(c.beta1 > 0.0, MOMENTUM) | bit(c.beta2 > 0.0, HESSIAN_EMA) | bit(c.clip > 0.0, CLIP_UPDATE)
+            }
         }
     }
 
@@ -642,13 +961,29 @@ impl OptimizerConfig {
             OptimizerConfig::Adadelta(c) => pack(&[c.lr, c.weight_decay, c.rho, 1.0 - c.rho, c.eps]),
             OptimizerConfig::Adam(c) => adam_coeffs(c.lr, c.betas, c.eps, c.weight_decay, t),
             OptimizerConfig::AdamW(c) => adam_coeffs(c.lr, c.betas, c.eps, c.weight_decay, t),
+            OptimizerConfig::Adamax(c) => {
+                let bc1 = 1.0 - c.betas.0.powi(t as i32);
+                pack(&[c.lr, c.weight_decay, c.betas.0, c.betas.1, 1.0 - c.betas.0, c.eps, c.lr / bc1])
+            }
+            OptimizerConfig::NAdam(c) => {
+                let (fg, fm, inv_bc2) = c.factors(t as u32);
+                let (b1, b2) = c.betas;
+                pack(&[c.lr, c.weight_decay, b1, b2, 1.0 - b1, 1.0 - b2, c.eps, c.lr * fg, c.lr * fm, inv_bc2, 1.0 - c.lr * c.weight_decay])
+            }
+            OptimizerConfig::RAdam(c) => {
+                let (plain, rect) = c.factors(t as u32);
+                let (b1, b2) = c.betas;
+                pack(&[c.lr, c.weight_decay, b1, b2, 1.0 - b1, 1.0 - b2, c.eps, c.lr * plain, c.lr * rect, 1.0 - c.lr * c.weight_decay])
+            }
+            OptimizerConfig::Newton(c) => pack(&[c.lr, c.weight_decay, c.beta1, 1.0 - c.beta1, c.beta2, 1.0 - c.beta2, c.damping, c.clip]),
         }
     }
 }
 
 impl OptimizerConfig {
     /// Names accepted by [`OptimizerConfig::from_pytorch`] (`torch.optim` class names, lower case).
-    pub const PYTORCH_NAMES: [&'static str; 6] = ["sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw"];
+    /// `newton` is this crate's own (no `torch.optim` class).
+    pub const PYTORCH_NAMES: [&'static str; 10] = ["sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw", "adamax", "nadam", "radam", "newton"];
 
     /// The config of `torch.optim.<name>(**options)`: `name` is the class
     /// name (any case), `options` maps PyTorch option names (`lr`, `betas`,
@@ -676,6 +1011,10 @@ impl OptimizerConfig {
             "adadelta" => Adadelta::default().into(),
             "adam" => Adam::default().into(),
             "adamw" => AdamW::default().into(),
+            "adamax" => Adamax::default().into(),
+            "nadam" => NAdam::default().into(),
+            "radam" => RAdam::default().into(),
+            "newton" => Newton::default().into(),
             _ => {
                 return Err(OptimError::UnknownOption { optimizer: name.to_string(), option: "(optimizer name)".into(), known: Self::PYTORCH_NAMES.join(", ") });
             }
@@ -696,7 +1035,11 @@ impl OptimizerConfig {
             "rmsprop" => OptimizerConfig::RmsProp(from_value(merged).map_err(bad_type)?),
             "adadelta" => OptimizerConfig::Adadelta(from_value(merged).map_err(bad_type)?),
             "adam" => OptimizerConfig::Adam(from_value(merged).map_err(bad_type)?),
-            _ => OptimizerConfig::AdamW(from_value(merged).map_err(bad_type)?),
+            "adamw" => OptimizerConfig::AdamW(from_value(merged).map_err(bad_type)?),
+            "adamax" => OptimizerConfig::Adamax(from_value(merged).map_err(bad_type)?),
+            "nadam" => OptimizerConfig::NAdam(from_value(merged).map_err(bad_type)?),
+            "radam" => OptimizerConfig::RAdam(from_value(merged).map_err(bad_type)?),
+            _ => OptimizerConfig::Newton(from_value(merged).map_err(bad_type)?),
         };
         config.validate()?;
         Ok(config)
@@ -711,6 +1054,10 @@ impl OptimizerConfig {
             OptimizerConfig::Adadelta(_) => "adadelta",
             OptimizerConfig::Adam(_) => "adam",
             OptimizerConfig::AdamW(_) => "adamw",
+            OptimizerConfig::Adamax(_) => "adamax",
+            OptimizerConfig::NAdam(_) => "nadam",
+            OptimizerConfig::RAdam(_) => "radam",
+            OptimizerConfig::Newton(_) => "newton",
         }
     }
 
@@ -724,6 +1071,10 @@ impl OptimizerConfig {
             OptimizerConfig::Adadelta(c) => serde_json::to_value(c),
             OptimizerConfig::Adam(c) => serde_json::to_value(c),
             OptimizerConfig::AdamW(c) => serde_json::to_value(c),
+            OptimizerConfig::Adamax(c) => serde_json::to_value(c),
+            OptimizerConfig::NAdam(c) => serde_json::to_value(c),
+            OptimizerConfig::RAdam(c) => serde_json::to_value(c),
+            OptimizerConfig::Newton(c) => serde_json::to_value(c),
         };
         match v {
             Ok(serde_json::Value::Object(m)) => m,
@@ -739,6 +1090,9 @@ impl OptimizerConfig {
     /// ```text
     /// Adam, AdamW   [1/(1−β₁ᵗ), √(1−β₂ᵗ), 1/(1−β₂ᵗ), 0]   step_size = lr·x
     /// Adagrad       [1/(1 + (t−1)·lr_decay), 0, 0, 0]    clr = lr·x
+    /// Adamax        [1/(1−β₁ᵗ), 0, 0, 0]                 clr = lr·x
+    /// NAdam         [(1−μₜ)/(1−Πₜ), μₜ₊₁/(1−Πₜμₜ₊₁), 1/(1−β₂ᵗ), 0]
+    /// RAdam         [c_plain/lr, c_rect/lr, 0, 0]
     /// others        0 (no step-dependent scalar; momentum's first step is t = 1)
     /// ```
     pub fn step_factors(&self, t: u32) -> [f32; 4] {
@@ -749,6 +1103,15 @@ impl OptimizerConfig {
                 [(1.0 / bc1) as f32, bc2.sqrt() as f32, (1.0 / bc2) as f32, 0.0]
             }
             OptimizerConfig::Adagrad(c) => [(1.0 / (1.0 + (t - 1) as f64 * c.lr_decay)) as f32, 0.0, 0.0, 0.0],
+            OptimizerConfig::Adamax(c) => [(1.0 / (1.0 - c.betas.0.powi(t))) as f32, 0.0, 0.0, 0.0],
+            OptimizerConfig::NAdam(c) => {
+                let (fg, fm, inv_bc2) = c.factors(t as u32);
+                [fg as f32, fm as f32, inv_bc2 as f32, 0.0]
+            }
+            OptimizerConfig::RAdam(c) => {
+                let (plain, rect) = c.factors(t as u32);
+                [plain as f32, rect as f32, 0.0, 0.0]
+            }
             _ => [0.0; 4],
         }
     }

@@ -12,7 +12,7 @@
 //! f32 roundings a step may contribute, stated per rule by [`tolerance_k`],
 //! independent of the number of steps.
 
-use crate::config::{Adadelta, Adagrad, Adam, AdamW, OptimizerConfig, RmsProp, Rule, Sgd};
+use crate::config::{Adadelta, Adagrad, Adam, AdamW, Adamax, NAdam, Newton, OptimizerConfig, RAdam, RmsProp, Rule, Sgd};
 use crate::device::read_f32;
 use crate::engine::{EngineOptions, Optimizer, ParamSlice};
 use crate::error::Result;
@@ -35,6 +35,10 @@ pub const TINY: f64 = 1e-30;
 /// | rmsprop, centered | 24 | v − ḡ² amplifies rounding by v/(v − ḡ²) |
 /// | adadelta | 8 | two roots, a quotient and products per step |
 /// | adam, adamw | 4 | two EMAs, root, bias correction, quotient |
+/// | adamax | 2 | EMA, max, quotient, bias correction |
+/// | nadam | 4 | two EMAs, root, two quotients and two products |
+/// | radam | 4 | two EMAs, root, sum of the two coefficient terms |
+/// | newton | 4 | EMAs, |h| + damping, quotient, clamp |
 ///
 /// The measured worst cases are in the README; the bound has a margin of
 /// about 2× over them.
@@ -48,6 +52,10 @@ pub fn tolerance_k(config: &OptimizerConfig) -> f64 {
             Rule::RmsProp => 4.0,
             Rule::Adadelta => 8.0,
             Rule::Adam | Rule::AdamW => 4.0,
+            Rule::Adamax => 2.0,
+            Rule::NAdam => 4.0,
+            Rule::RAdam => 4.0,
+            Rule::Newton => 4.0,
         },
     }
 }
@@ -90,6 +98,16 @@ pub fn all_cases() -> Vec<Case> {
         case("adamw", AdamW::default()),
         case("adamw amsgrad", AdamW { amsgrad: true, weight_decay: 0.1, ..AdamW::default() }),
         case("adamw eps_inside_sqrt maximize", AdamW { eps_inside_sqrt: true, maximize: true, lr: 1e-2, ..AdamW::default() }),
+        case("adamax", Adamax::default()),
+        case("adamax wd maximize", Adamax { weight_decay: 0.1, maximize: true, betas: (0.8, 0.99), ..Adamax::default() }),
+        case("nadam", NAdam::default()),
+        case("nadam wd momentum_decay", NAdam { weight_decay: 0.05, momentum_decay: 0.01, ..NAdam::default() }),
+        case("nadam decoupled wd maximize", NAdam { weight_decay: 0.1, decoupled_weight_decay: true, maximize: true, ..NAdam::default() }),
+        case("radam", RAdam::default()),
+        case("radam decoupled wd maximize", RAdam { weight_decay: 0.1, decoupled_weight_decay: true, maximize: true, betas: (0.9, 0.99), ..RAdam::default() }),
+        case("newton", Newton { lr: 0.1, damping: 1e-3, ..Newton::default() }),
+        case("newton hessian ema maximize", Newton { lr: 0.05, beta2: 0.9, maximize: true, ..Newton::default() }),
+        case("newton sophia wd", Newton { lr: 0.01, beta1: 0.965, beta2: 0.99, clip: 1.0, damping: 1e-3, weight_decay: 0.1, ..Newton::default() }),
     ]
 }
 
@@ -151,6 +169,7 @@ pub fn random_grads(seed: u64, t: u64, scales: &[f32], out: &mut [f32]) {
 pub fn avoid_l2_cancellation(config: &OptimizerConfig, params: &[f64], grads: &mut [f32]) {
     let wd = match config {
         OptimizerConfig::AdamW(_) => 0.0,
+        c if c.flags() & crate::config::flags::DECOUPLED != 0 => 0.0,
         c => c.weight_decay(),
     };
     if wd == 0.0 {
@@ -300,6 +319,15 @@ pub fn run_case(
         random_grads(seed, t, &scales, &mut g);
         avoid_l2_cancellation(&config, &p_ref, &mut g);
         queue.write_buffer(&grad, 0, bytemuck::cast_slice(&g));
+        if let OptimizerConfig::Newton(_) = config {
+            // The Hessian diagonal is an input: a fresh positive estimate
+            // every step, in the GPU's state slot 0 and the reference's.
+            let h: Vec<f32> = (0..n as u64).map(|i| 1.25 + 0.75 * uniform(seed ^ 0x4e45_5754, t, i)).collect();
+            opt.write_state(0, 0, &h)?;
+            for (r, &x) in reference.state[0].iter_mut().zip(&h) {
+                *r = x as f64;
+            }
+        }
         opt.step()?;
         for (d, s) in g64.iter_mut().zip(&g) {
             *d = *s as f64;

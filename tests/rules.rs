@@ -99,3 +99,19 @@ fn harness_detects_a_wrong_rule() {
     // One f32 rounding of a param is ~6e-8; the wrong beta2 moves params far more.
     assert!(max_err > 1e-5, "a wrong beta2 went unnoticed (max err {max_err})");
 }
+#[test]
+fn adamax_matches_reference() {
+    check_rule(Rule::Adamax);
+}
+#[test]
+fn nadam_matches_reference() {
+    check_rule(Rule::NAdam);
+}
+#[test]
+fn radam_matches_reference() {
+    check_rule(Rule::RAdam);
+}
+#[test]
+fn newton_matches_reference() {
+    check_rule(Rule::Newton);
+}

@@ -149,10 +149,11 @@ pub struct RuleRow {
     pub ceiling_gbps: f64,
     /// fused GB/s ÷ ceiling GB/s.
     pub fraction_of_ceiling: f64,
-    pub unfused_ms: f64,
-    pub unfused_kernels: usize,
+    /// `None` for rules without an unfused baseline (Adamax, NAdam, RAdam, Newton).
+    pub unfused_ms: Option<f64>,
+    pub unfused_kernels: Option<usize>,
     /// unfused time ÷ fused time.
-    pub fused_speedup: f64,
+    pub fused_speedup: Option<f64>,
 }
 
 /// The whole-model case (AdamW).
@@ -237,8 +238,11 @@ pub fn run(device: &wgpu::Device, queue: &wgpu::Queue, adapter: &str, options: &
         drop(ceiling);
         queue.write_buffer(&p, 0, bytemuck::cast_slice(&p0));
         progress(&format!("{rule}: unfused"));
-        let mut unfused = Unfused::new(device, queue, case.config, &p, &g, n)?;
-        let unfused_s = timer.per_step(options.reps, options.steps, &mut |e| unfused.record_step(e))?;
+        let unfused = match Unfused::new(device, queue, case.config, &p, &g, n) {
+            Ok(mut u) => Some((timer.per_step(options.reps, options.steps, &mut |e| u.record_step(e))?, u.kernels_per_step())),
+            Err(OptimError::InvalidOptions(_)) => None,
+            Err(e) => return Err(e),
+        };
         let bytes = fused.bytes_per_element();
         let gbps = |s: f64| (bytes * n) as f64 / s / 1e9;
         rows.push(RuleRow {
@@ -249,9 +253,9 @@ pub fn run(device: &wgpu::Device, queue: &wgpu::Queue, adapter: &str, options: &
             fused_gbps: gbps(fused_s),
             ceiling_gbps: gbps(ceiling_s),
             fraction_of_ceiling: ceiling_s / fused_s,
-            unfused_ms: unfused_s * 1e3,
-            unfused_kernels: unfused.kernels_per_step(),
-            fused_speedup: unfused_s / fused_s,
+            unfused_ms: unfused.map(|u| u.0 * 1e3),
+            unfused_kernels: unfused.map(|u| u.1),
+            fused_speedup: unfused.map(|u| u.0 / fused_s),
         });
     }
     drop(slice);
@@ -334,9 +338,13 @@ pub fn format_report(r: &BenchReport) -> String {
         "rule", "elements", "B/elem", "fused ms", "GB/s", "ceil GB/s", "of ceil", "unfused ms", "kernels", "speedup"
     );
     for row in &r.rules {
+        let (unfused, kernels, speedup) = match (row.unfused_ms, row.unfused_kernels, row.fused_speedup) {
+            (Some(ms), Some(k), Some(x)) => (format!("{ms:.3}"), k.to_string(), format!("{x:.2}x")),
+            _ => ("-".into(), "-".into(), "-".into()),
+        };
         s += &format!(
-            "{:<9} {:>10} {:>6} {:>10.3} {:>9.2} {:>11.2} {:>10.2} {:>11.3} {:>8} {:>8.2}x\n",
-            row.rule, row.elements, row.bytes_per_element, row.fused_ms, row.fused_gbps, row.ceiling_gbps, row.fraction_of_ceiling, row.unfused_ms, row.unfused_kernels, row.fused_speedup
+            "{:<9} {:>10} {:>6} {:>10.3} {:>9.2} {:>11.2} {:>10.2} {:>11} {:>8} {:>9}\n",
+            row.rule, row.elements, row.bytes_per_element, row.fused_ms, row.fused_gbps, row.ceiling_gbps, row.fraction_of_ceiling, unfused, kernels, speedup
         );
     }
     if let Some(m) = &r.model {

@@ -83,9 +83,11 @@ impl Unfused {
             OptimizerConfig::Adadelta(c) => c.maximize,
             OptimizerConfig::Adam(c) => c.maximize || c.eps_inside_sqrt || c.amsgrad,
             OptimizerConfig::AdamW(c) => c.maximize || c.eps_inside_sqrt || c.amsgrad,
+            // Beyond torch's classic eight: no baseline (yet).
+            OptimizerConfig::Adamax(_) | OptimizerConfig::NAdam(_) | OptimizerConfig::RAdam(_) | OptimizerConfig::Newton(_) => true,
         };
         if unsupported {
-            return Err(OptimError::InvalidOptions("the unfused baseline supports only the plain form of each rule"));
+            return Err(OptimError::InvalidOptions("the unfused baseline covers the plain form of SGD, Momentum, NAG, Adagrad, RMSprop, Adadelta, Adam and AdamW"));
         }
         let n4 = n.div_ceil(4);
         if param.size() < n4 * 16 || grad.size() < n4 * 16 {
@@ -226,6 +228,9 @@ impl Unfused {
                 out.push((DivScalar, Tmp0, Unused, Unused, bc2.sqrt()));
                 out.push((AddScalar, Tmp0, Unused, Unused, eps));
                 out.push((Addcdiv, Param, State0, Tmp0, -lr / bc1));
+            }
+            OptimizerConfig::Adamax(_) | OptimizerConfig::NAdam(_) | OptimizerConfig::RAdam(_) | OptimizerConfig::Newton(_) => {
+                unreachable!("Unfused::new rejects rules without a baseline")
             }
         }
         out

@@ -62,6 +62,10 @@ impl ReferenceOptimizer {
                 let opts = rules::AdamLike::new(c.lr, c.betas, c.eps, c.amsgrad, c.maximize, c.eps_inside_sqrt);
                 rules::adam(&rules::AdamLike { decoupled: c.weight_decay, ..opts }, t, params, grads, s0, s1, s2)
             }
+            OptimizerConfig::Adamax(c) => rules::adamax(c, t, params, grads, s0, s1),
+            OptimizerConfig::NAdam(c) => rules::nadam(c, t, params, grads, s0, s1),
+            OptimizerConfig::RAdam(c) => rules::radam(c, t, params, grads, s0, s1),
+            OptimizerConfig::Newton(c) => rules::newton(c, params, grads, s0, s1, s2),
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! One f64 function per update rule; each mirrors the shader of the same name.
 
-use crate::config::{Adadelta, Adagrad, RmsProp, Sgd};
+use crate::config::{Adadelta, Adagrad, Adamax, NAdam, Newton, RAdam, RmsProp, Sgd};
 
 fn effective_grad(g: f64, p: f64, maximize: bool, weight_decay: f64) -> f64 {
     let g = if maximize { -g } else { g };
@@ -99,5 +99,87 @@ pub fn adam(c: &AdamLike, t: u32, p: &mut [f64], g: &[f64], m: &mut [f64], v: &m
         }
         let denom = if c.eps_inside_sqrt { (vv / bc2 + c.eps).sqrt() } else { vv.sqrt() / bc2.sqrt() + c.eps };
         p[i] -= step_size * m[i] / denom;
+    }
+}
+
+/// `adamax.wgsl`.
+pub fn adamax(c: &Adamax, t: u32, p: &mut [f64], g: &[f64], m: &mut [f64], u: &mut [f64]) {
+    let clr = c.lr / (1.0 - c.betas.0.powi(t as i32));
+    for i in 0..p.len() {
+        let d = effective_grad(g[i], p[i], c.maximize, c.weight_decay);
+        m[i] += (1.0 - c.betas.0) * (d - m[i]);
+        u[i] = (c.betas.1 * u[i]).max(d.abs() + c.eps);
+        p[i] -= clr * m[i] / u[i];
+    }
+}
+
+/// Weight decay of NAdam / RAdam: the gradient term, or the decoupled
+/// factor applied to θ first.
+fn decayed(p: &mut f64, g: f64, maximize: bool, lr: f64, wd: f64, decoupled: bool) -> f64 {
+    if decoupled {
+        *p *= 1.0 - lr * wd;
+        effective_grad(g, *p, maximize, 0.0)
+    } else {
+        effective_grad(g, *p, maximize, wd)
+    }
+}
+
+/// `nadam.wgsl`, with μₜ and Πₜ in f64 straight from their definitions.
+pub fn nadam(c: &NAdam, t: u32, p: &mut [f64], g: &[f64], m: &mut [f64], v: &mut [f64]) {
+    let (b1, b2) = c.betas;
+    let mu = |i: f64| b1 * (1.0 - 0.5 * 0.96f64.powf(i * c.momentum_decay));
+    let prod: f64 = (1..=t).map(|i| mu(i as f64)).product();
+    let (mu_t, mu_next) = (mu(t as f64), mu(t as f64 + 1.0));
+    let bc2 = 1.0 - b2.powi(t as i32);
+    for i in 0..p.len() {
+        let d = decayed(&mut p[i], g[i], c.maximize, c.lr, c.weight_decay, c.decoupled_weight_decay);
+        m[i] += (1.0 - b1) * (d - m[i]);
+        v[i] = b2 * v[i] + (1.0 - b2) * d * d;
+        let denom = (v[i] / bc2).sqrt() + c.eps;
+        p[i] -= c.lr * (1.0 - mu_t) / (1.0 - prod) * d / denom;
+        p[i] -= c.lr * mu_next / (1.0 - prod * mu_next) * m[i] / denom;
+    }
+}
+
+/// `radam.wgsl`.
+pub fn radam(c: &RAdam, t: u32, p: &mut [f64], g: &[f64], m: &mut [f64], v: &mut [f64]) {
+    let (b1, b2) = c.betas;
+    let (bc1, bc2) = (1.0 - b1.powi(t as i32), 1.0 - b2.powi(t as i32));
+    let rho_inf = 2.0 / (1.0 - b2) - 1.0;
+    let rho_t = rho_inf - 2.0 * t as f64 * b2.powi(t as i32) / bc2;
+    for i in 0..p.len() {
+        let d = decayed(&mut p[i], g[i], c.maximize, c.lr, c.weight_decay, c.decoupled_weight_decay);
+        m[i] += (1.0 - b1) * (d - m[i]);
+        v[i] = b2 * v[i] + (1.0 - b2) * d * d;
+        let corrected = m[i] / bc1;
+        if rho_t > 5.0 {
+            let rect = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)).sqrt();
+            let adaptive = bc2.sqrt() / (v[i].sqrt() + c.eps);
+            p[i] -= corrected * c.lr * adaptive * rect;
+        } else {
+            p[i] -= corrected * c.lr;
+        }
+    }
+}
+
+/// `newton.wgsl`: `h` is the user-supplied Hessian diagonal (an input).
+pub fn newton(c: &Newton, p: &mut [f64], g: &[f64], h: &[f64], h_ema: &mut [f64], m: &mut [f64]) {
+    for i in 0..p.len() {
+        let d = effective_grad(g[i], p[i], c.maximize, c.weight_decay);
+        let mut mi = d;
+        if c.beta1 > 0.0 {
+            m[i] += (1.0 - c.beta1) * (d - m[i]);
+            mi = m[i];
+        }
+        let mut hi = h[i];
+        if c.beta2 > 0.0 {
+            h_ema[i] = c.beta2 * h_ema[i] + (1.0 - c.beta2) * h[i];
+            hi = h_ema[i];
+        }
+        let mut u = mi / (hi.abs() + c.damping);
+        if c.clip > 0.0 {
+            u = u.clamp(-c.clip, c.clip);
+        }
+        p[i] -= c.lr * u;
     }
 }

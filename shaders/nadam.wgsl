@@ -1,0 +1,52 @@
+// NAdam (torch.optim.NAdam): Adam with Nesterov momentum (Dozat).
+//   g ← ∇ (negated if maximize) + weight_decay·θ,  or with DECOUPLED: θ ← θ·(1 − lr·weight_decay)
+//   m ← m + (1 − β₁)·(g − m)                           (state0 = exp_avg)
+//   v ← β₂·v + (1 − β₂)·g²                             (state1 = exp_avg_sq)
+//   d = √(v/(1 − β₂ᵗ)) + eps
+//   θ ← θ − c_g·g/d − c_m·m/d
+// c_g = lr·(1 − μₜ)/(1 − Πₜ), c_m = lr·μₜ₊₁/(1 − Πₜμₜ₊₁), 1/(1 − β₂ᵗ): host, f64.
+struct Coeffs {
+    lr: f32,
+    weight_decay: f32,
+    beta1: f32,
+    beta2: f32,
+    one_minus_beta1: f32,
+    one_minus_beta2: f32,
+    eps: f32,
+    c_g: f32,
+    c_m: f32,
+    inv_bc2: f32,
+    decay: f32,
+    _r0: f32,
+}
+
+// With a GradScaler the step t is the device's (factors from the host, f64).
+fn at_step(c: Coeffs, f: vec4<f32>) -> Coeffs {
+    var d = c;
+    d.c_g = c.lr * f.x;
+    d.c_m = c.lr * f.y;
+    d.inv_bc2 = f.z;
+    return d;
+}
+
+fn state_used(slot: u32) -> bool {
+    return slot < 2u;
+}
+
+fn update(c: Coeffs, x: ptr<function, Lanes>) {
+    var p = (*x).p;
+    var g: vec4<f32>;
+    if (has(DECOUPLED)) {
+        g = effective_grad(*x, 0.0);
+        p = p * c.decay;
+    } else {
+        g = effective_grad(*x, c.weight_decay);
+    }
+    let m = (*x).s0 + c.one_minus_beta1 * (g - (*x).s0);
+    let v = c.beta2 * (*x).s1 + c.one_minus_beta2 * g * g;
+    (*x).s0 = m;
+    (*x).s1 = v;
+    let d = sqrt(v * c.inv_bc2) + c.eps;
+    p = p - c.c_g * g / d;
+    (*x).p = p - c.c_m * m / d;
+}
