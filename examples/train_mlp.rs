@@ -13,7 +13,9 @@
 
 use clap::Parser;
 use wgpu_optim::validate::uniform;
-use wgpu_optim::{device, Adadelta, Adagrad, Adam, AdamW, Adamax, NAdam, OptimError, Optimizer, OptimizerConfig, ParamArena, RAdam, RmsProp, Sgd};
+use wgpu_optim::{
+    device, Adadelta, Adagrad, Adam, AdamW, Adamax, EngineOptions, NAdam, OptimError, Optimizer, OptimizerConfig, ParamArena, RAdam, RmsProp, Sgd, StateFormat,
+};
 
 const DIGITS: &str = include_str!("data/digits.csv");
 const SHADER: &str = include_str!("mlp.wgsl");
@@ -43,6 +45,9 @@ pub struct TrainOptions {
     /// Seed of the initialisation and the shuffles.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Optimizer state precision: f32 or bf16 (stochastic rounding).
+    #[arg(long, default_value = "f32")]
+    pub state: String,
 }
 
 /// What one epoch measured.
@@ -122,7 +127,13 @@ pub fn train(device: &wgpu::Device, queue: &wgpu::Queue, opts: &TrainOptions) ->
     arena.write_params(queue, 1, &vec![0.01; h as usize])?;
     arena.write_params(queue, 2, &init(2, h))?;
     arena.write_params(queue, 3, &vec![0.0; OUT as usize])?;
-    let mut opt = Optimizer::with_groups(device, queue, &configs(&opts.optimizer, opts.lr)?, &arena.slices(), Default::default())?;
+    let state_format = match opts.state.as_str() {
+        "f32" => StateFormat::F32,
+        "bf16" => StateFormat::Bf16 { seed: opts.seed as u32 },
+        _ => return Err(OptimError::InvalidOptions("--state is f32 or bf16")),
+    };
+    let engine = EngineOptions { state_format, ..EngineOptions::default() };
+    let mut opt = Optimizer::with_groups(device, queue, &configs(&opts.optimizer, opts.lr)?, &arena.slices(), engine)?;
     let offset = |i: usize| arena.tensor(i)[0].param_offset as u32;
 
     let storage = |label: &str, bytes: &[u8], extra: wgpu::BufferUsages| {

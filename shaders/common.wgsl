@@ -47,6 +47,10 @@ struct StepHead {
     growth_factor: f32,
     backoff_factor: f32,
     n_groups: u32,
+    seed: u32,              // stochastic rounding of bf16 state
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 struct StepScalars {
@@ -61,7 +65,7 @@ struct StepScalars {
 struct ParamTable {
     n_blocks: u32,
     partial_base: u32,      // index of this launch's first workgroup in GradControl.partials
-    _pad1: u32,
+    state_base: u32,        // the window's first state element over all windows
     _pad2: u32,
     blocks: array<vec4<u32>, 1023>,
 }

@@ -17,6 +17,7 @@ pub const MAX_GROUPS: usize = 8;
 
 const COMMON_WGSL: &str = include_str!("../shaders/common.wgsl");
 const CEILING_WGSL: &str = include_str!("../shaders/ceiling.wgsl");
+const BF16_WGSL: &str = include_str!("../shaders/bf16.wgsl");
 
 /// Elements each invocation updates (one vec4 chunk).
 const LANES: u64 = 4;
@@ -42,6 +43,9 @@ pub struct StepHead {
     pub growth_factor: f32,
     pub backoff_factor: f32,
     pub n_groups: u32,
+    /// Seed of the stochastic rounding of bf16 state.
+    pub seed: u32,
+    pub _pad: [u32; 3],
 }
 
 /// The per-step uniform (binding 0): flags, the step counter and, for each
@@ -108,17 +112,32 @@ pub struct PipelineKey {
     /// `true`: operands bound as `array<vec4<f32>>` (every tensor starts at a
     /// multiple of 4 elements); `false`: `array<f32>`, any offset.
     pub vec4: bool,
+    /// Whether state slots hold bf16 pairs (`array<vec2<u32>>`, one per chunk).
+    pub bf16_state: bool,
 }
 
 /// Bindings 1–5 and their chunk load/store functions, in vec4 or scalar form
 /// (see `shaders/common.wgsl`). Lanes are addressed by constant components
 /// only: a dynamically indexed vector would be spilled to memory on some
 /// backends (lavapipe among them).
-fn access_prelude(vec4: bool) -> String {
+fn access_prelude(vec4: bool, bf16_state: bool) -> String {
     const LANE: [&str; 4] = ["x", "y", "z", "w"];
     let operands = [("param", 1, true), ("grad", 2, false), ("state0", 3, true), ("state1", 4, true), ("state2", 5, true)];
     let mut out = String::new();
+    if bf16_state {
+        out += BF16_WGSL;
+    }
     for (name, binding, writable) in operands {
+        if bf16_state && name.starts_with("state") {
+            // Every chunk's state starts on a whole vec4: one vec2<u32> (four
+            // bf16) per chunk, whatever the param alignment.
+            out += &format!(
+                "@group(0) @binding({binding}) var<storage, read_write> {name}: array<vec2<u32>>;\n\
+                 fn load_{name}(i: u32, n: u32) -> vec4<f32> {{ return bf16x4_unpack({name}[i >> 2u]); }}\n\
+                 fn store_{name}(i: u32, n: u32, v: vec4<f32>) {{ {name}[i >> 2u] = bf16x4_pack_stochastic(v, i); }}\n"
+            );
+            continue;
+        }
         let access = if writable { "read_write" } else { "read" };
         if vec4 {
             // Chunks start on whole vec4s and bindings are rounded up to whole
@@ -227,7 +246,7 @@ impl PipelineCache {
                 Kernel::Rule(rule) => (rule.name(), rule.shader_source(), None),
                 Kernel::Ceiling { state_mask } => ("ceiling", CEILING_WGSL, Some(state_mask)),
             };
-            let source = format!("{}\n{COMMON_WGSL}\n{body}", access_prelude(key.vec4));
+            let source = format!("{}\n{COMMON_WGSL}\n{body}", access_prelude(key.vec4, key.bf16_state));
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(label),
                 source: wgpu::ShaderSource::Wgsl(source.into()),
@@ -395,6 +414,55 @@ pub struct ScalerState {
     pub found_inf: u32,
 }
 
+/// How the optimizer state (moments, accumulators) is stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum StateFormat {
+    /// f32, 4 bytes per element and slot.
+    #[default]
+    F32,
+    /// bfloat16 packed two per u32, 2 bytes per element and slot. The
+    /// update computes in f32; each stored value is rounded stochastically
+    /// with a counter-based hash of (seed, step, element), so a run is
+    /// reproducible and the rounding is unbiased (a small update to a large
+    /// moment is kept in expectation instead of being rounded away).
+    Bf16 { seed: u32 },
+}
+
+impl StateFormat {
+    /// The bytes of `values` in this format (bf16: round to nearest even,
+    /// padded to whole u32 words).
+    pub fn encode(self, values: &[f32]) -> Vec<u8> {
+        match self {
+            StateFormat::F32 => bytemuck::cast_slice(values).to_vec(),
+            StateFormat::Bf16 { .. } => {
+                let mut halves: Vec<u16> = values.iter().map(|&v| bf16_round(v)).collect();
+                if halves.len() % 2 == 1 {
+                    halves.push(0);
+                }
+                bytemuck::cast_slice(&halves).to_vec()
+            }
+        }
+    }
+
+    /// Bytes per state element.
+    pub fn bytes(self) -> u64 {
+        match self {
+            StateFormat::F32 => 4,
+            StateFormat::Bf16 { .. } => 2,
+        }
+    }
+}
+
+/// bf16 bits of `x`, rounded to nearest even (host-side writes of state).
+pub fn bf16_round(x: f32) -> u16 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        return ((b >> 16) | 0x40) as u16;
+    }
+    let rounding = 0x7fff + ((b >> 16) & 1);
+    (b.wrapping_add(rounding) >> 16) as u16
+}
+
 /// Engine knobs. Defaults suit every adapter.
 #[derive(Clone)]
 pub struct EngineOptions {
@@ -418,11 +486,13 @@ pub struct EngineOptions {
     pub ceiling: bool,
     /// Clipping and loss scaling on the GPU (default: none).
     pub grad_control: GradControl,
+    /// Precision of the optimizer state (default f32).
+    pub state_format: StateFormat,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { workgroup_size: 256, max_binding_bytes: None, ring_slots: 64, cache: None, vec4: true, ceiling: false, grad_control: GradControl::default() }
+        EngineOptions { workgroup_size: 256, max_binding_bytes: None, ring_slots: 64, cache: None, vec4: true, ceiling: false, grad_control: GradControl::default(), state_format: StateFormat::F32 }
     }
 }
 
@@ -533,6 +603,7 @@ pub struct Optimizer {
     step: u32,
     scalars: StepScalars,
     vec4: bool,
+    state_format: StateFormat,
 }
 
 /// Binds elements `[lo, hi)` of an f32 buffer.
@@ -736,15 +807,17 @@ impl Optimizer {
             Kernel::Rule(configs[0].rule())
         };
         let cache = options.cache.clone().unwrap_or_else(|| Arc::new(PipelineCache::new(device)));
-        let pipeline = cache.get(device, PipelineKey { kernel, entry: Entry::Update, workgroup_size: wg, vec4 })?;
+        let pipeline = cache.get(device, PipelineKey { kernel, entry: Entry::Update, workgroup_size: wg, vec4, bf16_state: matches!(options.state_format, StateFormat::Bf16 { .. }) })?;
 
+        let state_format = options.state_format;
         let control_opts = options.grad_control;
         control_opts.validate()?;
         let control_flags = control_opts.flags();
         if control_flags != 0 && !wg.is_power_of_two() {
             return Err(OptimError::InvalidOptions("grad clipping and loss scaling need a power-of-two workgroup size"));
         }
-        let entry_pipeline = |entry| cache.get(device, PipelineKey { kernel, entry, workgroup_size: wg, vec4 });
+        let bf16_state = matches!(options.state_format, StateFormat::Bf16 { .. });
+        let entry_pipeline = |entry| cache.get(device, PipelineKey { kernel, entry, workgroup_size: wg, vec4, bf16_state });
         let control_pipelines = if control_flags != 0 { Some((entry_pipeline(Entry::ReduceGrads)?, entry_pipeline(Entry::FinalizeGrads)?)) } else { None };
         let per_block = LANES * wg as u64;
         let total_blocks: u64 = windows.iter().flat_map(|w| &w.segments).map(|s| s.2.div_ceil(per_block)).sum();
@@ -768,6 +841,7 @@ impl Optimizer {
             let mut dispatches = Vec::with_capacity(windows.len());
             let mut pieces = Vec::new();
             let mut partial_base = 0u32;
+            let mut state_base = 0u64;
             for (d, w) in windows.iter().enumerate() {
                 let mut rows: Vec<Block> = Vec::with_capacity(w.segments.iter().map(|s| s.2.div_ceil(per_block) as usize).sum());
                 let mut state_offset = 0u64;
@@ -792,7 +866,9 @@ impl Optimizer {
                 let mut launches = Vec::with_capacity(chunks.len());
                 for (k, chunk) in chunks.enumerate() {
                     let at = k * table_stride as usize;
-                    let head = [chunk.len() as u32, partial_base, 0, 0];
+                    // state_base: the window's first state element over all
+                    // windows, so stochastic rounding keys are global.
+                    let head = [chunk.len() as u32, partial_base, state_base as u32, 0];
                     table[at..at + 16].copy_from_slice(bytemuck::bytes_of(&head));
                     table[at + 16..at + 16 + 16 * chunk.len()].copy_from_slice(bytemuck::cast_slice(chunk));
                     launches.push((at as u32, chunk.len() as u32, partial_base));
@@ -804,13 +880,14 @@ impl Optimizer {
                     let used = names.get(slot).is_some_and(|n| !n.is_empty());
                     used.then(|| {
                         let init = configs[0].initial_state(slot);
-                        let buf = buffer(names[slot], state_offset * 4, storage);
+                        let buf = buffer(names[slot], state_offset * state_format.bytes(), storage);
                         if init != 0.0 {
-                            queue.write_buffer(&buf, 0, bytemuck::cast_slice(&vec![init; state_offset as usize]));
+                            queue.write_buffer(&buf, 0, &state_format.encode(&vec![init; state_offset as usize]));
                         }
                         buf
                     })
                 });
+                state_base += state_offset;
                 let param = (w.param.clone(), w.p_lo, w.p_hi);
                 let grad = (w.grad.clone(), w.g_lo, w.g_hi);
                 let bind_group = shared.bind_group(device, &param, &grad, &state, &table_buf);
@@ -839,6 +916,7 @@ impl Optimizer {
             step: 0,
             scalars: bytemuck::Zeroable::zeroed(),
             vec4,
+            state_format,
         };
         if control_opts.scaler.is_some() {
             opt.grow_factors(1024)?;
@@ -895,6 +973,11 @@ impl Optimizer {
             growth_factor: scaler.growth_factor as f32,
             backoff_factor: scaler.backoff_factor as f32,
             n_groups: self.configs.len() as u32,
+            seed: match self.state_format {
+                StateFormat::Bf16 { seed } => seed,
+                StateFormat::F32 => 0,
+            },
+            _pad: [0; 3],
         };
         for (slot, c) in self.scalars.groups.iter_mut().zip(&self.configs) {
             *slot = c.coeffs(step);
@@ -1031,7 +1114,17 @@ impl Optimizer {
     /// (read + write), grad (read), each state slot (read + write).
     pub fn bytes_per_element(&self) -> u64 {
         let slots = self.state_names().iter().filter(|s| !s.is_empty()).count() as u64;
-        4 * (3 + 2 * slots)
+        4 * 3 + 2 * slots * self.state_format.bytes()
+    }
+
+    /// Bytes of optimizer state per parameter element.
+    pub fn state_bytes_per_element(&self) -> u64 {
+        self.state_names().iter().filter(|s| !s.is_empty()).count() as u64 * self.state_format.bytes()
+    }
+
+    /// How the state is stored.
+    pub fn state_format(&self) -> StateFormat {
+        self.state_format
     }
 
     /// Total parameter elements.
@@ -1052,7 +1145,25 @@ impl Optimizer {
     /// index; [`OptimError::Readback`].
     pub fn read_state(&self, slot: usize, param_index: usize) -> Result<Vec<f32>> {
         let ranges = self.state_ranges(slot, param_index)?;
-        crate::device::read_ranges_f32(&self.device, &self.queue, &ranges)
+        match self.state_format {
+            StateFormat::F32 => crate::device::read_ranges_f32(&self.device, &self.queue, &ranges),
+            StateFormat::Bf16 { .. } => {
+                // Whole words (pieces start on a vec4), then drop the padding.
+                let words: Vec<_> = ranges.iter().map(|&(b, off, len)| (b, off / 2, len.div_ceil(2))).collect();
+                let raw = crate::device::read_ranges_f32(&self.device, &self.queue, &words)?;
+                let halves: Vec<f32> = raw.iter().flat_map(|w| {
+                    let b = w.to_bits();
+                    [f32::from_bits(b << 16), f32::from_bits(b & 0xffff_0000)]
+                }).collect();
+                let mut out = Vec::with_capacity(ranges.iter().map(|r| r.2 as usize).sum());
+                let mut at = 0usize;
+                for &(_, _, len) in &ranges {
+                    out.extend_from_slice(&halves[at..at + len as usize]);
+                    at += 2 * len.div_ceil(2) as usize;
+                }
+                Ok(out)
+            }
+        }
     }
 
     /// Overwrites state slot `slot` of parameter `param_index` (e.g. from a
@@ -1068,7 +1179,8 @@ impl Optimizer {
         }
         let mut at = 0usize;
         for (buf, off, len) in ranges {
-            self.queue.write_buffer(buf, off * 4, bytemuck::cast_slice(&values[at..at + len as usize]));
+            let bytes = self.state_format.encode(&values[at..at + len as usize]);
+            self.queue.write_buffer(buf, off * self.state_format.bytes(), &bytes);
             at += len as usize;
         }
         Ok(())

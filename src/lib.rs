@@ -28,5 +28,5 @@ pub mod validate;
 
 pub use arena::ParamArena;
 pub use config::{Adadelta, Adagrad, Adam, AdamW, Adamax, NAdam, Newton, OptimizerConfig, RAdam, RmsProp, Rule, Sgd};
-pub use engine::{EngineOptions, Entry, GradControl, GradScaler, Kernel, Optimizer, ParamSlice, PipelineCache, PipelineKey, ScalerState, StepScalars};
+pub use engine::{EngineOptions, Entry, GradControl, GradScaler, Kernel, Optimizer, ParamSlice, PipelineCache, PipelineKey, ScalerState, StateFormat, StepScalars};
 pub use error::{OptimError, Result};

@@ -158,6 +158,21 @@ pub fn trajectory(
     start: [f32; 2],
     steps: u32,
 ) -> Result<Vec<[f32; 2]>> {
+    trajectory_with(device, queue, surface, config, start, steps, crate::EngineOptions::default())
+}
+
+/// [`trajectory`] with engine options (for example bf16 state).
+///
+/// **Errors:** anything the engine reports.
+pub fn trajectory_with(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    surface: Surface,
+    config: crate::OptimizerConfig,
+    start: [f32; 2],
+    steps: u32,
+    options: crate::EngineOptions,
+) -> Result<Vec<[f32; 2]>> {
     let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
     let xy = device.create_buffer(&wgpu::BufferDescriptor { label: Some("xy"), size: 8, usage, mapped_at_creation: false });
     let grad = device.create_buffer(&wgpu::BufferDescriptor { label: Some("grad"), size: 8, usage, mapped_at_creation: false });
@@ -169,7 +184,7 @@ pub fn trajectory(
     });
     queue.write_buffer(&xy, 0, bytemuck::cast_slice(&start));
     let kernel = SurfaceGradient::new(device, surface, &xy, &grad)?;
-    let mut opt = crate::Optimizer::new(device, queue, config, &[crate::ParamSlice::whole(&xy, &grad)])?;
+    let mut opt = crate::Optimizer::with_groups(device, queue, &[config], &[crate::ParamSlice::whole(&xy, &grad)], options)?;
     let per_submit = 32;
     let mut t = 0;
     let mut enc = device.create_command_encoder(&Default::default());

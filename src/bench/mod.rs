@@ -13,7 +13,7 @@ pub use unfused::Unfused;
 
 use crate::arena::ParamArena;
 use crate::config::OptimizerConfig;
-use crate::engine::{EngineOptions, Optimizer, ParamSlice, PipelineCache};
+use crate::engine::{EngineOptions, Optimizer, ParamSlice, PipelineCache, StateFormat};
 use crate::error::{scoped, OptimError, Result};
 use crate::validate::{one_case_per_rule, random_params, uniform};
 
@@ -178,12 +178,24 @@ pub struct ModelRow {
     pub model_dispatches: usize,
 }
 
+/// AdamW with each state format (same elements as the rule rows).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StateRow {
+    pub format: String,
+    /// Bytes of optimizer state per parameter.
+    pub state_bytes_per_param: u64,
+    pub fused_ms: f64,
+    /// f32-state time ÷ this time.
+    pub speedup_over_f32: f64,
+}
+
 /// Everything one run measured.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BenchReport {
     pub adapter: String,
     pub clock: Clock,
     pub rules: Vec<RuleRow>,
+    pub state_formats: Vec<StateRow>,
     pub model: Option<ModelRow>,
 }
 
@@ -258,13 +270,26 @@ pub fn run(device: &wgpu::Device, queue: &wgpu::Queue, adapter: &str, options: &
             fused_speedup: unfused.map(|u| u.0 / fused_s),
         });
     }
+    progress("state formats");
+    let mut state_formats = Vec::new();
+    let adamw: OptimizerConfig = crate::AdamW::default().into();
+    let mut f32_ms = 0.0;
+    for (name, format) in [("f32", StateFormat::F32), ("bf16", StateFormat::Bf16 { seed: 1 })] {
+        queue.write_buffer(&p, 0, bytemuck::cast_slice(&p0));
+        let mut opt = Optimizer::with_groups(device, queue, &[adamw], &slice, EngineOptions { state_format: format, ..engine.clone() })?;
+        let ms = timer.per_step(options.reps, options.steps, &mut |e| opt.record_step(e))? * 1e3;
+        if format == StateFormat::F32 {
+            f32_ms = ms;
+        }
+        state_formats.push(StateRow { format: name.into(), state_bytes_per_param: opt.state_bytes_per_element(), fused_ms: ms, speedup_over_f32: f32_ms / ms });
+    }
     drop(slice);
     let model = if options.model_tensors > 0 {
         Some(model_case(device, queue, &timer, &engine, options, progress)?)
     } else {
         None
     };
-    Ok(BenchReport { adapter: adapter.to_string(), clock: timer.clock(), rules: rows, model })
+    Ok(BenchReport { adapter: adapter.to_string(), clock: timer.clock(), rules: rows, state_formats, model })
 }
 
 /// Mean host seconds to record one step with `record` (no submit).
@@ -345,6 +370,12 @@ pub fn format_report(r: &BenchReport) -> String {
         s += &format!(
             "{:<9} {:>10} {:>6} {:>10.3} {:>9.2} {:>11.2} {:>10.2} {:>11} {:>8} {:>9}\n",
             row.rule, row.elements, row.bytes_per_element, row.fused_ms, row.fused_gbps, row.ceiling_gbps, row.fraction_of_ceiling, unfused, kernels, speedup
+        );
+    }
+    for st in &r.state_formats {
+        s += &format!(
+            "adamw, {} state: {} B/param of state, {:.3} ms, {:.2}x the f32-state speed\n",
+            st.format, st.state_bytes_per_param, st.fused_ms, st.speedup_over_f32
         );
     }
     if let Some(m) = &r.model {
