@@ -58,7 +58,7 @@ enum Command {
     },
     /// Apply T steps of one optimizer to `params` with `grads[t]` at step t,
     /// read from a safetensors file; write params and state (PyTorch names).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Draw the paths of all eight rules on Beale, Rosenbrock and the saddle
     /// (computed on the GPU) into a PNG.
     Plot {
@@ -72,7 +72,7 @@ enum Command {
 /// PyTorch's defaults; kebab-case aliases are accepted too).
 #[derive(clap::Args)]
 struct RunArgs {
-    /// torch.optim class: sgd, adagrad, rmsprop, adadelta, adam, adamw.
+    /// torch.optim class: sgd, adagrad, rmsprop, adadelta, adam, adamw, adamax, nadam, radam; or newton.
     #[arg(long)]
     optimizer: String,
     /// safetensors with `params` f32 [N] and `grads` f32 [T, N].
@@ -129,6 +129,24 @@ struct RunArgs {
     /// AMSGrad variant (adam, adamw).
     #[arg(long)]
     amsgrad: bool,
+    /// Momentum schedule ψ (nadam).
+    #[arg(long = "momentum_decay", visible_alias = "momentum-decay")]
+    momentum_decay: Option<f64>,
+    /// Decoupled weight decay (nadam, radam).
+    #[arg(long = "decoupled_weight_decay", visible_alias = "decoupled-weight-decay")]
+    decoupled_weight_decay: bool,
+    /// Added to |h| (newton).
+    #[arg(long)]
+    damping: Option<f64>,
+    /// EMA of the grads, Sophia's β₁ (newton).
+    #[arg(long)]
+    beta1: Option<f64>,
+    /// EMA of the Hessian diagonal, Sophia's β₂ (newton).
+    #[arg(long)]
+    beta2: Option<f64>,
+    /// Per-coordinate clip of the update (newton).
+    #[arg(long)]
+    clip: Option<f64>,
     /// Textbook eps placement (not a PyTorch option; see the README).
     #[arg(long = "eps_inside_sqrt", visible_alias = "eps-inside-sqrt")]
     eps_inside_sqrt: bool,
@@ -148,13 +166,18 @@ impl RunArgs {
             ("eps", self.eps),
             ("alpha", self.alpha),
             ("rho", self.rho),
+            ("momentum_decay", self.momentum_decay),
+            ("damping", self.damping),
+            ("beta1", self.beta1),
+            ("beta2", self.beta2),
+            ("clip", self.clip),
         ];
         for (k, v) in numbers {
             if let Some(v) = v {
                 m.insert(k.into(), v.into());
             }
         }
-        let flags = [("nesterov", self.nesterov), ("maximize", self.maximize), ("centered", self.centered), ("amsgrad", self.amsgrad), ("eps_inside_sqrt", self.eps_inside_sqrt)];
+        let flags = [("nesterov", self.nesterov), ("maximize", self.maximize), ("centered", self.centered), ("amsgrad", self.amsgrad), ("eps_inside_sqrt", self.eps_inside_sqrt), ("decoupled_weight_decay", self.decoupled_weight_decay)];
         for (k, set) in flags {
             if set {
                 m.insert(k.into(), true.into());

@@ -3,8 +3,9 @@
 //! or in the f64 CPU reference (`wgpu-optim run`).
 //!
 //! ```text
-//! IN   params  f32 [N]       initial parameters
-//!      grads   f32 [T', N]   gradient of step t in row t (T' ≥ T)
+//! IN   params     f32 [N]       initial parameters
+//!      grads      f32 [T', N]   gradient of step t in row t (T' ≥ T)
+//!      hessians   f32 [T', N]   newton only, optional: the Hessian diagonal of step t
 //! OUT  params  [N]           after T steps
 //!      <state> [N]           the rule's state by PyTorch name (exp_avg, exp_avg_sq, …)
 //!      step    []            T
@@ -29,6 +30,8 @@ pub struct RunInput {
     pub params: Vec<f32>,
     pub grads: Vec<f32>,
     pub rows: usize,
+    /// Hessian diagonals, same shape as the grads (Newton's input).
+    pub hessians: Option<Vec<f32>>,
 }
 
 impl RunInput {
@@ -52,12 +55,29 @@ impl RunInput {
         if shape[1] != params.len() {
             return Err(bad(format!("grads has rows of {} elements, params has {}", shape[1], params.len())));
         }
-        Ok(RunInput { params, grads, rows: shape[0] })
+        let hessians = match st.tensor("hessians") {
+            Ok(_) => {
+                let (h, hshape) = read("hessians", 2)?;
+                if hshape != shape {
+                    return Err(bad(format!("hessians is {hshape:?}, grads {shape:?}")));
+                }
+                Some(h)
+            }
+            Err(_) => None,
+        };
+        Ok(RunInput { params, grads, rows: shape[0], hessians })
     }
 
     fn row(&self, t: usize) -> &[f32] {
         let n = self.params.len();
         &self.grads[t * n..(t + 1) * n]
+    }
+
+    /// Row t of the Hessian diagonals, if given and the rule takes one.
+    fn hessian(&self, config: &OptimizerConfig, t: usize) -> Option<&[f32]> {
+        let n = self.params.len();
+        matches!(config, OptimizerConfig::Newton(_)).then_some(())?;
+        self.hessians.as_ref().map(|h| &h[t * n..(t + 1) * n])
     }
 }
 
@@ -121,6 +141,9 @@ pub fn run_gpu(device: &wgpu::Device, queue: &wgpu::Queue, config: OptimizerConf
     for t in 0..steps as usize {
         // One submit per step: the write of row t lands before step t runs.
         queue.write_buffer(&g, 0, bytemuck::cast_slice(input.row(t)));
+        if let Some(h) = input.hessian(&config, t) {
+            opt.write_state(0, 0, h)?;
+        }
         opt.step()?;
     }
     let widen = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
@@ -141,6 +164,11 @@ pub fn run_reference(config: OptimizerConfig, input: &RunInput, steps: u32) -> R
     let mut params: Vec<f64> = input.params.iter().map(|&x| x as f64).collect();
     for t in 0..steps as usize {
         let g: Vec<f64> = input.row(t).iter().map(|&x| x as f64).collect();
+        if let Some(h) = input.hessian(&config, t) {
+            for (s, &x) in r.state[0].iter_mut().zip(h) {
+                *s = x as f64;
+            }
+        }
         r.step(&mut params, &g)?;
     }
     let state = r.named_state().into_iter().map(|(name, v)| (name, v.to_vec())).collect();

@@ -16,7 +16,7 @@ fn adam_at_two_to_the_25_plus_5_elements() {
         eprintln!("{:<12} max|err|={:.3e} k_needed={:.3} k={} relL2={:.3e}", q.name, q.max_abs, q.k_needed, r.k, q.rel_l2);
     }
     assert!(r.passed(), "out of bound: worst k {:.3} > {}", r.worst_k(), r.k);
-    let limit = gpu.device.limits().max_storage_buffer_binding_size as u64;
+    let limit = gpu.device.limits().max_storage_buffer_binding_size;
     eprintln!("binding limit {limit} bytes; vector {} bytes; {} dispatches", 4 * n as u64, r.dispatches);
     if limit < 4 * n as u64 {
         assert!(r.dispatches >= 2, "the vector exceeds the binding limit but was not chunked");
