@@ -45,7 +45,7 @@ pub struct TrainOptions {
     /// Seed of the initialisation and the shuffles.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Optimizer state precision: f32 or bf16 (stochastic rounding).
+    /// Optimizer state precision: f32, bf16 (stochastic rounding) or int8 (blockwise).
     #[arg(long, default_value = "f32")]
     pub state: String,
 }
@@ -130,7 +130,8 @@ pub fn train(device: &wgpu::Device, queue: &wgpu::Queue, opts: &TrainOptions) ->
     let state_format = match opts.state.as_str() {
         "f32" => StateFormat::F32,
         "bf16" => StateFormat::Bf16 { seed: opts.seed as u32 },
-        _ => return Err(OptimError::InvalidOptions("--state is f32 or bf16")),
+        "int8" => StateFormat::Int8Blockwise,
+        _ => return Err(OptimError::InvalidOptions("--state is f32, bf16 or int8")),
     };
     let engine = EngineOptions { state_format, ..EngineOptions::default() };
     let mut opt = Optimizer::with_groups(device, queue, &configs(&opts.optimizer, opts.lr)?, &arena.slices(), engine)?;

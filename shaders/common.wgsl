@@ -48,8 +48,8 @@ struct StepHead {
     backoff_factor: f32,
     n_groups: u32,
     seed: u32,              // stochastic rounding of bf16 state
-    _pad0: u32,
-    _pad1: u32,
+    signed_mask: u32,       // 8-bit state: slots quantised with the signed map
+    factor_base: u32,       // 8-bit state: the maps occupy factors[0..128)
     _pad2: u32,
 }
 
@@ -66,7 +66,7 @@ struct ParamTable {
     n_blocks: u32,
     partial_base: u32,      // index of this launch's first workgroup in GradControl.partials
     state_base: u32,        // the window's first state element over all windows
-    _pad2: u32,
+    scale_offset: u32,      // 8-bit state: first u32 of the block scales in each state buffer
     blocks: array<vec4<u32>, 1023>,
 }
 
@@ -173,7 +173,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (state_used(2u)) { x.s2 = load_state2(e.s, e.n); }
     var c = u.groups[e.group];
     if (has(SCALER)) {
-        c = at_step(c, factors[device_step() * u.head.n_groups + e.group]);
+        c = at_step(c, factors[u.head.factor_base + device_step() * u.head.n_groups + e.group]);
     }
     update(c, &x);
     store_param(e.p, e.n, x.p);

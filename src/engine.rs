@@ -18,6 +18,7 @@ pub const MAX_GROUPS: usize = 8;
 const COMMON_WGSL: &str = include_str!("../shaders/common.wgsl");
 const CEILING_WGSL: &str = include_str!("../shaders/ceiling.wgsl");
 const BF16_WGSL: &str = include_str!("../shaders/bf16.wgsl");
+const Q8_WGSL: &str = include_str!("../shaders/q8.wgsl");
 
 /// Elements each invocation updates (one vec4 chunk).
 const LANES: u64 = 4;
@@ -45,7 +46,13 @@ pub struct StepHead {
     pub n_groups: u32,
     /// Seed of the stochastic rounding of bf16 state.
     pub seed: u32,
-    pub _pad: [u32; 3],
+    /// 8-bit state: bit i set when slot i uses the signed map, bit 8 + i
+    /// when it is quantised in the square-root domain.
+    pub signed_mask: u32,
+    /// 8-bit state: index of the first step-factor row in `factors` (the
+    /// maps come first).
+    pub factor_base: u32,
+    pub _pad: u32,
 }
 
 /// The per-step uniform (binding 0): flags, the step counter and, for each
@@ -112,23 +119,37 @@ pub struct PipelineKey {
     /// `true`: operands bound as `array<vec4<f32>>` (every tensor starts at a
     /// multiple of 4 elements); `false`: `array<f32>`, any offset.
     pub vec4: bool,
-    /// Whether state slots hold bf16 pairs (`array<vec2<u32>>`, one per chunk).
-    pub bf16_state: bool,
+    /// How the state slots are stored.
+    pub state: StateKind,
 }
 
 /// Bindings 1–5 and their chunk load/store functions, in vec4 or scalar form
 /// (see `shaders/common.wgsl`). Lanes are addressed by constant components
 /// only: a dynamically indexed vector would be spilled to memory on some
 /// backends (lavapipe among them).
-fn access_prelude(vec4: bool, bf16_state: bool) -> String {
+fn access_prelude(vec4: bool, state: StateKind) -> String {
     const LANE: [&str; 4] = ["x", "y", "z", "w"];
     let operands = [("param", 1, true), ("grad", 2, false), ("state0", 3, true), ("state1", 4, true), ("state2", 5, true)];
     let mut out = String::new();
-    if bf16_state {
-        out += BF16_WGSL;
+    match state {
+        StateKind::Bf16 => out += BF16_WGSL,
+        StateKind::Int8 => out += Q8_WGSL,
+        StateKind::F32 => {}
     }
-    for (name, binding, writable) in operands {
-        if bf16_state && name.starts_with("state") {
+    for (slot, (name, binding, writable)) in operands.into_iter().enumerate() {
+        if state == StateKind::Int8 && name.starts_with("state") {
+            // One u32 of four codes per chunk; the block scales follow the
+            // codes (from table.scale_offset); see shaders/q8.wgsl.
+            let k = slot - 2;
+            out += &format!(
+                "@group(0) @binding({binding}) var<storage, read_write> {name}: array<u32>;\n\
+                 fn load_{name}(i: u32, n: u32) -> vec4<f32> {{ return q8_decode({name}[i >> 2u], bitcast<f32>({name}[q8_scale_index(i)]), {k}u); }}\n\
+                 fn store_{name}(i: u32, n: u32, v: vec4<f32>) {{ {name}[i >> 2u] = q8_encode(v, q8_scale[{k}], {k}u); }}\n\
+                 fn store_scale_{name}(i: u32) {{ {name}[q8_scale_index(i)] = bitcast<u32>(q8_scale[{k}]); }}\n"
+            );
+            continue;
+        }
+        if state == StateKind::Bf16 && name.starts_with("state") {
             // Every chunk's state starts on a whole vec4: one vec2<u32> (four
             // bf16) per chunk, whatever the param alignment.
             out += &format!(
@@ -246,7 +267,7 @@ impl PipelineCache {
                 Kernel::Rule(rule) => (rule.name(), rule.shader_source(), None),
                 Kernel::Ceiling { state_mask } => ("ceiling", CEILING_WGSL, Some(state_mask)),
             };
-            let source = format!("{}\n{COMMON_WGSL}\n{body}", access_prelude(key.vec4, key.bf16_state));
+            let source = format!("{}\n{COMMON_WGSL}\n{body}", access_prelude(key.vec4, key.state));
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(label),
                 source: wgpu::ShaderSource::Wgsl(source.into()),
@@ -255,7 +276,7 @@ impl PipelineCache {
                 label: Some(label),
                 layout: Some(&self.pipeline_layout),
                 module: &module,
-                entry_point: Some(key.entry.name()),
+                entry_point: Some(if key.entry == Entry::Update && key.state == StateKind::Int8 { "main_q8" } else { key.entry.name() }),
                 compilation_options: wgpu::PipelineCompilationOptions {
                     constants: &[("WG", key.workgroup_size as f64), ("STATE_MASK", mask.unwrap_or(0) as f64)][..if mask.is_some() { 2 } else { 1 }],
                     zero_initialize_workgroup_memory: false,
@@ -426,6 +447,12 @@ pub enum StateFormat {
     /// reproducible and the rounding is unbiased (a small update to a large
     /// moment is kept in expectation instead of being rounded away).
     Bf16 { seed: u32 },
+    /// Blockwise 8-bit (bitsandbytes style): one byte per element, a code
+    /// into a 256-entry dynamic map (`quant::dynamic_map`: signed for
+    /// moments that can be negative, unsigned otherwise), scaled by the
+    /// absmax of its block; one block per workgroup row (4·WG elements, 1024
+    /// by default), so one f32 scale per 1024 values. Round to nearest.
+    Int8Blockwise,
 }
 
 impl StateFormat {
@@ -441,6 +468,15 @@ impl StateFormat {
                 }
                 bytemuck::cast_slice(&halves).to_vec()
             }
+            StateFormat::Int8Blockwise => unreachable!("8-bit state is written block by block"),
+        }
+    }
+
+    fn kind(self) -> StateKind {
+        match self {
+            StateFormat::F32 => StateKind::F32,
+            StateFormat::Bf16 { .. } => StateKind::Bf16,
+            StateFormat::Int8Blockwise => StateKind::Int8,
         }
     }
 
@@ -449,8 +485,17 @@ impl StateFormat {
         match self {
             StateFormat::F32 => 4,
             StateFormat::Bf16 { .. } => 2,
+            StateFormat::Int8Blockwise => 1,
         }
     }
+}
+
+/// How a pipeline reads and writes the state slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StateKind {
+    F32,
+    Bf16,
+    Int8,
 }
 
 /// bf16 bits of `x`, rounded to nearest even (host-side writes of state).
@@ -515,6 +560,8 @@ struct Dispatch {
     param: (wgpu::Buffer, u64, u64),
     grad: (wgpu::Buffer, u64, u64),
     table: wgpu::Buffer,
+    /// 8-bit state: the first u32 of the block scales in each state buffer.
+    scale_offset: u64,
 }
 
 /// Engine-owned buffers every window's bind group shares.
@@ -604,6 +651,8 @@ pub struct Optimizer {
     scalars: StepScalars,
     vec4: bool,
     state_format: StateFormat,
+    /// Elements per state block (8-bit scales; 4 otherwise).
+    state_block: u64,
 }
 
 /// Binds elements `[lo, hi)` of an f32 buffer.
@@ -671,19 +720,25 @@ struct Window {
     g_lo: u64,
     g_hi: u64,
     state_len: u64,
+    /// Each segment's state is padded to a multiple of this (4, or a whole
+    /// workgroup row for 8-bit state).
+    state_align: u64,
     segments: Vec<(usize, u64, u64)>, // (param index, start, len)
 }
 
 impl Window {
-    fn new(p: &ParamSlice, align: u64) -> Self {
+    /// An empty window over `param` and `grad` starting (aligned down) at
+    /// elements `p_start` and `g_start`.
+    fn new(param: &wgpu::Buffer, grad: &wgpu::Buffer, p_start: u64, g_start: u64, align: u64, state_align: u64) -> Self {
         Window {
-            param: p.param.clone(),
-            grad: p.grad.clone(),
-            p_lo: align_down(p.param_offset, align),
+            param: param.clone(),
+            grad: grad.clone(),
+            p_lo: align_down(p_start, align),
             p_hi: 0,
-            g_lo: align_down(p.grad_offset, align),
+            g_lo: align_down(g_start, align),
             g_hi: 0,
             state_len: 0,
+            state_align,
             segments: Vec::new(),
         }
     }
@@ -698,7 +753,7 @@ impl Window {
         let g_lo = self.g_lo.min(align_down(gs, align));
         let p_hi = self.p_hi.max(ps + len);
         let g_hi = self.g_hi.max(gs + len);
-        let state_len = self.state_len + len.next_multiple_of(LANES);
+        let state_len = self.state_len + len.next_multiple_of(self.state_align);
         if p_hi - p_lo > limit || g_hi - g_lo > limit || state_len > limit {
             return false;
         }
@@ -725,16 +780,19 @@ impl Window {
 }
 
 /// Splits the slices into binding windows no larger than `limit` elements.
-fn plan_windows(params: &[ParamSlice], limit: u64, align: u64) -> Vec<Window> {
+fn plan_windows(params: &[ParamSlice], limit: u64, align: u64, state_align: u64) -> Vec<Window> {
     let mut windows: Vec<Window> = Vec::new();
     for (index, p) in params.iter().enumerate() {
         let mut start = 0;
         while start < p.param_len {
-            let fresh_room = limit - (p.param_offset + start) % align.max(1) - (p.grad_offset + start) % align.max(1);
+            let (ps, gs) = (p.param_offset + start, p.grad_offset + start);
+            // What fits a fresh window: the binding limit less the alignment
+            // slack of both buffers, and whole padded state blocks.
+            let fresh_room = (limit - ps % align.max(1) - gs % align.max(1)).min(align_down(limit, state_align));
             let len = (p.param_len - start).min(fresh_room);
             let added = windows.last_mut().is_some_and(|w| w.try_add(index, p, start, len, limit, align));
             if !added {
-                let mut w = Window::new(&ParamSlice { param_offset: p.param_offset + start, grad_offset: p.grad_offset + start, ..p.clone() }, align);
+                let mut w = Window::new(&p.param, &p.grad, ps, gs, align, state_align);
                 let ok = w.try_add(index, p, start, len, limit, align);
                 debug_assert!(ok, "a piece always fits a fresh window");
                 windows.push(w);
@@ -792,7 +850,8 @@ impl Optimizer {
         let slot_stride = (std::mem::size_of::<StepScalars>() as u64).next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
         let table_stride = TABLE_BYTES.next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
         let ring_slots = options.ring_slots.max(1);
-        let mut windows = plan_windows(params, limit, align);
+        let state_align = if options.state_format == StateFormat::Int8Blockwise { LANES * wg as u64 } else { LANES };
+        let mut windows = plan_windows(params, limit, align, state_align);
         let vec4 = options.vec4 && windows.iter().all(|w| w.vec4_ready(params));
         if vec4 {
             for w in &mut windows {
@@ -807,7 +866,10 @@ impl Optimizer {
             Kernel::Rule(configs[0].rule())
         };
         let cache = options.cache.clone().unwrap_or_else(|| Arc::new(PipelineCache::new(device)));
-        let pipeline = cache.get(device, PipelineKey { kernel, entry: Entry::Update, workgroup_size: wg, vec4, bf16_state: matches!(options.state_format, StateFormat::Bf16 { .. }) })?;
+        if options.state_format == StateFormat::Int8Blockwise && !wg.is_power_of_two() {
+            return Err(OptimError::InvalidOptions("8-bit state needs a power-of-two workgroup size"));
+        }
+        let pipeline = cache.get(device, PipelineKey { kernel, entry: Entry::Update, workgroup_size: wg, vec4, state: options.state_format.kind() })?;
 
         let state_format = options.state_format;
         let control_opts = options.grad_control;
@@ -816,8 +878,8 @@ impl Optimizer {
         if control_flags != 0 && !wg.is_power_of_two() {
             return Err(OptimError::InvalidOptions("grad clipping and loss scaling need a power-of-two workgroup size"));
         }
-        let bf16_state = matches!(options.state_format, StateFormat::Bf16 { .. });
-        let entry_pipeline = |entry| cache.get(device, PipelineKey { kernel, entry, workgroup_size: wg, vec4, bf16_state });
+        let state_kind = options.state_format.kind();
+        let entry_pipeline = |entry| cache.get(device, PipelineKey { kernel, entry, workgroup_size: wg, vec4, state: state_kind });
         let control_pipelines = if control_flags != 0 { Some((entry_pipeline(Entry::ReduceGrads)?, entry_pipeline(Entry::FinalizeGrads)?)) } else { None };
         let per_block = LANES * wg as u64;
         let total_blocks: u64 = windows.iter().flat_map(|w| &w.segments).map(|s| s.2.div_ceil(per_block)).sum();
@@ -856,8 +918,8 @@ impl Optimizer {
                         });
                     }
                     pieces.push(Piece { param_index, len, dispatch: d, state_offset });
-                    // Every segment's state starts on a whole vec4.
-                    state_offset += len.next_multiple_of(LANES);
+                    // Every segment's state starts on a whole vec4 (8-bit: a whole block).
+                    state_offset += len.next_multiple_of(state_align);
                 }
                 // The table is uniform memory in chunks of TABLE_ROWS rows, one
                 // launch per chunk (so no launch exceeds the dispatch grid).
@@ -868,7 +930,7 @@ impl Optimizer {
                     let at = k * table_stride as usize;
                     // state_base: the window's first state element over all
                     // windows, so stochastic rounding keys are global.
-                    let head = [chunk.len() as u32, partial_base, state_base as u32, 0];
+                    let head = [chunk.len() as u32, partial_base, state_base as u32, (w.state_len / 4) as u32];
                     table[at..at + 16].copy_from_slice(bytemuck::bytes_of(&head));
                     table[at + 16..at + 16 + 16 * chunk.len()].copy_from_slice(bytemuck::cast_slice(chunk));
                     launches.push((at as u32, chunk.len() as u32, partial_base));
@@ -880,18 +942,29 @@ impl Optimizer {
                     let used = names.get(slot).is_some_and(|n| !n.is_empty());
                     used.then(|| {
                         let init = configs[0].initial_state(slot);
-                        let buf = buffer(names[slot], state_offset * state_format.bytes(), storage);
+                        let q8 = state_format == StateFormat::Int8Blockwise;
+                        // 8-bit: codes, then one f32 scale per block.
+                        let size = state_offset * state_format.bytes() + if q8 { 4 * (state_offset / state_align) } else { 0 };
+                        let buf = buffer(names[slot], size, storage);
                         if init != 0.0 {
-                            queue.write_buffer(&buf, 0, &state_format.encode(&vec![init; state_offset as usize]));
+                            let bytes = if q8 {
+                                let (mut codes, scales) = crate::quant::encode(&vec![init; state_offset as usize], state_align as usize, crate::quant::Coding::of(names[slot]));
+                                codes.extend_from_slice(bytemuck::cast_slice(&scales));
+                                codes
+                            } else {
+                                state_format.encode(&vec![init; state_offset as usize])
+                            };
+                            queue.write_buffer(&buf, 0, &bytes);
                         }
                         buf
                     })
                 });
+                debug_assert_eq!(state_offset, w.state_len);
                 state_base += state_offset;
                 let param = (w.param.clone(), w.p_lo, w.p_hi);
                 let grad = (w.grad.clone(), w.g_lo, w.g_hi);
                 let bind_group = shared.bind_group(device, &param, &grad, &state, &table_buf);
-                dispatches.push(Dispatch { bind_group, launches, state, param, grad, table: table_buf });
+                dispatches.push(Dispatch { bind_group, launches, state, param, grad, table: table_buf, scale_offset: state_offset / 4 });
             }
             Ok((shared, dispatches, pieces))
         })??;
@@ -917,8 +990,9 @@ impl Optimizer {
             scalars: bytemuck::Zeroable::zeroed(),
             vec4,
             state_format,
+            state_block: state_align,
         };
-        if control_opts.scaler.is_some() {
+        if control_opts.scaler.is_some() || state_format == StateFormat::Int8Blockwise {
             opt.grow_factors(1024)?;
         }
         Ok(opt)
@@ -927,10 +1001,22 @@ impl Optimizer {
     /// Makes the step-factor table (GradScaler mode) hold steps `0..=steps`,
     /// doubling it, and rebinds. Rare: amortised O(1) per step.
     fn grow_factors(&mut self, steps: u32) -> Result<()> {
-        let capacity = steps.max(1).next_power_of_two().max(self.factor_capacity * 2);
-        let groups = self.configs.len();
-        let rows: Vec<[f32; 4]> = (0..=capacity).flat_map(|t| self.configs.iter().map(move |c| c.step_factors(t))).collect();
-        debug_assert_eq!(rows.len(), (capacity as usize + 1) * groups);
+        let scaler = self.grad_control.scaler.is_some();
+        let capacity = if scaler { steps.max(1).next_power_of_two().max(self.factor_capacity * 2) } else { 0 };
+        let mut rows: Vec<[f32; 4]> = Vec::new();
+        if self.state_format == StateFormat::Int8Blockwise {
+            for signed in [true, false] {
+                let map = crate::quant::dynamic_map(signed);
+                rows.extend(map.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]));
+            }
+        }
+        debug_assert_eq!(rows.len() as u64, self.factor_base());
+        if scaler {
+            rows.extend((0..=capacity).flat_map(|t| self.configs.iter().map(move |c| c.step_factors(t))));
+        }
+        if rows.is_empty() {
+            rows.push([0.0; 4]);
+        }
         let device = self.device.clone();
         scoped(&device, || {
             let factors = device.create_buffer(&wgpu::BufferDescriptor {
@@ -949,6 +1035,21 @@ impl Optimizer {
         })?;
         self.factor_capacity = capacity;
         Ok(())
+    }
+
+    /// First step-factor row in the factors buffer (8-bit state puts its two
+    /// quantisation maps, 64 vec4 each, first).
+    fn factor_base(&self) -> u64 {
+        if self.state_format == StateFormat::Int8Blockwise { 128 } else { 0 }
+    }
+
+    /// Slots whose 8-bit codes use the signed map, and (bits 8–10) those
+    /// quantised in the square-root domain.
+    fn q8_signed_mask(&self) -> u32 {
+        self.state_names().iter().enumerate().fold(0, |m, (i, n)| {
+            let c = crate::quant::Coding::of(n);
+            m | (c.signed as u32) << i | (c.sqrt as u32) << (8 + i)
+        })
     }
 
     /// Records one fused step into `encoder`: writes this step's scalars to
@@ -975,9 +1076,11 @@ impl Optimizer {
             n_groups: self.configs.len() as u32,
             seed: match self.state_format {
                 StateFormat::Bf16 { seed } => seed,
-                StateFormat::F32 => 0,
+                _ => 0,
             },
-            _pad: [0; 3],
+            signed_mask: self.q8_signed_mask(),
+            factor_base: self.factor_base() as u32,
+            _pad: 0,
         };
         for (slot, c) in self.scalars.groups.iter_mut().zip(&self.configs) {
             *slot = c.coeffs(step);
@@ -1163,7 +1266,24 @@ impl Optimizer {
                 }
                 Ok(out)
             }
+            StateFormat::Int8Blockwise => {
+                let coding = crate::quant::Coding::of(self.state_names()[slot]);
+                let block = self.state_block;
+                let mut out = Vec::new();
+                for (piece, &(buf, off, len)) in self.state_pieces(param_index).zip(&ranges) {
+                    let scale_at = self.dispatches[piece.dispatch].scale_offset + off / block;
+                    let raw = crate::device::read_ranges_f32(&self.device, &self.queue, &[(buf, off / 4, len.div_ceil(4)), (buf, scale_at, len.div_ceil(block))])?;
+                    let (words, scales) = raw.split_at(len.div_ceil(4) as usize);
+                    let codes: Vec<u8> = words.iter().flat_map(|w| w.to_bits().to_le_bytes()).take(len as usize).collect();
+                    out.extend(crate::quant::decode(&codes, scales, block as usize, coding));
+                }
+                Ok(out)
+            }
         }
+    }
+
+    fn state_pieces(&self, param_index: usize) -> impl Iterator<Item = &Piece> {
+        self.pieces.iter().filter(move |p| p.param_index == param_index)
     }
 
     /// Overwrites state slot `slot` of parameter `param_index` (e.g. from a
@@ -1178,9 +1298,19 @@ impl Optimizer {
             return Err(OptimError::LengthMismatch { index: param_index, param_len: total, grad_len: values.len() as u64 });
         }
         let mut at = 0usize;
-        for (buf, off, len) in ranges {
-            let bytes = self.state_format.encode(&values[at..at + len as usize]);
-            self.queue.write_buffer(buf, off * self.state_format.bytes(), &bytes);
+        for (piece, (buf, off, len)) in self.state_pieces(param_index).zip(ranges) {
+            let part = &values[at..at + len as usize];
+            if self.state_format == StateFormat::Int8Blockwise {
+                // Whole blocks (a piece's state is padded to whole blocks).
+                let block = self.state_block;
+                let (mut codes, scales) = crate::quant::encode(part, block as usize, crate::quant::Coding::of(self.state_names()[slot]));
+                codes.resize(codes.len().next_multiple_of(4), 0);
+                self.queue.write_buffer(buf, off, &codes);
+                let scale_at = self.dispatches[piece.dispatch].scale_offset + off / block;
+                self.queue.write_buffer(buf, scale_at * 4, bytemuck::cast_slice(&scales));
+            } else {
+                self.queue.write_buffer(buf, off * self.state_format.bytes(), &self.state_format.encode(part));
+            }
             at += len as usize;
         }
         Ok(())

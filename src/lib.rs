@@ -20,6 +20,7 @@ pub mod device;
 pub mod engine;
 pub mod error;
 pub mod plot;
+pub mod quant;
 pub mod reference;
 pub mod run;
 pub mod schedule;

@@ -52,7 +52,7 @@ fn small_benchmark_run_reports_finite_ratios() {
     let adam = report.rules.iter().find(|r| r.rule == "adam").unwrap();
     assert_eq!((adam.bytes_per_element, adam.unfused_kernels), (28, Some(7)));
     let formats: Vec<_> = report.state_formats.iter().map(|s| (s.format.as_str(), s.state_bytes_per_param)).collect();
-    assert_eq!(formats, [("f32", 8), ("bf16", 4)]);
+    assert_eq!(formats, [("f32", 8), ("bf16", 4), ("int8", 2)]);
     assert!(report.state_formats.iter().all(|s| s.fused_ms > 0.0 && s.speedup_over_f32.is_finite()));
     let m = report.model.as_ref().unwrap();
     assert_eq!((m.tensors, m.elements), (20, 50_000));

@@ -33,13 +33,14 @@ fn mlp_training_is_deterministic() {
 }
 
 #[test]
-fn mlp_learns_with_bf16_state_like_f32() {
+fn mlp_learns_with_low_precision_state_like_f32() {
     let gpu = require_gpu!();
     let run = |state: &str| {
         let opts = train_mlp::TrainOptions::parse_from(["train_mlp", "--epochs", "3", "--optimizer", "adamw", "--state", state]);
         train_mlp::train(&gpu.device, &gpu.queue, &opts).unwrap().last().unwrap().test_accuracy
     };
-    let (full, half) = (run("f32"), run("bf16"));
-    eprintln!("test accuracy after 3 epochs: f32 state {full:.3}, bf16 state {half:.3}");
+    let (full, half, byte) = (run("f32"), run("bf16"), run("int8"));
+    eprintln!("test accuracy after 3 epochs: f32 state {full:.3}, bf16 state {half:.3}, int8 state {byte:.3}");
     assert!(half > 0.85 && (full - half).abs() < 0.05, "f32 {full} vs bf16 {half}");
+    assert!(byte > 0.85 && (full - byte).abs() < 0.05, "f32 {full} vs int8 {byte}");
 }

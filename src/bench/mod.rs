@@ -274,7 +274,7 @@ pub fn run(device: &wgpu::Device, queue: &wgpu::Queue, adapter: &str, options: &
     let mut state_formats = Vec::new();
     let adamw: OptimizerConfig = crate::AdamW::default().into();
     let mut f32_ms = 0.0;
-    for (name, format) in [("f32", StateFormat::F32), ("bf16", StateFormat::Bf16 { seed: 1 })] {
+    for (name, format) in [("f32", StateFormat::F32), ("bf16", StateFormat::Bf16 { seed: 1 }), ("int8", StateFormat::Int8Blockwise)] {
         queue.write_buffer(&p, 0, bytemuck::cast_slice(&p0));
         let mut opt = Optimizer::with_groups(device, queue, &[adamw], &slice, EngineOptions { state_format: format, ..engine.clone() })?;
         let ms = timer.per_step(options.reps, options.steps, &mut |e| opt.record_step(e))? * 1e3;
