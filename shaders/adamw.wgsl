@@ -35,12 +35,9 @@ fn state_used(slot: u32) -> bool {
 }
 
 fn update(c: Coeffs, x: ptr<function, Lanes>) {
-    let g = effective_grad(*x, 0.0);
-    let p = (*x).p * c.decay;
-    let m = (*x).s0 + c.one_minus_beta1 * (g - (*x).s0);
-    (*x).s0 = m;
-    var v = c.beta2 * (*x).s1 + c.one_minus_beta2 * g * g;
-    (*x).s1 = v;
+    let g = decayed_grad(x, c.weight_decay, c.decay);
+    adam_moments(x, g, c.one_minus_beta1, c.beta2, c.one_minus_beta2);
+    var v = (*x).s1;
     if (has(AMSGRAD)) {
         v = max((*x).s2, v);
         (*x).s2 = v;
@@ -51,5 +48,5 @@ fn update(c: Coeffs, x: ptr<function, Lanes>) {
     } else {
         denom = sqrt(v) / c.bc2_sqrt + c.eps;
     }
-    (*x).p = p - c.step_size * m / denom;
+    (*x).p = (*x).p - c.step_size * (*x).s0 / denom;
 }

@@ -157,6 +157,23 @@ fn effective_grad(x: Lanes, weight_decay: f32) -> vec4<f32> {
     return g;
 }
 
+// Weight decay as the L2 term of the gradient, or, with DECOUPLED, as the
+// factor decay = 1 − lr·weight_decay applied to θ here. Returns the gradient.
+fn decayed_grad(x: ptr<function, Lanes>, weight_decay: f32, decay: f32) -> vec4<f32> {
+    if (has(DECOUPLED)) {
+        (*x).p = (*x).p * decay;
+        return effective_grad(*x, 0.0);
+    }
+    return effective_grad(*x, weight_decay);
+}
+
+// The Adam family's moments: m ← m + (1 − β₁)·(g − m) (state0),
+// v ← β₂·v + (1 − β₂)·g² (state1).
+fn adam_moments(x: ptr<function, Lanes>, g: vec4<f32>, one_minus_beta1: f32, beta2: f32, one_minus_beta2: f32) {
+    (*x).s0 = (*x).s0 + one_minus_beta1 * (g - (*x).s0);
+    (*x).s1 = beta2 * (*x).s1 + one_minus_beta2 * g * g;
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let e = locate(wid, lid);

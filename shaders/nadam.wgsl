@@ -34,19 +34,9 @@ fn state_used(slot: u32) -> bool {
 }
 
 fn update(c: Coeffs, x: ptr<function, Lanes>) {
-    var p = (*x).p;
-    var g: vec4<f32>;
-    if (has(DECOUPLED)) {
-        g = effective_grad(*x, 0.0);
-        p = p * c.decay;
-    } else {
-        g = effective_grad(*x, c.weight_decay);
-    }
-    let m = (*x).s0 + c.one_minus_beta1 * (g - (*x).s0);
-    let v = c.beta2 * (*x).s1 + c.one_minus_beta2 * g * g;
-    (*x).s0 = m;
-    (*x).s1 = v;
-    let d = sqrt(v * c.inv_bc2) + c.eps;
-    p = p - c.c_g * g / d;
-    (*x).p = p - c.c_m * m / d;
+    let g = decayed_grad(x, c.weight_decay, c.decay);
+    adam_moments(x, g, c.one_minus_beta1, c.beta2, c.one_minus_beta2);
+    let d = sqrt((*x).s1 * c.inv_bc2) + c.eps;
+    let p = (*x).p - c.c_g * g / d;
+    (*x).p = p - c.c_m * (*x).s0 / d;
 }

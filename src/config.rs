@@ -103,7 +103,7 @@ pub mod flags {
     pub const CLIP: u32 = 64;
     /// Dynamic loss scaling with non-finite skip (`GradControl::scaler`).
     pub const SCALER: u32 = 128;
-    /// Decoupled weight decay (NAdam, RAdam `decoupled_weight_decay`).
+    /// Decoupled weight decay (AdamW; NAdam, RAdam `decoupled_weight_decay`).
     pub const DECOUPLED: u32 = 256;
     /// Newton: keep an EMA of the Hessian diagonal (Sophia).
     pub const HESSIAN_EMA: u32 = 512;
@@ -939,7 +939,7 @@ impl OptimizerConfig {
                 bit(c.maximize, MAXIMIZE) | bit(c.amsgrad, AMSGRAD) | bit(c.eps_inside_sqrt, EPS_INSIDE_SQRT)
             }
             OptimizerConfig::AdamW(c) => {
-                bit(c.maximize, MAXIMIZE) | bit(c.amsgrad, AMSGRAD) | bit(c.eps_inside_sqrt, EPS_INSIDE_SQRT)
+                DECOUPLED | bit(c.maximize, MAXIMIZE) | bit(c.amsgrad, AMSGRAD) | bit(c.eps_inside_sqrt, EPS_INSIDE_SQRT)
             }
             OptimizerConfig::Adamax(c) => bit(c.maximize, MAXIMIZE),
             OptimizerConfig::NAdam(c) => bit(c.maximize, MAXIMIZE) | bit(c.decoupled_weight_decay, DECOUPLED),
