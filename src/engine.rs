@@ -653,6 +653,8 @@ pub struct Optimizer {
     state_format: StateFormat,
     /// Elements per state block (8-bit scales; 4 otherwise).
     state_block: u64,
+    /// `StepHead::signed_mask`, fixed by the rule's state slots.
+    q8_mask: u32,
 }
 
 /// Binds elements `[lo, hi)` of an f32 buffer.
@@ -777,6 +779,15 @@ impl Window {
             && self.p_hi.next_multiple_of(LANES) <= self.param.size() / 4
             && self.g_hi.next_multiple_of(LANES) <= self.grad.size() / 4
     }
+}
+
+/// Slots whose 8-bit codes use the signed map, and (bits 8–10) those
+/// quantised in the square-root domain.
+fn q8_mask(names: &[&str]) -> u32 {
+    names.iter().enumerate().fold(0, |m, (i, n)| {
+        let c = crate::quant::Coding::of(n);
+        m | (c.signed as u32) << i | (c.sqrt as u32) << (8 + i)
+    })
 }
 
 /// Splits the slices into binding windows no larger than `limit` elements.
@@ -991,6 +1002,7 @@ impl Optimizer {
             vec4,
             state_format,
             state_block: state_align,
+            q8_mask: q8_mask(names),
         };
         if control_opts.scaler.is_some() || state_format == StateFormat::Int8Blockwise {
             opt.grow_factors(1024)?;
@@ -1043,15 +1055,6 @@ impl Optimizer {
         if self.state_format == StateFormat::Int8Blockwise { 128 } else { 0 }
     }
 
-    /// Slots whose 8-bit codes use the signed map, and (bits 8–10) those
-    /// quantised in the square-root domain.
-    fn q8_signed_mask(&self) -> u32 {
-        self.state_names().iter().enumerate().fold(0, |m, (i, n)| {
-            let c = crate::quant::Coding::of(n);
-            m | (c.signed as u32) << i | (c.sqrt as u32) << (8 + i)
-        })
-    }
-
     /// Records one fused step into `encoder`: writes this step's scalars to
     /// the next uniform slot (`Queue::write_buffer`) and records one compute
     /// pass. No CPU–GPU synchronisation. At most
@@ -1078,7 +1081,7 @@ impl Optimizer {
                 StateFormat::Bf16 { seed } => seed,
                 _ => 0,
             },
-            signed_mask: self.q8_signed_mask(),
+            signed_mask: self.q8_mask,
             factor_base: self.factor_base() as u32,
             _pad: 0,
         };
