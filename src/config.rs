@@ -35,11 +35,13 @@ pub enum Rule {
     /// `newton.wgsl`: damped diagonal Newton with a user-supplied Hessian
     /// diagonal, optionally with Sophia's EMAs and clipping.
     Newton,
+    /// `lion.wgsl` (Chen et al., 2023: sign of an interpolated momentum).
+    Lion,
 }
 
 impl Rule {
     /// All rules, in the order tables print them.
-    pub const ALL: [Rule; 12] = [
+    pub const ALL: [Rule; 13] = [
         Rule::Sgd,
         Rule::Momentum,
         Rule::Nag,
@@ -52,6 +54,7 @@ impl Rule {
         Rule::NAdam,
         Rule::RAdam,
         Rule::Newton,
+        Rule::Lion,
     ];
 
     /// Short lowercase name, as used by the CLI and the shader file name.
@@ -69,6 +72,7 @@ impl Rule {
             Rule::NAdam => "nadam",
             Rule::RAdam => "radam",
             Rule::Newton => "newton",
+            Rule::Lion => "lion",
         }
     }
 
@@ -87,6 +91,7 @@ impl Rule {
             Rule::NAdam => include_str!("../shaders/nadam.wgsl"),
             Rule::RAdam => include_str!("../shaders/radam.wgsl"),
             Rule::Newton => include_str!("../shaders/newton.wgsl"),
+            Rule::Lion => include_str!("../shaders/lion.wgsl"),
         }
     }
 }
@@ -748,6 +753,49 @@ impl Newton {
     }
 }
 
+/// Lion (Chen et al., 2023, "Symbolic Discovery of Optimization
+/// Algorithms"); not in `torch.optim`, names as in the paper and the common
+/// PyTorch port (`lion-pytorch`).
+///
+/// ```text
+/// g ← ∇ (negated if maximize)
+/// c = β₁·m + (1 − β₁)·g
+/// θ ← θ·(1 − lr·weight_decay) − lr·sign(c)          (sign(0) = 0; decoupled decay)
+/// m ← β₂·m + (1 − β₂)·g                             exp_avg
+/// ```
+///
+/// Defaults: `lr = 1e-4`, `betas = (0.9, 0.99)`, `weight_decay = 0`,
+/// `maximize = false`. State: `exp_avg`.
+///
+/// **Errors.** `lr`, `weight_decay` finite and ≥ 0; betas in [0, 1).
+///
+/// ```
+/// assert_eq!(wgpu_optim::Lion::default().betas, (0.9, 0.99));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Lion {
+    pub lr: f64,
+    pub betas: (f64, f64),
+    pub weight_decay: f64,
+    pub maximize: bool,
+}
+
+impl Default for Lion {
+    fn default() -> Self {
+        Lion { lr: 1e-4, betas: (0.9, 0.99), weight_decay: 0.0, maximize: false }
+    }
+}
+
+impl Lion {
+    /// Checks every option; see the type's **Errors** section.
+    pub fn validate(&self) -> Result<()> {
+        check_finite_nonneg("lr", self.lr)?;
+        check_unit_halfopen("betas.0", self.betas.0)?;
+        check_unit_halfopen("betas.1", self.betas.1)?;
+        check_finite_nonneg("weight_decay", self.weight_decay)
+    }
+}
+
 /// Any supported optimizer configuration.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum OptimizerConfig {
@@ -761,6 +809,7 @@ pub enum OptimizerConfig {
     NAdam(NAdam),
     RAdam(RAdam),
     Newton(Newton),
+    Lion(Lion),
 }
 
 macro_rules! impl_from {
@@ -770,7 +819,7 @@ macro_rules! impl_from {
         }
     )*};
 }
-impl_from!(Sgd, Adagrad, RmsProp, Adadelta, Adam, AdamW, Adamax, NAdam, RAdam, Newton);
+impl_from!(Sgd, Adagrad, RmsProp, Adadelta, Adam, AdamW, Adamax, NAdam, RAdam, Newton, Lion);
 
 fn bit(on: bool, flag: u32) -> u32 {
     if on { flag } else { 0 }
@@ -790,6 +839,7 @@ impl OptimizerConfig {
             OptimizerConfig::NAdam(c) => c.validate(),
             OptimizerConfig::RAdam(c) => c.validate(),
             OptimizerConfig::Newton(c) => c.validate(),
+            OptimizerConfig::Lion(c) => c.validate(),
         }
     }
 
@@ -808,6 +858,7 @@ impl OptimizerConfig {
             OptimizerConfig::NAdam(_) => Rule::NAdam,
             OptimizerConfig::RAdam(_) => Rule::RAdam,
             OptimizerConfig::Newton(_) => Rule::Newton,
+            OptimizerConfig::Lion(_) => Rule::Lion,
         }
     }
 
@@ -824,6 +875,7 @@ impl OptimizerConfig {
             OptimizerConfig::NAdam(c) => c.lr,
             OptimizerConfig::RAdam(c) => c.lr,
             OptimizerConfig::Newton(c) => c.lr,
+            OptimizerConfig::Lion(c) => c.lr,
         }
     }
 
@@ -840,6 +892,7 @@ impl OptimizerConfig {
             OptimizerConfig::NAdam(c) => c.lr = lr,
             OptimizerConfig::RAdam(c) => c.lr = lr,
             OptimizerConfig::Newton(c) => c.lr = lr,
+            OptimizerConfig::Lion(c) => c.lr = lr,
         }
     }
 
@@ -856,6 +909,7 @@ impl OptimizerConfig {
             OptimizerConfig::NAdam(c) => c.weight_decay,
             OptimizerConfig::RAdam(c) => c.weight_decay,
             OptimizerConfig::Newton(c) => c.weight_decay,
+            OptimizerConfig::Lion(c) => c.weight_decay,
         }
     }
 
@@ -872,6 +926,7 @@ impl OptimizerConfig {
             OptimizerConfig::NAdam(c) => c.weight_decay = wd,
             OptimizerConfig::RAdam(c) => c.weight_decay = wd,
             OptimizerConfig::Newton(c) => c.weight_decay = wd,
+            OptimizerConfig::Lion(c) => c.weight_decay = wd,
         }
     }
 
@@ -902,6 +957,7 @@ impl OptimizerConfig {
             }
             Rule::Adamax => &["exp_avg", "exp_inf"],
             Rule::NAdam | Rule::RAdam => &["exp_avg", "exp_avg_sq"],
+            Rule::Lion => &["exp_avg"],
             Rule::Newton => {
                 let OptimizerConfig::Newton(c) = self else { unreachable!() };
                 match (c.beta2 > 0.0, c.beta1 > 0.0) {
@@ -947,6 +1003,7 @@ impl OptimizerConfig {
             OptimizerConfig::Newton(c) => {
                 bit(c.maximize, MAXIMIZE) | bit(c.beta1 > 0.0, MOMENTUM) | bit(c.beta2 > 0.0, HESSIAN_EMA) | bit(c.clip > 0.0, CLIP_UPDATE)
             }
+            OptimizerConfig::Lion(c) => DECOUPLED | bit(c.maximize, MAXIMIZE),
         }
     }
 
@@ -976,14 +1033,18 @@ impl OptimizerConfig {
                 pack(&[c.lr, c.weight_decay, b1, b2, 1.0 - b1, 1.0 - b2, c.eps, c.lr * plain, c.lr * rect, 1.0 - c.lr * c.weight_decay])
             }
             OptimizerConfig::Newton(c) => pack(&[c.lr, c.weight_decay, c.beta1, 1.0 - c.beta1, c.beta2, 1.0 - c.beta2, c.damping, c.clip]),
+            OptimizerConfig::Lion(c) => {
+                let (b1, b2) = c.betas;
+                pack(&[c.lr, c.weight_decay, b1, 1.0 - b1, b2, 1.0 - b2, 1.0 - c.lr * c.weight_decay])
+            }
         }
     }
 }
 
 impl OptimizerConfig {
     /// Names accepted by [`OptimizerConfig::from_pytorch`] (`torch.optim` class names, lower case).
-    /// `newton` is this crate's own (no `torch.optim` class).
-    pub const PYTORCH_NAMES: [&'static str; 10] = ["sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw", "adamax", "nadam", "radam", "newton"];
+    /// `newton` is this crate's own and `lion` the paper's (no `torch.optim` class).
+    pub const PYTORCH_NAMES: [&'static str; 11] = ["sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw", "adamax", "nadam", "radam", "newton", "lion"];
 
     /// The config of `torch.optim.<name>(**options)`: `name` is the class
     /// name (any case), `options` maps PyTorch option names (`lr`, `betas`,
@@ -1015,6 +1076,7 @@ impl OptimizerConfig {
             "nadam" => NAdam::default().into(),
             "radam" => RAdam::default().into(),
             "newton" => Newton::default().into(),
+            "lion" => Lion::default().into(),
             _ => {
                 return Err(OptimError::UnknownOption { optimizer: name.to_string(), option: "(optimizer name)".into(), known: Self::PYTORCH_NAMES.join(", ") });
             }
@@ -1039,7 +1101,8 @@ impl OptimizerConfig {
             "adamax" => OptimizerConfig::Adamax(from_value(merged).map_err(bad_type)?),
             "nadam" => OptimizerConfig::NAdam(from_value(merged).map_err(bad_type)?),
             "radam" => OptimizerConfig::RAdam(from_value(merged).map_err(bad_type)?),
-            _ => OptimizerConfig::Newton(from_value(merged).map_err(bad_type)?),
+            "newton" => OptimizerConfig::Newton(from_value(merged).map_err(bad_type)?),
+            _ => OptimizerConfig::Lion(from_value(merged).map_err(bad_type)?),
         };
         config.validate()?;
         Ok(config)
@@ -1058,6 +1121,7 @@ impl OptimizerConfig {
             OptimizerConfig::NAdam(_) => "nadam",
             OptimizerConfig::RAdam(_) => "radam",
             OptimizerConfig::Newton(_) => "newton",
+            OptimizerConfig::Lion(_) => "lion",
         }
     }
 
@@ -1075,6 +1139,7 @@ impl OptimizerConfig {
             OptimizerConfig::NAdam(c) => serde_json::to_value(c),
             OptimizerConfig::RAdam(c) => serde_json::to_value(c),
             OptimizerConfig::Newton(c) => serde_json::to_value(c),
+            OptimizerConfig::Lion(c) => serde_json::to_value(c),
         };
         match v {
             Ok(serde_json::Value::Object(m)) => m,

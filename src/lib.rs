@@ -28,6 +28,6 @@ pub mod surfaces;
 pub mod validate;
 
 pub use arena::ParamArena;
-pub use config::{Adadelta, Adagrad, Adam, AdamW, Adamax, NAdam, Newton, OptimizerConfig, RAdam, RmsProp, Rule, Sgd};
+pub use config::{Adadelta, Adagrad, Adam, AdamW, Adamax, Lion, NAdam, Newton, OptimizerConfig, RAdam, RmsProp, Rule, Sgd};
 pub use engine::{EngineOptions, Entry, GradControl, GradScaler, Kernel, Optimizer, ParamSlice, PipelineCache, PipelineKey, ScalerState, StateFormat, StepScalars};
 pub use error::{OptimError, Result};

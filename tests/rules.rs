@@ -117,3 +117,7 @@ fn radam_matches_reference() {
 fn newton_matches_reference() {
     check_rule(Rule::Newton);
 }
+#[test]
+fn lion_matches_reference() {
+    check_rule(Rule::Lion);
+}

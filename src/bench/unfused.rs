@@ -84,7 +84,7 @@ impl Unfused {
             OptimizerConfig::Adam(c) => c.maximize || c.eps_inside_sqrt || c.amsgrad,
             OptimizerConfig::AdamW(c) => c.maximize || c.eps_inside_sqrt || c.amsgrad,
             // Beyond torch's classic eight: no baseline (yet).
-            OptimizerConfig::Adamax(_) | OptimizerConfig::NAdam(_) | OptimizerConfig::RAdam(_) | OptimizerConfig::Newton(_) => true,
+            OptimizerConfig::Adamax(_) | OptimizerConfig::NAdam(_) | OptimizerConfig::RAdam(_) | OptimizerConfig::Newton(_) | OptimizerConfig::Lion(_) => true,
         };
         if unsupported {
             return Err(OptimError::InvalidOptions("the unfused baseline covers the plain form of SGD, Momentum, NAG, Adagrad, RMSprop, Adadelta, Adam and AdamW"));
@@ -229,7 +229,7 @@ impl Unfused {
                 out.push((AddScalar, Tmp0, Unused, Unused, eps));
                 out.push((Addcdiv, Param, State0, Tmp0, -lr / bc1));
             }
-            OptimizerConfig::Adamax(_) | OptimizerConfig::NAdam(_) | OptimizerConfig::RAdam(_) | OptimizerConfig::Newton(_) => {
+            OptimizerConfig::Adamax(_) | OptimizerConfig::NAdam(_) | OptimizerConfig::RAdam(_) | OptimizerConfig::Newton(_) | OptimizerConfig::Lion(_) => {
                 unreachable!("Unfused::new rejects rules without a baseline")
             }
         }

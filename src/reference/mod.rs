@@ -23,6 +23,9 @@ pub struct ReferenceOptimizer {
     pub step: u32,
     /// State slots in binding order; see [`OptimizerConfig::state_names`].
     pub state: [Vec<f64>; 3],
+    /// Lion: elements whose update sign, in the last step, was within the
+    /// f32 rounding of its argument (the GPU may take the other sign).
+    pub sign_ambiguous: Vec<bool>,
 }
 
 impl ReferenceOptimizer {
@@ -32,7 +35,8 @@ impl ReferenceOptimizer {
     pub fn new(config: OptimizerConfig, n: usize) -> Result<Self> {
         config.validate()?;
         let state = std::array::from_fn(|slot| vec![config.initial_state(slot) as f64; n]);
-        Ok(ReferenceOptimizer { config, step: 0, state })
+        let sign_ambiguous = if matches!(config, OptimizerConfig::Lion(_)) { vec![false; n] } else { Vec::new() };
+        Ok(ReferenceOptimizer { config, step: 0, state, sign_ambiguous })
     }
 
     /// One step: updates `params` in place from `grads`.
@@ -66,6 +70,7 @@ impl ReferenceOptimizer {
             OptimizerConfig::NAdam(c) => rules::nadam(c, t, params, grads, s0, s1),
             OptimizerConfig::RAdam(c) => rules::radam(c, t, params, grads, s0, s1),
             OptimizerConfig::Newton(c) => rules::newton(c, params, grads, s0, s1, s2),
+            OptimizerConfig::Lion(c) => rules::lion(c, params, grads, s0, &mut self.sign_ambiguous),
         }
         Ok(())
     }

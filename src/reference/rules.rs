@@ -1,6 +1,6 @@
 //! One f64 function per update rule; each mirrors the shader of the same name.
 
-use crate::config::{Adadelta, Adagrad, Adamax, NAdam, Newton, RAdam, RmsProp, Sgd};
+use crate::config::{Adadelta, Adagrad, Adamax, Lion, NAdam, Newton, RAdam, RmsProp, Sgd};
 
 fn effective_grad(g: f64, p: f64, maximize: bool, weight_decay: f64) -> f64 {
     let g = if maximize { -g } else { g };
@@ -181,5 +181,21 @@ pub fn newton(c: &Newton, p: &mut [f64], g: &[f64], h: &[f64], h_ema: &mut [f64]
             u = u.clamp(-c.clip, c.clip);
         }
         p[i] -= c.lr * u;
+    }
+}
+
+/// `lion.wgsl`. Returns, per element, whether sign(c) was decided by less
+/// than the f32 rounding of c (so the GPU may take the other sign): the
+/// validation harness allows 2·lr for each such step.
+pub fn lion(c: &Lion, p: &mut [f64], g: &[f64], m: &mut [f64], ambiguous: &mut [bool]) {
+    let (b1, b2) = c.betas;
+    for i in 0..p.len() {
+        let d = effective_grad(g[i], p[i], c.maximize, 0.0);
+        let (a, b) = (b1 * m[i], (1.0 - b1) * d);
+        let ci = a + b;
+        ambiguous[i] = ci.abs() <= 4.0 * f32::EPSILON as f64 * (a.abs() + b.abs());
+        let s = if ci > 0.0 { 1.0 } else if ci < 0.0 { -1.0 } else { 0.0 };
+        p[i] = p[i] * (1.0 - c.lr * c.weight_decay) - c.lr * s;
+        m[i] = b2 * m[i] + (1.0 - b2) * d;
     }
 }
