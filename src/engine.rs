@@ -1343,7 +1343,7 @@ impl Optimizer {
             return Err(OptimError::InvalidOptions("parameter index out of range"));
         }
         let mut ranges = Vec::new();
-        for piece in self.pieces.iter().filter(|p| p.param_index == param_index) {
+        for piece in self.state_pieces(param_index) {
             let buf = self.dispatches[piece.dispatch]
                 .state
                 .get(slot)

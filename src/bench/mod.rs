@@ -250,10 +250,11 @@ pub fn run(device: &wgpu::Device, queue: &wgpu::Queue, adapter: &str, options: &
         drop(ceiling);
         queue.write_buffer(&p, 0, bytemuck::cast_slice(&p0));
         progress(&format!("{rule}: unfused"));
-        let unfused = match Unfused::new(device, queue, case.config, &p, &g, n) {
-            Ok(mut u) => Some((timer.per_step(options.reps, options.steps, &mut |e| u.record_step(e))?, u.kernels_per_step())),
-            Err(OptimError::InvalidOptions(_)) => None,
-            Err(e) => return Err(e),
+        let unfused = if Unfused::supports(&case.config) {
+            let mut u = Unfused::new(device, queue, case.config, &p, &g, n)?;
+            Some((timer.per_step(options.reps, options.steps, &mut |e| u.record_step(e))?, u.kernels_per_step()))
+        } else {
+            None
         };
         let bytes = fused.bytes_per_element();
         let gbps = |s: f64| (bytes * n) as f64 / s / 1e9;

@@ -69,6 +69,22 @@ pub struct Unfused {
 }
 
 impl Unfused {
+    /// Whether there is a baseline for `config`: the plain form (no
+    /// maximize, amsgrad, centered, RMSprop momentum or eps_inside_sqrt) of
+    /// SGD, Momentum, NAG, Adagrad, RMSprop, Adadelta, Adam and AdamW.
+    pub fn supports(config: &OptimizerConfig) -> bool {
+        match config {
+            OptimizerConfig::Sgd(c) => !c.maximize,
+            OptimizerConfig::Adagrad(c) => !(c.maximize || c.eps_inside_sqrt),
+            OptimizerConfig::RmsProp(c) => !(c.maximize || c.eps_inside_sqrt || c.centered || c.momentum != 0.0),
+            OptimizerConfig::Adadelta(c) => !c.maximize,
+            OptimizerConfig::Adam(c) => !(c.maximize || c.eps_inside_sqrt || c.amsgrad),
+            OptimizerConfig::AdamW(c) => !(c.maximize || c.eps_inside_sqrt || c.amsgrad),
+            // Beyond torch's classic eight: no baseline (yet).
+            OptimizerConfig::Adamax(_) | OptimizerConfig::NAdam(_) | OptimizerConfig::RAdam(_) | OptimizerConfig::Newton(_) | OptimizerConfig::Lion(_) => false,
+        }
+    }
+
     /// Baseline over the first `n` elements of `param` and `grad` (each at
     /// least `n` rounded up to a whole vec4).
     ///
@@ -76,17 +92,7 @@ impl Unfused {
     /// or too-small buffers, [`OptimError::Wgpu`].
     pub fn new(device: &wgpu::Device, queue: &wgpu::Queue, config: OptimizerConfig, param: &wgpu::Buffer, grad: &wgpu::Buffer, n: u64) -> Result<Self> {
         config.validate()?;
-        let unsupported = match config {
-            OptimizerConfig::Sgd(c) => c.maximize,
-            OptimizerConfig::Adagrad(c) => c.maximize || c.eps_inside_sqrt,
-            OptimizerConfig::RmsProp(c) => c.maximize || c.eps_inside_sqrt || c.centered || c.momentum != 0.0,
-            OptimizerConfig::Adadelta(c) => c.maximize,
-            OptimizerConfig::Adam(c) => c.maximize || c.eps_inside_sqrt || c.amsgrad,
-            OptimizerConfig::AdamW(c) => c.maximize || c.eps_inside_sqrt || c.amsgrad,
-            // Beyond torch's classic eight: no baseline (yet).
-            OptimizerConfig::Adamax(_) | OptimizerConfig::NAdam(_) | OptimizerConfig::RAdam(_) | OptimizerConfig::Newton(_) | OptimizerConfig::Lion(_) => true,
-        };
-        if unsupported {
+        if !Self::supports(&config) {
             return Err(OptimError::InvalidOptions("the unfused baseline covers the plain form of SGD, Momentum, NAG, Adagrad, RMSprop, Adadelta, Adam and AdamW"));
         }
         let n4 = n.div_ceil(4);
