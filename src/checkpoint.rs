@@ -24,7 +24,7 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde_json::{json, Value};
 
-use crate::config::OptimizerConfig;
+use crate::rules::OptimizerConfig;
 use crate::engine::{Optimizer, ScalerState};
 use crate::error::{OptimError, Result};
 

@@ -31,6 +31,9 @@ pub enum OptimError {
     /// An optimizer name or a PyTorch option name that does not apply.
     #[error("{optimizer}: no option {option:?} (options: {known})")]
     UnknownOption { optimizer: String, option: String, known: String },
+    /// A command-line option value of the wrong type.
+    #[error("option {option}: cannot use {value:?} (expected a number, true/false, a comma-separated list or none)")]
+    InvalidOptionValue { option: String, value: String },
     /// Param groups of one optimizer must share the update rule and flag options.
     #[error("param group {index} uses a different rule or option flags than group 0")]
     GroupMismatch { index: usize },

@@ -13,21 +13,24 @@
 //! [`Optimizer::record_step`].
 
 pub mod arena;
+pub mod args;
 pub mod bench;
 pub mod checkpoint;
-pub mod config;
 pub mod device;
 pub mod engine;
 pub mod error;
+#[cfg(feature = "cli")]
 pub mod plot;
 pub mod quant;
 pub mod reference;
+pub mod rules;
 pub mod run;
 pub mod schedule;
 pub mod surfaces;
 pub mod validate;
 
 pub use arena::ParamArena;
-pub use config::{Adadelta, Adagrad, Adam, AdamW, Adamax, Lion, NAdam, Newton, OptimizerConfig, RAdam, RmsProp, Rule, Sgd};
+pub use rules::configs::*;
+pub use rules::{OptimizerConfig, Rule, RuleConfig};
 pub use engine::{EngineOptions, Entry, GradControl, GradScaler, Kernel, Optimizer, ParamSlice, PipelineCache, PipelineKey, ScalerState, StateFormat, StepScalars};
 pub use error::{OptimError, Result};

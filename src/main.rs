@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
-use wgpu_optim::validate::{all_cases, one_case_per_rule, run_case, CaseReport};
+use wgpu_optim::validate::{all_cases, one_case_per_rule, run_case, CaseReport, Workload};
 use wgpu_optim::bench::{self, BenchOptions};
 use wgpu_optim::{device, EngineOptions};
 
@@ -58,8 +58,15 @@ enum Command {
     },
     /// Apply T steps of one optimizer to `params` with `grads[t]` at step t,
     /// read from a safetensors file; write params and state (PyTorch names).
-    Run(Box<RunArgs>),
-    /// Draw the paths of all eight rules on Beale, Rosenbrock and the saddle
+    #[command(disable_help_flag = true, after_help = wgpu_optim::args::options_help())]
+    Run {
+        /// --optimizer NAME --input IN.safetensors --steps T --out OUT.safetensors [--reference]
+        /// and the optimizer's options by their torch.optim names (listed below).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        words: Vec<String>,
+    },
+    /// Draw the paths of the classic rules (SGD, Momentum, NAG, Adagrad,
+    /// RMSprop, Adadelta, Adam, AdamW) on Beale, Rosenbrock and the saddle
     /// (computed on the GPU) into a PNG.
     Plot {
         /// Where to write the picture.
@@ -68,130 +75,53 @@ enum Command {
     },
 }
 
-/// `wgpu-optim run`: options by their `torch.optim` names (unset ones keep
-/// PyTorch's defaults; kebab-case aliases are accepted too).
-#[derive(clap::Args)]
+/// `wgpu-optim run`'s own arguments; every other word is an optimizer option.
 struct RunArgs {
-    /// torch.optim class: sgd, adagrad, rmsprop, adadelta, adam, adamw, adamax, nadam, radam; or newton.
-    #[arg(long)]
     optimizer: String,
-    /// safetensors with `params` f32 [N] and `grads` f32 [T, N].
-    #[arg(long)]
     input: PathBuf,
-    /// Steps to apply (at most the rows of `grads`).
-    #[arg(long)]
     steps: u32,
-    /// Where to write `params`, the state tensors and `step`.
-    #[arg(long)]
     out: PathBuf,
-    /// Run the f64 CPU reference instead of the GPU (output in f64).
-    #[arg(long)]
     reference: bool,
-    /// Learning rate (every optimizer).
-    #[arg(long)]
-    lr: Option<f64>,
-    /// Momentum factor (sgd, rmsprop).
-    #[arg(long)]
-    momentum: Option<f64>,
-    /// Dampening for momentum (sgd).
-    #[arg(long)]
-    dampening: Option<f64>,
-    /// L2 penalty; decoupled for adamw (every optimizer).
-    #[arg(long = "weight_decay", visible_alias = "weight-decay")]
-    weight_decay: Option<f64>,
-    /// Nesterov momentum (sgd).
-    #[arg(long)]
-    nesterov: bool,
-    /// Maximize the objective (every optimizer).
-    #[arg(long)]
-    maximize: bool,
-    /// Learning-rate decay (adagrad).
-    #[arg(long = "lr_decay", visible_alias = "lr-decay")]
-    lr_decay: Option<f64>,
-    /// Initial value of `sum` (adagrad).
-    #[arg(long = "initial_accumulator_value", visible_alias = "initial-accumulator-value")]
-    initial_accumulator_value: Option<f64>,
-    /// Term added for numerical stability (all but sgd).
-    #[arg(long)]
-    eps: Option<f64>,
-    /// Smoothing constant (rmsprop).
-    #[arg(long)]
-    alpha: Option<f64>,
-    /// Centered RMSprop (rmsprop).
-    #[arg(long)]
-    centered: bool,
-    /// Coefficient of the running averages (adadelta).
-    #[arg(long)]
-    rho: Option<f64>,
-    /// Coefficients of the running averages, e.g. `--betas 0.9,0.999` (adam, adamw).
-    #[arg(long, value_delimiter = ',')]
-    betas: Option<Vec<f64>>,
-    /// AMSGrad variant (adam, adamw).
-    #[arg(long)]
-    amsgrad: bool,
-    /// Momentum schedule ψ (nadam).
-    #[arg(long = "momentum_decay", visible_alias = "momentum-decay")]
-    momentum_decay: Option<f64>,
-    /// Decoupled weight decay (nadam, radam).
-    #[arg(long = "decoupled_weight_decay", visible_alias = "decoupled-weight-decay")]
-    decoupled_weight_decay: bool,
-    /// Added to |h| (newton).
-    #[arg(long)]
-    damping: Option<f64>,
-    /// EMA of the grads, Sophia's β₁ (newton).
-    #[arg(long)]
-    beta1: Option<f64>,
-    /// EMA of the Hessian diagonal, Sophia's β₂ (newton).
-    #[arg(long)]
-    beta2: Option<f64>,
-    /// Per-coordinate clip of the update (newton).
-    #[arg(long)]
-    clip: Option<f64>,
-    /// Textbook eps placement (not a PyTorch option; see the README).
-    #[arg(long = "eps_inside_sqrt", visible_alias = "eps-inside-sqrt")]
-    eps_inside_sqrt: bool,
+    options: Vec<String>,
 }
 
+const RUN_USAGE: &str = "usage: wgpu-optim run --optimizer NAME --input IN.safetensors --steps T --out OUT.safetensors [--reference] [--OPTION VALUE ...]";
+
 impl RunArgs {
-    /// The options that were given, by PyTorch name.
-    fn pytorch_options(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut m = serde_json::Map::new();
-        let numbers = [
-            ("lr", self.lr),
-            ("momentum", self.momentum),
-            ("dampening", self.dampening),
-            ("weight_decay", self.weight_decay),
-            ("lr_decay", self.lr_decay),
-            ("initial_accumulator_value", self.initial_accumulator_value),
-            ("eps", self.eps),
-            ("alpha", self.alpha),
-            ("rho", self.rho),
-            ("momentum_decay", self.momentum_decay),
-            ("damping", self.damping),
-            ("beta1", self.beta1),
-            ("beta2", self.beta2),
-            ("clip", self.clip),
-        ];
-        for (k, v) in numbers {
-            if let Some(v) = v {
-                m.insert(k.into(), v.into());
+    /// Splits the words into the run's arguments and the optimizer options.
+    fn parse(words: &[String]) -> Result<Self, String> {
+        let (mut optimizer, mut input, mut steps, mut out, mut reference, mut options) = (None, None, None, None, false, Vec::new());
+        let mut it = words.iter();
+        while let Some(w) = it.next() {
+            let (key, inline) = w.split_once('=').map_or((w.as_str(), None), |(k, v)| (k, Some(v.to_string())));
+            let mut value = |name: &str| inline.clone().or_else(|| it.next().cloned()).ok_or(format!("{name} needs a value"));
+            match key {
+                "--optimizer" => optimizer = Some(value("--optimizer")?),
+                "--input" => input = Some(PathBuf::from(value("--input")?)),
+                "--steps" => steps = Some(value("--steps")?.parse::<u32>().map_err(|_| "--steps needs a step count".to_string())?),
+                "--out" => out = Some(PathBuf::from(value("--out")?)),
+                "--reference" => reference = true,
+                _ => options.push(w.clone()),
             }
         }
-        let flags = [("nesterov", self.nesterov), ("maximize", self.maximize), ("centered", self.centered), ("amsgrad", self.amsgrad), ("eps_inside_sqrt", self.eps_inside_sqrt), ("decoupled_weight_decay", self.decoupled_weight_decay)];
-        for (k, set) in flags {
-            if set {
-                m.insert(k.into(), true.into());
-            }
-        }
-        if let Some(b) = &self.betas {
-            m.insert("betas".into(), serde_json::json!(b));
-        }
-        m
+        let need = |what: &str| format!("missing {what}\n{RUN_USAGE}");
+        Ok(RunArgs { optimizer: optimizer.ok_or_else(|| need("--optimizer"))?, input: input.ok_or_else(|| need("--input"))?, steps: steps.ok_or_else(|| need("--steps"))?, out: out.ok_or_else(|| need("--out"))?, reference, options })
     }
 }
 
-fn run_command(args: &RunArgs) -> Result<bool, wgpu_optim::OptimError> {
-    let config = wgpu_optim::OptimizerConfig::from_pytorch(&args.optimizer, &args.pytorch_options())?;
+/// `run --help`: the usage and every registered optimizer's options.
+fn run_help() -> String {
+    format!("Apply T steps of one optimizer to `params` with `grads[t]` at step t (safetensors IN: params f32 [N], grads f32 [T, N], optional hessians f32 [T, N]); write params, state by PyTorch name and step to OUT (f32; f64 with --reference, the CPU reference).\n\n{RUN_USAGE}\n\n{}", wgpu_optim::args::options_help())
+}
+
+fn run_command(words: &[String]) -> Result<bool, wgpu_optim::OptimError> {
+    if words.iter().any(|w| w == "--help" || w == "-h") {
+        println!("{}", run_help());
+        return Ok(true);
+    }
+    let args = RunArgs::parse(words).map_err(|e| wgpu_optim::OptimError::InvalidOptionValue { option: "run".into(), value: e })?;
+    let options = wgpu_optim::args::pytorch_options(&args.optimizer, &args.options)?;
+    let config = wgpu_optim::OptimizerConfig::from_pytorch(&args.optimizer, &options)?;
     println!("optimizer: {} {}", config.pytorch_name(), serde_json::Value::Object(config.to_pytorch()));
     let gpu = if args.reference { None } else { Some(device::headless()?) };
     match &gpu {
@@ -227,7 +157,7 @@ fn tour(gpu: &device::Gpu) -> Result<bool, wgpu_optim::OptimError> {
     println!("\n== short benchmark (2^20 elements; `wgpu-optim bench` runs the full 2^24) ==");
     let short = BenchOptions { elements: 1 << 20, reps: 3, steps: 2, rules: Vec::new(), model_tensors: 1000, model_elements: 1 << 20 };
     print!("{}", bench::format_report(&run_bench(gpu, &short)?));
-    println!("\n== trajectories: the eight rules on three surfaces, entirely on the GPU ==");
+    println!("\n== trajectories: SGD, Momentum, NAG, Adagrad, RMSprop, Adadelta, Adam and AdamW on three surfaces, entirely on the GPU ==");
     plot(gpu, Path::new("trajectories.png"))?;
     Ok(valid)
 }
@@ -253,7 +183,7 @@ fn run_bench(gpu: &device::Gpu, options: &BenchOptions) -> Result<bench::BenchRe
 }
 
 fn print_table(reports: &[CaseReport]) {
-    println!("{:<36} {:>9} {:>6} {:>11} {:>9} {:>7} {:>11}  {}", "case", "size", "steps", "max |err|", "k needed", "k bound", "rel L2", "pass");
+    println!("{:<36} {:>9} {:>6} {:>11} {:>9} {:>7} {:>11}  pass", "case", "size", "steps", "max |err|", "k needed", "k bound", "rel L2");
     for r in reports {
         let rel = r.quantities.iter().map(|q| q.rel_l2).fold(0.0, f64::max);
         println!(
@@ -276,7 +206,7 @@ fn validate(gpu: &device::Gpu, size: usize, steps: u32, all: bool, seed: u64) ->
     let mut reports = Vec::new();
     for c in cases {
         bar.set_message(c.name.clone());
-        reports.push(run_case(&gpu.device, &gpu.queue, &c.name, c.config, size, steps, seed, EngineOptions::default())?);
+        reports.push(run_case(&gpu.device, &gpu.queue, &c, Workload { n: size, steps, seed }, EngineOptions::default())?);
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -286,9 +216,9 @@ fn validate(gpu: &device::Gpu, size: usize, steps: u32, all: bool, seed: u64) ->
 
 fn main() {
     let cli = Cli::parse();
-    let result = if let Some(Command::Run(args)) = &cli.command {
+    let result = if let Some(Command::Run { words }) = &cli.command {
         // The reference needs no adapter; the GPU path opens its own.
-        run_command(args)
+        run_command(words)
     } else {
         with_gpu(cli.command)
     };
@@ -305,7 +235,7 @@ fn with_gpu(command: Option<Command>) -> Result<bool, wgpu_optim::OptimError> {
                 bench(&gpu, BenchOptions { elements: size, reps, steps, rules, model_tensors, model_elements: model_size }, json)
             }
             Some(Command::Plot { out }) => plot(&gpu, &out),
-            Some(Command::Run(_)) => unreachable!("handled before opening a device"),
+            Some(Command::Run { .. }) => unreachable!("handled before opening a device"),
         }
     })
 }

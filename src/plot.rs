@@ -1,4 +1,5 @@
-//! Trajectory pictures: the paths of all eight rules over log-spaced
+//! Trajectory pictures: the paths of the eight classic rules (SGD, Momentum,
+//! NAG, Adagrad, RMSprop, Adadelta, Adam, AdamW) over log-spaced
 //! contours of Beale's function, Rosenbrock's function and the saddle
 //! x² − y², computed on the GPU by the engine itself (gradients in
 //! `shaders/surfaces.wgsl`, steps by the fused rules) and drawn with
@@ -9,7 +10,8 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::config::{Adadelta, Adagrad, Adam, AdamW, OptimizerConfig, RmsProp, Sgd};
+use crate::rules::OptimizerConfig;
+use crate::{Adadelta, Adagrad, Adam, AdamW, RmsProp, Sgd};
 use crate::error::{OptimError, Result};
 use crate::surfaces::{trajectory, Surface};
 

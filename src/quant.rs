@@ -49,7 +49,7 @@ pub fn nearest(map: &[f32; 256], x: f32) -> u8 {
 }
 
 /// How a state slot is quantised.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Coding {
     /// Signed map (the slot can be negative).
     pub signed: bool,
@@ -59,16 +59,6 @@ pub struct Coding {
     /// code (10⁻⁶ of the absmax) while `exp_avg` does not, and m/√v blows up;
     /// in the root domain both span the same decades.
     pub sqrt: bool,
-}
-
-impl Coding {
-    /// The coding of a state slot by its PyTorch name.
-    pub fn of(name: &str) -> Coding {
-        Coding {
-            signed: matches!(name, "exp_avg" | "momentum_buffer" | "grad_avg" | "hessian"),
-            sqrt: matches!(name, "exp_avg_sq" | "max_exp_avg_sq" | "square_avg" | "sum" | "acc_delta"),
-        }
-    }
 }
 
 /// Codes and one absmax scale per `block` values.

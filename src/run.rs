@@ -16,7 +16,7 @@ use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use crate::config::OptimizerConfig;
+use crate::rules::OptimizerConfig;
 use crate::engine::{Optimizer, ParamSlice};
 use crate::error::{OptimError, Result};
 use crate::reference::ReferenceOptimizer;
@@ -73,11 +73,12 @@ impl RunInput {
         &self.grads[t * n..(t + 1) * n]
     }
 
-    /// Row t of the Hessian diagonals, if given and the rule takes one.
-    fn hessian(&self, config: &OptimizerConfig, t: usize) -> Option<&[f32]> {
+    /// Row t of the Hessian diagonals and the input slot they go to, if
+    /// given and the rule takes one.
+    fn hessian(&self, config: &OptimizerConfig, t: usize) -> Option<(usize, &[f32])> {
         let n = self.params.len();
-        matches!(config, OptimizerConfig::Newton(_)).then_some(())?;
-        self.hessians.as_ref().map(|h| &h[t * n..(t + 1) * n])
+        let slot = config.state().input()?;
+        self.hessians.as_ref().map(|h| (slot, &h[t * n..(t + 1) * n]))
     }
 }
 
@@ -141,8 +142,8 @@ pub fn run_gpu(device: &wgpu::Device, queue: &wgpu::Queue, config: OptimizerConf
     for t in 0..steps as usize {
         // One submit per step: the write of row t lands before step t runs.
         queue.write_buffer(&g, 0, bytemuck::cast_slice(input.row(t)));
-        if let Some(h) = input.hessian(&config, t) {
-            opt.write_state(0, 0, h)?;
+        if let Some((slot, h)) = input.hessian(&config, t) {
+            opt.write_state(slot, 0, h)?;
         }
         opt.step()?;
     }
@@ -164,8 +165,8 @@ pub fn run_reference(config: OptimizerConfig, input: &RunInput, steps: u32) -> R
     let mut params: Vec<f64> = input.params.iter().map(|&x| x as f64).collect();
     for t in 0..steps as usize {
         let g: Vec<f64> = input.row(t).iter().map(|&x| x as f64).collect();
-        if let Some(h) = input.hessian(&config, t) {
-            for (s, &x) in r.state[0].iter_mut().zip(h) {
+        if let Some((slot, h)) = input.hessian(&config, t) {
+            for (s, &x) in r.state.slots[slot].iter_mut().zip(h) {
                 *s = x as f64;
             }
         }

@@ -102,7 +102,7 @@ impl SurfaceGradient {
                 label: Some("surfaces"),
                 source: wgpu::ShaderSource::Wgsl(include_str!("../shaders/surfaces.wgsl").into()),
             });
-            let entry = crate::engine::storage_entry;
+            let entry = crate::engine::pipeline::storage_entry;
             let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                 label: Some("surfaces"),
                 entries: &[entry(0, true), entry(1, false)],

@@ -12,11 +12,13 @@
 //! f32 roundings a step may contribute, stated per rule by [`tolerance_k`],
 //! independent of the number of steps.
 
-use crate::config::{Adadelta, Adagrad, Adam, AdamW, Adamax, Lion, NAdam, Newton, OptimizerConfig, RAdam, RmsProp, Rule, Sgd};
 use crate::device::read_f32;
 use crate::engine::{EngineOptions, Optimizer, ParamSlice};
 use crate::error::Result;
 use crate::reference::ReferenceOptimizer;
+use crate::rules::{flags, OptimizerConfig, RefState, Rule};
+
+pub use crate::rules::Case;
 
 /// Unit roundoff of f32.
 pub const EPS32: f64 = 1.0 / (1u64 << 24) as f64;
@@ -24,95 +26,21 @@ pub const EPS32: f64 = 1.0 / (1u64 << 24) as f64;
 pub const TINY: f64 = 1e-30;
 
 /// The `k` of the error bound for a config: f32 roundings per step, in units
-/// of 2⁻²⁴ of the element's per-step scale.
-///
-/// | rule | k | reason |
-/// |---|---|---|
-/// | sgd | 2 | L2 term, product, difference |
-/// | momentum, nag | 4 | plus the momentum buffer's two products and sum |
-/// | adagrad | 4 | square, sum, root, eps, quotient, product |
-/// | rmsprop | 4 | as adagrad, with the EMA |
-/// | rmsprop, centered | 24 | v − ḡ² amplifies rounding by v/(v − ḡ²) |
-/// | adadelta | 8 | two roots, a quotient and products per step |
-/// | adam, adamw | 4 | two EMAs, root, bias correction, quotient |
-/// | adamax | 2 | EMA, max, quotient, bias correction |
-/// | nadam | 4 | two EMAs, root, two quotients and two products |
-/// | radam | 4 | two EMAs, root, sum of the two coefficient terms |
-/// | newton | 4 | EMAs, |h| + damping, quotient, clamp |
-/// | lion | 2 | decay product, EMA; plus 2·lr for each step whose sign was within rounding of 0 |
-///
-/// The measured worst cases are in the README; the bound has a margin of
-/// about 2× over them.
+/// of 2⁻²⁴ of the element's per-step scale, stated and derived in each
+/// rule's docs ([`RuleConfig::tolerance_k`](crate::rules::RuleConfig::tolerance_k)).
 pub fn tolerance_k(config: &OptimizerConfig) -> f64 {
-    match config {
-        OptimizerConfig::RmsProp(c) if c.centered => 24.0,
-        _ => match config.rule() {
-            Rule::Sgd => 2.0,
-            Rule::Momentum | Rule::Nag => 4.0,
-            Rule::Adagrad => 4.0,
-            Rule::RmsProp => 4.0,
-            Rule::Adadelta => 8.0,
-            Rule::Adam | Rule::AdamW => 4.0,
-            Rule::Adamax => 2.0,
-            Rule::NAdam => 4.0,
-            Rule::RAdam => 4.0,
-            Rule::Newton => 4.0,
-            Rule::Lion => 2.0,
-        },
-    }
+    config.tolerance_k()
 }
 
-/// A named config to validate.
-#[derive(Clone, Debug)]
-pub struct Case {
-    pub name: String,
-    pub config: OptimizerConfig,
-}
-
-fn case(name: &str, config: impl Into<OptimizerConfig>) -> Case {
-    Case { name: name.to_string(), config: config.into() }
-}
-
-/// Every rule under every option set the test suite covers.
+/// Every rule under every option set the test suite covers (each rule's
+/// [`RuleConfig::cases`](crate::rules::RuleConfig::cases), in registry order).
 pub fn all_cases() -> Vec<Case> {
-    vec![
-        case("sgd", Sgd { lr: 0.01, ..Sgd::default() }),
-        case("sgd wd maximize", Sgd { lr: 0.01, weight_decay: 0.1, maximize: true, ..Sgd::default() }),
-        case("momentum", Sgd { lr: 0.01, momentum: 0.9, ..Sgd::default() }),
-        case("momentum dampening wd", Sgd { lr: 0.01, momentum: 0.8, dampening: 0.5, weight_decay: 0.05, ..Sgd::default() }),
-        case("momentum ema", Sgd::ema_momentum(0.05, 0.9)),
-        case("nag", Sgd { lr: 0.01, momentum: 0.9, nesterov: true, ..Sgd::default() }),
-        case("nag wd maximize", Sgd { lr: 0.01, momentum: 0.7, nesterov: true, weight_decay: 0.1, maximize: true, ..Sgd::default() }),
-        case("adagrad", Adagrad::default()),
-        case("adagrad lr_decay init wd", Adagrad { lr_decay: 0.01, initial_accumulator_value: 0.1, weight_decay: 0.05, ..Adagrad::default() }),
-        case("adagrad eps_inside_sqrt maximize", Adagrad { eps_inside_sqrt: true, eps: 1e-6, maximize: true, ..Adagrad::default() }),
-        case("rmsprop", RmsProp::default()),
-        case("rmsprop centered", RmsProp { centered: true, ..RmsProp::default() }),
-        case("rmsprop momentum", RmsProp { momentum: 0.9, ..RmsProp::default() }),
-        case("rmsprop centered momentum wd", RmsProp { centered: true, momentum: 0.5, weight_decay: 0.1, ..RmsProp::default() }),
-        case("rmsprop eps_inside_sqrt maximize", RmsProp { eps_inside_sqrt: true, maximize: true, ..RmsProp::default() }),
-        case("adadelta", Adadelta::default()),
-        case("adadelta rho wd maximize", Adadelta { rho: 0.95, weight_decay: 0.1, maximize: true, ..Adadelta::default() }),
-        case("adam", Adam::default()),
-        case("adam amsgrad", Adam { amsgrad: true, ..Adam::default() }),
-        case("adam wd", Adam { weight_decay: 0.1, betas: (0.8, 0.99), ..Adam::default() }),
-        case("adam eps_inside_sqrt maximize", Adam { eps_inside_sqrt: true, maximize: true, ..Adam::default() }),
-        case("adamw", AdamW::default()),
-        case("adamw amsgrad", AdamW { amsgrad: true, weight_decay: 0.1, ..AdamW::default() }),
-        case("adamw eps_inside_sqrt maximize", AdamW { eps_inside_sqrt: true, maximize: true, lr: 1e-2, ..AdamW::default() }),
-        case("adamax", Adamax::default()),
-        case("adamax wd maximize", Adamax { weight_decay: 0.1, maximize: true, betas: (0.8, 0.99), ..Adamax::default() }),
-        case("nadam", NAdam::default()),
-        case("nadam wd momentum_decay", NAdam { weight_decay: 0.05, momentum_decay: 0.01, ..NAdam::default() }),
-        case("nadam decoupled wd maximize", NAdam { weight_decay: 0.1, decoupled_weight_decay: true, maximize: true, ..NAdam::default() }),
-        case("radam", RAdam::default()),
-        case("radam decoupled wd maximize", RAdam { weight_decay: 0.1, decoupled_weight_decay: true, maximize: true, betas: (0.9, 0.99), ..RAdam::default() }),
-        case("newton", Newton { lr: 0.1, damping: 1e-3, ..Newton::default() }),
-        case("newton hessian ema maximize", Newton { lr: 0.05, beta2: 0.9, maximize: true, ..Newton::default() }),
-        case("newton sophia wd", Newton { lr: 0.01, beta1: 0.965, beta2: 0.99, clip: 1.0, damping: 1e-3, weight_decay: 0.1, ..Newton::default() }),
-        case("lion", Lion { lr: 1e-3, ..Lion::default() }),
-        case("lion wd maximize", Lion { lr: 3e-3, weight_decay: 0.1, maximize: true, betas: (0.95, 0.98) }),
-    ]
+    OptimizerConfig::all_cases()
+}
+
+/// The cases of one kernel.
+pub fn cases_of(rule: Rule) -> Vec<Case> {
+    all_cases().into_iter().filter(|c| c.config.rule() == rule).collect()
 }
 
 /// One representative case per rule (the CLI's table).
@@ -171,15 +99,11 @@ pub fn random_grads(seed: u64, t: u64, scales: &[f32], out: &mut [f32]) {
 /// Magnitudes stay random; only signs are chosen. Cases without an L2 term
 /// keep fully random signs.
 pub fn avoid_l2_cancellation(config: &OptimizerConfig, params: &[f64], grads: &mut [f32]) {
-    let wd = match config {
-        OptimizerConfig::AdamW(_) => 0.0,
-        c if c.flags() & crate::config::flags::DECOUPLED != 0 => 0.0,
-        c => c.weight_decay(),
-    };
+    let wd = if config.flags() & flags::DECOUPLED != 0 { 0.0 } else { config.weight_decay() };
     if wd == 0.0 {
         return;
     }
-    let sign = if config.flags() & crate::config::flags::MAXIMIZE != 0 { -1.0 } else { 1.0 };
+    let sign = if config.flags() & flags::MAXIMIZE != 0 { -1.0 } else { 1.0 };
     for (g, &p) in grads.iter_mut().zip(params) {
         if sign * (*g as f64) * p < 0.0 {
             *g = -*g;
@@ -246,7 +170,8 @@ impl CaseReport {
 struct Track {
     scale: Vec<f64>,
     prev: Vec<f64>,
-    /// Extra absolute allowance per element (Lion's undetermined signs).
+    /// Extra absolute allowance per element (the reference's
+    /// [`RefState::allowance`], e.g. Lion's undetermined signs).
     extra: Vec<f64>,
 }
 
@@ -254,12 +179,14 @@ impl Track {
     fn new(x: &[f64]) -> Self {
         Track { scale: x.iter().map(|v| v.abs()).collect(), prev: x.to_vec(), extra: vec![0.0; x.len()] }
     }
+
     fn update(&mut self, x: &[f64]) {
-        for i in 0..x.len() {
-            self.scale[i] += x[i].abs() + (x[i] - self.prev[i]).abs();
-            self.prev[i] = x[i];
+        for ((s, p), &v) in self.scale.iter_mut().zip(&mut self.prev).zip(x) {
+            *s += v.abs() + (v - *p).abs();
+            *p = v;
         }
     }
+
     fn compare(&self, name: &'static str, gpu: &[f32], reference: &[f64], k: f64) -> QuantityError {
         let (mut max_abs, mut k_needed, mut num, mut den, mut violations, mut worst) = (0f64, 0f64, 0f64, 0f64, 0usize, 0usize);
         for i in 0..reference.len() {
@@ -284,86 +211,128 @@ impl Track {
     }
 }
 
-/// Runs `config` for `steps` steps on `n` random elements on the GPU and in
-/// the f64 reference, and compares params and every state buffer.
+/// The size of a validation run: elements, steps, and the seed of the
+/// random params and grads.
+#[derive(Clone, Copy, Debug)]
+pub struct Workload {
+    pub n: usize,
+    pub steps: u32,
+    pub seed: u64,
+}
+
+/// A reference step `(t, params, grads, state)`, updating in place.
+pub type ReferenceStep<'a> = &'a dyn Fn(u32, &mut [f64], &[f64], &mut RefState);
+
+/// The GPU side of a validation run: one tensor in padded buffers whose
+/// padding holds a sentinel that must survive untouched.
+struct GpuRun {
+    opt: Optimizer,
+    param: wgpu::Buffer,
+    grad: wgpu::Buffer,
+    padded: usize,
+}
+
+impl GpuRun {
+    fn new(device: &wgpu::Device, queue: &wgpu::Queue, config: OptimizerConfig, p0: &[f32], options: EngineOptions) -> Result<Self> {
+        let n = p0.len();
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+        // Padded to whole vec4s so the vec4 kernel (with its scalar tail) runs.
+        let padded = n.next_multiple_of(4) + 4;
+        let make = |label| device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: 4 * padded as u64, usage, mapped_at_creation: false });
+        let (param, grad) = (make("params"), make("grads"));
+        let mut init = p0.to_vec();
+        init.resize(padded, SENTINEL);
+        queue.write_buffer(&param, 0, bytemuck::cast_slice(&init));
+        queue.write_buffer(&grad, 4 * n as u64, bytemuck::cast_slice(&vec![SENTINEL; padded - n]));
+        let slice = ParamSlice::range(&param, 0, &grad, 0, n as u64);
+        let opt = Optimizer::with_groups(device, queue, &[config], &[slice], options)?;
+        Ok(GpuRun { opt, param, grad, padded })
+    }
+
+    /// The final params, and whether the padding kept its sentinel.
+    fn params(&self, device: &wgpu::Device, queue: &wgpu::Queue, n: usize) -> Result<(Vec<f32>, bool)> {
+        let mut all = read_f32(device, queue, &self.param, 0, self.padded as u64)?;
+        let untouched = all[n..].iter().all(|x| x.to_bits() == SENTINEL.to_bits());
+        all.truncate(n);
+        Ok((all, untouched))
+    }
+}
+
+/// The reference side: f64 params and state, and their error scales.
+struct RefRun {
+    p: Vec<f64>,
+    state: RefState,
+    p_track: Track,
+    s_track: Vec<Track>,
+}
+
+impl RefRun {
+    fn new(config: &OptimizerConfig, p0: &[f32]) -> Result<Self> {
+        let state = ReferenceOptimizer::new(*config, p0.len())?.state;
+        let p: Vec<f64> = p0.iter().map(|&v| v as f64).collect();
+        Ok(RefRun { p_track: Track::new(&p), s_track: state.slots.iter().map(|s| Track::new(s)).collect(), p, state })
+    }
+
+    fn step(&mut self, config: &OptimizerConfig, t: u32, g: &[f64], reference: ReferenceStep) {
+        self.state.allowance.fill(0.0);
+        reference(t, &mut self.p, g, &mut self.state);
+        self.p_track.update(&self.p);
+        for (e, a) in self.p_track.extra.iter_mut().zip(&self.state.allowance) {
+            *e += a;
+        }
+        for (slot, _) in config.state().used() {
+            self.s_track[slot].update(&self.state.slots[slot]);
+        }
+    }
+}
+
+/// An input slot's values for step `t` (Newton's Hessian diagonal): a fresh
+/// positive estimate in [0.5, 2).
+fn input_values(seed: u64, t: u64, n: usize) -> Vec<f32> {
+    (0..n as u64).map(|i| 1.25 + 0.75 * uniform(seed ^ 0x4e45_5754, t, i)).collect()
+}
+
+/// Runs `case` for `work.steps` steps on `work.n` random elements on the GPU
+/// and in the f64 reference, and compares params and every state buffer.
 ///
 /// **Errors:** anything the engine or a readback reports.
-pub fn run_case(
-    device: &wgpu::Device,
-    queue: &wgpu::Queue,
-    name: &str,
-    config: OptimizerConfig,
-    n: usize,
-    steps: u32,
-    seed: u64,
-    options: EngineOptions,
-) -> Result<CaseReport> {
-    let rule = config.rule();
-    let k = tolerance_k(&config);
-    let p0 = random_params(seed, n);
-    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
-    // Buffers are padded to whole vec4s so the vec4 kernel (with its scalar
-    // tail) runs; the padding holds a sentinel that must survive untouched.
-    let padded = n.next_multiple_of(4) + 4;
-    let make = |label| device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: 4 * padded as u64, usage, mapped_at_creation: false });
-    let (param, grad) = (make("params"), make("grads"));
-    let mut init = p0.clone();
-    init.resize(padded, SENTINEL);
-    queue.write_buffer(&param, 0, bytemuck::cast_slice(&init));
-    queue.write_buffer(&grad, 4 * n as u64, bytemuck::cast_slice(&vec![SENTINEL; padded - n]));
-    let slice = ParamSlice::range(&param, 0, &grad, 0, n as u64);
-    let mut opt = Optimizer::with_groups(device, queue, &[config], &[slice], options)?;
+pub fn run_case(device: &wgpu::Device, queue: &wgpu::Queue, case: &Case, work: Workload, options: EngineOptions) -> Result<CaseReport> {
+    let config = case.config;
+    run_case_against(device, queue, case, work, options, &|t, p, g, s| config.reference_step(t, p, g, s))
+}
 
-    let mut reference = ReferenceOptimizer::new(config, n)?;
-    let mut p_ref: Vec<f64> = p0.iter().map(|&v| v as f64).collect();
-    let names = config.state_names();
-    let mut p_track = Track::new(&p_ref);
-    let mut s_track: Vec<Track> = reference.state.iter().map(|s| Track::new(s)).collect();
+/// As [`run_case`], with the GPU running `case` and the reference running
+/// `reference` instead of the case's own reference step: how the tests show
+/// that the harness rejects a wrong rule.
+///
+/// **Errors:** anything the engine or a readback reports.
+pub fn run_case_against(device: &wgpu::Device, queue: &wgpu::Queue, case: &Case, work: Workload, options: EngineOptions, reference: ReferenceStep) -> Result<CaseReport> {
+    let (config, Workload { n, steps, seed }) = (case.config, work);
+    let p0 = random_params(seed, n);
+    let mut gpu = GpuRun::new(device, queue, config, &p0, options)?;
+    let mut r = RefRun::new(&config, &p0)?;
+    let input = config.state().input();
     let scales = grad_scales(seed, n);
-    let mut g = vec![0f32; n];
-    let mut g64 = vec![0f64; n];
-    for t in 1..=steps as u64 {
-        random_grads(seed, t, &scales, &mut g);
-        avoid_l2_cancellation(&config, &p_ref, &mut g);
-        queue.write_buffer(&grad, 0, bytemuck::cast_slice(&g));
-        if let OptimizerConfig::Newton(_) = config {
-            // The Hessian diagonal is an input: a fresh positive estimate
-            // every step, in the GPU's state slot 0 and the reference's.
-            let h: Vec<f32> = (0..n as u64).map(|i| 1.25 + 0.75 * uniform(seed ^ 0x4e45_5754, t, i)).collect();
-            opt.write_state(0, 0, &h)?;
-            for (r, &x) in reference.state[0].iter_mut().zip(&h) {
-                *r = x as f64;
-            }
+    let (mut g, mut g64) = (vec![0f32; n], vec![0f64; n]);
+    for t in 1..=steps {
+        random_grads(seed, t as u64, &scales, &mut g);
+        avoid_l2_cancellation(&config, &r.p, &mut g);
+        queue.write_buffer(&gpu.grad, 0, bytemuck::cast_slice(&g));
+        if let Some(slot) = input {
+            let h = input_values(seed, t as u64, n);
+            gpu.opt.write_state(slot, 0, &h)?;
+            r.state.slots[slot].iter_mut().zip(&h).for_each(|(x, &v)| *x = v as f64);
         }
-        opt.step()?;
-        for (d, s) in g64.iter_mut().zip(&g) {
-            *d = *s as f64;
-        }
-        reference.step(&mut p_ref, &g64)?;
-        p_track.update(&p_ref);
-        if let OptimizerConfig::Lion(c) = config {
-            for (e, &amb) in p_track.extra.iter_mut().zip(&reference.sign_ambiguous) {
-                if amb {
-                    *e += 2.0 * c.lr;
-                }
-            }
-        }
-        for (slot, tr) in s_track.iter_mut().enumerate() {
-            if names.get(slot).is_some_and(|nm| !nm.is_empty()) {
-                tr.update(&reference.state[slot]);
-            }
-        }
+        gpu.opt.step()?;
+        g64.iter_mut().zip(&g).for_each(|(d, &s)| *d = s as f64);
+        r.step(&config, t, &g64, reference);
     }
-    let mut gpu_params = read_f32(device, queue, &param, 0, padded as u64)?;
-    let padding_untouched = gpu_params[n..].iter().all(|x| x.to_bits() == SENTINEL.to_bits());
-    gpu_params.truncate(n);
-    let mut quantities = vec![p_track.compare("param", &gpu_params, &p_ref, k)];
-    for (slot, nm) in names.iter().enumerate() {
-        if nm.is_empty() {
-            continue;
-        }
-        let gpu_state = opt.read_state(slot, 0)?;
-        quantities.push(s_track[slot].compare(nm, &gpu_state, &reference.state[slot], k));
+    let k = config.tolerance_k();
+    let (gpu_params, padding_untouched) = gpu.params(device, queue, n)?;
+    let mut quantities = vec![r.p_track.compare("param", &gpu_params, &r.p, k)];
+    for (slot, s) in config.state().used() {
+        let gpu_state = gpu.opt.read_state(slot, 0)?;
+        quantities.push(r.s_track[slot].compare(s.name, &gpu_state, &r.state.slots[slot], k));
     }
-    Ok(CaseReport { name: name.to_string(), rule, n, steps, k, quantities, gpu_params, padding_untouched, vec4: opt.uses_vec4(), dispatches: opt.dispatch_count() })
+    Ok(CaseReport { name: case.name.clone(), rule: config.rule(), n, steps, k, quantities, gpu_params, padding_untouched, vec4: gpu.opt.uses_vec4(), dispatches: gpu.opt.dispatch_count() })
 }

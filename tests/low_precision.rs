@@ -9,7 +9,7 @@ mod common;
 use wgpu_optim::device::read_f32;
 use wgpu_optim::engine::bf16_round;
 use wgpu_optim::surfaces::{trajectory_with, Surface};
-use wgpu_optim::validate::{random_params, run_case};
+use wgpu_optim::validate::{random_params, run_case, Workload};
 use wgpu_optim::*;
 
 fn bf16(seed: u32) -> EngineOptions {
@@ -35,9 +35,9 @@ fn bf16_state_halves_the_state_bytes() {
 fn bf16_runs_track_the_reference_and_are_reproducible() {
     let gpu = require_gpu!();
     for c in wgpu_optim::validate::one_case_per_rule().into_iter().filter(|c| !c.config.state_names().is_empty()) {
-        let a = run_case(&gpu.device, &gpu.queue, &c.name, c.config, 20_011, 50, 3, bf16(7)).unwrap();
-        let b = run_case(&gpu.device, &gpu.queue, &c.name, c.config, 20_011, 50, 3, bf16(7)).unwrap();
-        let other = run_case(&gpu.device, &gpu.queue, &c.name, c.config, 20_011, 50, 3, bf16(8)).unwrap();
+        let a = run_case(&gpu.device, &gpu.queue, &c, Workload { n: 20_011, steps: 50, seed: 3 }, bf16(7)).unwrap();
+        let b = run_case(&gpu.device, &gpu.queue, &c, Workload { n: 20_011, steps: 50, seed: 3 }, bf16(7)).unwrap();
+        let other = run_case(&gpu.device, &gpu.queue, &c, Workload { n: 20_011, steps: 50, seed: 3 }, bf16(8)).unwrap();
         let param = &a.quantities[0];
         eprintln!("{:<10} bf16 state: params rel L2 {:.2e}", c.name, param.rel_l2);
         assert!(param.rel_l2 < 1e-2, "{}: params rel L2 {} with bf16 state", c.name, param.rel_l2);
@@ -150,8 +150,8 @@ fn int8_state_takes_one_byte_per_slot() {
 fn int8_runs_track_the_reference_and_state_round_trips() {
     let gpu = require_gpu!();
     for c in wgpu_optim::validate::one_case_per_rule().into_iter().filter(|c| !c.config.state_names().is_empty()) {
-        let a = run_case(&gpu.device, &gpu.queue, &c.name, c.config, 20_011, 50, 3, int8()).unwrap();
-        let b = run_case(&gpu.device, &gpu.queue, &c.name, c.config, 20_011, 50, 3, int8()).unwrap();
+        let a = run_case(&gpu.device, &gpu.queue, &c, Workload { n: 20_011, steps: 50, seed: 3 }, int8()).unwrap();
+        let b = run_case(&gpu.device, &gpu.queue, &c, Workload { n: 20_011, steps: 50, seed: 3 }, int8()).unwrap();
         let param = &a.quantities[0];
         eprintln!("{:<10} int8 state: params rel L2 {:.2e}", c.name, param.rel_l2);
         // measured on random data: 1.2e-4 (radam) … 2.0e-2 (momentum)

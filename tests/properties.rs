@@ -6,7 +6,7 @@ mod common;
 use wgpu_optim::device::read_f32;
 use wgpu_optim::reference::ReferenceOptimizer;
 use wgpu_optim::surfaces::{trajectory, Surface};
-use wgpu_optim::validate::{all_cases, random_params, run_case, uniform};
+use wgpu_optim::validate::{all_cases, random_params, run_case, uniform, Case, Workload};
 use wgpu_optim::*;
 
 #[test]
@@ -33,8 +33,8 @@ fn zero_grads_leave_params_unchanged_without_weight_decay() {
 fn runs_are_bitwise_identical() {
     let gpu = require_gpu!();
     for c in all_cases() {
-        let a = run_case(&gpu.device, &gpu.queue, &c.name, c.config, 4099, 20, 5, EngineOptions::default()).unwrap();
-        let b = run_case(&gpu.device, &gpu.queue, &c.name, c.config, 4099, 20, 5, EngineOptions::default()).unwrap();
+        let a = run_case(&gpu.device, &gpu.queue, &c, Workload { n: 4099, steps: 20, seed: 5 }, EngineOptions::default()).unwrap();
+        let b = run_case(&gpu.device, &gpu.queue, &c, Workload { n: 4099, steps: 20, seed: 5 }, EngineOptions::default()).unwrap();
         let same = a.gpu_params.iter().zip(&b.gpu_params).all(|(x, y)| x.to_bits() == y.to_bits());
         assert!(same, "{}: two runs differ", c.name);
     }
@@ -47,8 +47,8 @@ fn forced_chunking_is_bitwise_identical_and_correct() {
     // 16 KiB per binding: the vector is split into many dispatches.
     let small = EngineOptions { max_binding_bytes: Some(16 * 1024), ..EngineOptions::default() };
     for c in all_cases() {
-        let chunked = run_case(&gpu.device, &gpu.queue, &c.name, c.config, n, 10, 9, small.clone()).unwrap();
-        let whole = run_case(&gpu.device, &gpu.queue, &c.name, c.config, n, 10, 9, EngineOptions::default()).unwrap();
+        let chunked = run_case(&gpu.device, &gpu.queue, &c, Workload { n, steps: 10, seed: 9 }, small.clone()).unwrap();
+        let whole = run_case(&gpu.device, &gpu.queue, &c, Workload { n, steps: 10, seed: 9 }, EngineOptions::default()).unwrap();
         assert!(chunked.passed(), "{}: chunked run out of bound", c.name);
         let same = chunked.gpu_params.iter().zip(&whole.gpu_params).all(|(x, y)| x.to_bits() == y.to_bits());
         assert!(same, "{}: chunked and unchunked differ", c.name);
@@ -133,8 +133,8 @@ fn vec4_and_scalar_kernels_are_bitwise_identical() {
     let gpu = require_gpu!();
     let scalar = EngineOptions { vec4: false, ..EngineOptions::default() };
     for c in all_cases() {
-        let v = run_case(&gpu.device, &gpu.queue, &c.name, c.config, 4099, 10, 3, EngineOptions::default()).unwrap();
-        let s = run_case(&gpu.device, &gpu.queue, &c.name, c.config, 4099, 10, 3, scalar.clone()).unwrap();
+        let v = run_case(&gpu.device, &gpu.queue, &c, Workload { n: 4099, steps: 10, seed: 3 }, EngineOptions::default()).unwrap();
+        let s = run_case(&gpu.device, &gpu.queue, &c, Workload { n: 4099, steps: 10, seed: 3 }, scalar.clone()).unwrap();
         assert!(v.vec4 && !s.vec4, "{}: the two runs did not use the two kernels", c.name);
         assert!(v.passed() && s.passed(), "{}: out of bound", c.name);
         let same = v.gpu_params.iter().zip(&s.gpu_params).all(|(x, y)| x.to_bits() == y.to_bits());
@@ -280,7 +280,7 @@ fn workgroup_sizes_and_multiple_launches_are_bitwise_identical() {
     let config: OptimizerConfig = Adam { lr: 1e-2, weight_decay: 0.05, ..Adam::default() }.into();
     let runs: Vec<_> = [64u32, 256, 32]
         .iter()
-        .map(|&wg| run_case(&gpu.device, &gpu.queue, "adam", config, 300_007, 5, 13, EngineOptions { workgroup_size: wg, ..EngineOptions::default() }).unwrap())
+        .map(|&wg| run_case(&gpu.device, &gpu.queue, &Case::new("adam", config), Workload { n: 300_007, steps: 5, seed: 13 }, EngineOptions { workgroup_size: wg, ..EngineOptions::default() }).unwrap())
         .collect();
     for r in &runs {
         assert!(r.passed(), "out of bound: worst k {}", r.worst_k());

@@ -1,85 +1,57 @@
-//! Every rule × option set, 100 steps on random data at sizes that are not
-//! multiples of 4 or of the workgroup size (and 10 steps at 1,000,003
-//! elements, where the GPU time goes), compared element by element with
-//! the f64 reference (params and every state buffer) under the per-rule bound
-//! `|gpu − ref| ≤ k·2⁻²⁴·Σ_t(|x_t| + |Δx_t|) + tiny` of `validate::tolerance_k`.
+//! Every registered rule × option set, 100 steps on random data at sizes
+//! that are not multiples of 4 or of the workgroup size (and 10 steps at
+//! 1,000,003 elements, where the GPU time goes), compared element by element
+//! with the f64 reference (params and every state buffer) under the per-rule
+//! bound `|gpu − ref| ≤ k·2⁻²⁴·Σ_t(|x_t| + |Δx_t|) + tiny` of
+//! `RuleConfig::tolerance_k`.
+//!
+//! The tests are generated from the registry (`Rule::ALL`): a new rule is
+//! tested by being registered, under its own name `<rule>_matches_reference`.
 
 mod common;
 
-use wgpu_optim::validate::{all_cases, run_case};
+use libtest_mimic::{Arguments, Failed, Trial};
+use wgpu_optim::validate::{cases_of, run_case, Workload};
 use wgpu_optim::{EngineOptions, Rule};
 
 /// (elements, steps): long runs at sizes that exercise every tail and
 /// partial workgroup, a short one at a size past 2^20.
 const RUNS: [(usize, u32); 6] = [(1, 100), (3, 100), (255, 100), (257, 100), (100_003, 100), (1_000_003, 10)];
 
-fn check_rule(rule: Rule) {
-    let gpu = require_gpu!();
-    let cases: Vec<_> = all_cases().into_iter().filter(|c| c.config.rule() == rule).collect();
-    assert!(!cases.is_empty());
+fn check_rule(rule: Rule) -> Result<(), Failed> {
+    let Some(gpu) = common::gpu() else { return Ok(()) };
+    let cases = cases_of(rule);
+    if cases.is_empty() {
+        return Err(format!("{} has no validation cases", rule.name()).into());
+    }
     let mut failures = Vec::new();
     for c in &cases {
         for (i, &(n, steps)) in RUNS.iter().enumerate() {
-            let r = run_case(&gpu.device, &gpu.queue, &c.name, c.config, n, steps, 7 + i as u64, EngineOptions::default()).unwrap();
+            let r = run_case(&gpu.device, &gpu.queue, c, Workload { n, steps, seed: 7 + i as u64 }, EngineOptions::default())?;
             for q in &r.quantities {
-                eprintln!(
-                    "{:<34} n={:<8} {:<15} max|err|={:.3e} k_needed={:.3} k={} relL2={:.3e}",
-                    c.name, n, q.name, q.max_abs, q.k_needed, r.k, q.rel_l2
-                );
+                eprintln!("{:<34} n={:<8} {:<15} max|err|={:.3e} k_needed={:.3} k={} relL2={:.3e}", c.name, n, q.name, q.max_abs, q.k_needed, r.k, q.rel_l2);
             }
-            assert!(r.vec4, "{} n={n}: the vec4 kernel did not run", c.name);
+            if !r.vec4 {
+                failures.push(format!("{} n={n}: the vec4 kernel did not run", c.name));
+            }
             if !r.passed() {
                 failures.push(format!("{} n={n}: worst k {:.3} > {}", c.name, r.worst_k(), r.k));
             }
             // Over a vector of any size the relative L2 error is at the f32
             // level (for 1 or 3 elements a norm near zero makes it meaningless).
-            if n >= 255 {
-                assert!(r.quantities.iter().all(|q| q.rel_l2 < 1e-5), "{} n={n}: relative L2 error too large", c.name);
+            if n >= 255 && !r.quantities.iter().all(|q| q.rel_l2 < 1e-5) {
+                failures.push(format!("{} n={n}: relative L2 error too large", c.name));
             }
         }
     }
-    assert!(failures.is_empty(), "out of bound: {failures:#?}");
-}
-
-#[test]
-fn sgd_matches_reference() {
-    check_rule(Rule::Sgd);
-}
-#[test]
-fn momentum_matches_reference() {
-    check_rule(Rule::Momentum);
-}
-#[test]
-fn nag_matches_reference() {
-    check_rule(Rule::Nag);
-}
-#[test]
-fn adagrad_matches_reference() {
-    check_rule(Rule::Adagrad);
-}
-#[test]
-fn rmsprop_matches_reference() {
-    check_rule(Rule::RmsProp);
-}
-#[test]
-fn adadelta_matches_reference() {
-    check_rule(Rule::Adadelta);
-}
-#[test]
-fn adam_matches_reference() {
-    check_rule(Rule::Adam);
-}
-#[test]
-fn adamw_matches_reference() {
-    check_rule(Rule::AdamW);
+    if failures.is_empty() { Ok(()) } else { Err(format!("{failures:#?}").into()) }
 }
 
 /// The comparison must be able to fail: a reference with a different beta2
 /// is far outside the bound. (The grads vary per step: with constant grads
 /// Adam's bias-corrected ratio does not depend on beta2 at all.)
-#[test]
-fn harness_detects_a_wrong_rule() {
-    let gpu = require_gpu!();
+fn harness_detects_a_wrong_rule() -> Result<(), Failed> {
+    let Some(gpu) = common::gpu() else { return Ok(()) };
     use wgpu_optim::reference::ReferenceOptimizer;
     use wgpu_optim::{device::read_f32, Adam, Optimizer, ParamSlice};
     let n = 1001;
@@ -100,24 +72,12 @@ fn harness_detects_a_wrong_rule() {
     let max_err = out.iter().zip(&pr).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
     // One f32 rounding of a param is ~6e-8; the wrong beta2 moves params far more.
     assert!(max_err > 1e-5, "a wrong beta2 went unnoticed (max err {max_err})");
+    Ok(())
 }
-#[test]
-fn adamax_matches_reference() {
-    check_rule(Rule::Adamax);
-}
-#[test]
-fn nadam_matches_reference() {
-    check_rule(Rule::NAdam);
-}
-#[test]
-fn radam_matches_reference() {
-    check_rule(Rule::RAdam);
-}
-#[test]
-fn newton_matches_reference() {
-    check_rule(Rule::Newton);
-}
-#[test]
-fn lion_matches_reference() {
-    check_rule(Rule::Lion);
+
+fn main() {
+    let args = Arguments::from_args();
+    let mut trials: Vec<Trial> = Rule::ALL.iter().map(|&rule| Trial::test(format!("{}_matches_reference", rule.name()), move || check_rule(rule))).collect();
+    trials.push(Trial::test("harness_detects_a_wrong_rule", harness_detects_a_wrong_rule));
+    libtest_mimic::run(&args, trials).exit();
 }

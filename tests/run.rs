@@ -134,8 +134,8 @@ fn newton_run_reads_hessians() {
     let cfg: OptimizerConfig = wgpu_optim::Newton { damping: 0.0, ..Default::default() }.into();
     let on_gpu = wgpu_optim::run::run_gpu(&gpu.device, &gpu.queue, cfg, &input, 1).unwrap();
     let on_cpu = wgpu_optim::run::run_reference(cfg, &input, 1).unwrap();
-    for i in 0..n {
-        assert!((on_cpu.params[i] - c[i] as f64).abs() < 1e-6, "reference elem {i}");
-        assert!((on_gpu.params[i] - c[i] as f64).abs() < 1e-5, "gpu elem {i}");
+    for (i, &ci) in c.iter().enumerate() {
+        assert!((on_cpu.params[i] - ci as f64).abs() < 1e-6, "reference elem {i}");
+        assert!((on_gpu.params[i] - ci as f64).abs() < 1e-5, "gpu elem {i}");
     }
 }

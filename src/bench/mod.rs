@@ -4,7 +4,7 @@
 //! dispatch per tensor. Used by `wgpu-optim bench`, the tour and
 //! `benches/step.rs`.
 
-mod unfused;
+pub mod unfused;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,7 +12,7 @@ use std::time::Instant;
 pub use unfused::Unfused;
 
 use crate::arena::ParamArena;
-use crate::config::OptimizerConfig;
+use crate::rules::OptimizerConfig;
 use crate::engine::{EngineOptions, Optimizer, ParamSlice, PipelineCache, StateFormat};
 use crate::error::{scoped, OptimError, Result};
 use crate::validate::{one_case_per_rule, random_params, uniform};

@@ -5,17 +5,17 @@
 
 use std::collections::HashMap;
 
-use crate::config::OptimizerConfig;
+use crate::rules::OptimizerConfig;
 use crate::error::{scoped, OptimError, Result};
 
-const ELEMENTWISE_WGSL: &str = include_str!("../../shaders/elementwise.wgsl");
+const ELEMENTWISE_WGSL: &str = include_str!("../../shaders/bench/elementwise.wgsl");
 const WG: u32 = 256;
 /// Most operations one step of any rule launches.
 const MAX_OPS: u64 = 16;
 
-/// Elementwise operations of `shaders/elementwise.wgsl` (the `OP` constant).
+/// Elementwise operations of `shaders/bench/elementwise.wgsl` (the `OP` constant).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Op {
+pub enum Op {
     MulScalar = 0,
     AddScaled = 1,
     Lerp = 2,
@@ -33,7 +33,7 @@ enum Op {
 
 /// Buffers an operation names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Buf {
+pub enum Buf {
     Param,
     Grad,
     /// The gradient with the L2 term added (a new tensor, as in PyTorch).
@@ -46,7 +46,17 @@ enum Buf {
 }
 
 /// One launch: `x ← op(x, y, z, a)`.
-type Instr = (Op, Buf, Buf, Buf, f64);
+pub type Instr = (Op, Buf, Buf, Buf, f64);
+
+/// The gradient a rule's ops read: with an L2 weight decay, PyTorch's
+/// `grad = grad.add(param, alpha=weight_decay)` (a new tensor) first.
+pub fn l2_grad(weight_decay: f64) -> (Vec<Instr>, Buf) {
+    if weight_decay != 0.0 {
+        (vec![(Op::AddOf, Buf::GradWd, Buf::Grad, Buf::Param, weight_decay)], Buf::GradWd)
+    } else {
+        (Vec::new(), Buf::Grad)
+    }
+}
 
 /// A rule run as one kernel per elementwise operation (see the module docs).
 /// Supports the configs without maximize, amsgrad, centered, RMSprop
@@ -69,20 +79,13 @@ pub struct Unfused {
 }
 
 impl Unfused {
-    /// Whether there is a baseline for `config`: the plain form (no
-    /// maximize, amsgrad, centered, RMSprop momentum or eps_inside_sqrt) of
-    /// SGD, Momentum, NAG, Adagrad, RMSprop, Adadelta, Adam and AdamW.
+    /// Whether there is a baseline for `config`: the rule provides one
+    /// ([`RuleConfig::unfused`](crate::rules::RuleConfig::unfused)), for the
+    /// plain form (no maximize, amsgrad, centered, RMSprop momentum or
+    /// eps_inside_sqrt) of SGD, Momentum, NAG, Adagrad, RMSprop, Adadelta,
+    /// Adam and AdamW.
     pub fn supports(config: &OptimizerConfig) -> bool {
-        match config {
-            OptimizerConfig::Sgd(c) => !c.maximize,
-            OptimizerConfig::Adagrad(c) => !(c.maximize || c.eps_inside_sqrt),
-            OptimizerConfig::RmsProp(c) => !(c.maximize || c.eps_inside_sqrt || c.centered || c.momentum != 0.0),
-            OptimizerConfig::Adadelta(c) => !c.maximize,
-            OptimizerConfig::Adam(c) => !(c.maximize || c.eps_inside_sqrt || c.amsgrad),
-            OptimizerConfig::AdamW(c) => !(c.maximize || c.eps_inside_sqrt || c.amsgrad),
-            // Beyond torch's classic eight: no baseline (yet).
-            OptimizerConfig::Adamax(_) | OptimizerConfig::NAdam(_) | OptimizerConfig::RAdam(_) | OptimizerConfig::Newton(_) | OptimizerConfig::Lion(_) => false,
-        }
+        config.unfused(1).is_some()
     }
 
     /// Baseline over the first `n` elements of `param` and `grad` (each at
@@ -138,8 +141,9 @@ impl Unfused {
             (layout, pipeline_layout, buffers, ring)
         })?;
         let (layout, pipeline_layout, buffers, ring) = built;
-        if let OptimizerConfig::Adagrad(c) = config {
-            queue.write_buffer(&buffers[&Buf::State0], 0, bytemuck::cast_slice(&vec![c.initial_accumulator_value as f32; (n4 * 4) as usize]));
+        let init = config.initial_state(0) as f32;
+        if init != 0.0 && config.state().get(0).is_some() {
+            queue.write_buffer(&buffers[&Buf::State0], 0, bytemuck::cast_slice(&vec![init; (n4 * 4) as usize]));
         }
         Ok(Unfused {
             device: device.clone(),
@@ -159,87 +163,10 @@ impl Unfused {
         })
     }
 
-    /// The launches of step `t`, following PyTorch's `_single_tensor_*`.
+    /// The launches of step `t`, following PyTorch's `_single_tensor_*`
+    /// (each rule's [`RuleConfig::unfused`](crate::rules::RuleConfig::unfused)).
     fn program(&self, t: u32) -> Vec<Instr> {
-        use Buf::*;
-        use Op::*;
-        let mut out: Vec<Instr> = Vec::with_capacity(MAX_OPS as usize);
-        let wd = self.config.weight_decay();
-        let g = if wd != 0.0 && !matches!(self.config, OptimizerConfig::AdamW(_)) {
-            out.push((AddOf, GradWd, Grad, Param, wd)); // grad = grad.add(param, alpha=wd)
-            GradWd
-        } else {
-            Grad
-        };
-        match self.config {
-            OptimizerConfig::Sgd(c) => {
-                if c.momentum == 0.0 {
-                    out.push((AddScaled, Param, g, Unused, -c.lr));
-                } else {
-                    if t == 1 {
-                        out.push((AddScalarOf, State0, g, Unused, 0.0)); // buf = clone(grad)
-                    } else {
-                        out.push((MulScalar, State0, Unused, Unused, c.momentum));
-                        out.push((AddScaled, State0, g, Unused, 1.0 - c.dampening));
-                    }
-                    if c.nesterov {
-                        out.push((AddOf, Tmp0, g, State0, c.momentum)); // grad = grad.add(buf, alpha=momentum)
-                        out.push((AddScaled, Param, Tmp0, Unused, -c.lr));
-                    } else {
-                        out.push((AddScaled, Param, State0, Unused, -c.lr));
-                    }
-                }
-            }
-            OptimizerConfig::Adagrad(c) => {
-                let clr = c.lr / (1.0 + (t as f64 - 1.0) * c.lr_decay);
-                out.push((Addcmul, State0, g, g, 1.0));
-                out.push((SqrtOf, Tmp0, State0, Unused, 0.0));
-                out.push((AddScalar, Tmp0, Unused, Unused, c.eps));
-                out.push((Addcdiv, Param, g, Tmp0, -clr));
-            }
-            OptimizerConfig::RmsProp(c) => {
-                out.push((MulScalar, State0, Unused, Unused, c.alpha));
-                out.push((Addcmul, State0, g, g, 1.0 - c.alpha));
-                out.push((SqrtOf, Tmp0, State0, Unused, 0.0));
-                out.push((AddScalar, Tmp0, Unused, Unused, c.eps));
-                out.push((Addcdiv, Param, g, Tmp0, -c.lr));
-            }
-            OptimizerConfig::Adadelta(c) => {
-                out.push((MulScalar, State0, Unused, Unused, c.rho));
-                out.push((Addcmul, State0, g, g, 1.0 - c.rho));
-                out.push((AddScalarOf, Tmp0, State0, Unused, c.eps)); // std = square_avg.add(eps).sqrt_()
-                out.push((Sqrt, Tmp0, Unused, Unused, 0.0));
-                out.push((AddScalarOf, Tmp1, State1, Unused, c.eps)); // delta = acc_delta.add(eps).sqrt_()
-                out.push((Sqrt, Tmp1, Unused, Unused, 0.0));
-                out.push((Div, Tmp1, Tmp0, Unused, 0.0)); // .div_(std).mul_(grad)
-                out.push((Mul, Tmp1, g, Unused, 0.0));
-                out.push((MulScalar, State1, Unused, Unused, c.rho));
-                out.push((Addcmul, State1, Tmp1, Tmp1, 1.0 - c.rho));
-                out.push((AddScaled, Param, Tmp1, Unused, -c.lr));
-            }
-            OptimizerConfig::Adam(_) | OptimizerConfig::AdamW(_) => {
-                let (lr, (b1, b2), eps, decoupled) = match self.config {
-                    OptimizerConfig::Adam(c) => (c.lr, c.betas, c.eps, 0.0),
-                    OptimizerConfig::AdamW(c) => (c.lr, c.betas, c.eps, c.weight_decay),
-                    _ => unreachable!(),
-                };
-                if decoupled != 0.0 {
-                    out.push((MulScalar, Param, Unused, Unused, 1.0 - lr * decoupled));
-                }
-                let (bc1, bc2) = (1.0 - b1.powi(t as i32), 1.0 - b2.powi(t as i32));
-                out.push((Lerp, State0, g, Unused, 1.0 - b1));
-                out.push((MulScalar, State1, Unused, Unused, b2));
-                out.push((Addcmul, State1, g, g, 1.0 - b2));
-                out.push((SqrtOf, Tmp0, State1, Unused, 0.0)); // denom = (v.sqrt() / bc2_sqrt).add_(eps)
-                out.push((DivScalar, Tmp0, Unused, Unused, bc2.sqrt()));
-                out.push((AddScalar, Tmp0, Unused, Unused, eps));
-                out.push((Addcdiv, Param, State0, Tmp0, -lr / bc1));
-            }
-            OptimizerConfig::Adamax(_) | OptimizerConfig::NAdam(_) | OptimizerConfig::RAdam(_) | OptimizerConfig::Newton(_) | OptimizerConfig::Lion(_) => {
-                unreachable!("Unfused::new rejects rules without a baseline")
-            }
-        }
-        out
+        self.config.unfused(t).unwrap_or_default()
     }
 
     /// Kernel launches per (steady-state) step.

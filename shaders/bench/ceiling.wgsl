@@ -1,23 +1,9 @@
 // Bandwidth ceiling (benchmarks only, not an update rule): moves exactly the
 // bytes a rule moves per element — reads param, grad and the state slots in
-// STATE_MASK, writes param and those slots — with no arithmetic. The loaded
+// STATE_MASK (`state_used`), writes param and those slots — with no arithmetic. The loaded
 // values are rotated through the written slots, s0 ← θ, s1 ← s0, s2 ← s1,
 // θ ← g; the last state value is kept alive by a select on a condition the
 // compiler cannot fold, so no load is eliminated as dead.
-override STATE_MASK: u32 = 0u;
-
-struct Coeffs {
-    _r: array<vec4<f32>, 3>,
-}
-
-// No step-dependent scalar (see common.wgsl, `at_step`).
-fn at_step(c: Coeffs, f: vec4<f32>) -> Coeffs {
-    return c;
-}
-
-fn state_used(slot: u32) -> bool {
-    return (STATE_MASK & (1u << slot)) != 0u;
-}
 
 fn update(c: Coeffs, x: ptr<function, Lanes>) {
     let old = *x;

@@ -4,26 +4,6 @@
 //   Δ ← √(u + eps)/√(v + eps)·g
 //   u ← rho·u + (1 − rho)·Δ²                          (state1 = acc_delta)
 //   θ ← θ − lr·Δ
-struct Coeffs {
-    lr: f32,
-    weight_decay: f32,
-    rho: f32,
-    one_minus_rho: f32,
-    eps: f32,
-    _r0: f32,
-    _r1: f32,
-    _r2: f32,
-    _r: vec4<f32>,
-}
-
-// No step-dependent scalar (see common.wgsl, `at_step`).
-fn at_step(c: Coeffs, f: vec4<f32>) -> Coeffs {
-    return c;
-}
-
-fn state_used(slot: u32) -> bool {
-    return slot < 2u;
-}
 
 fn update(c: Coeffs, x: ptr<function, Lanes>) {
     let g = effective_grad(*x, c.weight_decay);

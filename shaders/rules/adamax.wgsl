@@ -3,28 +3,6 @@
 //   m ← m + (1 − β₁)·(g − m)                           (state0 = exp_avg)
 //   u ← max(β₂·u, |g| + eps)                           (state1 = exp_inf)
 //   θ ← θ − clr·m/u,   clr = lr/(1 − β₁ᵗ) on the host in f64
-struct Coeffs {
-    lr: f32,
-    weight_decay: f32,
-    beta1: f32,
-    beta2: f32,
-    one_minus_beta1: f32,
-    eps: f32,
-    clr: f32,
-    _r0: f32,
-    _r: vec4<f32>,
-}
-
-// With a GradScaler the step t is the device's: clr = lr·(1/(1−β₁ᵗ)).
-fn at_step(c: Coeffs, f: vec4<f32>) -> Coeffs {
-    var d = c;
-    d.clr = c.lr * f.x;
-    return d;
-}
-
-fn state_used(slot: u32) -> bool {
-    return slot < 2u;
-}
 
 fn update(c: Coeffs, x: ptr<function, Lanes>) {
     let g = effective_grad(*x, c.weight_decay);

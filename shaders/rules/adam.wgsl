@@ -1,38 +1,10 @@
-// AdamW (torch.optim.AdamW): decoupled weight decay.
-//   θ ← θ·decay, decay = 1 − lr·weight_decay (host, f64)
-//   g ← ∇ (negated if maximize)            — no L2 term
+// Adam (torch.optim.Adam): weight decay is an L2 term added to the gradient.
+//   g ← ∇ (negated if maximize) + weight_decay·θ
 //   m ← m + (1 − β₁)·(g − m)                           (state0 = exp_avg)
 //   v ← β₂·v + (1 − β₂)·g²                             (state1 = exp_avg_sq)
 //   amsgrad: v̂ ← max(v̂, v), use v̂ for v below         (state2 = max_exp_avg_sq)
 //   θ ← θ − step_size·m/(√v/bc2_sqrt + eps)   or  θ ← θ − step_size·m/√(v/bc2 + eps)
-struct Coeffs {
-    lr: f32,
-    weight_decay: f32,
-    beta1: f32,
-    beta2: f32,
-    one_minus_beta1: f32,
-    one_minus_beta2: f32,
-    eps: f32,
-    step_size: f32,
-    bc2_sqrt: f32,
-    decay: f32,
-    inv_bc2: f32,
-    _r0: f32,
-}
-
-// With a GradScaler the step t is the device's: step_size = lr·(1/(1−β₁ᵗ)),
-// the factors computed on the host in f64 (OptimizerConfig::step_factors).
-fn at_step(c: Coeffs, f: vec4<f32>) -> Coeffs {
-    var d = c;
-    d.step_size = c.lr * f.x;
-    d.bc2_sqrt = f.y;
-    d.inv_bc2 = f.z;
-    return d;
-}
-
-fn state_used(slot: u32) -> bool {
-    return slot < 2u || (slot == 2u && has(AMSGRAD));
-}
+// step_size = lr/(1 − β₁ᵗ), bc2_sqrt = √(1 − β₂ᵗ) are computed on the host in f64.
 
 fn update(c: Coeffs, x: ptr<function, Lanes>) {
     let g = decayed_grad(x, c.weight_decay, c.decay);

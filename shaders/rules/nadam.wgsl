@@ -5,33 +5,6 @@
 //   d = √(v/(1 − β₂ᵗ)) + eps
 //   θ ← θ − c_g·g/d − c_m·m/d
 // c_g = lr·(1 − μₜ)/(1 − Πₜ), c_m = lr·μₜ₊₁/(1 − Πₜμₜ₊₁), 1/(1 − β₂ᵗ): host, f64.
-struct Coeffs {
-    lr: f32,
-    weight_decay: f32,
-    beta1: f32,
-    beta2: f32,
-    one_minus_beta1: f32,
-    one_minus_beta2: f32,
-    eps: f32,
-    c_g: f32,
-    c_m: f32,
-    inv_bc2: f32,
-    decay: f32,
-    _r0: f32,
-}
-
-// With a GradScaler the step t is the device's (factors from the host, f64).
-fn at_step(c: Coeffs, f: vec4<f32>) -> Coeffs {
-    var d = c;
-    d.c_g = c.lr * f.x;
-    d.c_m = c.lr * f.y;
-    d.inv_bc2 = f.z;
-    return d;
-}
-
-fn state_used(slot: u32) -> bool {
-    return slot < 2u;
-}
 
 fn update(c: Coeffs, x: ptr<function, Lanes>) {
     let g = decayed_grad(x, c.weight_decay, c.decay);

@@ -5,26 +5,6 @@
 //   d ← √ṽ + eps     or  d ← √(ṽ + eps) with EPS_INSIDE_SQRT
 //   momentum: b ← momentum·b + g/d; θ ← θ − lr·b      (state1 = momentum_buffer)
 //   else:     θ ← θ − lr·g/d
-struct Coeffs {
-    lr: f32,
-    weight_decay: f32,
-    alpha: f32,
-    one_minus_alpha: f32,
-    eps: f32,
-    momentum: f32,
-    _r0: f32,
-    _r1: f32,
-    _r: vec4<f32>,
-}
-
-// No step-dependent scalar (see common.wgsl, `at_step`).
-fn at_step(c: Coeffs, f: vec4<f32>) -> Coeffs {
-    return c;
-}
-
-fn state_used(slot: u32) -> bool {
-    return slot == 0u || (slot == 1u && has(MOMENTUM)) || (slot == 2u && has(CENTERED));
-}
 
 fn update(c: Coeffs, x: ptr<function, Lanes>) {
     let g = effective_grad(*x, c.weight_decay);

@@ -6,26 +6,6 @@
 //                                                               state1 = hessian_ema)
 //   u = m/(|h̄| + damping);  CLIP_UPDATE: u ← clamp(u, −clip, clip)
 //   θ ← θ − lr·u
-struct Coeffs {
-    lr: f32,
-    weight_decay: f32,
-    beta1: f32,
-    one_minus_beta1: f32,
-    beta2: f32,
-    one_minus_beta2: f32,
-    damping: f32,
-    clip: f32,
-    _r: vec4<f32>,
-}
-
-// No step-dependent scalar (see common.wgsl, `at_step`).
-fn at_step(c: Coeffs, f: vec4<f32>) -> Coeffs {
-    return c;
-}
-
-fn state_used(slot: u32) -> bool {
-    return slot == 0u || (slot == 1u && has(HESSIAN_EMA)) || (slot == 2u && has(MOMENTUM));
-}
 
 fn update(c: Coeffs, x: ptr<function, Lanes>) {
     let g = effective_grad(*x, c.weight_decay);

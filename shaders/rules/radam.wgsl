@@ -5,32 +5,6 @@
 //   θ ← θ − m·(c_plain + c_rect/(√v + eps))
 // Host, f64: ρₜ > 5: c_rect = lr·r·√(1 − β₂ᵗ)/(1 − β₁ᵗ), c_plain = 0;
 //            else    c_plain = lr/(1 − β₁ᵗ), c_rect = 0.
-struct Coeffs {
-    lr: f32,
-    weight_decay: f32,
-    beta1: f32,
-    beta2: f32,
-    one_minus_beta1: f32,
-    one_minus_beta2: f32,
-    eps: f32,
-    c_plain: f32,
-    c_rect: f32,
-    decay: f32,
-    _r0: f32,
-    _r1: f32,
-}
-
-// With a GradScaler the step t is the device's (factors from the host, f64).
-fn at_step(c: Coeffs, f: vec4<f32>) -> Coeffs {
-    var d = c;
-    d.c_plain = c.lr * f.x;
-    d.c_rect = c.lr * f.y;
-    return d;
-}
-
-fn state_used(slot: u32) -> bool {
-    return slot < 2u;
-}
 
 fn update(c: Coeffs, x: ptr<function, Lanes>) {
     let g = decayed_grad(x, c.weight_decay, c.decay);

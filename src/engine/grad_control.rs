@@ -1,0 +1,195 @@
+//! Clipping and loss scaling on the GPU, before the update, in the same
+//! recorded step: settings, the control buffer (binding 7) and the
+//! step-factor table (binding 8) the device-side step counter indexes.
+
+use super::{Optimizer, StateFormat, MAX_GROUPS};
+use crate::error::{scoped, OptimError, Result};
+use crate::rules::flags;
+
+/// `torch.amp.GradScaler` settings: grads are divided by a loss scale kept
+/// on the GPU; a step with any non-finite grad is skipped for every tensor
+/// (params, state and the optimizer's step count stay bitwise unchanged),
+/// the scale is multiplied by `backoff_factor`; after `growth_interval`
+/// clean steps in a row it is multiplied by `growth_factor`. No host sync.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GradScaler {
+    pub init_scale: f64,
+    pub growth_factor: f64,
+    pub backoff_factor: f64,
+    pub growth_interval: u32,
+}
+
+impl Default for GradScaler {
+    /// PyTorch's defaults: 2^16, 2.0, 0.5, 2000.
+    fn default() -> Self {
+        GradScaler { init_scale: 65536.0, growth_factor: 2.0, backoff_factor: 0.5, growth_interval: 2000 }
+    }
+}
+
+/// What happens to the grads on the GPU before the update, in the same
+/// recorded step: optional global-norm clipping per param group
+/// (`torch.nn.utils.clip_grad_norm_`: scale by
+/// `min(1, max_norm/(norm + 1e-6))`, norm over every tensor of the group,
+/// after unscaling), and optional dynamic loss scaling.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GradControl {
+    pub max_norm: Option<f64>,
+    pub scaler: Option<GradScaler>,
+}
+
+impl GradControl {
+    /// Checks the settings.
+    ///
+    /// **Errors:** [`OptimError::InvalidHyperparameter`].
+    pub fn validate(&self) -> Result<()> {
+        let bad = |name, value: f64, requirement| Err(OptimError::InvalidHyperparameter { name, value, requirement });
+        if let Some(m) = self.max_norm
+            && !(m.is_finite() && m > 0.0)
+        {
+            return bad("max_norm", m, "must be finite and positive");
+        }
+        if let Some(sc) = self.scaler {
+            if !(sc.init_scale.is_finite() && sc.init_scale > 0.0) {
+                return bad("init_scale", sc.init_scale, "must be finite and positive");
+            }
+            if !(sc.growth_factor.is_finite() && sc.growth_factor > 1.0) {
+                return bad("growth_factor", sc.growth_factor, "must be finite and > 1");
+            }
+            if !(sc.backoff_factor > 0.0 && sc.backoff_factor < 1.0) {
+                return bad("backoff_factor", sc.backoff_factor, "must be in (0, 1)");
+            }
+            if sc.growth_interval == 0 {
+                return bad("growth_interval", 0.0, "must be at least 1");
+            }
+        }
+        Ok(())
+    }
+
+    /// The step-uniform flags these settings turn on.
+    pub fn flags(&self) -> u32 {
+        flags::bit(self.max_norm.is_some(), flags::CLIP) | flags::bit(self.scaler.is_some(), flags::SCALER)
+    }
+
+    /// Whether the reduce and finalize passes run before the update.
+    pub fn active(&self) -> bool {
+        self.flags() != 0
+    }
+}
+
+/// The GradScaler's state on the GPU (read with
+/// [`Optimizer::read_grad_control`](super::Optimizer::read_grad_control)).
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+pub struct ScalerState {
+    pub scale: f32,
+    pub growth_tracker: u32,
+    /// Steps skipped so far (the optimizer's step is the host count less this).
+    pub skipped: u32,
+    /// Whether the last step was skipped.
+    pub found_inf: u32,
+}
+
+/// Byte size of the control buffer's header (scale … found_inf, then one
+/// vec4 per group: norm, grad multiplier).
+pub const CONTROL_HEAD: u64 = 16 + 16 * MAX_GROUPS as u64;
+
+/// The control buffer: the header, then one partial sum per workgroup.
+pub fn control_buffer(device: &wgpu::Device, queue: &wgpu::Queue, control: &GradControl, workgroups: u64) -> wgpu::Buffer {
+    let partials = if control.active() { workgroups.max(2) } else { 2 };
+    let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("wgpu-optim grad control"),
+        size: CONTROL_HEAD + 8 * partials,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut head = vec![0u32; (CONTROL_HEAD / 4) as usize];
+    head[0] = control.scaler.map_or(1.0, |sc| sc.init_scale as f32).to_bits();
+    for g in 0..MAX_GROUPS {
+        head[4 + 4 * g + 1] = 1f32.to_bits();
+    }
+    queue.write_buffer(&buffer, 0, bytemuck::cast_slice(&head));
+    buffer
+}
+
+impl Optimizer {
+    /// Makes the step-factor table (GradScaler mode) hold steps `0..=steps`,
+    /// doubling it, and rebinds. Rare: amortised O(1) per step. 8-bit state
+    /// keeps its two quantisation maps (64 vec4 each) at the table's start.
+    pub(super) fn grow_factors(&mut self, steps: u32) -> Result<()> {
+        let scaler = self.grad_control.scaler.is_some();
+        let capacity = if scaler { steps.max(1).next_power_of_two().max(self.factor_capacity * 2) } else { 0 };
+        let mut rows: Vec<[f32; 4]> = Vec::new();
+        if self.state.format == StateFormat::Int8Blockwise {
+            for signed in [true, false] {
+                let map = crate::quant::dynamic_map(signed);
+                rows.extend(map.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]));
+            }
+        }
+        debug_assert_eq!(rows.len() as u64, self.factor_base());
+        if scaler {
+            rows.extend((0..=capacity).flat_map(|t| self.configs.iter().map(move |c| c.step_factors(t).map(|x| x as f32))));
+        }
+        if rows.is_empty() {
+            rows.push([0.0; 4]);
+        }
+        let device = self.device.clone();
+        scoped(&device, || {
+            let factors = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgpu-optim step factors"),
+                size: (rows.len() * 16) as u64,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            self.queue.write_buffer(&factors, 0, bytemuck::cast_slice(&rows));
+            self.shared.factors = factors;
+            for (d, state) in self.dispatches.iter_mut().zip(&self.state.buffers) {
+                d.bind_group = self.shared.bind_group(&device, &d.param, &d.grad, &d.table, state);
+            }
+        })?;
+        self.factor_capacity = capacity;
+        Ok(())
+    }
+
+    /// First step-factor row in the factors buffer (8-bit state puts its two
+    /// quantisation maps, 64 vec4 each, first).
+    pub(super) fn factor_base(&self) -> u64 {
+        if self.state.format == StateFormat::Int8Blockwise { 128 } else { 0 }
+    }
+
+    /// Per-group total grad norms of the last recorded step (after
+    /// unscaling, before clipping), read back (waits for the GPU). Only
+    /// computed with clipping or loss scaling on.
+    ///
+    /// **Errors:** [`OptimError::InvalidOptions`] without grad control; [`OptimError::Readback`].
+    pub fn read_grad_norms(&self) -> Result<Vec<f32>> {
+        if !self.grad_control.active() {
+            return Err(OptimError::InvalidOptions("grad norms are computed only with clipping or loss scaling"));
+        }
+        let head = crate::device::read_f32(&self.device, &self.queue, &self.shared.control, 0, CONTROL_HEAD / 4)?;
+        Ok((0..self.configs.len()).map(|g| head[4 + 4 * g]).collect())
+    }
+
+    /// The GradScaler state on the GPU (waits for the GPU).
+    ///
+    /// **Errors:** [`OptimError::Readback`].
+    pub fn read_grad_control(&self) -> Result<ScalerState> {
+        let head = crate::device::read_f32(&self.device, &self.queue, &self.shared.control, 0, 4)?;
+        Ok(bytemuck::cast_slice::<f32, ScalerState>(&head)[0])
+    }
+
+    /// Overwrites the GradScaler state (e.g. from a checkpoint).
+    pub fn write_grad_control(&self, state: ScalerState) {
+        self.queue.write_buffer(&self.shared.control, 0, bytemuck::bytes_of(&state));
+    }
+
+    /// The buffer holding the loss scale (f32 at byte 0), for your backward
+    /// kernels to multiply the loss gradient by, on the GPU.
+    pub fn grad_control_buffer(&self) -> &wgpu::Buffer {
+        &self.shared.control
+    }
+
+    /// The clipping and loss-scaling settings.
+    pub fn grad_control(&self) -> GradControl {
+        self.grad_control
+    }
+}

@@ -1,0 +1,455 @@
+//! The GPU engine: set up once with the user's `&Device, &Queue`, then
+//! record a fused step into the user's `CommandEncoder` each iteration with
+//! [`Optimizer::record_step`]. Nothing here waits on the GPU except the
+//! explicit readback helpers.
+//!
+//! Rooms: [`params`] (the tensors and input checks), [`plan`] (windows and
+//! the parameter table, no GPU needed), [`pipeline`] (the cache),
+//! [`shader`] (assembly), [`state`] (state formats and buffers),
+//! [`uniforms`] (the per-step uniform ring), [`grad_control`] (clipping
+//! and loss scaling); this file is the [`Optimizer`] facade.
+
+pub mod grad_control;
+pub mod params;
+pub mod pipeline;
+pub mod plan;
+pub mod shader;
+pub mod state;
+pub mod uniforms;
+
+use std::sync::Arc;
+
+pub use grad_control::{GradControl, GradScaler, ScalerState};
+pub use params::ParamSlice;
+pub use pipeline::{Entry, Kernel, PipelineCache, PipelineKey};
+pub use state::{bf16_round, StateFormat, StateKind};
+pub use uniforms::{StepHead, StepScalars};
+
+use crate::error::{scoped, OptimError, Result};
+use crate::rules::{flags, OptimizerConfig, Rule};
+use plan::{Launch, PlanLimits, TensorRange, Window, LANES, TABLE_BYTES, TABLE_ROWS};
+use state::StateStore;
+use uniforms::Ring;
+
+/// Maximum number of param groups one optimizer can hold (size of the
+/// `groups` array of the step uniform).
+pub const MAX_GROUPS: usize = 8;
+
+/// Engine knobs. Defaults suit every adapter.
+#[derive(Clone)]
+pub struct EngineOptions {
+    /// Workgroup size (the shader's `override WG`). Default 256.
+    pub workgroup_size: u32,
+    /// Caps the bytes bound per storage binding below the device limit, to
+    /// force chunking (testing). `None`: use the device limits.
+    pub max_binding_bytes: Option<u64>,
+    /// Number of per-step uniform slots: how many steps can be recorded
+    /// before a submit. Default 64.
+    pub ring_slots: u32,
+    /// Shared pipeline cache; `None` makes a private one.
+    pub cache: Option<Arc<PipelineCache>>,
+    /// Use 16-byte vector loads where every tensor starts at a multiple of
+    /// 4 elements (and the bound ranges can be rounded up to whole vec4s).
+    /// Default `true`; `false` forces the scalar-access kernel. Both give
+    /// bitwise-identical results.
+    pub vec4: bool,
+    /// Benchmarks only: run the engine-overhead ceiling kernel (same bytes,
+    /// no arithmetic) instead of the rule. Params and state become garbage.
+    pub ceiling: bool,
+    /// Clipping and loss scaling on the GPU (default: none).
+    pub grad_control: GradControl,
+    /// Precision of the optimizer state (default f32).
+    pub state_format: StateFormat,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { workgroup_size: 256, max_binding_bytes: None, ring_slots: 64, cache: None, vec4: true, ceiling: false, grad_control: GradControl::default(), state_format: StateFormat::F32 }
+    }
+}
+
+/// One binding window on the GPU: its bind group, launches and bound ranges.
+struct Dispatch {
+    bind_group: wgpu::BindGroup,
+    launches: Vec<Launch>,
+    param: Bound,
+    grad: Bound,
+    table: wgpu::Buffer,
+}
+
+/// Engine-owned buffers every window's bind group shares.
+struct Shared {
+    layout: wgpu::BindGroupLayout,
+    ring: Ring,
+    unused: [wgpu::Buffer; 3],
+    control: wgpu::Buffer,
+    factors: wgpu::Buffer,
+}
+
+/// Binds elements `[lo, hi)` of an f32 buffer.
+fn elements(buffer: &wgpu::Buffer, lo: u64, hi: u64) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset: lo * 4, size: wgpu::BufferSize::new((hi - lo) * 4) })
+}
+
+/// A buffer and the element range `[lo, hi)` of it that is bound.
+type Bound = (wgpu::Buffer, u64, u64);
+
+impl Shared {
+    fn bind_group(&self, device: &wgpu::Device, param: &Bound, grad: &Bound, table: &wgpu::Buffer, state: &[Option<wgpu::Buffer>; 3]) -> wgpu::BindGroup {
+        let state_res = |slot: usize| state[slot].as_ref().unwrap_or(&self.unused[slot]).as_entire_binding();
+        let table = wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: table, offset: 0, size: wgpu::BufferSize::new(TABLE_BYTES) });
+        let resources = [
+            self.ring.binding(),
+            elements(&param.0, param.1, param.2),
+            elements(&grad.0, grad.1, grad.2),
+            state_res(0),
+            state_res(1),
+            state_res(2),
+            table,
+            self.control.as_entire_binding(),
+            self.factors.as_entire_binding(),
+        ];
+        let entries: Vec<_> = resources.into_iter().enumerate().map(|(binding, resource)| wgpu::BindGroupEntry { binding: binding as u32, resource }).collect();
+        device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some("wgpu-optim step"), layout: &self.layout, entries: &entries })
+    }
+}
+
+/// The pipelines one optimizer records.
+struct Pipelines {
+    update: wgpu::ComputePipeline,
+    /// Reduce and finalize, when clipping or loss scaling is on.
+    control: Option<(wgpu::ComputePipeline, wgpu::ComputePipeline)>,
+}
+
+impl Pipelines {
+    fn new(device: &wgpu::Device, cache: &PipelineCache, config: &OptimizerConfig, options: &EngineOptions, vec4: bool) -> Result<Self> {
+        let kernel = if options.ceiling { Kernel::Ceiling } else { Kernel::Rule(config.rule()) };
+        let key = |entry| PipelineKey { kernel, entry, workgroup_size: options.workgroup_size, vec4, state: options.state_format.kind(), state_mask: config.state().mask() };
+        let control = match options.grad_control.active() {
+            true => Some((cache.get(device, key(Entry::ReduceGrads))?, cache.get(device, key(Entry::FinalizeGrads))?)),
+            false => None,
+        };
+        Ok(Pipelines { update: cache.get(device, key(Entry::Update))?, control })
+    }
+}
+
+/// A fused GPU optimizer over a set of parameter tensors.
+///
+/// Built once from the user's device, queue, configs (one per param group,
+/// all of the same rule and option flags) and [`ParamSlice`]s. Each step is
+/// one compute pass with one dispatch per binding window (one for everything
+/// that fits the device's storage-binding limit).
+///
+/// ```no_run
+/// use wgpu_optim::{device, AdamW, Optimizer, ParamSlice};
+/// let gpu = device::headless().unwrap();
+/// let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+/// let mk = |size| gpu.device.create_buffer(&wgpu::BufferDescriptor { label: None, size, usage, mapped_at_creation: false });
+/// let (p, g) = (mk(4 * 1000), mk(4 * 1000));
+/// let mut opt = Optimizer::new(&gpu.device, &gpu.queue, AdamW::default().into(), &[ParamSlice::whole(&p, &g)]).unwrap();
+/// let mut enc = gpu.device.create_command_encoder(&Default::default());
+/// // ... record the backward pass that writes `g` ...
+/// opt.record_step(&mut enc).unwrap();
+/// gpu.queue.submit([enc.finish()]);
+/// ```
+pub struct Optimizer {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    configs: Vec<OptimizerConfig>,
+    params: Vec<ParamSlice>,
+    pipelines: Pipelines,
+    grad_control: GradControl,
+    total_blocks: u32,
+    factor_capacity: u32,
+    shared: Shared,
+    dispatches: Vec<Dispatch>,
+    state: StateStore,
+    step: u32,
+    scalars: StepScalars,
+    vec4: bool,
+    /// `StepHead::signed_mask`, fixed by the rule's state slots.
+    q8_mask: u32,
+}
+
+/// The plan limits of `device` under `options`, or why it cannot run.
+fn plan_limits(device: &wgpu::Device, options: &EngineOptions) -> Result<PlanLimits> {
+    let limits = device.limits();
+    let wg = options.workgroup_size;
+    if wg == 0 || wg > limits.max_compute_workgroup_size_x || wg > limits.max_compute_invocations_per_workgroup {
+        return Err(OptimError::ExceedsLimits(format!("workgroup size {wg} not supported by the device")));
+    }
+    let power_of_two_needed = options.state_format == StateFormat::Int8Blockwise || options.grad_control.active();
+    if power_of_two_needed && !wg.is_power_of_two() {
+        return Err(OptimError::InvalidOptions("8-bit state, grad clipping and loss scaling need a power-of-two workgroup size"));
+    }
+    if limits.max_uniform_buffer_binding_size < TABLE_BYTES || (limits.max_compute_workgroups_per_dimension as usize) < TABLE_ROWS {
+        return Err(OptimError::ExceedsLimits("the device allows less than 16 KiB per uniform binding or 1023 workgroups per dispatch".into()));
+    }
+    let align = (limits.min_storage_buffer_offset_alignment as u64 / 4).max(1);
+    let limit_bytes = options.max_binding_bytes.map_or(u64::MAX, |cap| cap).min(limits.max_storage_buffer_binding_size).min(limits.max_buffer_size);
+    let binding = (limit_bytes / 4 / align * align).min(u32::MAX as u64 / 2);
+    if binding < 2 * align {
+        return Err(OptimError::ExceedsLimits(format!("binding limit of {limit_bytes} bytes is too small")));
+    }
+    let state_align = if options.state_format == StateFormat::Int8Blockwise { LANES * wg as u64 } else { LANES };
+    Ok(PlanLimits { binding, align, state_align })
+}
+
+/// The dispatch plan of an optimizer.
+struct Planned {
+    /// The distinct user buffers; windows and tensors name them by index.
+    buffers: Vec<wgpu::Buffer>,
+    tensors: Vec<TensorRange>,
+    windows: Vec<Window>,
+    limits: PlanLimits,
+    /// Whether the vec4 kernel runs on every window.
+    vec4: bool,
+}
+
+/// Plans the windows of `params`, and whether the vec4 kernel can run on all of them.
+fn plan(params: &[ParamSlice], limits: PlanLimits, want_vec4: bool) -> Planned {
+    let (buffers, tensors) = params::tensor_ranges(params);
+    let mut windows = plan::plan_windows(&tensors, &limits);
+    let vec4 = want_vec4 && windows.iter().all(|w| w.vec4_ready(&tensors, buffers[w.param_buf].size() / 4, buffers[w.grad_buf].size() / 4));
+    if vec4 {
+        windows.iter_mut().for_each(Window::round_to_vec4);
+    }
+    Planned { buffers, tensors, windows, limits, vec4 }
+}
+
+/// What `with_groups` builds inside one error scope.
+struct Built {
+    shared: Shared,
+    dispatches: Vec<Dispatch>,
+    state: StateStore,
+}
+
+impl Optimizer {
+    /// An optimizer with one param group.
+    ///
+    /// **Errors:** see [`Optimizer::with_groups`].
+    pub fn new(device: &wgpu::Device, queue: &wgpu::Queue, config: OptimizerConfig, params: &[ParamSlice]) -> Result<Self> {
+        Self::with_groups(device, queue, &[config], params, EngineOptions::default())
+    }
+
+    /// An optimizer with several param groups: `params[i].group` indexes
+    /// `configs`. Every config must use the same rule and option flags
+    /// (scalars such as lr, weight_decay, betas, eps may differ).
+    ///
+    /// **Errors:** [`OptimError::EmptyParams`], [`OptimError::LengthMismatch`],
+    /// [`OptimError::InvalidHyperparameter`], [`OptimError::InvalidOptions`],
+    /// [`OptimError::MissingUsage`], [`OptimError::OutOfBounds`],
+    /// [`OptimError::GroupMismatch`], [`OptimError::ExceedsLimits`], and
+    /// [`OptimError::Wgpu`] for anything the device rejects.
+    pub fn with_groups(device: &wgpu::Device, queue: &wgpu::Queue, configs: &[OptimizerConfig], params: &[ParamSlice], options: EngineOptions) -> Result<Self> {
+        params::check_inputs(configs, params)?;
+        options.grad_control.validate()?;
+        let planned = plan(params, plan_limits(device, &options)?, options.vec4);
+        let cache = options.cache.clone().unwrap_or_else(|| Arc::new(PipelineCache::new(device)));
+        let pipelines = Pipelines::new(device, &cache, &configs[0], &options, planned.vec4)?;
+        let built = scoped(device, || Self::allocate(device, queue, &cache, configs, &planned, &options))??;
+        let mut opt = Optimizer {
+            device: device.clone(),
+            queue: queue.clone(),
+            configs: configs.to_vec(),
+            params: params.to_vec(),
+            pipelines,
+            grad_control: options.grad_control,
+            total_blocks: built.dispatches.iter().flat_map(|d| &d.launches).map(|l| l.workgroups).sum(),
+            factor_capacity: 0,
+            shared: built.shared,
+            dispatches: built.dispatches,
+            q8_mask: state::q8_mask(&built.state.layout),
+            state: built.state,
+            step: 0,
+            scalars: bytemuck::Zeroable::zeroed(),
+            vec4: planned.vec4,
+        };
+        if opt.grad_control.scaler.is_some() || options.state_format == StateFormat::Int8Blockwise {
+            opt.grow_factors(1024)?;
+        }
+        Ok(opt)
+    }
+
+    /// Every buffer and bind group of a new optimizer.
+    fn allocate(device: &wgpu::Device, queue: &wgpu::Queue, cache: &PipelineCache, configs: &[OptimizerConfig], planned: &Planned, options: &EngineOptions) -> Result<Built> {
+        let Planned { buffers, tensors, windows, limits, .. } = planned;
+        let per_block = LANES * options.workgroup_size as u64;
+        let table_stride = TABLE_BYTES.next_multiple_of(device.limits().min_uniform_buffer_offset_alignment as u64);
+        let total_blocks: u64 = windows.iter().flat_map(|w| &w.segments).map(|s| s.2.div_ceil(per_block)).sum();
+        let unused = std::array::from_fn(|_| device.create_buffer(&wgpu::BufferDescriptor { label: Some("wgpu-optim unused state"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false }));
+        let factors = device.create_buffer(&wgpu::BufferDescriptor { label: Some("wgpu-optim step factors"), size: 16, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
+        let control = grad_control::control_buffer(device, queue, &options.grad_control, total_blocks);
+        let shared = Shared { layout: cache.layout().clone(), ring: Ring::new(device, options.ring_slots), unused, control, factors };
+        let state = StateStore::new(device, queue, configs, windows, tensors, options.state_format, limits.state_align);
+        let (mut first_block, mut state_base) = (0u32, 0u64);
+        let mut dispatches = Vec::with_capacity(windows.len());
+        for (window, state_buffers) in windows.iter().zip(&state.buffers) {
+            let rows = window.rows(tensors, per_block, limits.state_align);
+            let (bytes, launches) = plan::table(&rows, table_stride, first_block, state_base, window.state_len);
+            let table = device.create_buffer(&wgpu::BufferDescriptor { label: Some("wgpu-optim param table"), size: bytes.len() as u64, usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
+            queue.write_buffer(&table, 0, &bytes);
+            first_block += rows.len() as u32;
+            state_base += window.state_len;
+            let param = (buffers[window.param_buf].clone(), window.p_lo, window.p_hi);
+            let grad = (buffers[window.grad_buf].clone(), window.g_lo, window.g_hi);
+            let bind_group = shared.bind_group(device, &param, &grad, &table, state_buffers);
+            dispatches.push(Dispatch { bind_group, launches, param, grad, table });
+        }
+        Ok(Built { shared, dispatches, state })
+    }
+
+    /// The uniform header of step `step`.
+    fn head(&self, step: u32) -> StepHead {
+        let scaler = self.grad_control.scaler.unwrap_or_default();
+        StepHead {
+            flags: self.configs[0].flags() | flags::bit(step == 1, flags::FIRST_STEP) | self.grad_control.flags(),
+            step,
+            partials: self.total_blocks,
+            growth_interval: scaler.growth_interval,
+            max_norm: self.grad_control.max_norm.unwrap_or(0.0) as f32,
+            growth_factor: scaler.growth_factor as f32,
+            backoff_factor: scaler.backoff_factor as f32,
+            n_groups: self.configs.len() as u32,
+            seed: match self.state.format {
+                StateFormat::Bf16 { seed } => seed,
+                _ => 0,
+            },
+            signed_mask: self.q8_mask,
+            factor_base: self.factor_base() as u32,
+            pad: 0,
+        }
+    }
+
+    /// Records one fused step into `encoder`: writes this step's scalars to
+    /// the next uniform slot (`Queue::write_buffer`) and records one compute
+    /// pass. No CPU–GPU synchronisation. At most
+    /// [`EngineOptions::ring_slots`] steps may be recorded between submits.
+    ///
+    /// **Errors:** [`OptimError::StepOverflow`] after `u32::MAX` steps.
+    pub fn record_step(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        let step = self.step.checked_add(1).ok_or(OptimError::StepOverflow)?;
+        if self.grad_control.scaler.is_some() && step >= self.factor_capacity {
+            self.grow_factors(step)?;
+        }
+        self.scalars.head = self.head(step);
+        for (slot, c) in self.scalars.groups.iter_mut().zip(&self.configs) {
+            *slot = c.coeffs(step);
+        }
+        let offset = self.shared.ring.push(&self.queue, &self.scalars);
+        self.record_passes(encoder, offset);
+        self.step = step;
+        Ok(())
+    }
+
+    /// The step's compute pass: grad control (reduce, finalize), then the update.
+    fn record_passes(&self, encoder: &mut wgpu::CommandEncoder, offset: u32) {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("wgpu-optim step"), timestamp_writes: None });
+        let launch = |pass: &mut wgpu::ComputePass, pipeline: &wgpu::ComputePipeline| {
+            pass.set_pipeline(pipeline);
+            for d in &self.dispatches {
+                for l in &d.launches {
+                    pass.set_bind_group(0, &d.bind_group, &[offset, l.table_offset]);
+                    pass.dispatch_workgroups(l.workgroups, 1, 1);
+                }
+            }
+        };
+        if let Some((reduce, finalize)) = &self.pipelines.control {
+            launch(&mut pass, reduce);
+            pass.set_pipeline(finalize);
+            pass.set_bind_group(0, &self.dispatches[0].bind_group, &[offset, 0]);
+            pass.dispatch_workgroups(1, 1, 1);
+        }
+        launch(&mut pass, &self.pipelines.update);
+    }
+
+    /// Records and submits one step (convenience). Does not wait for the GPU.
+    ///
+    /// **Errors:** [`OptimError::StepOverflow`], or [`OptimError::Wgpu`] for
+    /// anything the device rejects (captured with an error scope).
+    pub fn step(&mut self) -> Result<()> {
+        let device = self.device.clone();
+        let queue = self.queue.clone();
+        scoped(&device, || {
+            let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgpu-optim step") });
+            self.record_step(&mut enc)?;
+            queue.submit([enc.finish()]);
+            Ok(())
+        })?
+    }
+
+    /// Steps taken so far (PyTorch's `state['step']`).
+    pub fn step_count(&self) -> u32 {
+        self.step
+    }
+
+    /// The fused rule this optimizer runs.
+    pub fn rule(&self) -> Rule {
+        self.configs[0].rule()
+    }
+
+    /// The config of param group `group`.
+    pub fn config(&self, group: usize) -> Option<&OptimizerConfig> {
+        self.configs.get(group)
+    }
+
+    /// All param-group configs.
+    pub fn configs(&self) -> &[OptimizerConfig] {
+        &self.configs
+    }
+
+    /// Sets the learning rate of a group; takes effect at the next recorded
+    /// step, no pipeline is rebuilt.
+    ///
+    /// **Errors:** [`OptimError::InvalidHyperparameter`] for a negative or
+    /// non-finite lr; [`OptimError::UnknownGroup`].
+    pub fn set_lr(&mut self, group: usize, lr: f64) -> Result<()> {
+        let groups = self.configs.len();
+        let c = self.configs.get_mut(group).ok_or(OptimError::UnknownGroup { index: 0, group: group as u32, groups })?;
+        let mut new = *c;
+        new.set_lr(lr);
+        new.validate()?;
+        *c = new;
+        Ok(())
+    }
+
+    /// The parameter tensors, in the order given.
+    pub fn params(&self) -> &[ParamSlice] {
+        &self.params
+    }
+
+    /// Whether the vec4 kernel runs (see [`EngineOptions::vec4`]).
+    pub fn uses_vec4(&self) -> bool {
+        self.vec4
+    }
+
+    /// Total parameter elements.
+    pub fn numel(&self) -> u64 {
+        self.params.iter().map(|p| p.param_len).sum()
+    }
+
+    /// Number of dispatches per step (1 unless tensors span several buffers
+    /// or exceed the binding limit).
+    pub fn dispatch_count(&self) -> usize {
+        self.dispatches.len()
+    }
+
+    /// Replaces the configs (checked by the caller to have this optimizer's
+    /// rule and flags).
+    pub(crate) fn replace_configs(&mut self, configs: Vec<OptimizerConfig>) -> Result<()> {
+        debug_assert_eq!(configs.len(), self.configs.len());
+        self.configs = configs;
+        if self.grad_control.scaler.is_some() {
+            // The step factors depend on betas / lr_decay: recompute them.
+            let capacity = self.factor_capacity;
+            self.factor_capacity = 0;
+            self.grow_factors(capacity)?;
+        }
+        Ok(())
+    }
+
+    /// Sets the step counter (e.g. when resuming from a checkpoint).
+    pub fn set_step_count(&mut self, step: u32) {
+        self.step = step;
+    }
+}

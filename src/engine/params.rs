@@ -1,0 +1,124 @@
+//! The tensors an optimizer steps ([`ParamSlice`]) and the checks every
+//! input passes before the device is touched.
+
+use super::plan::TensorRange;
+use super::MAX_GROUPS;
+use crate::error::{OptimError, Result};
+use crate::rules::OptimizerConfig;
+
+/// One parameter tensor: a range of a user param buffer and the matching
+/// range of a user grad buffer, in f32 elements (any element offset).
+#[derive(Clone, Debug)]
+pub struct ParamSlice {
+    pub param: wgpu::Buffer,
+    pub param_offset: u64,
+    pub param_len: u64,
+    pub grad: wgpu::Buffer,
+    pub grad_offset: u64,
+    pub grad_len: u64,
+    /// Index of the param group (into the configs given to the optimizer).
+    pub group: u32,
+}
+
+impl ParamSlice {
+    /// A whole param buffer paired with a whole grad buffer, in group 0.
+    pub fn whole(param: &wgpu::Buffer, grad: &wgpu::Buffer) -> Self {
+        ParamSlice { param: param.clone(), param_offset: 0, param_len: param.size() / 4, grad: grad.clone(), grad_offset: 0, grad_len: grad.size() / 4, group: 0 }
+    }
+
+    /// `len` elements at `param_offset` of `param` and `grad_offset` of `grad`.
+    pub fn range(param: &wgpu::Buffer, param_offset: u64, grad: &wgpu::Buffer, grad_offset: u64, len: u64) -> Self {
+        ParamSlice { param: param.clone(), param_offset, param_len: len, grad: grad.clone(), grad_offset, grad_len: len, group: 0 }
+    }
+
+    /// The same slice in param group `group`.
+    pub fn in_group(mut self, group: u32) -> Self {
+        self.group = group;
+        self
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> u64 {
+        self.param_len
+    }
+
+    /// Whether the slice has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.param_len == 0
+    }
+}
+
+/// Checks the configs: at least one, at most [`MAX_GROUPS`], each valid,
+/// and all of one rule with the same option flags and state.
+pub fn check_configs(configs: &[OptimizerConfig]) -> Result<()> {
+    if configs.is_empty() {
+        return Err(OptimError::EmptyParams);
+    }
+    if configs.len() > MAX_GROUPS {
+        return Err(OptimError::TooManyGroups { groups: configs.len(), max: MAX_GROUPS });
+    }
+    for c in configs {
+        c.validate()?;
+    }
+    let first = &configs[0];
+    for (index, c) in configs.iter().enumerate().skip(1) {
+        if c.rule() != first.rule() || c.flags() != first.flags() || c.state() != first.state() {
+            return Err(OptimError::GroupMismatch { index });
+        }
+    }
+    Ok(())
+}
+
+/// Checks one slice: lengths, group, usages, bounds, distinct buffers.
+fn check_slice(index: usize, p: &ParamSlice, groups: usize) -> Result<()> {
+    if p.param_len != p.grad_len {
+        return Err(OptimError::LengthMismatch { index, param_len: p.param_len, grad_len: p.grad_len });
+    }
+    if p.param_len == 0 {
+        return Err(OptimError::EmptyTensor { index });
+    }
+    if p.group as usize >= groups {
+        return Err(OptimError::UnknownGroup { index, group: p.group, groups });
+    }
+    for (which, buf, off, len) in [("param", &p.param, p.param_offset, p.param_len), ("grad", &p.grad, p.grad_offset, p.grad_len)] {
+        if !buf.usage().contains(wgpu::BufferUsages::STORAGE) {
+            return Err(OptimError::MissingUsage { index, which, missing: wgpu::BufferUsages::STORAGE - buf.usage() });
+        }
+        let end = off.checked_add(len).ok_or(OptimError::ExceedsLimits("slice range overflows u64".into()))?;
+        if end > buf.size() / 4 {
+            return Err(OptimError::OutOfBounds { index, which, start: off, end, buffer_len: buf.size() / 4 });
+        }
+    }
+    if p.param == p.grad {
+        return Err(OptimError::InvalidOptions("param and grad must live in different buffers"));
+    }
+    Ok(())
+}
+
+/// Checks configs and slices: everything an optimizer rejects before
+/// touching the device.
+pub fn check_inputs(configs: &[OptimizerConfig], params: &[ParamSlice]) -> Result<()> {
+    check_configs(configs)?;
+    if params.is_empty() {
+        return Err(OptimError::EmptyParams);
+    }
+    params.iter().enumerate().try_for_each(|(i, p)| check_slice(i, p, configs.len()))
+}
+
+/// The distinct buffers of the slices, and each slice as a [`TensorRange`]
+/// naming them by index.
+pub fn tensor_ranges(params: &[ParamSlice]) -> (Vec<wgpu::Buffer>, Vec<TensorRange>) {
+    let mut buffers: Vec<wgpu::Buffer> = Vec::new();
+    let mut index_of = |b: &wgpu::Buffer| match buffers.iter().position(|x| x == b) {
+        Some(i) => i,
+        None => {
+            buffers.push(b.clone());
+            buffers.len() - 1
+        }
+    };
+    let ranges = params
+        .iter()
+        .map(|p| TensorRange { param_buf: index_of(&p.param), param_offset: p.param_offset, grad_buf: index_of(&p.grad), grad_offset: p.grad_offset, len: p.param_len, group: p.group })
+        .collect();
+    (buffers, ranges)
+}

@@ -1,0 +1,294 @@
+//! Dispatch planning, without a GPU: which ranges of which buffers each
+//! binding window covers, where each tensor's state lives, and the
+//! parameter table (one row per workgroup).
+
+/// Elements each invocation updates (one vec4 chunk).
+pub const LANES: u64 = 4;
+
+/// Table rows (workgroups) per launch: the table is read from uniform memory
+/// (on lavapipe a per-workgroup row from a storage buffer turned every
+/// operand access into a gather, about a third slower), and a 16-byte
+/// header plus rows fill exactly the 16 KiB every adapter allows for a
+/// uniform binding.
+pub const TABLE_ROWS: usize = 1023;
+/// Bytes of one launch's table.
+pub const TABLE_BYTES: u64 = 16 + 16 * TABLE_ROWS as u64;
+
+/// One tensor as the planner sees it: element ranges of a param buffer and
+/// a grad buffer (buffers named by index), and its param group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TensorRange {
+    pub param_buf: usize,
+    pub param_offset: u64,
+    pub grad_buf: usize,
+    pub grad_offset: u64,
+    pub len: u64,
+    pub group: u32,
+}
+
+/// The limits a plan must respect, in f32 elements.
+#[derive(Clone, Copy, Debug)]
+pub struct PlanLimits {
+    /// Most elements one binding may cover.
+    pub binding: u64,
+    /// Bindings start on multiples of this many elements
+    /// (`min_storage_buffer_offset_alignment / 4`).
+    pub align: u64,
+    /// Each segment's state is padded to a multiple of this (4, or a whole
+    /// workgroup row for 8-bit state).
+    pub state_align: u64,
+}
+
+/// One row of the GPU parameter table (binding 6): the elements one
+/// workgroup updates, up to `4·WG` consecutive elements of one tensor. One
+/// row per workgroup means no search on the GPU, and a row is a single
+/// 16-byte load (`len_group` = len | group << 16).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Block {
+    pub param_offset: u32,
+    pub grad_offset: u32,
+    pub state_offset: u32,
+    pub len_group: u32,
+}
+
+/// A piece of one tensor inside one window: `(tensor index, start, len)`.
+pub type Segment = (usize, u64, u64);
+
+/// A window of one param buffer and one grad buffer, bound once per dispatch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub param_buf: usize,
+    pub grad_buf: usize,
+    /// Bound element ranges `[lo, hi)` of both buffers.
+    pub p_lo: u64,
+    pub p_hi: u64,
+    pub g_lo: u64,
+    pub g_hi: u64,
+    /// Elements of state (segments padded to `state_align`).
+    pub state_len: u64,
+    pub segments: Vec<Segment>,
+}
+
+fn align_down(x: u64, a: u64) -> u64 {
+    x / a * a
+}
+
+impl Window {
+    fn new(t: &TensorRange, start: u64, limits: &PlanLimits) -> Self {
+        Window {
+            param_buf: t.param_buf,
+            grad_buf: t.grad_buf,
+            p_lo: align_down(t.param_offset + start, limits.align),
+            p_hi: 0,
+            g_lo: align_down(t.grad_offset + start, limits.align),
+            g_hi: 0,
+            state_len: 0,
+            segments: Vec::new(),
+        }
+    }
+
+    /// Adds `[start, start+len)` of tensor `index` if the window stays
+    /// within the binding limit.
+    fn try_add(&mut self, index: usize, t: &TensorRange, start: u64, len: u64, limits: &PlanLimits) -> bool {
+        if self.param_buf != t.param_buf || self.grad_buf != t.grad_buf {
+            return false;
+        }
+        let (ps, gs) = (t.param_offset + start, t.grad_offset + start);
+        let p_lo = self.p_lo.min(align_down(ps, limits.align));
+        let g_lo = self.g_lo.min(align_down(gs, limits.align));
+        let (p_hi, g_hi) = (self.p_hi.max(ps + len), self.g_hi.max(gs + len));
+        let state_len = self.state_len + len.next_multiple_of(limits.state_align);
+        if p_hi - p_lo > limits.binding || g_hi - g_lo > limits.binding || state_len > limits.binding {
+            return false;
+        }
+        (self.p_lo, self.p_hi, self.g_lo, self.g_hi) = (p_lo, p_hi, g_lo, g_hi);
+        self.state_len = state_len;
+        self.segments.push((index, start, len));
+        true
+    }
+
+    /// Whether the window can be bound as `array<vec4<f32>>`: every segment
+    /// starts on a whole vec4 of both buffers, and the bound ranges rounded
+    /// up to whole vec4s stay inside the buffers (`*_len`: their sizes in
+    /// elements).
+    pub fn vec4_ready(&self, tensors: &[TensorRange], param_len: u64, grad_len: u64) -> bool {
+        let aligned = self.segments.iter().all(|&(i, start, _)| {
+            let t = &tensors[i];
+            (t.param_offset + start).is_multiple_of(LANES) && (t.grad_offset + start).is_multiple_of(LANES)
+        });
+        aligned && self.p_hi.next_multiple_of(LANES) <= param_len && self.g_hi.next_multiple_of(LANES) <= grad_len
+    }
+
+    /// Rounds the bound ranges up to whole vec4s (for the vec4 kernel).
+    pub fn round_to_vec4(&mut self) {
+        self.p_hi = self.p_hi.next_multiple_of(LANES);
+        self.g_hi = self.g_hi.next_multiple_of(LANES);
+    }
+
+    /// The state offset of each segment within the window's state.
+    pub fn state_offsets(&self, state_align: u64) -> Vec<u64> {
+        let mut at = 0;
+        self.segments
+            .iter()
+            .map(|&(_, _, len)| {
+                let here = at;
+                at += len.next_multiple_of(state_align);
+                here
+            })
+            .collect()
+    }
+
+    /// The table rows of this window: one per `per_block` elements of each
+    /// segment, offsets relative to the bound ranges.
+    pub fn rows(&self, tensors: &[TensorRange], per_block: u64, state_align: u64) -> Vec<Block> {
+        let mut rows = Vec::new();
+        for (&(index, start, len), state_offset) in self.segments.iter().zip(self.state_offsets(state_align)) {
+            let t = &tensors[index];
+            for at in (0..len).step_by(per_block as usize) {
+                rows.push(Block {
+                    param_offset: (t.param_offset + start + at - self.p_lo) as u32,
+                    grad_offset: (t.grad_offset + start + at - self.g_lo) as u32,
+                    state_offset: (state_offset + at) as u32,
+                    len_group: (len - at).min(per_block) as u32 | t.group << 16,
+                });
+            }
+        }
+        rows
+    }
+}
+
+/// Splits the tensors into binding windows no larger than the binding limit.
+pub fn plan_windows(tensors: &[TensorRange], limits: &PlanLimits) -> Vec<Window> {
+    let mut windows: Vec<Window> = Vec::new();
+    for (index, t) in tensors.iter().enumerate() {
+        let mut start = 0;
+        while start < t.len {
+            let (ps, gs) = (t.param_offset + start, t.grad_offset + start);
+            // What fits a fresh window: the binding limit less the alignment
+            // slack of both buffers, and whole padded state blocks.
+            let fresh_room = (limits.binding - ps % limits.align - gs % limits.align).min(align_down(limits.binding, limits.state_align));
+            let len = (t.len - start).min(fresh_room);
+            let added = windows.last_mut().is_some_and(|w| w.try_add(index, t, start, len, limits));
+            if !added {
+                let mut w = Window::new(t, start, limits);
+                let ok = w.try_add(index, t, start, len, limits);
+                debug_assert!(ok, "a piece always fits a fresh window");
+                windows.push(w);
+            }
+            start += len;
+        }
+    }
+    windows
+}
+
+/// One launch of a window: the byte offset of its table chunk, its
+/// workgroups, and the index of its first workgroup over all windows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Launch {
+    pub table_offset: u32,
+    pub workgroups: u32,
+    pub first_block: u32,
+}
+
+/// The window's table in uniform memory, in chunks of [`TABLE_ROWS`] rows
+/// (one launch each, so no launch exceeds the dispatch grid), each chunk at
+/// a multiple of `stride` bytes with a 16-byte header: rows in the chunk,
+/// its first workgroup over all windows, the window's first state element
+/// over all windows (`state_base`, for global stochastic-rounding keys),
+/// and the first u32 of the 8-bit block scales in each state buffer.
+pub fn table(rows: &[Block], stride: u64, first_block: u32, state_base: u64, state_len: u64) -> (Vec<u8>, Vec<Launch>) {
+    let chunks = rows.chunks(TABLE_ROWS);
+    let mut bytes = vec![0u8; (chunks.len() as u64 * stride) as usize];
+    let mut launches = Vec::with_capacity(chunks.len());
+    let mut first = first_block;
+    for (k, chunk) in chunks.enumerate() {
+        let at = k * stride as usize;
+        let head = [chunk.len() as u32, first, state_base as u32, (state_len / 4) as u32];
+        bytes[at..at + 16].copy_from_slice(bytemuck::bytes_of(&head));
+        bytes[at + 16..at + 16 + 16 * chunk.len()].copy_from_slice(bytemuck::cast_slice(chunk));
+        launches.push(Launch { table_offset: at as u32, workgroups: chunk.len() as u32, first_block: first });
+        first += chunk.len() as u32;
+    }
+    (bytes, launches)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(binding: u64, align: u64) -> PlanLimits {
+        PlanLimits { binding, align, state_align: LANES }
+    }
+
+    fn tensor(param_buf: usize, offset: u64, len: u64, group: u32) -> TensorRange {
+        TensorRange { param_buf, param_offset: offset, grad_buf: param_buf + 100, grad_offset: offset + 3, len, group }
+    }
+
+    /// Every element of every tensor is in exactly one row, rows stay within
+    /// the bound ranges, and no window exceeds the binding limit.
+    fn check_cover(tensors: &[TensorRange], l: &PlanLimits, per_block: u64) {
+        let windows = plan_windows(tensors, l);
+        let mut seen: Vec<Vec<u32>> = tensors.iter().map(|t| vec![0; t.len as usize]).collect();
+        for w in &windows {
+            assert!(w.p_hi - w.p_lo <= l.binding && w.g_hi - w.g_lo <= l.binding && w.state_len <= l.binding, "{w:?}");
+            assert_eq!(w.p_lo % l.align, 0);
+            assert_eq!(w.g_lo % l.align, 0);
+            let rows = w.rows(tensors, per_block, l.state_align);
+            for (&(index, start, len), off) in w.segments.iter().zip(w.state_offsets(l.state_align)) {
+                assert_eq!(off % l.state_align, 0);
+                for e in start..start + len {
+                    seen[index][e as usize] += 1;
+                }
+            }
+            let covered: u64 = rows.iter().map(|r| (r.len_group & 0xffff) as u64).sum();
+            assert_eq!(covered, w.segments.iter().map(|s| s.2).sum::<u64>());
+            for r in &rows {
+                let len = (r.len_group & 0xffff) as u64;
+                assert!(len >= 1 && len <= per_block);
+                assert!(w.p_lo + r.param_offset as u64 + len <= w.p_hi);
+                assert!(w.g_lo + r.grad_offset as u64 + len <= w.g_hi);
+                assert!(r.state_offset as u64 + len <= w.state_len);
+            }
+        }
+        assert!(seen.iter().flatten().all(|&c| c == 1), "an element is covered 0 or 2+ times");
+    }
+
+    #[test]
+    fn windows_cover_every_element_once_within_limits() {
+        let ts = vec![tensor(0, 0, 1000, 0), tensor(0, 1003, 77, 1), tensor(1, 5, 4000, 0), tensor(0, 2000, 1, 2)];
+        check_cover(&ts, &limits(1 << 20, 1), 1024);
+        check_cover(&ts, &limits(1024, 64), 256);
+        check_cover(&ts, &limits(500, 16), 64);
+    }
+
+    #[test]
+    fn tensors_of_one_buffer_pair_share_a_window() {
+        let ts = vec![tensor(0, 0, 10, 0), tensor(0, 16, 10, 1), tensor(0, 40, 3, 0)];
+        let w = plan_windows(&ts, &limits(1 << 20, 64));
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].segments.len(), 3);
+        let other = vec![tensor(0, 0, 10, 0), tensor(1, 0, 10, 0)];
+        assert_eq!(plan_windows(&other, &limits(1 << 20, 64)).len(), 2);
+    }
+
+    #[test]
+    fn vec4_needs_aligned_starts_and_room_to_round_up() {
+        let t = [TensorRange { param_buf: 0, param_offset: 8, grad_buf: 1, grad_offset: 4, len: 10, group: 0 }];
+        let w = plan_windows(&t, &limits(1 << 20, 1)).remove(0);
+        assert!(w.vec4_ready(&t, 20, 16));
+        assert!(!w.vec4_ready(&t, 18, 16), "param range rounded up to 20 exceeds 18 elements");
+        let odd = [TensorRange { param_offset: 9, ..t[0] }];
+        let w = plan_windows(&odd, &limits(1 << 20, 1)).remove(0);
+        assert!(!w.vec4_ready(&odd, 100, 100));
+    }
+
+    #[test]
+    fn table_chunks_hold_at_most_table_rows_and_count_blocks() {
+        let rows = vec![Block { param_offset: 0, grad_offset: 0, state_offset: 0, len_group: 4 }; 2500];
+        let (bytes, launches) = table(&rows, 16384, 7, 0, 0);
+        assert_eq!(launches.iter().map(|l| l.workgroups).collect::<Vec<_>>(), vec![1023, 1023, 454]);
+        assert_eq!(launches.iter().map(|l| l.first_block).collect::<Vec<_>>(), vec![7, 1030, 2053]);
+        assert_eq!(bytes.len(), 3 * 16384);
+    }
+}
