@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::flags::{bit, MAXIMIZE};
-use super::pieces::{check_finite_nonneg, check_positive, check_unit_closed, effective_grad};
+use super::pieces::{budget, check_finite_nonneg, check_positive, check_unit_closed, effective_grad};
 use super::{RefState, Rule, RuleConfig, Slot, StateLayout};
 use crate::bench::unfused::{Buf::*, Instr, Op::*};
 use crate::error::Result;
@@ -27,9 +27,11 @@ use crate::error::Result;
 /// **Errors.** `lr`, `weight_decay` finite and ≥ 0; `rho` in [0, 1];
 /// `eps` finite and > 0.
 ///
-/// **Tolerance.** k = 8: two square roots, a quotient and the products of
-/// both EMAs per step, and Δ's error feeds `u` again. Measured worst on
-/// llvmpipe: 4.66.
+/// **Tolerance** (`k` in [`budget`] units from WGSL's accuracy): `v` (an
+/// EMA of g²: 2g + 5), `√(v + eps)` ((v + 1)/2 + 9), `√(u + eps)` (9.5),
+/// the quotient (+5) times g (+g + 1): Δ is 30.5 without weight decay, 36.5
+/// with; then `u ← ρu + (1 − ρ)Δ²` doubles it (2Δ + 5): 66 and 78, the
+/// largest of the rule's quantities. Measured worst on llvmpipe: 4.66.
 ///
 /// ```
 /// let a = wgpu_optim::Adadelta { rho: 1.5, ..Default::default() };
@@ -109,7 +111,13 @@ impl RuleConfig for Adadelta {
     }
 
     fn tolerance_k(&self) -> f64 {
-        8.0
+        use budget::*;
+        let g = grad(self.weight_decay != 0.0);
+        let v = ema(product(g, g));
+        let std = root(sum(v, ROUNDED));
+        let delta = product(quotient(root(sum(0.0, ROUNDED)), std), g);
+        let acc = ema(product(delta, delta));
+        acc.max(apply(scaled(delta)))
     }
 
     fn cases() -> Vec<(&'static str, Self)> {

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::flags::{bit, EPS_INSIDE_SQRT, MAXIMIZE};
-use super::pieces::{check_finite_nonneg, check_positive, effective_grad};
+use super::pieces::{budget, check_finite_nonneg, check_positive, effective_grad};
 use super::{RefState, Rule, RuleConfig, Slot, StateLayout};
 use crate::bench::unfused::{Buf::*, Instr, Op::*};
 use crate::error::Result;
@@ -27,9 +27,11 @@ use crate::error::Result;
 /// **Errors.** `lr`, `lr_decay`, `weight_decay`, `initial_accumulator_value`
 /// finite and ≥ 0; `eps` finite and > 0.
 ///
-/// **Tolerance.** k = 4: the square and sum of the accumulator, the square
-/// root (WGSL: inherited from `1/inverseSqrt`, 2.5 ULP on real GPUs), eps,
-/// the quotient (2.5 ULP) and `clr·q`. Measured worst on llvmpipe: 1.61.
+/// **Tolerance** (`k` in [`budget`] units from WGSL's accuracy): the
+/// gradient (0, or 3 with an L2 term), `sum + g²` (2g + 2), the root and
+/// eps (`√s + eps`: s/2 + 10; inside: (s + 1)/2 + 9), the quotient (+5),
+/// `clr·q` (+2), `θ − …` (+1): 25 with weight decay, 16 without. Measured
+/// worst on llvmpipe: 1.61.
 ///
 /// ```
 /// let a = wgpu_optim::Adagrad { eps: 0.0, ..Default::default() };
@@ -122,7 +124,11 @@ impl RuleConfig for Adagrad {
     }
 
     fn tolerance_k(&self) -> f64 {
-        4.0
+        use budget::*;
+        let g = grad(self.weight_decay != 0.0);
+        let s = sum(0.0, product(g, g));
+        let denom = if self.eps_inside_sqrt { root(sum(s, ROUNDED)) } else { sum(root(s), ROUNDED) };
+        apply(scaled(quotient(g, denom)))
     }
 
     fn cases() -> Vec<(&'static str, Self)> {

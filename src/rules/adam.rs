@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::flags::{bit, AMSGRAD, DECOUPLED, EPS_INSIDE_SQRT, MAXIMIZE};
-use super::pieces::{bias_correction, check_adam_like, effective_grad};
+use super::pieces::{bias_correction, budget, check_adam_like, effective_grad};
 use super::{RefState, Rule, RuleConfig, Slot, StateLayout};
 use crate::bench::unfused::{Buf::*, Instr, Op::*};
 use crate::error::Result;
@@ -29,8 +29,12 @@ use crate::error::Result;
 /// **Errors.** `lr`, `weight_decay` finite and ≥ 0; betas in [0, 1);
 /// `eps` finite and > 0.
 ///
-/// **Tolerance.** k = 4: two EMAs, the square root, the bias-corrected
-/// denominator and the quotient. Measured worst on llvmpipe: 2.13.
+/// **Tolerance** (`k` in [`budget`] units from WGSL's accuracy, shared
+/// with AdamW): the gradient (0, or 3 with an L2 term), `m` (an EMA: g + 4),
+/// `v` (an EMA of g²: 2g + 5), `√v/√(1−β₂ᵗ) + eps` (v/2 + 15), `m/denom`
+/// (+5), `lr/(1−β₁ᵗ)·…` (+2), `θ − …` (+1): 36.5 with weight decay, 30.5
+/// without (eps inside the root is smaller). Measured worst on llvmpipe:
+/// 2.13 (Adam), 1.42 (AdamW).
 ///
 /// ```
 /// let a = wgpu_optim::Adam { betas: (0.9, 1.0), ..Default::default() };
@@ -159,7 +163,11 @@ impl AdamLike {
     }
 
     pub fn tolerance_k(&self) -> f64 {
-        4.0
+        use budget::*;
+        let g = grad(self.weight_decay != 0.0 && !self.decoupled);
+        let (m, v) = (ema(g), ema(product(g, g)));
+        let denom = if self.eps_inside_sqrt { root(sum(scaled(v), ROUNDED)) } else { sum(quotient(root(v), ROUNDED), ROUNDED) };
+        apply(scaled(quotient(m, denom)))
     }
 }
 

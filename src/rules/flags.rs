@@ -32,6 +32,10 @@ flag_bits! {
     HESSIAN_EMA = 512,
     /// Newton: clip each coordinate of the update (Sophia).
     CLIP_UPDATE = 1024,
+    /// Skip a step whose grads hold a NaN or an infinity, for every tensor,
+    /// with the optimizer's step counted on the device (on with a GradScaler,
+    /// or alone with `GradControl::skip_nonfinite`).
+    SKIP_NONFINITE = 2048,
 }
 
 /// `bit` if `on`, else 0.

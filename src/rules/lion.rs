@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::flags::{bit, DECOUPLED, MAXIMIZE};
-use super::pieces::{check_finite_nonneg, check_unit_halfopen, effective_grad};
+use super::pieces::{budget, check_finite_nonneg, check_unit_halfopen, effective_grad};
 use super::{RefState, Rule, RuleConfig, Slot, StateLayout};
 use crate::error::Result;
 
@@ -24,10 +24,11 @@ use crate::error::Result;
 ///
 /// **Errors.** `lr`, `weight_decay` finite and ≥ 0; betas in [0, 1).
 ///
-/// **Tolerance.** k = 2 (the decay product, the EMA), plus 2·lr for each
-/// step whose sign was decided within f32 rounding of zero: the reference
-/// flags |c| ≤ 4·2⁻²⁴·(|β₁m| + |(1−β₁)g|) there. Measured worst on
-/// llvmpipe: 0.82.
+/// **Tolerance** (`k` in [`budget`] units from WGSL's accuracy): `θ·decay`
+/// (2) and `lr·sign(c)` (1; `sign` is exact), their difference (+1): 4 for
+/// θ; `m` is an EMA of the exact gradient (4). Plus 2·lr for each step
+/// whose sign was decided within f32 rounding of zero: the reference flags
+/// |c| ≤ 4·2⁻²⁴·(|β₁m| + |(1−β₁)g|) there. Measured worst on llvmpipe: 0.82.
 ///
 /// ```
 /// assert_eq!(wgpu_optim::Lion::default().betas, (0.9, 0.99));
@@ -121,7 +122,8 @@ impl RuleConfig for Lion {
     }
 
     fn tolerance_k(&self) -> f64 {
-        2.0
+        use budget::*;
+        apply(sum(scaled(0.0), ROUNDED)).max(ema(0.0))
     }
 
     fn cases() -> Vec<(&'static str, Self)> {

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::flags::{bit, DECOUPLED, MAXIMIZE};
-use super::pieces::{check_adam_like, check_finite_nonneg, decayed_grad};
+use super::pieces::{budget, check_adam_like, check_finite_nonneg, decayed_grad};
 use super::{RefState, Rule, RuleConfig, Slot, StateLayout};
 use crate::error::Result;
 
@@ -28,8 +28,11 @@ use crate::error::Result;
 ///
 /// **Errors.** As [`Adam`](super::adam::Adam); `momentum_decay` finite and ≥ 0.
 ///
-/// **Tolerance.** k = 4: two EMAs, the root, two quotients and two
-/// products. Measured worst on llvmpipe: 1.87.
+/// **Tolerance** (`k` in [`budget`] units from WGSL's accuracy): the
+/// gradient (0, or 3 with an L2 term), `m` (g + 4), `v` (2g + 5),
+/// `d = √(v/(1−β₂ᵗ)) + eps` (v/2 + 11), the two terms `c·x/d` (x + d + 7),
+/// and two subtractions: 32.5 with weight decay, 26.5 without. Measured
+/// worst on llvmpipe: 1.87.
 ///
 /// ```
 /// assert_eq!(wgpu_optim::NAdam::default().momentum_decay, 4e-3);
@@ -171,7 +174,11 @@ impl RuleConfig for NAdam {
     }
 
     fn tolerance_k(&self) -> f64 {
-        4.0
+        use budget::*;
+        let g = grad(self.weight_decay != 0.0 && !self.decoupled_weight_decay);
+        let d = sum(root(scaled(ema(product(g, g)))), ROUNDED);
+        let (from_g, from_m) = (scaled(quotient(g, d)), scaled(quotient(ema(g), d)));
+        apply(apply(from_g.max(from_m)))
     }
 
     fn cases() -> Vec<(&'static str, Self)> {

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::flags::{bit, MAXIMIZE};
-use super::pieces::{check_finite_nonneg, check_unit_closed, effective_grad};
+use super::pieces::{budget, check_finite_nonneg, check_unit_closed, effective_grad};
 use super::{RefState, Rule, RuleConfig, Slot, StateLayout};
 use crate::bench::unfused::{Buf::*, Instr, Op::*};
 use crate::error::{OptimError, Result};
@@ -40,12 +40,11 @@ use crate::error::{OptimError, Result};
 /// `dampening` in [0, 1]; `nesterov` needs `momentum > 0` and
 /// `dampening = 0` (as in PyTorch).
 ///
-/// **Tolerance.** k = 2 without momentum (the L2 term's product and sum,
-/// then `lr·g` and the difference: with round-to-nearest products and sums,
-/// WGSL's correctly rounded `+ − *`, each step adds at most about 2 units of
-/// the result's rounding); k = 4 with momentum (the buffer's two products
-/// and sum are a second rounded quantity feeding θ). Measured worst on
-/// llvmpipe: 0.66 and 1.74.
+/// **Tolerance** (`k`, derived in [`budget`] units from WGSL's accuracy):
+/// the L2 term `g + wd·θ` (3), `lr·g` (2), `θ − …` (1): 3 without weight
+/// decay, 6 with; momentum adds the buffer `μ·b + (1−d)·g` (an EMA, 4) and
+/// Nesterov `g + μ·b` (3): 10 and 13. Measured worst on llvmpipe: 0.66
+/// (SGD), 1.74 (momentum), 1.34 (NAG).
 ///
 /// ```
 /// use wgpu_optim::Sgd;
@@ -153,7 +152,13 @@ impl RuleConfig for Sgd {
     }
 
     fn tolerance_k(&self) -> f64 {
-        if self.momentum != 0.0 { 4.0 } else { 2.0 }
+        let g = budget::grad(self.weight_decay != 0.0);
+        let d = match (self.momentum != 0.0, self.nesterov) {
+            (false, _) => g,
+            (true, false) => budget::ema(g),
+            (true, true) => budget::sum(g, budget::scaled(budget::ema(g))),
+        };
+        budget::apply(budget::scaled(d))
     }
 
     fn cases() -> Vec<(&'static str, Self)> {
