@@ -143,5 +143,10 @@ fn step_counter_overflow_is_an_error() {
     let (p, g) = buffers(gpu, 10, 10);
     let mut opt = Optimizer::new(&gpu.device, &gpu.queue, Sgd::default().into(), &[ParamSlice::whole(&p, &g)]).unwrap();
     opt.set_step_count(u32::MAX);
+    let before = device::read_f32(&gpu.device, &gpu.queue, &p, 0, 10).unwrap();
+    assert_eq!(opt.step(), Err(OptimError::StepOverflow));
+    // nothing changed: params, step counter, and a step can still be refused again
+    assert_eq!(device::read_f32(&gpu.device, &gpu.queue, &p, 0, 10).unwrap(), before);
+    assert_eq!(opt.step_count(), u32::MAX);
     assert_eq!(opt.step(), Err(OptimError::StepOverflow));
 }

@@ -289,3 +289,43 @@ fn workgroup_sizes_and_multiple_launches_are_bitwise_identical() {
         assert!(r.gpu_params.iter().zip(&runs[0].gpu_params).all(|(a, b)| a.to_bits() == b.to_bits()), "workgroup size changed the result");
     }
 }
+
+/// PyTorch fills each param's state from its own group's options: Adagrad's
+/// `sum` starts at each group's `initial_accumulator_value`. Three tensors
+/// in two groups with different values start from them and then follow
+/// per-tensor references of their own group.
+#[test]
+fn each_group_starts_from_its_own_initial_state() {
+    let gpu = require_gpu!();
+    let a: OptimizerConfig = Adagrad { initial_accumulator_value: 0.1, ..Adagrad::default() }.into();
+    let b: OptimizerConfig = Adagrad { initial_accumulator_value: 2.5, lr: 0.05, ..Adagrad::default() }.into();
+    let lens = [1001usize, 37, 500];
+    let total: usize = lens.iter().sum();
+    let p0 = random_params(61, total);
+    let p = common::storage_buffer(gpu, &p0);
+    let g = common::storage_buffer(gpu, &vec![0.0; total]);
+    let starts: Vec<usize> = lens.iter().scan(0, |at, &l| { let s = *at; *at += l; Some(s) }).collect();
+    let slices: Vec<_> = lens.iter().zip(&starts).enumerate().map(|(i, (&l, &s))| ParamSlice::range(&p, s as u64, &g, s as u64, l as u64).in_group((i % 2) as u32)).collect();
+    let mut opt = Optimizer::with_groups(&gpu.device, &gpu.queue, &[a, b], &slices, EngineOptions::default()).unwrap();
+    for (i, &l) in lens.iter().enumerate() {
+        let want = if i % 2 == 0 { 0.1f32 } else { 2.5 };
+        assert_eq!(opt.read_state(0, i).unwrap(), vec![want; l], "tensor {i} (group {}) did not start from its group's value", i % 2);
+    }
+    let mut refs: Vec<(ReferenceOptimizer, Vec<f64>)> = lens.iter().zip(&starts).enumerate().map(|(i, (&l, &s))| (ReferenceOptimizer::new(if i % 2 == 0 { a } else { b }, l).unwrap(), p0[s..s + l].iter().map(|&x| x as f64).collect())).collect();
+    for t in 0..10u64 {
+        let grads: Vec<f32> = (0..total as u64).map(|i| uniform(62, t, i)).collect();
+        gpu.queue.write_buffer(&g, 0, bytemuck::cast_slice(&grads));
+        opt.step().unwrap();
+        for ((r, pr), (&s, &l)) in refs.iter_mut().zip(starts.iter().zip(&lens)) {
+            r.step(pr, &grads[s..s + l].iter().map(|&x| x as f64).collect::<Vec<_>>()).unwrap();
+        }
+    }
+    let out = read_f32(&gpu.device, &gpu.queue, &p, 0, total as u64).unwrap();
+    for (i, ((r, pr), &s)) in refs.iter().zip(&starts).enumerate() {
+        let sum = opt.read_state(0, i).unwrap();
+        for j in 0..pr.len() {
+            assert!((out[s + j] as f64 - pr[j]).abs() <= 1e-6 * (1.0 + pr[j].abs()), "tensor {i} elem {j}: {} vs {}", out[s + j], pr[j]);
+            assert!((sum[j] as f64 - r.state.slots[0][j]).abs() <= 1e-6 * r.state.slots[0][j], "tensor {i} sum {j}");
+        }
+    }
+}
