@@ -30,6 +30,27 @@ use crate::error::{OptimError, Result};
 
 const FORMAT: &str = "wgpu-optim/1";
 
+/// Replaces `path` with `bytes` so that at every instant the path holds
+/// either its old content or the new content, whole: the bytes go to a
+/// temporary file in the same directory, which is flushed to disk
+/// (`sync_all`) and renamed over `path`; then the directory is synced so the
+/// rename itself is durable. A process killed in the middle leaves at most
+/// a stray `.wgpu-optim-*.tmp` file beside the old one.
+///
+/// **Errors:** [`OptimError::Io`] (the old file is untouched).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let io = |e: std::io::Error| OptimError::io(path, e);
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".wgpu-optim-").suffix(".tmp").tempfile_in(dir).map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    #[cfg(unix)]
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    Ok(())
+}
+
 fn corrupt(msg: impl std::fmt::Display) -> OptimError {
     OptimError::Checkpoint(msg.to_string())
 }
@@ -97,12 +118,12 @@ impl Optimizer {
         safetensors::serialize(views, Some(metadata)).map_err(corrupt)
     }
 
-    /// Writes the checkpoint to `path`.
+    /// Writes the checkpoint to `path` atomically ([`write_atomic`]): a
+    /// crash or a full disk during the save leaves the previous file whole.
     ///
     /// **Errors:** as [`Optimizer::checkpoint_bytes`], and [`OptimError::Io`].
     pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
-        let bytes = self.checkpoint_bytes()?;
-        std::fs::write(path, bytes).map_err(|e| OptimError::io(path, e))
+        write_atomic(path, &self.checkpoint_bytes()?)
     }
 
     /// Restores state, step, hyperparameters and GradScaler state from a

@@ -186,6 +186,6 @@ pub fn run_files(gpu: Option<(&wgpu::Device, &wgpu::Queue)>, config: OptimizerCo
         Some((device, queue)) => (run_gpu(device, queue, config, &parsed, steps)?, Dtype::F32),
         None => (run_reference(config, &parsed, steps)?, Dtype::F64),
     };
-    std::fs::write(out, result.to_bytes(dtype)?).map_err(|e| OptimError::io(out, e))?;
+    crate::checkpoint::write_atomic(out, &result.to_bytes(dtype)?)?;
     Ok(result)
 }

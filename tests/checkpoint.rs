@@ -59,7 +59,21 @@ fn snapshot(gpu: &device::Gpu, run: &Run) -> Vec<u32> {
         }
     }
     bits.push(run.opt.step_count());
+    // the hyperparameters and the GradScaler's state are part of the state
+    let configs = serde_json::to_string(&run.opt.configs().iter().map(|c| c.to_pytorch()).collect::<Vec<_>>()).unwrap();
+    bits.extend(configs.bytes().map(u32::from));
+    let sc = run.opt.read_grad_control().unwrap();
+    bits.extend([sc.scale.to_bits(), sc.growth_tracker, sc.skipped, sc.found_inf]);
     bits
+}
+
+/// The same kind of config with other hyperparameters (same option flags):
+/// what a resumed optimizer is built from before loading.
+fn other_hyperparameters(c: &OptimizerConfig) -> OptimizerConfig {
+    let mut o = *c;
+    o.set_lr(c.lr() * 3.0 + 1e-3);
+    o.set_weight_decay(c.weight_decay() + 0.05);
+    o
 }
 
 /// 20 steps straight against 10 steps, save, load into a fresh optimizer
@@ -72,9 +86,10 @@ fn check_resume(gpu: &device::Gpu, name: &str, configs: &[OptimizerConfig], opti
     steps(gpu, &mut first, 0, 10, poison);
     let bytes = first.opt.checkpoint_bytes().unwrap();
     let mid = read_f32(&gpu.device, &gpu.queue, &first.p, 0, total() as u64).unwrap();
-    // A fresh optimizer built from default-looking configs of the same kind:
+    // A fresh optimizer built from other hyperparameters of the same kind:
     // the checkpoint restores the hyperparameters too.
-    let mut resumed = build(gpu, configs, options, &mid);
+    let others: Vec<_> = configs.iter().map(other_hyperparameters).collect();
+    let mut resumed = build(gpu, &others, options, &mid);
     resumed.opt.load_checkpoint_bytes(&bytes).unwrap();
     steps(gpu, &mut resumed, 10, 20, poison);
     assert!(snapshot(gpu, &straight) == snapshot(gpu, &resumed), "{name}: resumed run differs");
@@ -93,7 +108,7 @@ fn resume_with_groups_and_grad_scaler_is_bitwise_identical() {
     let gpu = require_gpu!();
     let a: OptimizerConfig = Adam { lr: 1e-2, weight_decay: 0.1, betas: (0.8, 0.99), ..Adam::default() }.into();
     let b: OptimizerConfig = Adam { lr: 3e-3, ..Adam::default() }.into();
-    let options = EngineOptions { grad_control: GradControl { max_norm: Some(3.0), scaler: Some(GradScaler { growth_interval: 4, ..GradScaler::default() }) }, ..EngineOptions::default() };
+    let options = EngineOptions { grad_control: GradControl { max_norm: Some(3.0), scaler: Some(GradScaler { growth_interval: 4, ..GradScaler::default() }), ..GradControl::default() }, ..EngineOptions::default() };
     // a skipped step before and after the checkpoint
     check_resume(gpu, "adam groups + scaler", &[a, b], options.clone(), Some(7));
     check_resume(gpu, "adam groups + scaler", &[a, b], options, Some(13));
@@ -202,4 +217,77 @@ proptest! {
             prop_assert!(snapshot(gpu, &target) == before, "a rejected checkpoint changed the engine");
         }
     }
+}
+
+const SAVE_CHILD: &str = "WGPU_OPTIM_SAVE_CHILD";
+
+/// The child of `saves_survive_a_kill_at_any_point`: saves checkpoint A,
+/// then B, then A … to `ckpt.safetensors` until it is killed. Does nothing
+/// unless started by that test.
+#[test]
+#[ignore = "run as a child process by saves_survive_a_kill_at_any_point"]
+fn save_child() {
+    use std::io::Write;
+    let Ok(dir) = std::env::var(SAVE_CHILD) else { return };
+    let dir = std::path::PathBuf::from(dir);
+    let (a, b) = (std::fs::read(dir.join("a.bin")).unwrap(), std::fs::read(dir.join("b.bin")).unwrap());
+    let target = dir.join("ckpt.safetensors");
+    println!("saving");
+    std::io::stdout().flush().unwrap();
+    loop {
+        for bytes in [&a, &b] {
+            wgpu_optim::checkpoint::write_atomic(&target, bytes).unwrap();
+        }
+    }
+}
+
+/// A process killed (SIGKILL) at a random point of saving a large
+/// checkpoint, 24 times: the file is always a whole old or a whole new
+/// checkpoint, and it loads.
+#[test]
+fn saves_survive_a_kill_at_any_point() {
+    use std::io::BufRead;
+    let gpu = require_gpu!();
+    let n = 1usize << 22;
+    let p = common::storage_buffer(gpu, &random_params(88, n));
+    let g = common::storage_buffer(gpu, &random_params(89, n));
+    let mut opt = Optimizer::new(&gpu.device, &gpu.queue, Adam::default().into(), &[ParamSlice::whole(&p, &g)]).unwrap();
+    opt.step().unwrap();
+    let a = opt.checkpoint_bytes().unwrap();
+    opt.step().unwrap();
+    let b = opt.checkpoint_bytes().unwrap();
+    assert!(a.len() > 32 << 20 && a != b);
+    let dir = std::env::temp_dir().join(format!("wgpu-optim-kill-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a.bin"), &a).unwrap();
+    std::fs::write(dir.join("b.bin"), &b).unwrap();
+    let target = dir.join("ckpt.safetensors");
+    wgpu_optim::checkpoint::write_atomic(&target, &a).unwrap();
+    let mut seen = [0usize; 2];
+    for trial in 0..24u64 {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "save_child", "--nocapture", "--test-threads=1"])
+            .env(SAVE_CHILD, &dir)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        while !line.contains("saving") {
+            line.clear();
+            assert!(out.read_line(&mut line).unwrap() > 0, "the child exited before saving");
+        }
+        // somewhere in the write, the flush, the rename or between saves
+        let delay = (uniform(90, trial, 0) as f64 + 1.0) * 120.0;
+        std::thread::sleep(std::time::Duration::from_micros((delay * 1000.0) as u64));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let bytes = std::fs::read(&target).unwrap();
+        let which = [&a, &b].iter().position(|x| **x == bytes);
+        assert!(which.is_some(), "trial {trial}: after a kill at {delay:.0} ms the checkpoint is neither the old nor the new one ({} bytes)", bytes.len());
+        seen[which.unwrap()] += 1;
+        opt.load_checkpoint_bytes(&bytes).unwrap();
+    }
+    eprintln!("24 kills: the file held checkpoint A {} times, B {} times", seen[0], seen[1]);
+    std::fs::remove_dir_all(&dir).ok();
 }
