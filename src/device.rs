@@ -97,8 +97,9 @@ async fn pick_adapter(backends: wgpu::Backends) -> Result<wgpu::Adapter> {
 /// Copies `len` f32 elements starting at element `offset` of `buffer` (which
 /// needs `COPY_SRC`) back to the host. This waits for the GPU.
 ///
-/// **Errors:** [`OptimError::Wgpu`] for a bad range or usage,
-/// [`OptimError::Readback`] if mapping fails.
+/// **Errors:** [`OptimError::Wgpu`] for a bad range or usage (a destroyed
+/// buffer, say), [`OptimError::DeviceLost`] when the device is gone,
+/// [`OptimError::Readback`] if mapping fails otherwise.
 pub fn read_f32(device: &wgpu::Device, queue: &wgpu::Queue, buffer: &wgpu::Buffer, offset: u64, len: u64) -> Result<Vec<f32>> {
     read_ranges_f32(device, queue, &[(buffer, offset, len)])
 }
@@ -127,9 +128,15 @@ pub fn read_ranges_f32(device: &wgpu::Device, queue: &wgpu::Queue, ranges: &[(&w
         staging
     })?;
     let (tx, rx) = std::sync::mpsc::channel();
-    staging.map_async(wgpu::MapMode::Read, .., move |r| {
-        let _ = tx.send(r);
-    });
+    // The staging buffer is fresh, unmapped and MAP_READ: the only way
+    // mapping it can fail validation is that it is invalid, which a lost
+    // (destroyed, reset) device makes of every buffer it creates.
+    crate::error::scoped(device, || {
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        })
+    })
+    .map_err(|e| OptimError::DeviceLost(e.to_string()))?;
     device
         .poll(wgpu::PollType::wait_indefinitely())
         .map_err(|e| OptimError::Readback(e.to_string()))?;

@@ -58,9 +58,17 @@ pub enum OptimError {
     /// The adapter refused to create a device.
     #[error("request_device failed: {0}")]
     RequestDevice(String),
-    /// A wgpu validation / out-of-memory / internal error captured by an error scope.
+    /// A wgpu validation or internal error captured by an error scope.
     #[error("wgpu error: {0}")]
     Wgpu(String),
+    /// The device ran out of memory (captured by an error scope); nothing
+    /// was built.
+    #[error("out of GPU memory: {0}")]
+    OutOfMemory(String),
+    /// The device is lost (destroyed, reset, or out of memory): found by the
+    /// next call that waits for the GPU.
+    #[error("the GPU device is lost: {0}")]
+    DeviceLost(String),
     /// Mapping a buffer for readback failed.
     #[error("buffer readback failed: {0}")]
     Readback(String),
@@ -84,19 +92,24 @@ pub type Result<T> = std::result::Result<T, OptimError>;
 
 impl From<wgpu::Error> for OptimError {
     fn from(e: wgpu::Error) -> Self {
-        OptimError::Wgpu(e.to_string())
+        match e {
+            wgpu::Error::OutOfMemory { .. } => OptimError::OutOfMemory(e.to_string()),
+            _ => OptimError::Wgpu(e.to_string()),
+        }
     }
 }
 
 /// Runs `f` inside validation and out-of-memory error scopes and converts any
-/// captured wgpu error into [`OptimError::Wgpu`].
+/// captured wgpu error: [`OptimError::OutOfMemory`] when memory ran out (the
+/// validation errors that follow from it, such as binding a buffer that
+/// could not be allocated, are its consequences), else [`OptimError::Wgpu`].
 pub(crate) fn scoped<T>(device: &wgpu::Device, f: impl FnOnce() -> T) -> Result<T> {
     let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let out = f();
     let v = pollster::block_on(validation.pop());
     let o = pollster::block_on(oom.pop());
-    match v.or(o) {
+    match o.or(v) {
         Some(e) => Err(e.into()),
         None => Ok(out),
     }

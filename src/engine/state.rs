@@ -132,6 +132,7 @@ impl StateStore {
             for (&(param_index, _, len), &state_offset) in window.segments.iter().zip(&offsets) {
                 store.pieces.push(Piece { param_index, len, window: w, state_offset });
             }
+            store.scale_offsets.push(window.state_len / 4);
             let bufs = std::array::from_fn(|slot| {
                 let s = layout.get(slot)?;
                 let buf = device.create_buffer(&wgpu::BufferDescriptor {
@@ -140,16 +141,39 @@ impl StateStore {
                     usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 });
-                let init: Vec<f32> = window.segments.iter().flat_map(|&(i, _, len)| std::iter::repeat_n(configs[tensors[i].group as usize].initial_state(slot) as f32, len.next_multiple_of(block) as usize)).collect();
-                if init.iter().any(|&v| v != 0.0) {
-                    queue.write_buffer(&buf, 0, &format.encode(&init, s.coding, block));
+                for (&(i, _, len), &offset) in window.segments.iter().zip(&offsets) {
+                    let init = configs[tensors[i].group as usize].initial_state(slot) as f32;
+                    if init != 0.0 {
+                        store.fill(queue, &buf, offset, len.next_multiple_of(block), init, s.coding);
+                    }
                 }
                 Some(buf)
             });
             store.buffers.push(bufs);
-            store.scale_offsets.push(window.state_len / 4);
         }
         store
+    }
+
+    /// Writes `len` elements of `value` at element `offset` of a window's
+    /// state buffer, in chunks of whole blocks (no host copy of the whole
+    /// window). Only 8-bit state needs the window's scale offset, which
+    /// `offset` and `len` keep block-aligned.
+    fn fill(&self, queue: &wgpu::Queue, buf: &wgpu::Buffer, offset: u64, len: u64, value: f32, coding: quant::Coding) {
+        let chunk = (1u64 << 20).next_multiple_of(self.block);
+        let mut at = 0;
+        while at < len {
+            let n = chunk.min(len - at);
+            let bytes = self.format.encode(&vec![value; n as usize], coding, self.block);
+            if self.format == StateFormat::Int8Blockwise {
+                let codes = n as usize;
+                queue.write_buffer(buf, offset + at, &bytes[..codes]);
+                let scale_at = *self.scale_offsets.last().expect("the window's scale offset is set first") + (offset + at) / self.block;
+                queue.write_buffer(buf, scale_at * 4, &bytes[codes..]);
+            } else {
+                queue.write_buffer(buf, (offset + at) * self.format.bytes(), &bytes);
+            }
+            at += n;
+        }
     }
 
     fn pieces_of(&self, param_index: usize) -> impl Iterator<Item = &Piece> {
