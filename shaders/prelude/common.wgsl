@@ -99,9 +99,10 @@ fn has(flag: u32) -> bool {
     return (u.head.flags & flag) != 0u;
 }
 
-// The optimizer's step t: the host's count, less the steps a GradScaler skipped.
+// The optimizer's step t: the host's count, less the steps skipped for
+// non-finite grads (GradScaler, skip_nonfinite).
 fn device_step() -> u32 {
-    if (has(SCALER)) {
+    if (has(SKIP_NONFINITE)) {
         return u.head.step - control.skipped;
     }
     return u.head.step;
@@ -145,7 +146,7 @@ fn adam_moments(x: ptr<function, Lanes>, g: vec4<f32>, one_minus_beta1: f32, bet
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let e = locate(wid, lid);
     if (!e.valid) { return; }
-    if (has(SCALER) && control.found_inf != 0u) { return; }   // the whole step is skipped
+    if (has(SKIP_NONFINITE) && control.found_inf != 0u) { return; }   // the whole step is skipped
     var x: Lanes;
     x.p = load_param(e.p, e.n);
     x.g = load_grad(e.g, e.n);
@@ -156,7 +157,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (state_used(1u)) { x.s1 = load_state1(e.s, e.n); }
     if (state_used(2u)) { x.s2 = load_state2(e.s, e.n); }
     var c = u.groups[e.group];
-    if (has(SCALER)) {
+    if (has(SKIP_NONFINITE)) {
         c = at_step(c, factors[u.head.factor_base + device_step() * u.head.n_groups + e.group]);
     }
     update(c, &x);

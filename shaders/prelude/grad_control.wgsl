@@ -90,11 +90,15 @@ fn finalize_grads(@builtin(local_invocation_index) lid: u32) {
         if (has(CLIP)) { clip = min(1.0, u.head.max_norm / (norm + 1e-6)); }
         control.groups[g] = vec4<f32>(norm, inv_scale * clip, 0.0, 0.0);
     }
-    if (has(SCALER)) {
-        // torch.amp.GradScaler.update (_amp_update_scale_)
+    if (has(SKIP_NONFINITE)) {
         control.found_inf = select(0u, 1u, found);
         if (found) {
             control.skipped = control.skipped + 1u;
+        }
+    }
+    if (has(SCALER)) {
+        // torch.amp.GradScaler.update (_amp_update_scale_)
+        if (found) {
             control.scale = control.scale * u.head.backoff_factor;
             control.growth_tracker = 0u;
         } else {

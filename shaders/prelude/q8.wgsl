@@ -118,7 +118,7 @@ fn main_q8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
             x.g = x.g * control.groups[e.group].y;
         }
         var c = u.groups[e.group];
-        if (has(SCALER)) {
+        if (has(SKIP_NONFINITE)) {
             c = at_step(c, factors[u.head.factor_base + device_step() * u.head.n_groups + e.group]);
         }
         update(c, &x);
@@ -127,7 +127,7 @@ fn main_q8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     if (state_used(0u)) { q8_scale[0] = block_absmax(lane_absmax(q8_domain(x.s0, 0u), n), lid); }
     if (state_used(1u)) { q8_scale[1] = block_absmax(lane_absmax(q8_domain(x.s1, 1u), n), lid); }
     if (state_used(2u)) { q8_scale[2] = block_absmax(lane_absmax(q8_domain(x.s2, 2u), n), lid); }
-    if (!e.valid || (has(SCALER) && control.found_inf != 0u)) { return; }
+    if (!e.valid || (has(SKIP_NONFINITE) && control.found_inf != 0u)) { return; }
     store_param(e.p, e.n, x.p);
     if (state_used(0u)) {
         store_state0(e.s, e.n, x.s0);

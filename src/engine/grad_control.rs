@@ -31,10 +31,18 @@ impl Default for GradScaler {
 /// (`torch.nn.utils.clip_grad_norm_`: scale by
 /// `min(1, max_norm/(norm + 1e-6))`, norm over every tensor of the group,
 /// after unscaling), and optional dynamic loss scaling.
+///
+/// Without a scaler, `skip_nonfinite` guards training against a bad batch:
+/// a step whose grads hold a NaN or an infinity (found by the same exponent
+/// bit test) is skipped for every tensor on the GPU and counted
+/// ([`Optimizer::skipped_steps`]); the optimizer's step then lives on the
+/// device as with a scaler. Off by default, as in PyTorch (which steps
+/// into NaN).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct GradControl {
     pub max_norm: Option<f64>,
     pub scaler: Option<GradScaler>,
+    pub skip_nonfinite: bool,
 }
 
 impl GradControl {
@@ -67,7 +75,13 @@ impl GradControl {
 
     /// The step-uniform flags these settings turn on.
     pub fn flags(&self) -> u32 {
-        flags::bit(self.max_norm.is_some(), flags::CLIP) | flags::bit(self.scaler.is_some(), flags::SCALER)
+        flags::bit(self.max_norm.is_some(), flags::CLIP) | flags::bit(self.scaler.is_some(), flags::SCALER) | flags::bit(self.device_step(), flags::SKIP_NONFINITE)
+    }
+
+    /// Whether non-finite steps are skipped on the device, so that the
+    /// optimizer's step counter lives there (with a scaler, or `skip_nonfinite`).
+    pub fn device_step(&self) -> bool {
+        self.scaler.is_some() || self.skip_nonfinite
     }
 
     /// Whether the reduce and finalize passes run before the update.
@@ -116,7 +130,7 @@ impl Optimizer {
     /// doubling it, and rebinds. Rare: amortised O(1) per step. 8-bit state
     /// keeps its two quantisation maps (64 vec4 each) at the table's start.
     pub(super) fn grow_factors(&mut self, steps: u32) -> Result<()> {
-        let scaler = self.grad_control.scaler.is_some();
+        let scaler = self.grad_control.device_step();
         let capacity = if scaler { steps.max(1).next_power_of_two().max(self.factor_capacity * 2) } else { 0 };
         let mut rows: Vec<[f32; 4]> = Vec::new();
         if self.state.format == StateFormat::Int8Blockwise {
@@ -175,6 +189,23 @@ impl Optimizer {
     pub fn read_grad_control(&self) -> Result<ScalerState> {
         let head = crate::device::read_f32(&self.device, &self.queue, &self.shared.control, 0, 4)?;
         Ok(bytemuck::cast_slice::<f32, ScalerState>(&head)[0])
+    }
+
+    /// Steps skipped so far for non-finite grads (GradScaler or
+    /// `skip_nonfinite`; always 0 without them). Waits for the GPU.
+    ///
+    /// **Errors:** [`OptimError::Readback`], [`OptimError::DeviceLost`].
+    pub fn skipped_steps(&self) -> Result<u32> {
+        Ok(self.read_grad_control()?.skipped)
+    }
+
+    /// The optimizer's step (PyTorch's `state['step']`): recorded steps less
+    /// skipped ones. Waits for the GPU only when steps can be skipped.
+    ///
+    /// **Errors:** as [`Optimizer::skipped_steps`].
+    pub fn device_step_count(&self) -> Result<u32> {
+        let skipped = if self.grad_control.device_step() { self.skipped_steps()? } else { 0 };
+        Ok(self.step - skipped)
     }
 
     /// Overwrites the GradScaler state (e.g. from a checkpoint).

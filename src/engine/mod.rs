@@ -265,7 +265,7 @@ impl Optimizer {
             scalars: bytemuck::Zeroable::zeroed(),
             vec4: planned.vec4,
         };
-        if opt.grad_control.scaler.is_some() || options.state_format == StateFormat::Int8Blockwise {
+        if opt.grad_control.device_step() || options.state_format == StateFormat::Int8Blockwise {
             opt.grow_factors(1024)?;
         }
         Ok(opt)
@@ -329,7 +329,7 @@ impl Optimizer {
     /// **Errors:** [`OptimError::StepOverflow`] after `u32::MAX` steps.
     pub fn record_step(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         let step = self.step.checked_add(1).ok_or(OptimError::StepOverflow)?;
-        if self.grad_control.scaler.is_some() && step >= self.factor_capacity {
+        if self.grad_control.device_step() && step >= self.factor_capacity {
             self.grow_factors(step)?;
         }
         self.scalars.head = self.head(step);
@@ -439,7 +439,7 @@ impl Optimizer {
     pub(crate) fn replace_configs(&mut self, configs: Vec<OptimizerConfig>) -> Result<()> {
         debug_assert_eq!(configs.len(), self.configs.len());
         self.configs = configs;
-        if self.grad_control.scaler.is_some() {
+        if self.grad_control.device_step() {
             // The step factors depend on betas / lr_decay: recompute them.
             let capacity = self.factor_capacity;
             self.factor_capacity = 0;
