@@ -329,3 +329,44 @@ fn each_group_starts_from_its_own_initial_state() {
         }
     }
 }
+
+/// A tensor marked inactive (PyTorch: its grad is None) is left untouched,
+/// params and state bitwise, while the others step as usual; marking it
+/// active again resumes it. Its grads are garbage meanwhile, and must not
+/// leak into clipping either.
+#[test]
+fn inactive_tensors_are_skipped() {
+    let gpu = require_gpu!();
+    let cfg: OptimizerConfig = Adam { lr: 1e-2, ..Adam::default() }.into();
+    let lens = [1001usize, 37, 500];
+    let total: usize = lens.iter().sum();
+    let p0 = random_params(63, total);
+    let p = common::storage_buffer(gpu, &p0);
+    let g = common::storage_buffer(gpu, &vec![0.0; total]);
+    let starts = [0usize, 1001, 1038];
+    let slices: Vec<_> = lens.iter().zip(starts).map(|(&l, s)| ParamSlice::range(&p, s as u64, &g, s as u64, l as u64)).collect();
+    let options = EngineOptions { grad_control: GradControl { max_norm: Some(1.0), ..GradControl::default() }, ..EngineOptions::default() };
+    let mut opt = Optimizer::with_groups(&gpu.device, &gpu.queue, &[cfg], &slices, options).unwrap();
+    assert!(opt.set_active(&[true, false]).is_err(), "one flag per tensor");
+    opt.set_active(&[true, false, true]).unwrap();
+    for t in 0..6u64 {
+        let mut grads: Vec<f32> = (0..total as u64).map(|i| uniform(64, t, i)).collect();
+        // the inactive tensor's grads are huge: they must not enter the norm
+        grads[starts[1]..starts[1] + lens[1]].iter_mut().for_each(|x| *x = 1e30);
+        gpu.queue.write_buffer(&g, 0, bytemuck::cast_slice(&grads));
+        let before = (read_f32(&gpu.device, &gpu.queue, &p, 0, total as u64).unwrap(), opt.read_state(0, 1).unwrap());
+        opt.step().unwrap();
+        let after = read_f32(&gpu.device, &gpu.queue, &p, 0, total as u64).unwrap();
+        assert_eq!(after[starts[1]..starts[1] + lens[1]], before.0[starts[1]..starts[1] + lens[1]], "step {t}: an inactive tensor moved");
+        assert_eq!(opt.read_state(0, 1).unwrap(), before.1, "step {t}: an inactive tensor's state changed");
+        assert_ne!(after[..lens[0]], before.0[..lens[0]], "step {t}: an active tensor did not move");
+        let norm = opt.read_grad_norms().unwrap()[0];
+        assert!(norm.is_finite() && norm < 100.0, "step {t}: the inactive tensor's grads entered the norm ({norm})");
+    }
+    opt.set_active(&[true, true, true]).unwrap();
+    gpu.queue.write_buffer(&g, 0, bytemuck::cast_slice(&vec![0.5f32; total]));
+    let before = read_f32(&gpu.device, &gpu.queue, &p, 0, total as u64).unwrap();
+    opt.step().unwrap();
+    let after = read_f32(&gpu.device, &gpu.queue, &p, 0, total as u64).unwrap();
+    assert_ne!(after[starts[1]..starts[1] + lens[1]], before[starts[1]..starts[1] + lens[1]], "reactivated tensor did not move");
+}

@@ -71,6 +71,7 @@ impl Default for EngineOptions {
 /// One binding window on the GPU: its bind group, launches and bound ranges.
 struct Dispatch {
     bind_group: wgpu::BindGroup,
+    window: Window,
     launches: Vec<Launch>,
     param: Bound,
     grad: Bound,
@@ -169,6 +170,12 @@ pub struct Optimizer {
     vec4: bool,
     /// `StepHead::signed_mask`, fixed by the rule's state slots.
     q8_mask: u32,
+    /// The tensors as planned, and which of them the step updates.
+    tensors: Vec<TensorRange>,
+    active: Vec<bool>,
+    /// Elements per table row (4·WG) and bytes between table chunks.
+    per_block: u64,
+    table_stride: u64,
 }
 
 /// The plan limits of `device` under `options`, or why it cannot run.
@@ -264,6 +271,10 @@ impl Optimizer {
             step: 0,
             scalars: bytemuck::Zeroable::zeroed(),
             vec4: planned.vec4,
+            active: vec![true; planned.tensors.len()],
+            tensors: planned.tensors,
+            per_block: LANES * options.workgroup_size as u64,
+            table_stride: TABLE_BYTES.next_multiple_of(device.limits().min_uniform_buffer_offset_alignment as u64),
         };
         if opt.grad_control.device_step() || options.state_format == StateFormat::Int8Blockwise {
             opt.grow_factors(1024)?;
@@ -285,7 +296,7 @@ impl Optimizer {
         let (mut first_block, mut state_base) = (0u32, 0u64);
         let mut dispatches = Vec::with_capacity(windows.len());
         for (window, state_buffers) in windows.iter().zip(&state.buffers) {
-            let rows = window.rows(tensors, per_block, limits.state_align);
+            let rows = window.rows(tensors, per_block, limits.state_align, &[]);
             let (bytes, launches) = plan::table(&rows, table_stride, first_block, state_base, window.state_len);
             let table = device.create_buffer(&wgpu::BufferDescriptor { label: Some("wgpu-optim param table"), size: bytes.len() as u64, usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
             queue.write_buffer(&table, 0, &bytes);
@@ -294,7 +305,7 @@ impl Optimizer {
             let param = (buffers[window.param_buf].clone(), window.p_lo, window.p_hi);
             let grad = (buffers[window.grad_buf].clone(), window.g_lo, window.g_hi);
             let bind_group = shared.bind_group(device, &param, &grad, &table, state_buffers);
-            dispatches.push(Dispatch { bind_group, launches, param, grad, table });
+            dispatches.push(Dispatch { bind_group, window: window.clone(), launches, param, grad, table });
         }
         Ok(Built { shared, dispatches, state })
     }

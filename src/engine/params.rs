@@ -1,8 +1,8 @@
 //! The tensors an optimizer steps ([`ParamSlice`]) and the checks every
 //! input passes before the device is touched.
 
-use super::plan::TensorRange;
-use super::MAX_GROUPS;
+use super::plan::{self, TensorRange};
+use super::{Optimizer, MAX_GROUPS};
 use crate::error::{OptimError, Result};
 use crate::rules::OptimizerConfig;
 
@@ -121,4 +121,38 @@ pub fn tensor_ranges(params: &[ParamSlice]) -> (Vec<wgpu::Buffer>, Vec<TensorRan
         .map(|p| TensorRange { param_buf: index_of(&p.param), param_offset: p.param_offset, grad_buf: index_of(&p.grad), grad_offset: p.grad_offset, len: p.param_len, group: p.group })
         .collect();
     (buffers, ranges)
+}
+
+impl Optimizer {
+    /// Which tensors the following steps update: a tensor that is not
+    /// active is left untouched, params and state, as PyTorch skips a param
+    /// whose `grad` is None (a frozen layer, a branch the loss did not
+    /// reach). Rewrites the parameter table only when the mask changes;
+    /// takes effect from the next submission (`Queue::write_buffer`).
+    ///
+    /// **Errors:** [`OptimError::LengthMismatch`] unless there is one flag
+    /// per tensor.
+    pub fn set_active(&mut self, active: &[bool]) -> Result<()> {
+        if active.len() != self.tensors.len() {
+            return Err(OptimError::LengthMismatch { index: 0, param_len: self.tensors.len() as u64, grad_len: active.len() as u64 });
+        }
+        if active == self.active.as_slice() {
+            return Ok(());
+        }
+        self.active = active.to_vec();
+        let (mut first_block, mut state_base) = (0u32, 0u64);
+        for d in &self.dispatches {
+            let rows = d.window.rows(&self.tensors, self.per_block, self.state.block, &self.active);
+            let (bytes, _) = plan::table(&rows, self.table_stride, first_block, state_base, d.window.state_len);
+            self.queue.write_buffer(&d.table, 0, &bytes);
+            first_block += rows.len() as u32;
+            state_base += d.window.state_len;
+        }
+        Ok(())
+    }
+
+    /// Which tensors the step updates (see [`Optimizer::set_active`]).
+    pub fn active(&self) -> &[bool] {
+        &self.active
+    }
 }

@@ -140,17 +140,20 @@ impl Window {
     }
 
     /// The table rows of this window: one per `per_block` elements of each
-    /// segment, offsets relative to the bound ranges.
-    pub fn rows(&self, tensors: &[TensorRange], per_block: u64, state_align: u64) -> Vec<Block> {
+    /// segment, offsets relative to the bound ranges. The rows of a tensor
+    /// that is not `active` have length 0: the step leaves it (params and
+    /// state) untouched, as PyTorch skips a param whose grad is None.
+    pub fn rows(&self, tensors: &[TensorRange], per_block: u64, state_align: u64, active: &[bool]) -> Vec<Block> {
         let mut rows = Vec::new();
         for (&(index, start, len), state_offset) in self.segments.iter().zip(self.state_offsets(state_align)) {
             let t = &tensors[index];
+            let on = active.get(index).copied().unwrap_or(true);
             for at in (0..len).step_by(per_block as usize) {
                 rows.push(Block {
                     param_offset: (t.param_offset + start + at - self.p_lo) as u32,
                     grad_offset: (t.grad_offset + start + at - self.g_lo) as u32,
                     state_offset: (state_offset + at) as u32,
-                    len_group: (len - at).min(per_block) as u32 | t.group << 16,
+                    len_group: if on { (len - at).min(per_block) as u32 } else { 0 } | t.group << 16,
                 });
             }
         }
@@ -234,7 +237,7 @@ mod tests {
             assert!(w.p_hi - w.p_lo <= l.binding && w.g_hi - w.g_lo <= l.binding && w.state_len <= l.binding, "{w:?}");
             assert_eq!(w.p_lo % l.align, 0);
             assert_eq!(w.g_lo % l.align, 0);
-            let rows = w.rows(tensors, per_block, l.state_align);
+            let rows = w.rows(tensors, per_block, l.state_align, &[]);
             for (&(index, start, len), off) in w.segments.iter().zip(w.state_offsets(l.state_align)) {
                 assert_eq!(off % l.state_align, 0);
                 for e in start..start + len {
