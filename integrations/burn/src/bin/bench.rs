@@ -1,0 +1,177 @@
+//! burn's own optimizers (fusion on) against wgpu-optim, on burn's device,
+//! in one run; wall clock per step, every step flushed (as a training loop
+//! must, so the next forward pass sees the update) and the device synced
+//! around each timed block.
+//!
+//! ```text
+//! cargo run --release -p wgpu-optim-burn --bin bench -- [--k 5] [--warmup 2] [--rules-log2 20,24]
+//!     [--model-log2 22] [--tensors 256] [--json out.json]
+//! ```
+//!
+//! * `rules`: one tensor of 2^L elements, each classic rule: burn's per-tensor
+//!   `Optimizer::step` on a fixed grad against the engine stepping the same
+//!   bytes in place (its own buffers on the same device).
+//! * `model`: burn's `ModuleOptimizer` (AdamW) against `FusedOptimizer`
+//!   on the same burn model, grads registered each step as `from_grads`
+//!   would: one tensor of 2^22 elements, and 256 tensors of log-uniform
+//!   sizes (2^6 … 2^16 relative) totalling 2^22. The fused side includes its
+//!   per-step grad copy.
+
+use std::time::Instant;
+
+use burn::module::{Module, Param};
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdaGradConfig, AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, Optimizer as BurnOptimizer, RmsPropConfig, SgdConfig};
+use burn::tensor::{Device, Distribution, Tensor};
+use wgpu_optim::{OptimizerConfig, ParamSlice};
+use wgpu_optim_burn::{FusedOptimizer, SharedDevice};
+
+const LR: f64 = 1e-3;
+
+#[derive(Module, Debug)]
+struct Many {
+    ps: Vec<Param<Tensor<1>>>,
+}
+
+struct Args {
+    k: usize,
+    warmup: usize,
+    rules_log2: Vec<u32>,
+    model_log2: u32,
+    tensors: usize,
+    json: Option<String>,
+}
+
+fn args() -> Args {
+    let a: Vec<String> = std::env::args().collect();
+    let get = |name: &str| a.iter().position(|x| x == name).and_then(|i| a.get(i + 1)).cloned();
+    Args {
+        k: get("--k").map_or(5, |v| v.parse().expect("--k")),
+        warmup: get("--warmup").map_or(2, |v| v.parse().expect("--warmup")),
+        rules_log2: get("--rules-log2").map_or(vec![20, 24], |v| v.split(',').filter(|s| !s.is_empty()).map(|s| s.parse().expect("--rules-log2")).collect()),
+        model_log2: get("--model-log2").map_or(22, |v| v.parse().expect("--model-log2")),
+        tensors: get("--tensors").map_or(256, |v| v.parse().expect("--tensors")),
+        json: get("--json"),
+    }
+}
+
+/// Mean seconds per step of `k` steps after `warmup`, each step followed by
+/// `flush`, the device synced before and after the timed block.
+fn timed(device: &Device, warmup: usize, k: usize, mut step: impl FnMut()) -> f64 {
+    for _ in 0..warmup {
+        step();
+        device.flush().expect("flush");
+    }
+    device.sync().expect("sync");
+    let t0 = Instant::now();
+    for _ in 0..k {
+        step();
+        device.flush().expect("flush");
+    }
+    device.sync().expect("sync");
+    t0.elapsed().as_secs_f64() / k as f64
+}
+
+/// burn's per-tensor step of `n` elements.
+fn burn_rule<O: BurnOptimizer>(o: &O, device: &Device, n: usize, a: &Args) -> f64 {
+    let mut p = Tensor::<1>::random([n], Distribution::Uniform(-1.0, 1.0), device);
+    let g = Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), device);
+    let mut state = None;
+    timed(device, a.warmup, a.k, || {
+        let (np, ns) = o.step(LR, p.clone(), g.clone(), state.take());
+        p = np;
+        state = ns;
+    })
+}
+
+/// The engine's step of `n` elements in place, on the same device.
+fn ours_rule(shared: &SharedDevice, config: OptimizerConfig, n: usize, a: &Args) -> f64 {
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
+    let mk = || shared.wgpu_device.create_buffer(&wgpu::BufferDescriptor { label: None, size: 4 * n as u64, usage, mapped_at_creation: false });
+    let (p, g) = (mk(), mk());
+    shared.queue.write_buffer(&g, 0, &vec![0x3c; 4 * n]);
+    let mut opt = wgpu_optim::Optimizer::new(&shared.wgpu_device, &shared.queue, config, &[ParamSlice::whole(&p, &g)]).expect("engine");
+    timed(&shared.device, a.warmup, a.k, || opt.step().expect("step"))
+}
+
+/// (name, bytes per element, burn's time, ours) of every classic rule at 2^log2.
+fn rules(shared: &SharedDevice, log2: u32, a: &Args) -> Vec<(String, u64, f64, f64)> {
+    let (n, dev) = (1usize << log2, &shared.device);
+    let momentum = MomentumConfig { momentum: 0.9, dampening: 0.0, nesterov: false };
+    vec![
+        ("sgd momentum".into(), 20, burn_rule(&SgdConfig::new().with_momentum(Some(momentum)).build(), dev, n, a), ours_rule(shared, wgpu_optim::Sgd { lr: LR, momentum: 0.9, ..Default::default() }.into(), n, a)),
+        ("adagrad".into(), 20, burn_rule(&AdaGradConfig::new().build(), dev, n, a), ours_rule(shared, wgpu_optim::Adagrad { lr: LR, eps: 1e-5, ..Default::default() }.into(), n, a)),
+        ("rmsprop".into(), 20, burn_rule(&RmsPropConfig::new().with_alpha(0.99).with_momentum(0.0).build(), dev, n, a), ours_rule(shared, wgpu_optim::RmsProp { lr: LR, eps: 1e-5, ..Default::default() }.into(), n, a)),
+        ("adam".into(), 28, burn_rule(&AdamConfig::new().build(), dev, n, a), ours_rule(shared, wgpu_optim::Adam { lr: LR, eps: 1e-5, ..Default::default() }.into(), n, a)),
+        ("adamw".into(), 28, burn_rule(&AdamWConfig::new().with_weight_decay(0.01).build(), dev, n, a), ours_rule(shared, wgpu_optim::AdamW { lr: LR, eps: 1e-5, weight_decay: 0.01, ..Default::default() }.into(), n, a)),
+    ]
+}
+
+/// `count` sizes, log-uniform over 2^6 … 2^16 (relative), totalling `total`.
+fn model_sizes(count: usize, total: usize) -> Vec<usize> {
+    let w: Vec<f64> = (0..count as u64).map(|i| 2f64.powf(6.0 + 10.0 * (wgpu_optim::validate::uniform(99, 0, i) as f64 + 1.0) / 2.0)).collect();
+    let sum: f64 = w.iter().sum();
+    let mut sizes: Vec<usize> = w.iter().map(|x| ((x / sum * total as f64) as usize).max(1)).collect();
+    let used: usize = sizes.iter().sum();
+    if let Some(last) = sizes.last_mut() {
+        *last = (*last + total).saturating_sub(used).max(1);
+    }
+    sizes
+}
+
+/// AdamW on a burn model with these parameter sizes: burn's
+/// `ModuleOptimizer` against `FusedOptimizer`, seconds per step each.
+fn model(shared: &SharedDevice, sizes: &[usize], a: &Args) -> (f64, f64) {
+    let device = shared.device.clone().autodiff();
+    let make = || Many { ps: sizes.iter().map(|&n| Param::from_tensor(device.memory_persistent_allocations(n, |n| Tensor::<1>::random([n], Distribution::Uniform(-1.0, 1.0), &device)).require_grad())).collect() };
+    let grads: Vec<Tensor<1>> = sizes.iter().map(|&n| Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &shared.device)).collect();
+    let register = |m: &Many| {
+        let mut gp = GradientsParams::new();
+        for (p, g) in m.ps.iter().zip(&grads) {
+            gp.register(p.id, g.clone());
+        }
+        gp
+    };
+    let mut theirs = Some(make());
+    let mut burn_optim: ModuleOptimizer = AdamWConfig::new().with_weight_decay(0.01).init();
+    let burn_s = timed(&shared.device, a.warmup, a.k, || {
+        let m = theirs.take().expect("model");
+        let gp = register(&m);
+        theirs = Some(burn_optim.step(LR, m, gp));
+    });
+    let (ours_model, mut fused) = FusedOptimizer::builder(wgpu_optim::AdamW { lr: LR, eps: 1e-5, weight_decay: 0.01, ..Default::default() }.into()).build(shared, make()).expect("fused");
+    let mut ours = Some(ours_model);
+    let ours_s = timed(&shared.device, a.warmup, a.k, || {
+        let m = ours.take().expect("model");
+        let gp = register(&m);
+        ours = Some(fused.step(LR, m, gp).expect("step"));
+    });
+    (burn_s, ours_s)
+}
+
+fn main() {
+    let a = args();
+    let shared = SharedDevice::new().expect("burn's wgpu device");
+    println!("adapter: {}", shared.describe());
+    println!("burn 0.22.1 with fusion; wall clock per step, flushed every step; k = {}, warmup = {}", a.k, a.warmup);
+    let mut json = serde_json::json!({ "adapter": shared.describe(), "k": a.k, "warmup": a.warmup, "rules": [], "models": [] });
+    println!("{:<14} {:>10} {:>12} {:>12} {:>10} {:>10} {:>12}", "rule", "elements", "burn ms", "ours ms", "burn GB/s", "ours GB/s", "ours/burn");
+    for &log2 in &a.rules_log2 {
+        for (name, bytes, burn_s, ours_s) in rules(&shared, log2, &a) {
+            let n = 1u64 << log2;
+            let gbps = |s: f64| (bytes * n) as f64 / s / 1e9;
+            println!("{:<14} {:>10} {:>12.3} {:>12.3} {:>10.2} {:>10.2} {:>11.2}x", name, n, burn_s * 1e3, ours_s * 1e3, gbps(burn_s), gbps(ours_s), burn_s / ours_s);
+            json["rules"].as_array_mut().expect("array").push(serde_json::json!({ "rule": name, "elements": n, "bytes_per_element": bytes, "burn_ms": burn_s * 1e3, "ours_ms": ours_s * 1e3, "speedup": burn_s / ours_s }));
+        }
+    }
+    let total = 1usize << a.model_log2;
+    for (name, sizes) in [("one tensor", vec![total]), ("many tensors", model_sizes(a.tensors, total))] {
+        let (burn_s, ours_s) = model(&shared, &sizes, &a);
+        println!("AdamW model, {name}: {} tensors, {} params: burn ModuleOptimizer {:.3} ms, FusedOptimizer {:.3} ms: {:.2}x", sizes.len(), total, burn_s * 1e3, ours_s * 1e3, burn_s / ours_s);
+        json["models"].as_array_mut().expect("array").push(serde_json::json!({ "case": name, "tensors": sizes.len(), "params": total, "burn_ms": burn_s * 1e3, "ours_ms": ours_s * 1e3, "speedup": burn_s / ours_s }));
+    }
+    if let Some(path) = a.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&json).expect("json")).expect("write json");
+        println!("wrote {path}");
+    }
+}

@@ -1,0 +1,205 @@
+//! The drop-in optimizer: `step(lr, model, grads) -> model`, as burn's
+//! `ModuleOptimizer`, but one fused engine step for every parameter.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
+use wgpu_optim::{EngineOptions, GradControl, Optimizer, OptimizerConfig, ParamSlice};
+
+use crate::adopt::{adopt, Layout, ParamInfo};
+use crate::buffers::{buffer_of, TensorBuffer};
+use crate::device::SharedDevice;
+use crate::error::{Error, Result};
+
+/// Which param group (index into the configs) a parameter belongs to.
+pub type GroupFn = Box<dyn Fn(&ParamInfo) -> usize>;
+
+/// Builds a [`FusedOptimizer`] (see [`FusedOptimizer::builder`]).
+pub struct Builder {
+    configs: Vec<OptimizerConfig>,
+    group: GroupFn,
+    options: EngineOptions,
+}
+
+impl Builder {
+    /// Biases and norm scales (parameters of one dimension) in a second
+    /// group without weight decay — the usual recipe for AdamW.
+    pub fn no_weight_decay_on_vectors(mut self) -> Self {
+        let mut no_decay = self.configs[0];
+        no_decay.set_weight_decay(0.0);
+        self.configs = vec![self.configs[0], no_decay];
+        self.group = Box::new(|p: &ParamInfo| usize::from(p.dims.len() <= 1));
+        self
+    }
+
+    /// Any param groups: `configs[group(param)]` steps each parameter
+    /// (same rule and option flags; scalars may differ).
+    pub fn groups(mut self, configs: Vec<OptimizerConfig>, group: impl Fn(&ParamInfo) -> usize + 'static) -> Self {
+        self.configs = configs;
+        self.group = Box::new(group);
+        self
+    }
+
+    /// `clip_grad_norm_(max_norm)` over each group, on the GPU.
+    pub fn clip_grad_norm(mut self, max_norm: f64) -> Self {
+        self.options.grad_control.max_norm = Some(max_norm);
+        self
+    }
+
+    /// Any engine options (state format, GradScaler, `skip_nonfinite`, …).
+    pub fn engine_options(mut self, options: EngineOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Adopts `model`'s parameters (see [`FusedOptimizer`]) and builds the
+    /// engine over them; returns the model to train from now on.
+    ///
+    /// **Errors:** [`Error::Unsupported`] for a parameter the engine cannot
+    /// step, [`Error::Engine`] for bad options or device failures.
+    pub fn build<M: Module>(self, shared: &SharedDevice, model: M) -> Result<(M, FusedOptimizer)> {
+        let limits = shared.wgpu_device.limits();
+        let max_flat = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size) / 4 / crate::adopt::ALIGN * crate::adopt::ALIGN;
+        let (model, layout) = adopt(model, &shared.device, max_flat)?;
+        let grads: Vec<wgpu::Buffer> = layout
+            .flats
+            .iter()
+            .map(|f| shared.wgpu_device.create_buffer(&wgpu::BufferDescriptor { label: Some("wgpu-optim-burn grads"), size: 4 * f.len, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false }))
+            .collect();
+        let mut slices = Vec::with_capacity(layout.params.len());
+        for p in &layout.params {
+            let group = (self.group)(&p.info);
+            if group >= self.configs.len() {
+                return Err(Error::Engine(wgpu_optim::OptimError::UnknownGroup { index: slices.len(), group: group as u32, groups: self.configs.len() }));
+            }
+            let flat = &layout.flats[p.flat].buffer;
+            slices.push(ParamSlice::range(&flat.buffer, flat.element_offset() + p.offset, &grads[p.flat], p.offset, p.info.numel).in_group(group as u32));
+        }
+        let engine = Optimizer::with_groups(&shared.wgpu_device, &shared.queue, &self.configs, &slices, self.options)?;
+        let index = layout.params.iter().enumerate().map(|(i, p)| (p.info.id, i)).collect();
+        Ok((model, FusedOptimizer { shared: shared.clone(), engine, layout, grads, index }))
+    }
+}
+
+/// wgpu-optim's fused step for a burn model, on burn's own device and queue.
+///
+/// At build time the model's float parameters move into a few flat f32
+/// tensors that burn allocates (persistent memory), each parameter a view
+/// of an aligned range: burn computes with them as before, and the engine
+/// updates all of them in place, one dispatch per flat tensor (one for any
+/// model up to the device's binding limit, 128 MiB on lavapipe). burn's
+/// grads are fresh allocations every step, so each step copies them into
+/// the engine's grad buffer (one batched copy, 8 bytes per element). A
+/// parameter without a grad (frozen, unreached) is left untouched, state
+/// included, as in PyTorch.
+pub struct FusedOptimizer {
+    shared: SharedDevice,
+    engine: Optimizer,
+    layout: Layout,
+    /// The engine's grad buffer of each flat tensor.
+    grads: Vec<wgpu::Buffer>,
+    index: HashMap<ParamId, usize>,
+}
+
+/// The grads of one step, pinned, by parameter index.
+struct CollectGrads<'a> {
+    grads: &'a GradientsParams,
+    index: &'a HashMap<ParamId, usize>,
+    paths: Vec<&'a str>,
+    found: Vec<Option<TensorBuffer>>,
+    error: Option<Error>,
+}
+
+impl ModuleVisitor for CollectGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let Some(&i) = self.index.get(&param.id) else { return };
+        if let Some(g) = self.grads.get::<D>(param.id) {
+            match buffer_of(self.paths[i], &g) {
+                Ok(b) => self.found[i] = Some(b),
+                Err(e) => self.error = Some(e),
+            }
+        }
+    }
+}
+
+impl FusedOptimizer {
+    /// A builder for `config` (PyTorch names and defaults, e.g.
+    /// `wgpu_optim::AdamW { lr: 1e-3, ..Default::default() }.into()`).
+    pub fn builder(config: OptimizerConfig) -> Builder {
+        Builder { configs: vec![config], group: Box::new(|_| 0), options: EngineOptions { grad_control: GradControl::default(), ..EngineOptions::default() } }
+    }
+
+    /// One optimizer step at learning rate `lr` (every group), from the
+    /// grads of `GradientsParams::from_grads(loss.backward(), &model)`:
+    /// burn's queued work is flushed, the grads are copied into the
+    /// engine's buffer and the fused step is submitted on the same queue,
+    /// so burn's next forward pass reads the updated parameters. Returns
+    /// the model (its parameters updated in place).
+    ///
+    /// **Errors:** [`Error::ParamMoved`] / [`Error::ModelMismatch`] if the
+    /// model's parameters are no longer the adopted views, [`Error::Engine`]
+    /// for anything the engine or device reports.
+    pub fn step<M: Module>(&mut self, lr: f64, model: M, grads: GradientsParams) -> Result<M> {
+        self.layout.check_views(&model, false)?;
+        for g in 0..self.engine.configs().len() {
+            self.engine.set_lr(g, lr)?;
+        }
+        let paths = self.layout.params.iter().map(|p| p.info.path.as_str()).collect();
+        let mut collect = CollectGrads { grads: &grads, index: &self.index, paths, found: (0..self.layout.params.len()).map(|_| None).collect(), error: None };
+        model.visit(&mut collect);
+        if let Some(e) = collect.error {
+            return Err(e);
+        }
+        let found = collect.found;
+        self.engine.set_active(&found.iter().map(Option::is_some).collect::<Vec<_>>())?;
+        // burn's work (the backward pass that wrote the grads) goes first.
+        self.shared.device.flush().map_err(|e| Error::Device(format!("{e:?}")))?;
+        let mut encoder = self.shared.wgpu_device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgpu-optim-burn step") });
+        for (p, g) in self.layout.params.iter().zip(&found) {
+            if let Some(g) = g {
+                encoder.copy_buffer_to_buffer(&g.buffer, g.offset, &self.grads[p.flat], 4 * p.offset, 4 * p.info.numel);
+            }
+        }
+        self.engine.record_step(&mut encoder)?;
+        self.shared.queue.submit([encoder.finish()]);
+        // The pins go only now: burn may reuse the grads' memory after this
+        // submission, which the queue orders after it.
+        drop(found);
+        Ok(model)
+    }
+
+    /// The engine (schedules, state, norms, checkpoints' internals).
+    pub fn engine(&self) -> &Optimizer {
+        &self.engine
+    }
+
+    /// The engine, mutably (e.g. `wgpu_optim::schedule::Scheduler::apply`).
+    pub fn engine_mut(&mut self) -> &mut Optimizer {
+        &mut self.engine
+    }
+
+    /// The adopted parameters, in the engine's order (the checkpoint's
+    /// `state.{i}` order).
+    pub fn params(&self) -> impl Iterator<Item = &ParamInfo> {
+        self.layout.params.iter().map(|p| &p.info)
+    }
+
+    /// Saves the optimizer state (safetensors, PyTorch names, atomic).
+    /// The model's parameters are saved by burn (its records).
+    ///
+    /// **Errors:** [`Error::Engine`].
+    pub fn save(&self, path: &Path) -> Result<()> {
+        Ok(self.engine.save_checkpoint(path)?)
+    }
+
+    /// Loads the optimizer state saved by [`FusedOptimizer::save`].
+    ///
+    /// **Errors:** [`Error::Engine`] (a checkpoint that does not fit
+    /// changes nothing).
+    pub fn load(&mut self, path: &Path) -> Result<()> {
+        Ok(self.engine.load_checkpoint(path)?)
+    }
+}
