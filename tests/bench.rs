@@ -45,7 +45,7 @@ fn small_benchmark_run_reports_finite_ratios() {
     let report = bench::run(&gpu.device, &gpu.queue, &gpu.describe(), &options, &mut |_| {}).unwrap();
     assert_eq!(report.rules.len(), 2);
     for r in &report.rules {
-        for v in [r.fused_ms, r.fused_gbps, r.ceiling_gbps, r.fraction_of_ceiling, r.unfused_ms.unwrap(), r.fused_speedup.unwrap()] {
+        for v in [r.fused_ms, r.fused_gbps, r.stream_gbps, r.fraction_of_stream, r.copy_gbps, r.fraction_of_copy, r.engine_ceiling_gbps, r.fraction_of_engine_ceiling, r.unfused_ms.unwrap(), r.fused_speedup.unwrap()] {
             assert!(v.is_finite() && v > 0.0, "{}: {v}", r.rule);
         }
     }
@@ -58,6 +58,6 @@ fn small_benchmark_run_reports_finite_ratios() {
     assert_eq!((m.tensors, m.elements), (20, 50_000));
     assert!(m.model_ms > 0.0 && m.flat_ms > 0.0 && m.per_tensor_ms > 0.0);
     let json = serde_json::to_string(&report).unwrap();
-    assert!(json.contains("\"fraction_of_ceiling\""));
+    assert!(json.contains("\"fraction_of_stream\"") && json.contains("\"fraction_of_engine_ceiling\""));
     assert!(bench::format_report(&report).contains("whole model"));
 }

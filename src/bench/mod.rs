@@ -4,11 +4,13 @@
 //! dispatch per tensor. Used by `wgpu-optim bench`, the tour and
 //! `benches/step.rs`.
 
+mod stream;
 pub mod unfused;
 
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use stream::Ceilings;
 pub use unfused::Unfused;
 
 use crate::arena::ParamArena;
@@ -145,11 +147,23 @@ pub struct RuleRow {
     pub fused_ms: f64,
     /// bytes_per_element × elements / fused time.
     pub fused_gbps: f64,
-    /// The ceiling kernel moving the same bytes with no arithmetic.
-    pub ceiling_gbps: f64,
-    /// fused GB/s ÷ ceiling GB/s.
-    pub fraction_of_ceiling: f64,
-    /// `None` for rules without an unfused baseline (Adamax, NAdam, RAdam, Newton).
+    /// The honest ceiling: the simplest kernel moving the same bytes
+    /// (`shaders/bench/stream.wgsl`), best of the sweep.
+    pub stream_gbps: f64,
+    /// Its workgroup size and vec4s per invocation.
+    pub stream_config: (u32, u32),
+    /// fused GB/s ÷ stream GB/s.
+    pub fraction_of_stream: f64,
+    /// `copy_buffer_to_buffer` of the same bytes.
+    pub copy_gbps: f64,
+    /// fused GB/s ÷ copy GB/s.
+    pub fraction_of_copy: f64,
+    /// The engine-overhead ceiling: the same bytes through the engine's
+    /// table-driven main with no arithmetic (`shaders/bench/ceiling.wgsl`).
+    pub engine_ceiling_gbps: f64,
+    /// fused GB/s ÷ engine-ceiling GB/s.
+    pub fraction_of_engine_ceiling: f64,
+    /// `None` for rules without an unfused baseline.
     pub unfused_ms: Option<f64>,
     pub unfused_kernels: Option<usize>,
     /// unfused time ÷ fused time.
@@ -236,41 +250,12 @@ pub fn run(device: &wgpu::Device, queue: &wgpu::Queue, adapter: &str, options: &
     let (p, g) = (storage(device, n), storage(device, n));
     let p0 = random_params(1, n as usize);
     queue.write_buffer(&g, 0, bytemuck::cast_slice(&random_params(2, n as usize)));
-    let slice = [ParamSlice::range(&p, 0, &g, 0, n)];
     let mut rows = Vec::new();
     for case in &cases {
-        let rule = case.config.rule().name();
         queue.write_buffer(&p, 0, bytemuck::cast_slice(&p0));
-        progress(&format!("{rule}: fused"));
-        let mut fused = Optimizer::with_groups(device, queue, &[case.config], &slice, engine.clone())?;
-        let fused_s = timer.per_step(options.reps, options.steps, &mut |e| fused.record_step(e))?;
-        progress(&format!("{rule}: ceiling"));
-        let mut ceiling = Optimizer::with_groups(device, queue, &[case.config], &slice, EngineOptions { ceiling: true, ..engine.clone() })?;
-        let ceiling_s = timer.per_step(options.reps, options.steps, &mut |e| ceiling.record_step(e))?;
-        drop(ceiling);
-        queue.write_buffer(&p, 0, bytemuck::cast_slice(&p0));
-        progress(&format!("{rule}: unfused"));
-        let unfused = if Unfused::supports(&case.config) {
-            let mut u = Unfused::new(device, queue, case.config, &p, &g, n)?;
-            Some((timer.per_step(options.reps, options.steps, &mut |e| u.record_step(e))?, u.kernels_per_step()))
-        } else {
-            None
-        };
-        let bytes = fused.bytes_per_element();
-        let gbps = |s: f64| (bytes * n) as f64 / s / 1e9;
-        rows.push(RuleRow {
-            rule: rule.to_string(),
-            elements: n,
-            bytes_per_element: bytes,
-            fused_ms: fused_s * 1e3,
-            fused_gbps: gbps(fused_s),
-            ceiling_gbps: gbps(ceiling_s),
-            fraction_of_ceiling: ceiling_s / fused_s,
-            unfused_ms: unfused.map(|u| u.0 * 1e3),
-            unfused_kernels: unfused.map(|u| u.1),
-            fused_speedup: unfused.map(|u| u.0 / fused_s),
-        });
+        rows.push(rule_row(device, queue, &timer, &engine, case.config, (&p, &g, n), options, progress)?);
     }
+    let slice = [ParamSlice::range(&p, 0, &g, 0, n)];
     progress("state formats");
     let mut state_formats = Vec::new();
     let adamw: OptimizerConfig = crate::AdamW::default().into();
@@ -291,6 +276,60 @@ pub fn run(device: &wgpu::Device, queue: &wgpu::Queue, adapter: &str, options: &
         None
     };
     Ok(BenchReport { adapter: adapter.to_string(), clock: timer.clock(), rules: rows, state_formats, model })
+}
+
+/// One rule's row: the fused step, both honest ceilings, the engine's own
+/// ceiling and the unfused baseline, over the same `n` elements.
+#[allow(clippy::too_many_arguments)]
+fn rule_row(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    timer: &Timer,
+    engine: &EngineOptions,
+    config: OptimizerConfig,
+    (p, g, n): (&wgpu::Buffer, &wgpu::Buffer, u64),
+    options: &BenchOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<RuleRow> {
+    let rule = config.rule().name();
+    let sampling = (options.reps, options.steps);
+    let slice = [ParamSlice::range(p, 0, g, 0, n)];
+    progress(&format!("{rule}: fused"));
+    let mut fused = Optimizer::with_groups(device, queue, &[config], &slice, engine.clone())?;
+    let fused_s = timer.per_step(options.reps, options.steps, &mut |e| fused.record_step(e))?;
+    let bytes = fused.bytes_per_element();
+    progress(&format!("{rule}: honest ceilings"));
+    let honest = stream::measure(device, queue, timer, n, config.state().count() as u32, bytes, sampling)?;
+    progress(&format!("{rule}: engine ceiling"));
+    let mut ceiling = Optimizer::with_groups(device, queue, &[config], &slice, EngineOptions { ceiling: true, ..engine.clone() })?;
+    let ceiling_s = timer.per_step(options.reps, options.steps, &mut |e| ceiling.record_step(e))?;
+    drop(ceiling);
+    progress(&format!("{rule}: unfused"));
+    let unfused = match Unfused::supports(&config) {
+        true => {
+            let mut u = Unfused::new(device, queue, config, p, g, n)?;
+            Some((timer.per_step(options.reps, options.steps, &mut |e| u.record_step(e))?, u.kernels_per_step()))
+        }
+        false => None,
+    };
+    let gbps = |s: f64| (bytes * n) as f64 / s / 1e9;
+    Ok(RuleRow {
+        rule: rule.to_string(),
+        elements: n,
+        bytes_per_element: bytes,
+        fused_ms: fused_s * 1e3,
+        fused_gbps: gbps(fused_s),
+        stream_gbps: gbps(honest.stream_s),
+        stream_config: (honest.stream_wg, honest.stream_epi),
+        fraction_of_stream: honest.stream_s / fused_s,
+        copy_gbps: gbps(honest.copy_s),
+        fraction_of_copy: honest.copy_s / fused_s,
+        engine_ceiling_gbps: gbps(ceiling_s),
+        fraction_of_engine_ceiling: ceiling_s / fused_s,
+        unfused_ms: unfused.map(|u| u.0 * 1e3),
+        unfused_kernels: unfused.map(|u| u.1),
+        fused_speedup: unfused.map(|u| u.0 / fused_s),
+    })
 }
 
 /// Mean host seconds to record one step with `record` (no submit).
@@ -360,28 +399,26 @@ fn model_case(
 pub fn format_report(r: &BenchReport) -> String {
     let mut s = format!("clock: {:?}\n", r.clock);
     s += &format!(
-        "{:<9} {:>10} {:>6} {:>10} {:>9} {:>11} {:>10} {:>11} {:>8} {:>9}\n",
-        "rule", "elements", "B/elem", "fused ms", "GB/s", "ceil GB/s", "of ceil", "unfused ms", "kernels", "speedup"
+        "{:<9} {:>10} {:>6} {:>10} {:>7} {:>11} {:>8} {:>9} {:>8} {:>10} {:>8} {:>11} {:>9}\n",
+        "rule", "elements", "B/elem", "fused ms", "GB/s", "stream GB/s", "of strm", "copy GB/s", "of copy", "eng. ceil", "of eng.", "unfused ms", "speedup"
     );
     for row in &r.rules {
-        let (unfused, kernels, speedup) = match (row.unfused_ms, row.unfused_kernels, row.fused_speedup) {
-            (Some(ms), Some(k), Some(x)) => (format!("{ms:.3}"), k.to_string(), format!("{x:.2}x")),
-            _ => ("-".into(), "-".into(), "-".into()),
+        let (unfused, speedup) = match (row.unfused_ms, row.fused_speedup) {
+            (Some(ms), Some(x)) => (format!("{ms:.3}"), format!("{x:.2}x")),
+            _ => ("-".into(), "-".into()),
         };
         s += &format!(
-            "{:<9} {:>10} {:>6} {:>10.3} {:>9.2} {:>11.2} {:>10.2} {:>11} {:>8} {:>9}\n",
-            row.rule, row.elements, row.bytes_per_element, row.fused_ms, row.fused_gbps, row.ceiling_gbps, row.fraction_of_ceiling, unfused, kernels, speedup
+            "{:<9} {:>10} {:>6} {:>10.3} {:>7.2} {:>11.2} {:>8.2} {:>9.2} {:>8.2} {:>10.2} {:>8.2} {:>11} {:>9}\n",
+            row.rule, row.elements, row.bytes_per_element, row.fused_ms, row.fused_gbps, row.stream_gbps, row.fraction_of_stream, row.copy_gbps, row.fraction_of_copy, row.engine_ceiling_gbps, row.fraction_of_engine_ceiling, unfused, speedup
         );
     }
+    s += "(stream: the simplest kernel moving the same bytes, best of a sweep; copy: copy_buffer_to_buffer of the same bytes; eng. ceil: the same bytes through the engine's table, no arithmetic)\n";
     for st in &r.state_formats {
-        s += &format!(
-            "adamw, {} state: {} B/param of state, {:.3} ms, {:.2}x the f32-state speed\n",
-            st.format, st.state_bytes_per_param, st.fused_ms, st.speedup_over_f32
-        );
+        s += &format!("adamw, {} state: {} B/param of state, {:.3} ms, {:.2}x the f32-state speed\n", st.format, st.state_bytes_per_param, st.fused_ms, st.speedup_over_f32);
     }
     if let Some(m) = &r.model {
         s += &format!(
-            "whole model (AdamW): {} tensors, {} params, {} dispatch(es)\n  model {:.3} ms | flat {:.3} ms | per-tensor {:.3} ms\n  model/flat {:.3} (target <= 1.25) | per-tensor/model {:.2}x (target >= 10)\n  host encode per step: model {:.1} us | per-tensor {:.1} us\n",
+            "whole model (AdamW): {} tensors, {} params, {} dispatch(es)\n  model {:.3} ms | flat {:.3} ms | per-tensor {:.3} ms\n  model/flat {:.3} | per-tensor/model {:.2}x\n  host encode per step: model {:.1} us | per-tensor {:.1} us\n",
             m.tensors, m.elements, m.model_dispatches, m.model_ms, m.flat_ms, m.per_tensor_ms, m.model_over_flat, m.per_tensor_over_model, m.encode_model_us, m.encode_per_tensor_us
         );
     }

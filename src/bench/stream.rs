@@ -1,0 +1,101 @@
+//! The honest ceiling of a rule's step: what the adapter does with the same
+//! bytes and nothing else, measured in the same run. (a) The simplest
+//! compute kernel that moves them (`shaders/bench/stream.wgsl`: contiguous
+//! vec4 loads and stores, no table, no flags), at the best of a sweep over
+//! workgroup sizes and vec4s per invocation; (b) `copy_buffer_to_buffer` of
+//! the same number of bytes (the driver's copy, which on a CPU adapter is a
+//! memcpy rather than a compute shader).
+
+use super::Timer;
+use crate::error::{scoped, Result};
+
+const STREAM_WGSL: &str = include_str!("../../shaders/bench/stream.wgsl");
+const WORKGROUP_SIZES: [u32; 3] = [64, 128, 256];
+const VEC4S_PER_INVOCATION: [u32; 3] = [1, 2, 4];
+
+/// The best stream kernel and the driver's copy, for one byte count.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Ceilings {
+    /// Seconds per step of the best stream kernel.
+    pub stream_s: f64,
+    /// Its workgroup size and vec4s per invocation.
+    pub stream_wg: u32,
+    pub stream_epi: u32,
+    /// Seconds of `copy_buffer_to_buffer` moving the same bytes (half read, half written).
+    pub copy_s: f64,
+}
+
+fn buffer(device: &wgpu::Device, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor { label: Some("ceiling"), size: bytes.max(16), usage, mapped_at_creation: false })
+}
+
+/// The stream kernel over `n` elements with `slots` state slots: seconds per
+/// step for every (workgroup size, vec4s per invocation), best first.
+fn stream(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, n: u64, slots: u32, reps: u32, steps: u32) -> Result<Vec<(f64, u32, u32)>> {
+    let n4 = n.div_ceil(4);
+    let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
+    let bufs: Vec<wgpu::Buffer> = (0..5).map(|i| buffer(device, if i < 2 + slots as usize { 16 * n4 } else { 16 }, storage)).collect();
+    let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some("stream"),
+        entries: &std::iter::once(wgpu::BindGroupLayoutEntry { binding: 0, visibility: wgpu::ShaderStages::COMPUTE, ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: None }, count: None })
+            .chain((1..6).map(|b| crate::engine::pipeline::storage_entry(b, b == 2)))
+            .collect::<Vec<_>>(),
+    });
+    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor { label: Some("stream"), bind_group_layouts: &[Some(&layout)], immediate_size: 0 });
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("stream"), source: wgpu::ShaderSource::Wgsl(STREAM_WGSL.into()) });
+    let max_x = device.limits().max_compute_workgroups_per_dimension as u64;
+    let mut out = Vec::new();
+    for wg in WORKGROUP_SIZES {
+        for epi in VEC4S_PER_INVOCATION {
+            let groups = n4.div_ceil(wg as u64 * epi as u64);
+            let (gx, gy) = (groups.min(max_x), groups.div_ceil(max_x));
+            let size = buffer(device, 16, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST);
+            queue.write_buffer(&size, 0, bytemuck::cast_slice(&[n4 as u32, gx as u32, 0, 0]));
+            let (pipeline, bind_group) = scoped(device, || {
+                let constants = [("WG", wg as f64), ("EPI", epi as f64), ("SLOTS", slots as f64)];
+                let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some("stream"),
+                    layout: Some(&pipeline_layout),
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, zero_initialize_workgroup_memory: false },
+                    cache: None,
+                });
+                let entries: Vec<_> = std::iter::once(&size).chain(&bufs).enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() }).collect();
+                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some("stream"), layout: &layout, entries: &entries });
+                (pipeline, bind_group)
+            })?;
+            let s = timer.per_step(reps, steps, &mut |enc| {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("stream"), timestamp_writes: None });
+                pass.set_pipeline(&pipeline);
+                pass.set_bind_group(0, &bind_group, &[]);
+                pass.dispatch_workgroups(gx as u32, gy as u32, 1);
+                Ok(())
+            })?;
+            out.push((s, wg, epi));
+        }
+    }
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(out)
+}
+
+/// Seconds per `copy_buffer_to_buffer` that reads and writes `bytes / 2` each.
+fn copy(device: &wgpu::Device, timer: &Timer, bytes: u64, reps: u32, steps: u32) -> Result<f64> {
+    let half = (bytes / 2).next_multiple_of(4);
+    let usage = wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+    let (a, b) = scoped(device, || (buffer(device, half, usage), buffer(device, half, usage)))?;
+    timer.per_step(reps, steps, &mut |enc| {
+        enc.copy_buffer_to_buffer(&a, 0, &b, 0, half);
+        Ok(())
+    })
+}
+
+/// Both ceilings for a rule moving `bytes_per_element` over `n` elements
+/// with `slots` state slots (f32 state).
+///
+/// **Errors:** [`OptimError::Wgpu`](crate::OptimError::Wgpu) if a buffer does not fit.
+pub fn measure(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, n: u64, slots: u32, bytes_per_element: u64, (reps, steps): (u32, u32)) -> Result<Ceilings> {
+    let (stream_s, stream_wg, stream_epi) = stream(device, queue, timer, n, slots, reps, steps)?[0];
+    let copy_s = copy(device, timer, bytes_per_element * n, reps, steps)?;
+    Ok(Ceilings { stream_s, stream_wg, stream_epi, copy_s })
+}
