@@ -61,42 +61,8 @@ struct Lanes {
     s2: vec4<f32>,
 }
 
-struct Chunk {
-    valid: bool,
-    p: u32,      // element index of lane 0 in param
-    g: u32,      // element index of lane 0 in grad
-    s: u32,      // element index of lane 0 in the state buffers
-    n: u32,      // valid lanes, 1..4
-    group: u32,  // param group of this chunk
-}
-
-// Maps (workgroup, lane) to one chunk of one tensor: workgroup b updates the
-// elements of table row b (uniform across the workgroup). The host launches
-// at most 1023 workgroups per table chunk, so any size fits the grid.
-fn locate(wid: vec3<u32>, lid: u32) -> Chunk {
-    var e: Chunk;
-    e.valid = false;
-    let b = wid.x;
-    if (b >= table.n_blocks) {
-        return e;
-    }
-    let row = table.blocks[b];
-    let len = row.w & 0xffffu;
-    let first = lid * 4u;
-    if (first >= len) {
-        return e;
-    }
-    e.valid = true;
-    e.p = row.x + first;
-    e.g = row.y + first;
-    e.s = row.z + first;
-    e.n = min(4u, len - first);
-    e.group = min(row.w >> 16u, MAX_GROUPS - 1u);
-    return e;
-}
-
 fn has(flag: u32) -> bool {
-    return (u.head.flags & flag) != 0u;
+    return (FLAGS & flag) != 0u;
 }
 
 // The optimizer's step t: the host's count, less the steps skipped for
@@ -142,27 +108,57 @@ fn adam_moments(x: ptr<function, Lanes>, g: vec4<f32>, one_minus_beta1: f32, bet
     (*x).s1 = beta2 * (*x).s1 + one_minus_beta2 * g * g;
 }
 
+// The update of one chunk of up to 4 elements at `p`, `g`, `s` (param, grad
+// and state element indices), n of them valid, with the group's scalars c
+// and grad multiplier.
+fn step_chunk(c: Coeffs, grad_scale: f32, p: u32, g: u32, s: u32, n: u32) {
+    var x: Lanes;
+    x.p = load_param(p, n);
+    x.g = load_grad(g, n);
+    if (has(CLIP | SCALER)) {
+        x.g = x.g * grad_scale;
+    }
+    if (state_used(0u)) { x.s0 = load_state0(s, n); }
+    if (state_used(1u)) { x.s1 = load_state1(s, n); }
+    if (state_used(2u)) { x.s2 = load_state2(s, n); }
+    let before = x;
+    update(c, &x);
+    // Lanes past n keep their value: every store writes whole chunks,
+    // branch-free (a lane-by-lane tail would make a SIMD compiler run both
+    // store paths under masks).
+    let keep = vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(n);
+    store_param(p, n, select(before.p, x.p, keep));
+    if (state_used(0u)) { store_state0(s, n, select(before.s0, x.s0, keep)); }
+    if (state_used(1u)) { store_state1(s, n, select(before.s1, x.s1, keep)); }
+    if (state_used(2u)) { store_state2(s, n, select(before.s2, x.s2, keep)); }
+}
+
+// Workgroup b updates table row b: CHUNKS chunks of 4 elements per
+// invocation, chunk k of lane l at element (k·WG + l)·4 of the row (so the
+// lanes of a workgroup touch consecutive vec4s at each k). Everything that
+// depends only on the row (its group's scalars, the grad multiplier, the
+// skip) is read before any lane-dependent branch, so the compiler keeps it
+// uniform: one scalar load for the workgroup, not one per lane.
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let e = locate(wid, lid);
-    if (!e.valid) { return; }
+    let b = wid.x;
+    if (b >= table.n_blocks) { return; }
     if (has(SKIP_NONFINITE) && control.found_inf != 0u) { return; }   // the whole step is skipped
-    var x: Lanes;
-    x.p = load_param(e.p, e.n);
-    x.g = load_grad(e.g, e.n);
-    if (has(CLIP | SCALER)) {
-        x.g = x.g * control.groups[e.group].y;
-    }
-    if (state_used(0u)) { x.s0 = load_state0(e.s, e.n); }
-    if (state_used(1u)) { x.s1 = load_state1(e.s, e.n); }
-    if (state_used(2u)) { x.s2 = load_state2(e.s, e.n); }
-    var c = u.groups[e.group];
+    let row = table.blocks[b];
+    let group = min(row.w >> 16u, MAX_GROUPS - 1u);
+    var c = u.groups[group];
     if (has(SKIP_NONFINITE)) {
-        c = at_step(c, factors[u.head.factor_base + device_step() * u.head.n_groups + e.group]);
+        c = at_step(c, factors[u.head.factor_base + device_step() * u.head.n_groups + group]);
     }
-    update(c, &x);
-    store_param(e.p, e.n, x.p);
-    if (state_used(0u)) { store_state0(e.s, e.n, x.s0); }
-    if (state_used(1u)) { store_state1(e.s, e.n, x.s1); }
-    if (state_used(2u)) { store_state2(e.s, e.n, x.s2); }
+    var grad_scale = 1.0;
+    if (has(CLIP | SCALER)) {
+        grad_scale = control.groups[group].y;
+    }
+    let len = row.w & 0xffffu;
+    for (var k = 0u; k < CHUNKS; k++) {
+        let first = (k * WG + lid) * 4u;
+        if (first < len) {
+            step_chunk(c, grad_scale, row.x + first, row.y + first, row.z + first, min(4u, len - first));
+        }
+    }
 }

@@ -21,16 +21,24 @@ fn non_finite(v: vec4<f32>, n: u32) -> u32 {
 
 @compute @workgroup_size(WG)
 fn reduce_grads(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let e = locate(wid, lid);
     var s = 0.0;
     var flag = 0u;
-    if (e.valid) {
+    if (wid.x < table.n_blocks) {
+        let row = table.blocks[wid.x];
+        let len = row.w & 0xffffu;
         var inv_scale = 1.0;
         if (has(SCALER)) { inv_scale = 1.0 / control.scale; }
-        let g = load_grad(e.g, e.n) * inv_scale;
-        let m = select(vec4<f32>(0.0), g, vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(e.n));
-        s = dot(m, m);
-        flag = non_finite(g, e.n);
+        // the same chunks as the update (main), in a fixed order
+        for (var k = 0u; k < CHUNKS; k++) {
+            let first = (k * WG + lid) * 4u;
+            if (first < len) {
+                let n = min(4u, len - first);
+                let g = load_grad(row.y + first, n) * inv_scale;
+                let m = select(vec4<f32>(0.0), g, vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(n));
+                s = s + dot(m, m);
+                flag = flag | non_finite(g, n);
+            }
+        }
     }
     red[lid] = s;
     bad[lid] = flag;

@@ -8,6 +8,40 @@
 // maps sit at the start of `factors` (64 vec4 each). Codes and block scales
 // share the state buffer: scales from table.scale_offset on.
 
+struct Chunk {
+    valid: bool,
+    p: u32,      // element index of lane 0 in param
+    g: u32,      // element index of lane 0 in grad
+    s: u32,      // element index of lane 0 in the state buffers
+    n: u32,      // valid lanes, 1..4
+    group: u32,  // param group of this chunk
+}
+
+// Maps (workgroup, lane) to one chunk of one tensor: workgroup b updates the
+// elements of table row b (uniform across the workgroup). The host launches
+// at most 1023 workgroups per table chunk, so any size fits the grid.
+fn locate(wid: vec3<u32>, lid: u32) -> Chunk {
+    var e: Chunk;
+    e.valid = false;
+    let b = wid.x;
+    if (b >= table.n_blocks) {
+        return e;
+    }
+    let row = table.blocks[b];
+    let len = row.w & 0xffffu;
+    let first = lid * 4u;
+    if (first >= len) {
+        return e;
+    }
+    e.valid = true;
+    e.p = row.x + first;
+    e.g = row.y + first;
+    e.s = row.z + first;
+    e.n = min(4u, len - first);
+    e.group = min(row.w >> 16u, MAX_GROUPS - 1u);
+    return e;
+}
+
 var<private> q8_scale: array<f32, 3>;
 var<workgroup> q8_red: array<f32, WG>;
 // Both maps, copied from `factors` once per workgroup: signed at 0, unsigned at 256.

@@ -40,6 +40,12 @@ pub const MAX_GROUPS: usize = 8;
 pub struct EngineOptions {
     /// Workgroup size (the shader's `override WG`). Default 256.
     pub workgroup_size: u32,
+    /// Chunks of 4 elements each invocation updates (the shader's `override
+    /// CHUNKS`; a table row is 4·WG·CHUNKS elements). Default 4: on lavapipe
+    /// a step at 2^20 elements is about twice as fast as with 1, because an
+    /// invocation's fixed costs are shared by more elements. 8-bit state
+    /// always uses 1 (its blocks are workgroup rows of 4·WG values).
+    pub chunks_per_invocation: u32,
     /// Caps the bytes bound per storage binding below the device limit, to
     /// force chunking (testing). `None`: use the device limits.
     pub max_binding_bytes: Option<u64>,
@@ -64,7 +70,7 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { workgroup_size: 256, max_binding_bytes: None, ring_slots: 64, cache: None, vec4: true, ceiling: false, grad_control: GradControl::default(), state_format: StateFormat::F32 }
+        EngineOptions { workgroup_size: 256, chunks_per_invocation: 4, max_binding_bytes: None, ring_slots: 64, cache: None, vec4: true, ceiling: false, grad_control: GradControl::default(), state_format: StateFormat::F32 }
     }
 }
 
@@ -125,7 +131,7 @@ struct Pipelines {
 impl Pipelines {
     fn new(device: &wgpu::Device, cache: &PipelineCache, config: &OptimizerConfig, options: &EngineOptions, vec4: bool) -> Result<Self> {
         let kernel = if options.ceiling { Kernel::Ceiling } else { Kernel::Rule(config.rule()) };
-        let key = |entry| PipelineKey { kernel, entry, workgroup_size: options.workgroup_size, vec4, state: options.state_format.kind(), state_mask: config.state().mask() };
+        let key = |entry| PipelineKey { kernel, entry, workgroup_size: options.workgroup_size, chunks: chunks(options, vec4), flags: config.flags() | options.grad_control.flags(), vec4, state: options.state_format.kind(), state_mask: config.state().mask() };
         let control = match options.grad_control.active() {
             true => Some((cache.get(device, key(Entry::ReduceGrads))?, cache.get(device, key(Entry::FinalizeGrads))?)),
             false => None,
@@ -178,12 +184,27 @@ pub struct Optimizer {
     table_stride: u64,
 }
 
+/// Chunks of 4 elements per invocation: 1 for 8-bit state (its blocks are
+/// workgroup rows) and for the scalar-access kernel (whose lane-by-lane
+/// loads, repeated in a loop, lavapipe runs about 100 times slower).
+fn chunks(options: &EngineOptions, vec4: bool) -> u32 {
+    if options.state_format == StateFormat::Int8Blockwise || !vec4 { 1 } else { options.chunks_per_invocation.max(1) }
+}
+
+/// Elements of one table row.
+fn per_block(options: &EngineOptions, vec4: bool) -> u64 {
+    LANES * options.workgroup_size as u64 * chunks(options, vec4) as u64
+}
+
 /// The plan limits of `device` under `options`, or why it cannot run.
 fn plan_limits(device: &wgpu::Device, options: &EngineOptions) -> Result<PlanLimits> {
     let limits = device.limits();
     let wg = options.workgroup_size;
     if wg == 0 || wg > limits.max_compute_workgroup_size_x || wg > limits.max_compute_invocations_per_workgroup {
         return Err(OptimError::ExceedsLimits(format!("workgroup size {wg} not supported by the device")));
+    }
+    if per_block(options, true) > 0xffff {
+        return Err(OptimError::ExceedsLimits(format!("{} elements per table row (4 · workgroup size · chunks per invocation) exceed 65535", per_block(options, true))));
     }
     let power_of_two_needed = options.state_format == StateFormat::Int8Blockwise || options.grad_control.active();
     if power_of_two_needed && !wg.is_power_of_two() {
@@ -273,7 +294,7 @@ impl Optimizer {
             vec4: planned.vec4,
             active: vec![true; planned.tensors.len()],
             tensors: planned.tensors,
-            per_block: LANES * options.workgroup_size as u64,
+            per_block: per_block(&options, planned.vec4),
             table_stride: TABLE_BYTES.next_multiple_of(device.limits().min_uniform_buffer_offset_alignment as u64),
         };
         if opt.grad_control.device_step() || options.state_format == StateFormat::Int8Blockwise {
@@ -285,7 +306,7 @@ impl Optimizer {
     /// Every buffer and bind group of a new optimizer.
     fn allocate(device: &wgpu::Device, queue: &wgpu::Queue, cache: &PipelineCache, configs: &[OptimizerConfig], planned: &Planned, options: &EngineOptions) -> Result<Built> {
         let Planned { buffers, tensors, windows, limits, .. } = planned;
-        let per_block = LANES * options.workgroup_size as u64;
+        let per_block = per_block(options, planned.vec4);
         let table_stride = TABLE_BYTES.next_multiple_of(device.limits().min_uniform_buffer_offset_alignment as u64);
         let total_blocks: u64 = windows.iter().flat_map(|w| &w.segments).map(|s| s.2.div_ceil(per_block)).sum();
         let unused = std::array::from_fn(|_| device.create_buffer(&wgpu::BufferDescriptor { label: Some("wgpu-optim unused state"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false }));

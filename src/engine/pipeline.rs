@@ -41,6 +41,11 @@ pub struct PipelineKey {
     pub kernel: Kernel,
     pub entry: Entry,
     pub workgroup_size: u32,
+    /// Chunks of 4 elements per invocation (the shader's `override CHUNKS`).
+    pub chunks: u32,
+    /// The option flags (`rules::flags`; the shader's `override FLAGS`), so
+    /// that a disabled option's code compiles away.
+    pub flags: u32,
     /// `true`: operands bound as `array<vec4<f32>>` (every tensor starts at a
     /// multiple of 4 elements); `false`: `array<f32>`, any offset.
     pub vec4: bool,
@@ -137,7 +142,7 @@ impl PipelineCache {
                 module: &module,
                 entry_point: Some(key.entry_point()),
                 compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &[("WG", key.workgroup_size as f64), ("STATE_MASK", key.state_mask as f64)],
+                    constants: &[("WG", key.workgroup_size as f64), ("CHUNKS", key.chunks as f64), ("FLAGS", key.flags as f64), ("STATE_MASK", key.state_mask as f64)],
                     zero_initialize_workgroup_memory: false,
                 },
                 cache: None,
