@@ -31,10 +31,10 @@ use crate::error::Result;
 ///
 /// **Tolerance** (`k` in [`budget`] units from WGSL's accuracy, shared
 /// with AdamW): the gradient (0, or 3 with an L2 term), `m` (an EMA: g + 4),
-/// `v` (an EMA of g²: 2g + 5), `√v/√(1−β₂ᵗ) + eps` (v/2 + 15), `m/denom`
-/// (+5), `lr/(1−β₁ᵗ)·…` (+2), `θ − …` (+1): 36.5 with weight decay, 30.5
-/// without (eps inside the root is smaller). Measured worst on llvmpipe:
-/// 2.13 (Adam), 1.42 (AdamW).
+/// `v` (an EMA of g²: 2g + 5), `√v + eps_hat` (v/2 + 10), `m/denom` (+5),
+/// `step_size_hat·…` (+2), `θ − …` (+1): 31.5 with weight decay, 25.5
+/// without (eps inside the root: 25 and 19). Measured worst on llvmpipe:
+/// 1.31 (Adam), 1.42 (AdamW).
 ///
 /// ```
 /// let a = wgpu_optim::Adam { betas: (0.9, 1.0), ..Default::default() };
@@ -65,10 +65,14 @@ impl Adam {
 }
 
 crate::coefficients! {
-    /// Adam's and AdamW's scalars: `step_size = lr/(1 − β₁ᵗ)`,
-    /// `bc2_sqrt = √(1 − β₂ᵗ)`, `decay = 1 − lr·weight_decay`, `inv_bc2 = 1/(1 − β₂ᵗ)`.
-    pub struct AdamCoeffs { lr, weight_decay, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, step_size, bc2_sqrt, decay, inv_bc2 }
-    at_step(c, f) { step_size = c.lr * f.x, bc2_sqrt = f.y, inv_bc2 = f.z }
+    /// Adam's and AdamW's scalars. PyTorch's `θ − lr/(1−β₁ᵗ) · m/(√v/√(1−β₂ᵗ) + eps)`
+    /// is evaluated as `θ − step_size_hat · m/(√v + eps_hat)` with
+    /// `step_size_hat = lr·√(1−β₂ᵗ)/(1−β₁ᵗ)` and `eps_hat = eps·√(1−β₂ᵗ)`
+    /// formed on the host in f64 (the same value, one division per element
+    /// instead of two); with eps inside the root, `step_size = lr/(1−β₁ᵗ)`
+    /// and `inv_bc2 = 1/(1−β₂ᵗ)`. `decay = 1 − lr·weight_decay`.
+    pub struct AdamCoeffs { lr, weight_decay, beta2, one_minus_beta1, one_minus_beta2, eps, step_size, inv_bc2, step_size_hat, eps_hat, decay }
+    at_step(c, f) { step_size = c.lr * f.x, step_size_hat = c.lr * f.y, inv_bc2 = f.z, eps_hat = c.eps * f.w }
 }
 
 /// The options Adam and AdamW share.
@@ -100,21 +104,21 @@ impl AdamLike {
         AdamCoeffs {
             lr: self.lr,
             weight_decay: self.weight_decay,
-            beta1: b1,
             beta2: b2,
             one_minus_beta1: 1.0 - b1,
             one_minus_beta2: 1.0 - b2,
             eps: self.eps,
             step_size: self.lr / bc1,
-            bc2_sqrt: bc2.sqrt(),
-            decay: 1.0 - self.lr * self.weight_decay,
             inv_bc2: 1.0 / bc2,
+            step_size_hat: self.lr * bc2.sqrt() / bc1,
+            eps_hat: self.eps * bc2.sqrt(),
+            decay: 1.0 - self.lr * self.weight_decay,
         }
     }
 
     pub fn step_factors(&self, t: u32) -> [f64; 4] {
         let (bc1, bc2) = (bias_correction(self.betas.0, t), bias_correction(self.betas.1, t));
-        [1.0 / bc1, bc2.sqrt(), 1.0 / bc2, 0.0]
+        [1.0 / bc1, bc2.sqrt() / bc1, 1.0 / bc2, bc2.sqrt()]
     }
 
     /// `_single_tensor_adam` / `_single_tensor_adamw`.
@@ -166,7 +170,7 @@ impl AdamLike {
         use budget::*;
         let g = grad(self.weight_decay != 0.0 && !self.decoupled);
         let (m, v) = (ema(g), ema(product(g, g)));
-        let denom = if self.eps_inside_sqrt { root(sum(scaled(v), ROUNDED)) } else { sum(quotient(root(v), ROUNDED), ROUNDED) };
+        let denom = if self.eps_inside_sqrt { root(sum(scaled(v), ROUNDED)) } else { sum(root(v), ROUNDED) };
         apply(scaled(quotient(m, denom)))
     }
 }
