@@ -4,7 +4,7 @@
 //! around each timed block.
 //!
 //! ```text
-//! cargo run --release -p wgpu-optim-burn --bin bench -- [--k 5] [--warmup 2] [--rules-log2 20,24]
+//! cargo run --release -p wgpu-optim-burn --bin bench -- [--k 5] [--warmup 2] [--rounds 3] [--rules-log2 20,24]
 //!     [--model-log2 22] [--tensors 256] [--json out.json]
 //! ```
 //!
@@ -36,6 +36,9 @@ struct Many {
 struct Args {
     k: usize,
     warmup: usize,
+    /// Rounds of (burn, ours) timings, interleaved; the best of each side is
+    /// reported (the machine's load varies from second to second).
+    rounds: usize,
     rules_log2: Vec<u32>,
     model_log2: u32,
     tensors: usize,
@@ -48,6 +51,7 @@ fn args() -> Args {
     Args {
         k: get("--k").map_or(5, |v| v.parse().expect("--k")),
         warmup: get("--warmup").map_or(2, |v| v.parse().expect("--warmup")),
+        rounds: get("--rounds").map_or(3, |v| v.parse().expect("--rounds")),
         rules_log2: get("--rules-log2").map_or(vec![20, 24], |v| v.split(',').filter(|s| !s.is_empty()).map(|s| s.parse().expect("--rules-log2")).collect()),
         model_log2: get("--model-log2").map_or(22, |v| v.parse().expect("--model-log2")),
         tensors: get("--tensors").map_or(256, |v| v.parse().expect("--tensors")),
@@ -94,16 +98,23 @@ fn ours_rule(shared: &SharedDevice, config: OptimizerConfig, n: usize, a: &Args)
     timed(&shared.device, a.warmup, a.k, || opt.step().expect("step"))
 }
 
+/// The best of `rounds` interleaved timings of burn and ours.
+fn best_of(rounds: usize, mut burn: impl FnMut() -> f64, mut ours: impl FnMut() -> f64) -> (f64, f64) {
+    (0..rounds.max(1)).map(|_| (burn(), ours())).fold((f64::INFINITY, f64::INFINITY), |(b, o), (x, y)| (b.min(x), o.min(y)))
+}
+
 /// (name, bytes per element, burn's time, ours) of every classic rule at 2^log2.
 fn rules(shared: &SharedDevice, log2: u32, a: &Args) -> Vec<(String, u64, f64, f64)> {
     let (n, dev) = (1usize << log2, &shared.device);
     let momentum = MomentumConfig { momentum: 0.9, dampening: 0.0, nesterov: false };
+    let row = |name: &str, bytes: u64, (b, o): (f64, f64)| (name.to_string(), bytes, b, o);
+    let r = a.rounds;
     vec![
-        ("sgd momentum".into(), 20, burn_rule(&SgdConfig::new().with_momentum(Some(momentum)).build(), dev, n, a), ours_rule(shared, wgpu_optim::Sgd { lr: LR, momentum: 0.9, ..Default::default() }.into(), n, a)),
-        ("adagrad".into(), 20, burn_rule(&AdaGradConfig::new().build(), dev, n, a), ours_rule(shared, wgpu_optim::Adagrad { lr: LR, eps: 1e-5, ..Default::default() }.into(), n, a)),
-        ("rmsprop".into(), 20, burn_rule(&RmsPropConfig::new().with_alpha(0.99).with_momentum(0.0).build(), dev, n, a), ours_rule(shared, wgpu_optim::RmsProp { lr: LR, eps: 1e-5, ..Default::default() }.into(), n, a)),
-        ("adam".into(), 28, burn_rule(&AdamConfig::new().build(), dev, n, a), ours_rule(shared, wgpu_optim::Adam { lr: LR, eps: 1e-5, ..Default::default() }.into(), n, a)),
-        ("adamw".into(), 28, burn_rule(&AdamWConfig::new().with_weight_decay(0.01).build(), dev, n, a), ours_rule(shared, wgpu_optim::AdamW { lr: LR, eps: 1e-5, weight_decay: 0.01, ..Default::default() }.into(), n, a)),
+        row("sgd momentum", 20, best_of(r, || burn_rule(&SgdConfig::new().with_momentum(Some(momentum.clone())).build(), dev, n, a), || ours_rule(shared, wgpu_optim::Sgd { lr: LR, momentum: 0.9, ..Default::default() }.into(), n, a))),
+        row("adagrad", 20, best_of(r, || burn_rule(&AdaGradConfig::new().build(), dev, n, a), || ours_rule(shared, wgpu_optim::Adagrad { lr: LR, eps: 1e-5, ..Default::default() }.into(), n, a))),
+        row("rmsprop", 20, best_of(r, || burn_rule(&RmsPropConfig::new().with_alpha(0.99).with_momentum(0.0).build(), dev, n, a), || ours_rule(shared, wgpu_optim::RmsProp { lr: LR, eps: 1e-5, ..Default::default() }.into(), n, a))),
+        row("adam", 28, best_of(r, || burn_rule(&AdamConfig::new().build(), dev, n, a), || ours_rule(shared, wgpu_optim::Adam { lr: LR, eps: 1e-5, ..Default::default() }.into(), n, a))),
+        row("adamw", 28, best_of(r, || burn_rule(&AdamWConfig::new().with_weight_decay(0.01).build(), dev, n, a), || ours_rule(shared, wgpu_optim::AdamW { lr: LR, eps: 1e-5, weight_decay: 0.01, ..Default::default() }.into(), n, a))),
     ]
 }
 
@@ -134,18 +145,22 @@ fn model(shared: &SharedDevice, sizes: &[usize], a: &Args) -> (f64, f64) {
     };
     let mut theirs = Some(make());
     let mut burn_optim: ModuleOptimizer = AdamWConfig::new().with_weight_decay(0.01).init();
-    let burn_s = timed(&shared.device, a.warmup, a.k, || {
-        let m = theirs.take().expect("model");
-        let gp = register(&m);
-        theirs = Some(burn_optim.step(LR, m, gp));
-    });
     let (ours_model, mut fused) = FusedOptimizer::builder(wgpu_optim::AdamW { lr: LR, eps: 1e-5, weight_decay: 0.01, ..Default::default() }.into()).build(shared, make()).expect("fused");
     let mut ours = Some(ours_model);
-    let ours_s = timed(&shared.device, a.warmup, a.k, || {
-        let m = ours.take().expect("model");
-        let gp = register(&m);
-        ours = Some(fused.step(LR, m, gp).expect("step"));
-    });
+    let mut burn_s = f64::INFINITY;
+    let mut ours_s = f64::INFINITY;
+    for _ in 0..a.rounds.max(1) {
+        burn_s = burn_s.min(timed(&shared.device, a.warmup, a.k, || {
+            let m = theirs.take().expect("model");
+            let gp = register(&m);
+            theirs = Some(burn_optim.step(LR, m, gp));
+        }));
+        ours_s = ours_s.min(timed(&shared.device, a.warmup, a.k, || {
+            let m = ours.take().expect("model");
+            let gp = register(&m);
+            ours = Some(fused.step(LR, m, gp).expect("step"));
+        }));
+    }
     (burn_s, ours_s)
 }
 
@@ -153,8 +168,8 @@ fn main() {
     let a = args();
     let shared = SharedDevice::new().expect("burn's wgpu device");
     println!("adapter: {}", shared.describe());
-    println!("burn 0.22.1 with fusion; wall clock per step, flushed every step; k = {}, warmup = {}", a.k, a.warmup);
-    let mut json = serde_json::json!({ "adapter": shared.describe(), "k": a.k, "warmup": a.warmup, "rules": [], "models": [] });
+    println!("burn 0.22.1 with fusion; wall clock per step, flushed every step; k = {}, warmup = {}; best of {} interleaved rounds", a.k, a.warmup, a.rounds);
+    let mut json = serde_json::json!({ "adapter": shared.describe(), "k": a.k, "warmup": a.warmup, "rounds": a.rounds, "rules": [], "models": [] });
     println!("{:<14} {:>10} {:>12} {:>12} {:>10} {:>10} {:>12}", "rule", "elements", "burn ms", "ours ms", "burn GB/s", "ours GB/s", "ours/burn");
     for &log2 in &a.rules_log2 {
         for (name, bytes, burn_s, ours_s) in rules(&shared, log2, &a) {
