@@ -51,7 +51,8 @@ async fn headless_async() -> Result<Gpu> {
         },
     };
     let info = adapter.get_info();
-    let features = adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
+    // Timestamps for the benchmark; 64-bit integers for the wide access path.
+    let features = adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES | wgpu::Features::SHADER_INT64);
     let (device, queue) = adapter
         .request_device(&wgpu::DeviceDescriptor {
             label: Some("wgpu-optim"),

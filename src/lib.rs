@@ -32,5 +32,5 @@ pub mod validate;
 pub use arena::ParamArena;
 pub use rules::configs::*;
 pub use rules::{OptimizerConfig, Rule, RuleConfig};
-pub use engine::{EngineOptions, Entry, GradControl, GradScaler, Kernel, Optimizer, ParamSlice, PipelineCache, PipelineKey, ScalerState, StateFormat, StepScalars};
+pub use engine::{Access, EngineOptions, Entry, GradControl, GradScaler, Kernel, Optimizer, ParamSlice, PipelineCache, PipelineKey, ScalerState, StateFormat, StepScalars, WideAccess};
 pub use error::{OptimError, Result};

@@ -147,8 +147,8 @@ pub struct CaseReport {
     pub gpu_params: Vec<f32>,
     /// Whether the elements after the tensor in its buffer kept their value.
     pub padding_untouched: bool,
-    /// Whether the vec4 kernel ran (else the scalar-access kernel).
-    pub vec4: bool,
+    /// The access form the kernel ran with.
+    pub access: crate::engine::Access,
     /// Dispatches per step (more than one when the vector was chunked).
     pub dispatches: usize,
 }
@@ -243,7 +243,8 @@ impl GpuRun {
     fn new(device: &wgpu::Device, queue: &wgpu::Queue, config: OptimizerConfig, p0: &[f32], options: EngineOptions) -> Result<Self> {
         let n = p0.len();
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
-        // Padded to whole vec4s so the vec4 kernel (with its scalar tail) runs.
+        // Padded so the bound range rounds up to whole vec4s (and wide units
+        // of 8) inside the buffer: the vector kernels run.
         let padded = n.next_multiple_of(4) + 4;
         let make = |label| device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: 4 * padded as u64, usage, mapped_at_creation: false });
         let (param, grad) = (make("params"), make("grads"));
@@ -344,5 +345,5 @@ pub fn run_case_against(device: &wgpu::Device, queue: &wgpu::Queue, case: &Case,
         let gpu_state = gpu.opt.read_state(slot, 0)?;
         quantities.push(r.s_track[slot].compare(s.name, &gpu_state, &r.state.slots[slot], k));
     }
-    Ok(CaseReport { name: case.name.clone(), rule: config.rule(), n, steps, k, quantities, gpu_params, padding_untouched, vec4: gpu.opt.uses_vec4(), dispatches: gpu.opt.dispatch_count() })
+    Ok(CaseReport { name: case.name.clone(), rule: config.rule(), n, steps, k, quantities, gpu_params, padding_untouched, access: gpu.opt.access(), dispatches: gpu.opt.dispatch_count() })
 }

@@ -128,17 +128,42 @@ fn many_tensors_on_vec4_boundaries_match_reference() {
     many_tensors_in_one_buffer(4, 4, true);
 }
 
+/// The scalar, vec4 and wide (64-bit packed, where the device has
+/// `SHADER_INT64`) access forms give bitwise the same params, for every
+/// validation case (every rule and option set), with f32 and bf16 state,
+/// with and without global-norm clipping (scalar access: without; its
+/// shorter rows sum the norm in another order).
 #[test]
-fn vec4_and_scalar_kernels_are_bitwise_identical() {
+fn access_forms_are_bitwise_identical() {
     let gpu = require_gpu!();
-    let scalar = EngineOptions { vec4: false, ..EngineOptions::default() };
+    let has_wide = gpu.device.features().contains(wgpu::Features::SHADER_INT64);
+    let forms = [
+        (Access::Wide, EngineOptions { wide: WideAccess::Always, ..EngineOptions::default() }),
+        (Access::Vec4, EngineOptions { wide: WideAccess::Never, ..EngineOptions::default() }),
+        (Access::Scalar, EngineOptions { vec4: false, ..EngineOptions::default() }),
+    ];
+    let variants = [(StateFormat::F32, None), (StateFormat::F32, Some(0.5)), (StateFormat::Bf16 { seed: 7 }, None)];
+    let work = Workload { n: 4099, steps: 10, seed: 3 };
     for c in all_cases() {
-        let v = run_case(&gpu.device, &gpu.queue, &c, Workload { n: 4099, steps: 10, seed: 3 }, EngineOptions::default()).unwrap();
-        let s = run_case(&gpu.device, &gpu.queue, &c, Workload { n: 4099, steps: 10, seed: 3 }, scalar.clone()).unwrap();
-        assert!(v.vec4 && !s.vec4, "{}: the two runs did not use the two kernels", c.name);
-        assert!(v.passed() && s.passed(), "{}: out of bound", c.name);
-        let same = v.gpu_params.iter().zip(&s.gpu_params).all(|(x, y)| x.to_bits() == y.to_bits());
-        assert!(same, "{}: vec4 and scalar kernels differ", c.name);
+        for (state_format, max_norm) in variants {
+            let mut runs = Vec::new();
+            for (want, options) in &forms {
+                // The scalar kernel's rows are shorter (1 unit per
+                // invocation), so its norm sums in another order.
+                if max_norm.is_some() && *want == Access::Scalar {
+                    continue;
+                }
+                let options = EngineOptions { state_format, grad_control: GradControl { max_norm, ..GradControl::default() }, ..options.clone() };
+                let r = run_case(&gpu.device, &gpu.queue, &c, work, options).unwrap();
+                let expected = if *want == Access::Wide && !has_wide { Access::Vec4 } else { *want };
+                assert_eq!(r.access, expected, "{}: the run did not use the {want:?} kernel", c.name);
+                runs.push(r);
+            }
+            for (r, (form, _)) in runs.iter().zip(&forms).skip(1) {
+                let same = r.gpu_params.iter().zip(&runs[0].gpu_params).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{} ({state_format:?}, max_norm {max_norm:?}): {form:?} and wide kernels differ", c.name);
+            }
+        }
     }
 }
 

@@ -5,12 +5,15 @@
 // SLOTS state vec4s and writes param and the state, EPI consecutive vec4s.
 // Values rotate through the outputs (s0 ← θ, s1 ← s0, …, θ ← g), the last
 // one kept alive by a select on a condition the compiler cannot fold.
+// src/bench/stream.rs also runs it with every `vec4<f32>` replaced by
+// `vec4<u64>` (8 elements per unit) where the device has SHADER_INT64, the
+// access the engine's wide path uses.
 override WG: u32 = 256u;
 override EPI: u32 = 1u;
 override SLOTS: u32 = 2u;
 
 struct Size {
-    n4: u32,        // vec4s per buffer
+    n4: u32,        // units (vec4s) per buffer
     groups_x: u32,  // workgroups along x
     never: u32,     // 0: never true at run time
     _r: u32,

@@ -28,8 +28,9 @@ fn reduce_grads(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         let len = row.w & 0xffffu;
         var inv_scale = 1.0;
         if (has(SCALER)) { inv_scale = 1.0 / control.scale; }
-        // the same chunks as the update (main), in a fixed order
-        for (var k = 0u; k < CHUNKS; k++) {
+        // 4-element chunks of the row in a fixed order, the same for every
+        // access path (so the norms are bitwise those of the vec4 path)
+        for (var k = 0u; k < CHUNKS * UNIT / 4u; k++) {
             let first = (k * WG + lid) * 4u;
             if (first < len) {
                 let n = min(4u, len - first);

@@ -150,8 +150,11 @@ pub struct RuleRow {
     /// The honest ceiling: the simplest kernel moving the same bytes
     /// (`shaders/bench/stream.wgsl`), best of the sweep.
     pub stream_gbps: f64,
-    /// Its workgroup size and vec4s per invocation.
-    pub stream_config: (u32, u32),
+    /// Its workgroup size, units per invocation and element type ("vec4",
+    /// or "wide": vec4<u64> where the device has `SHADER_INT64`).
+    pub stream_config: (u32, u32, String),
+    /// How the engine's kernel accessed memory ("Vec4", "Wide", "Scalar").
+    pub access: String,
     /// fused GB/s ÷ stream GB/s.
     pub fraction_of_stream: f64,
     /// `copy_buffer_to_buffer` of the same bytes.
@@ -320,7 +323,8 @@ fn rule_row(
         fused_ms: fused_s * 1e3,
         fused_gbps: gbps(fused_s),
         stream_gbps: gbps(honest.stream_s),
-        stream_config: (honest.stream_wg, honest.stream_epi),
+        stream_config: (honest.stream_wg, honest.stream_epi, honest.stream_form.to_string()),
+        access: format!("{:?}", fused.access()),
         fraction_of_stream: honest.stream_s / fused_s,
         copy_gbps: gbps(honest.copy_s),
         fraction_of_copy: honest.copy_s / fused_s,

@@ -2,8 +2,10 @@
 //! bytes and nothing else, measured in the same run. (a) The simplest
 //! compute kernel that moves them (`shaders/bench/stream.wgsl`: contiguous
 //! vec4 loads and stores, no table, no flags), at the best of a sweep over
-//! workgroup sizes and vec4s per invocation; (b) `copy_buffer_to_buffer` of
-//! the same number of bytes (the driver's copy, which on a CPU adapter is a
+//! workgroup sizes, units per invocation and, where the device has
+//! `SHADER_INT64`, the element type (`vec4<f32>`, or `vec4<u64>` as the
+//! engine's wide access path moves it); (b) `copy_buffer_to_buffer` of the
+//! same number of bytes (the driver's copy, which on a CPU adapter is a
 //! memcpy rather than a compute shader).
 
 use super::Timer;
@@ -13,14 +15,26 @@ const STREAM_WGSL: &str = include_str!("../../shaders/bench/stream.wgsl");
 const WORKGROUP_SIZES: [u32; 3] = [64, 128, 256];
 const VEC4S_PER_INVOCATION: [u32; 3] = [1, 2, 4];
 
+/// An element type of the stream kernel: its name in the report, the WGSL
+/// type of one unit, and the f32 elements per unit.
+struct Form {
+    name: &'static str,
+    unit_type: &'static str,
+    elements: u64,
+}
+
+const FORMS: [Form; 2] = [Form { name: "vec4", unit_type: "vec4<f32>", elements: 4 }, Form { name: "wide", unit_type: "vec4<u64>", elements: 8 }];
+
 /// The best stream kernel and the driver's copy, for one byte count.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct Ceilings {
     /// Seconds per step of the best stream kernel.
     pub stream_s: f64,
-    /// Its workgroup size and vec4s per invocation.
+    /// Its workgroup size, units per invocation and element type
+    /// ("vec4" or "wide").
     pub stream_wg: u32,
     pub stream_epi: u32,
+    pub stream_form: &'static str,
     /// Seconds of `copy_buffer_to_buffer` moving the same bytes (half read, half written).
     pub copy_s: f64,
 }
@@ -30,11 +44,23 @@ fn buffer(device: &wgpu::Device, bytes: u64, usage: wgpu::BufferUsages) -> wgpu:
 }
 
 /// The stream kernel over `n` elements with `slots` state slots: seconds per
-/// step for every (workgroup size, vec4s per invocation), best first.
-fn stream(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, n: u64, slots: u32, reps: u32, steps: u32) -> Result<Vec<(f64, u32, u32)>> {
-    let n4 = n.div_ceil(4);
+/// step for every (workgroup size, units per invocation, form), best first.
+fn stream(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, n: u64, slots: u32, reps: u32, steps: u32) -> Result<Vec<(f64, u32, u32, &'static str)>> {
     let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
-    let bufs: Vec<wgpu::Buffer> = (0..5).map(|i| buffer(device, if i < 2 + slots as usize { 16 * n4 } else { 16 }, storage)).collect();
+    let bytes = 32 * n.div_ceil(8);
+    let bufs: Vec<wgpu::Buffer> = scoped(device, || (0..5).map(|i| buffer(device, if i < 2 + slots as usize { bytes } else { 32 }, storage)).collect())?;
+    let wide = device.features().contains(wgpu::Features::SHADER_INT64);
+    let mut out = Vec::new();
+    for form in FORMS.iter().filter(|f| wide || f.elements == 4) {
+        out.extend(stream_form(device, queue, timer, (n.div_ceil(form.elements), form), (&bufs, slots), reps, steps)?);
+    }
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(out)
+}
+
+/// The sweep over workgroup sizes and units per invocation for one form,
+/// over `units` units of each buffer.
+fn stream_form(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, (units, form): (u64, &Form), (bufs, slots): (&[wgpu::Buffer], u32), reps: u32, steps: u32) -> Result<Vec<(f64, u32, u32, &'static str)>> {
     let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
         label: Some("stream"),
         entries: &std::iter::once(wgpu::BindGroupLayoutEntry { binding: 0, visibility: wgpu::ShaderStages::COMPUTE, ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: None }, count: None })
@@ -42,15 +68,16 @@ fn stream(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, n: u64, slo
             .collect::<Vec<_>>(),
     });
     let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor { label: Some("stream"), bind_group_layouts: &[Some(&layout)], immediate_size: 0 });
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("stream"), source: wgpu::ShaderSource::Wgsl(STREAM_WGSL.into()) });
+    let source = STREAM_WGSL.replace("vec4<f32>", form.unit_type);
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("stream"), source: wgpu::ShaderSource::Wgsl(source.into()) });
     let max_x = device.limits().max_compute_workgroups_per_dimension as u64;
     let mut out = Vec::new();
     for wg in WORKGROUP_SIZES {
         for epi in VEC4S_PER_INVOCATION {
-            let groups = n4.div_ceil(wg as u64 * epi as u64);
+            let groups = units.div_ceil(wg as u64 * epi as u64);
             let (gx, gy) = (groups.min(max_x), groups.div_ceil(max_x));
             let size = buffer(device, 16, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST);
-            queue.write_buffer(&size, 0, bytemuck::cast_slice(&[n4 as u32, gx as u32, 0, 0]));
+            queue.write_buffer(&size, 0, bytemuck::cast_slice(&[units as u32, gx as u32, 0, 0]));
             let (pipeline, bind_group) = scoped(device, || {
                 let constants = [("WG", wg as f64), ("EPI", epi as f64), ("SLOTS", slots as f64)];
                 let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -61,7 +88,7 @@ fn stream(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, n: u64, slo
                     compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, zero_initialize_workgroup_memory: false },
                     cache: None,
                 });
-                let entries: Vec<_> = std::iter::once(&size).chain(&bufs).enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() }).collect();
+                let entries: Vec<_> = std::iter::once(&size).chain(bufs).enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() }).collect();
                 let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some("stream"), layout: &layout, entries: &entries });
                 (pipeline, bind_group)
             })?;
@@ -72,10 +99,9 @@ fn stream(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, n: u64, slo
                 pass.dispatch_workgroups(gx as u32, gy as u32, 1);
                 Ok(())
             })?;
-            out.push((s, wg, epi));
+            out.push((s, wg, epi, form.name));
         }
     }
-    out.sort_by(|a, b| a.0.total_cmp(&b.0));
     Ok(out)
 }
 
@@ -95,7 +121,7 @@ fn copy(device: &wgpu::Device, timer: &Timer, bytes: u64, reps: u32, steps: u32)
 ///
 /// **Errors:** [`OptimError::Wgpu`](crate::OptimError::Wgpu) if a buffer does not fit.
 pub fn measure(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, n: u64, slots: u32, bytes_per_element: u64, (reps, steps): (u32, u32)) -> Result<Ceilings> {
-    let (stream_s, stream_wg, stream_epi) = stream(device, queue, timer, n, slots, reps, steps)?[0];
+    let (stream_s, stream_wg, stream_epi, stream_form) = stream(device, queue, timer, n, slots, reps, steps)?[0];
     let copy_s = copy(device, timer, bytes_per_element * n, reps, steps)?;
-    Ok(Ceilings { stream_s, stream_wg, stream_epi, copy_s })
+    Ok(Ceilings { stream_s, stream_wg, stream_epi, stream_form, copy_s })
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 pub use grad_control::{GradControl, GradScaler, ScalerState};
 pub use params::ParamSlice;
-pub use pipeline::{Entry, Kernel, PipelineCache, PipelineKey};
+pub use pipeline::{Access, Entry, Kernel, PipelineCache, PipelineKey};
 pub use state::{bf16_round, StateFormat, StateKind};
 pub use uniforms::{StepHead, StepScalars};
 
@@ -44,7 +44,9 @@ pub struct EngineOptions {
     /// CHUNKS`; a table row is 4·WG·CHUNKS elements). Default 4: on lavapipe
     /// a step at 2^20 elements is about twice as fast as with 1, because an
     /// invocation's fixed costs are shared by more elements. 8-bit state
-    /// always uses 1 (its blocks are workgroup rows of 4·WG values).
+    /// always uses 1 (its blocks are workgroup rows of 4·WG values). The
+    /// wide access path moves 8 elements per unit and runs half as many
+    /// units (at least 1), so its rows match the vec4 path's.
     pub chunks_per_invocation: u32,
     /// Caps the bytes bound per storage binding below the device limit, to
     /// force chunking (testing). `None`: use the device limits.
@@ -59,6 +61,10 @@ pub struct EngineOptions {
     /// Default `true`; `false` forces the scalar-access kernel. Both give
     /// bitwise-identical results.
     pub vec4: bool,
+    /// When to use the wide access path ([`Access::Wide`]: 64-bit packed
+    /// loads and stores, 8 elements each) over vec4. Default
+    /// [`WideAccess::Auto`].
+    pub wide: WideAccess,
     /// Benchmarks only: run the engine-overhead ceiling kernel (same bytes,
     /// no arithmetic) instead of the rule. Params and state become garbage.
     pub ceiling: bool,
@@ -70,7 +76,37 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { workgroup_size: 256, chunks_per_invocation: 4, max_binding_bytes: None, ring_slots: 64, cache: None, vec4: true, ceiling: false, grad_control: GradControl::default(), state_format: StateFormat::F32 }
+        EngineOptions { workgroup_size: 256, chunks_per_invocation: 4, max_binding_bytes: None, ring_slots: 64, cache: None, vec4: true, wide: WideAccess::Auto, ceiling: false, grad_control: GradControl::default(), state_format: StateFormat::F32 }
+    }
+}
+
+/// When the engine uses [`Access::Wide`]. It needs the device feature
+/// `SHADER_INT64` (request it when creating the device; [`crate::device::headless`]
+/// does), f32 or bf16 state, vec4 access allowed, and every tensor on a
+/// multiple of 8 elements; otherwise the engine uses vec4 (or scalar)
+/// access. Results are bitwise the same either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WideAccess {
+    /// Only on a CPU adapter (lavapipe, SwiftShader), where the number of
+    /// memory instructions is the cost and the wide path was measured
+    /// faster. GPUs coalesce vec4 loads already.
+    #[default]
+    Auto,
+    /// Wherever the device allows it.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl WideAccess {
+    fn wanted(self, device: &wgpu::Device) -> bool {
+        let allowed = device.features().contains(wgpu::Features::SHADER_INT64);
+        allowed
+            && match self {
+                WideAccess::Auto => device.adapter_info().device_type == wgpu::DeviceType::Cpu,
+                WideAccess::Always => true,
+                WideAccess::Never => false,
+            }
     }
 }
 
@@ -129,9 +165,9 @@ struct Pipelines {
 }
 
 impl Pipelines {
-    fn new(device: &wgpu::Device, cache: &PipelineCache, config: &OptimizerConfig, options: &EngineOptions, vec4: bool) -> Result<Self> {
+    fn new(device: &wgpu::Device, cache: &PipelineCache, config: &OptimizerConfig, options: &EngineOptions, access: Access) -> Result<Self> {
         let kernel = if options.ceiling { Kernel::Ceiling } else { Kernel::Rule(config.rule()) };
-        let key = |entry| PipelineKey { kernel, entry, workgroup_size: options.workgroup_size, chunks: chunks(options, vec4), flags: config.flags() | options.grad_control.flags(), vec4, state: options.state_format.kind(), state_mask: config.state().mask() };
+        let key = |entry| PipelineKey { kernel, entry, workgroup_size: options.workgroup_size, chunks: chunks(options, access), flags: config.flags() | options.grad_control.flags(), access, state: options.state_format.kind(), state_mask: config.state().mask() };
         let control = match options.grad_control.active() {
             true => Some((cache.get(device, key(Entry::ReduceGrads))?, cache.get(device, key(Entry::FinalizeGrads))?)),
             false => None,
@@ -173,27 +209,34 @@ pub struct Optimizer {
     state: StateStore,
     step: u32,
     scalars: StepScalars,
-    vec4: bool,
+    access: Access,
     /// `StepHead::signed_mask`, fixed by the rule's state slots.
     q8_mask: u32,
     /// The tensors as planned, and which of them the step updates.
     tensors: Vec<TensorRange>,
     active: Vec<bool>,
-    /// Elements per table row (4·WG) and bytes between table chunks.
+    /// Elements per table row and bytes between table chunks.
     per_block: u64,
     table_stride: u64,
 }
 
-/// Chunks of 4 elements per invocation: 1 for 8-bit state (its blocks are
+/// Access units per invocation: 1 for 8-bit state (its blocks are
 /// workgroup rows) and for the scalar-access kernel (whose lane-by-lane
-/// loads, repeated in a loop, lavapipe runs about 100 times slower).
-fn chunks(options: &EngineOptions, vec4: bool) -> u32 {
-    if options.state_format == StateFormat::Int8Blockwise || !vec4 { 1 } else { options.chunks_per_invocation.max(1) }
+/// loads, repeated in a loop, lavapipe runs about 100 times slower); half
+/// the vec4 count for the wide path (same rows, so the same reductions).
+fn chunks(options: &EngineOptions, access: Access) -> u32 {
+    let vec4_chunks = options.chunks_per_invocation.max(1);
+    match access {
+        _ if options.state_format == StateFormat::Int8Blockwise => 1,
+        Access::Scalar => 1,
+        Access::Vec4 => vec4_chunks,
+        Access::Wide => (vec4_chunks / 2).max(1),
+    }
 }
 
 /// Elements of one table row.
-fn per_block(options: &EngineOptions, vec4: bool) -> u64 {
-    LANES * options.workgroup_size as u64 * chunks(options, vec4) as u64
+fn per_block(options: &EngineOptions, access: Access) -> u64 {
+    access.unit() * options.workgroup_size as u64 * chunks(options, access) as u64
 }
 
 /// The plan limits of `device` under `options`, or why it cannot run.
@@ -203,8 +246,9 @@ fn plan_limits(device: &wgpu::Device, options: &EngineOptions) -> Result<PlanLim
     if wg == 0 || wg > limits.max_compute_workgroup_size_x || wg > limits.max_compute_invocations_per_workgroup {
         return Err(OptimError::ExceedsLimits(format!("workgroup size {wg} not supported by the device")));
     }
-    if per_block(options, true) > 0xffff {
-        return Err(OptimError::ExceedsLimits(format!("{} elements per table row (4 · workgroup size · chunks per invocation) exceed 65535", per_block(options, true))));
+    let widest = per_block(options, Access::Vec4).max(per_block(options, Access::Wide));
+    if widest > 0xffff {
+        return Err(OptimError::ExceedsLimits(format!("{widest} elements per table row (4 · workgroup size · chunks per invocation) exceed 65535")));
     }
     let power_of_two_needed = options.state_format == StateFormat::Int8Blockwise || options.grad_control.active();
     if power_of_two_needed && !wg.is_power_of_two() {
@@ -215,11 +259,14 @@ fn plan_limits(device: &wgpu::Device, options: &EngineOptions) -> Result<PlanLim
     }
     let align = (limits.min_storage_buffer_offset_alignment as u64 / 4).max(1);
     let limit_bytes = options.max_binding_bytes.map_or(u64::MAX, |cap| cap).min(limits.max_storage_buffer_binding_size).min(limits.max_buffer_size);
-    let binding = (limit_bytes / 4 / align * align).min(u32::MAX as u64 / 2);
+    // A multiple of the alignment (and so of every access unit), so bound
+    // ranges rounded up to whole units stay within it.
+    let binding = (limit_bytes / 4).min(u32::MAX as u64 / 2) / align * align;
     if binding < 2 * align {
         return Err(OptimError::ExceedsLimits(format!("binding limit of {limit_bytes} bytes is too small")));
     }
-    let state_align = if options.state_format == StateFormat::Int8Blockwise { LANES * wg as u64 } else { LANES };
+    // Every segment's state starts on a whole access unit of any form.
+    let state_align = if options.state_format == StateFormat::Int8Blockwise { LANES * wg as u64 } else { Access::Wide.alignment() };
     Ok(PlanLimits { binding, align, state_align })
 }
 
@@ -230,19 +277,26 @@ struct Planned {
     tensors: Vec<TensorRange>,
     windows: Vec<Window>,
     limits: PlanLimits,
-    /// Whether the vec4 kernel runs on every window.
-    vec4: bool,
+    /// The access form every window allows.
+    access: Access,
 }
 
-/// Plans the windows of `params`, and whether the vec4 kernel can run on all of them.
-fn plan(params: &[ParamSlice], limits: PlanLimits, want_vec4: bool) -> Planned {
+/// The access forms `options` allow on `device`, widest first.
+fn wanted_access(device: &wgpu::Device, options: &EngineOptions) -> Vec<Access> {
+    let wide = options.vec4 && options.state_format != StateFormat::Int8Blockwise && options.wide.wanted(device);
+    let vec4 = options.vec4.then_some(Access::Vec4);
+    wide.then_some(Access::Wide).into_iter().chain(vec4).collect()
+}
+
+/// Plans the windows of `params`, and the widest of the `wanted` access
+/// forms (else scalar) every window allows.
+fn plan(params: &[ParamSlice], limits: PlanLimits, wanted: &[Access]) -> Planned {
     let (buffers, tensors) = params::tensor_ranges(params);
     let mut windows = plan::plan_windows(&tensors, &limits);
-    let vec4 = want_vec4 && windows.iter().all(|w| w.vec4_ready(&tensors, buffers[w.param_buf].size() / 4, buffers[w.grad_buf].size() / 4));
-    if vec4 {
-        windows.iter_mut().for_each(Window::round_to_vec4);
-    }
-    Planned { buffers, tensors, windows, limits, vec4 }
+    let fits = |unit| windows.iter().all(|w| w.aligned_to(unit, &tensors, buffers[w.param_buf].size() / 4, buffers[w.grad_buf].size() / 4));
+    let access = wanted.iter().copied().find(|a| fits(a.alignment())).unwrap_or(Access::Scalar);
+    windows.iter_mut().for_each(|w| w.round_to(access.alignment()));
+    Planned { buffers, tensors, windows, limits, access }
 }
 
 /// What `with_groups` builds inside one error scope.
@@ -272,9 +326,9 @@ impl Optimizer {
     pub fn with_groups(device: &wgpu::Device, queue: &wgpu::Queue, configs: &[OptimizerConfig], params: &[ParamSlice], options: EngineOptions) -> Result<Self> {
         params::check_inputs(configs, params)?;
         options.grad_control.validate()?;
-        let planned = plan(params, plan_limits(device, &options)?, options.vec4);
+        let planned = plan(params, plan_limits(device, &options)?, &wanted_access(device, &options));
         let cache = options.cache.clone().unwrap_or_else(|| Arc::new(PipelineCache::new(device)));
-        let pipelines = Pipelines::new(device, &cache, &configs[0], &options, planned.vec4)?;
+        let pipelines = Pipelines::new(device, &cache, &configs[0], &options, planned.access)?;
         let built = scoped(device, || Self::allocate(device, queue, &cache, configs, &planned, &options))??;
         let mut opt = Optimizer {
             device: device.clone(),
@@ -291,10 +345,10 @@ impl Optimizer {
             state: built.state,
             step: 0,
             scalars: bytemuck::Zeroable::zeroed(),
-            vec4: planned.vec4,
+            access: planned.access,
             active: vec![true; planned.tensors.len()],
             tensors: planned.tensors,
-            per_block: per_block(&options, planned.vec4),
+            per_block: per_block(&options, planned.access),
             table_stride: TABLE_BYTES.next_multiple_of(device.limits().min_uniform_buffer_offset_alignment as u64),
         };
         if opt.grad_control.device_step() || options.state_format == StateFormat::Int8Blockwise {
@@ -306,10 +360,10 @@ impl Optimizer {
     /// Every buffer and bind group of a new optimizer.
     fn allocate(device: &wgpu::Device, queue: &wgpu::Queue, cache: &PipelineCache, configs: &[OptimizerConfig], planned: &Planned, options: &EngineOptions) -> Result<Built> {
         let Planned { buffers, tensors, windows, limits, .. } = planned;
-        let per_block = per_block(options, planned.vec4);
+        let per_block = per_block(options, planned.access);
         let table_stride = TABLE_BYTES.next_multiple_of(device.limits().min_uniform_buffer_offset_alignment as u64);
         let total_blocks: u64 = windows.iter().flat_map(|w| &w.segments).map(|s| s.2.div_ceil(per_block)).sum();
-        let unused = std::array::from_fn(|_| device.create_buffer(&wgpu::BufferDescriptor { label: Some("wgpu-optim unused state"), size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false }));
+        let unused = std::array::from_fn(|_| device.create_buffer(&wgpu::BufferDescriptor { label: Some("wgpu-optim unused state"), size: 32, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false }));
         let factors = device.create_buffer(&wgpu::BufferDescriptor { label: Some("wgpu-optim step factors"), size: 16, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
         let control = grad_control::control_buffer(device, queue, &options.grad_control, total_blocks);
         let shared = Shared { layout: cache.layout().clone(), ring: Ring::new(device, options.ring_slots), unused, control, factors };
@@ -450,9 +504,14 @@ impl Optimizer {
         &self.params
     }
 
-    /// Whether the vec4 kernel runs (see [`EngineOptions::vec4`]).
+    /// Whether a vector kernel runs (vec4 or wide; see [`EngineOptions::vec4`]).
     pub fn uses_vec4(&self) -> bool {
-        self.vec4
+        self.access != Access::Scalar
+    }
+
+    /// The access form the step runs with (see [`WideAccess`]).
+    pub fn access(&self) -> Access {
+        self.access
     }
 
     /// Total parameter elements.

@@ -34,6 +34,41 @@ pub enum Entry {
     FinalizeGrads,
 }
 
+/// How a pipeline binds and moves the f32 operands (params, grads, f32 and
+/// bf16 state); results are bitwise the same in every form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// `array<f32>`, four scalar loads per operand: tensors at any offset.
+    Scalar,
+    /// `array<vec4<f32>>`: every tensor starts on a whole vec4.
+    Vec4,
+    /// `array<vec4<u64>>`, two f32 per u64, 8 elements per access: every
+    /// tensor starts on a multiple of 8 elements, and the device has
+    /// `SHADER_INT64` (a naga extension, not standard WGSL). It halves the
+    /// memory instructions per element, which is what a CPU adapter
+    /// (lavapipe) pays for; see `shaders/prelude/wide.wgsl`.
+    Wide,
+}
+
+impl Access {
+    /// Elements one invocation moves per access unit (the shader's `UNIT`).
+    pub fn unit(self) -> u64 {
+        match self {
+            Access::Scalar | Access::Vec4 => 4,
+            Access::Wide => 8,
+        }
+    }
+
+    /// Element alignment every tensor start (and bound range) needs.
+    pub fn alignment(self) -> u64 {
+        match self {
+            Access::Scalar => 1,
+            Access::Vec4 => 4,
+            Access::Wide => 8,
+        }
+    }
+}
+
 /// Which pipeline: a kernel, an entry point, a workgroup size, the memory
 /// access form, and the state slots it reads and writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -41,14 +76,14 @@ pub struct PipelineKey {
     pub kernel: Kernel,
     pub entry: Entry,
     pub workgroup_size: u32,
-    /// Chunks of 4 elements per invocation (the shader's `override CHUNKS`).
+    /// Access units per invocation (the shader's `override CHUNKS`; a table
+    /// row is `access.unit()`·WG·CHUNKS elements).
     pub chunks: u32,
     /// The option flags (`rules::flags`; the shader's `override FLAGS`), so
     /// that a disabled option's code compiles away.
     pub flags: u32,
-    /// `true`: operands bound as `array<vec4<f32>>` (every tensor starts at a
-    /// multiple of 4 elements); `false`: `array<f32>`, any offset.
-    pub vec4: bool,
+    /// How the f32 operands are bound and accessed.
+    pub access: Access,
     /// How the state slots are stored.
     pub state: StateKind,
     /// Bit i: state slot i is used (the shader's `override STATE_MASK`).

@@ -108,22 +108,23 @@ impl Window {
         true
     }
 
-    /// Whether the window can be bound as `array<vec4<f32>>`: every segment
-    /// starts on a whole vec4 of both buffers, and the bound ranges rounded
-    /// up to whole vec4s stay inside the buffers (`*_len`: their sizes in
-    /// elements).
-    pub fn vec4_ready(&self, tensors: &[TensorRange], param_len: u64, grad_len: u64) -> bool {
+    /// Whether the window can be bound in units of `unit` elements (4: vec4,
+    /// 8: wide): the bound ranges and every segment start on whole units of
+    /// both buffers, and the bound ranges rounded up to whole units stay
+    /// inside the buffers (`*_len`: their sizes in elements).
+    pub fn aligned_to(&self, unit: u64, tensors: &[TensorRange], param_len: u64, grad_len: u64) -> bool {
         let aligned = self.segments.iter().all(|&(i, start, _)| {
             let t = &tensors[i];
-            (t.param_offset + start).is_multiple_of(LANES) && (t.grad_offset + start).is_multiple_of(LANES)
+            (t.param_offset + start).is_multiple_of(unit) && (t.grad_offset + start).is_multiple_of(unit)
         });
-        aligned && self.p_hi.next_multiple_of(LANES) <= param_len && self.g_hi.next_multiple_of(LANES) <= grad_len
+        let starts = self.p_lo.is_multiple_of(unit) && self.g_lo.is_multiple_of(unit);
+        aligned && starts && self.p_hi.next_multiple_of(unit) <= param_len && self.g_hi.next_multiple_of(unit) <= grad_len
     }
 
-    /// Rounds the bound ranges up to whole vec4s (for the vec4 kernel).
-    pub fn round_to_vec4(&mut self) {
-        self.p_hi = self.p_hi.next_multiple_of(LANES);
-        self.g_hi = self.g_hi.next_multiple_of(LANES);
+    /// Rounds the bound ranges up to whole units of `unit` elements.
+    pub fn round_to(&mut self, unit: u64) {
+        self.p_hi = self.p_hi.next_multiple_of(unit);
+        self.g_hi = self.g_hi.next_multiple_of(unit);
     }
 
     /// The state offset of each segment within the window's state.
@@ -276,14 +277,19 @@ mod tests {
     }
 
     #[test]
-    fn vec4_needs_aligned_starts_and_room_to_round_up() {
+    fn vector_access_needs_aligned_starts_and_room_to_round_up() {
         let t = [TensorRange { param_buf: 0, param_offset: 8, grad_buf: 1, grad_offset: 4, len: 10, group: 0 }];
         let w = plan_windows(&t, &limits(1 << 20, 1)).remove(0);
-        assert!(w.vec4_ready(&t, 20, 16));
-        assert!(!w.vec4_ready(&t, 18, 16), "param range rounded up to 20 exceeds 18 elements");
+        assert!(w.aligned_to(4, &t, 20, 16));
+        assert!(!w.aligned_to(4, &t, 18, 16), "param range rounded up to 20 exceeds 18 elements");
+        assert!(!w.aligned_to(8, &t, 100, 100), "the grad starts at 4: not a whole unit of 8");
         let odd = [TensorRange { param_offset: 9, ..t[0] }];
         let w = plan_windows(&odd, &limits(1 << 20, 1)).remove(0);
-        assert!(!w.vec4_ready(&odd, 100, 100));
+        assert!(!w.aligned_to(4, &odd, 100, 100));
+        let even = [TensorRange { grad_offset: 16, ..t[0] }];
+        let w = plan_windows(&even, &limits(1 << 20, 1)).remove(0);
+        assert!(w.aligned_to(8, &even, 24, 32));
+        assert!(!w.aligned_to(8, &even, 20, 32), "param range rounded up to 24 exceeds 20 elements");
     }
 
     #[test]
