@@ -6,7 +6,8 @@
 // workgroup row (4·WG elements of one tensor), so the absmax is a
 // workgroup reduction, and each chunk of 4 values is one u32 of codes. The
 // maps sit at the start of `factors` (64 vec4 each). Codes and block scales
-// share the state buffer: scales from table.scale_offset on.
+// share the state buffer: scales from table.scale_offset on. The codes of
+// values are computed in shaders/prelude/q8_code.wgsl.
 
 struct Chunk {
     valid: bool,
@@ -47,6 +48,10 @@ var<workgroup> q8_red: array<f32, WG>;
 // Both maps, copied from `factors` once per workgroup: signed at 0, unsigned at 256.
 var<workgroup> q8_map: array<f32, 512>;
 
+fn q8_entry(base: u32, code: u32) -> f32 {
+    return q8_map[base + code];
+}
+
 fn q8_scale_index(i: u32) -> u32 {
     return table.scale_offset + i / (4u * WG);
 }
@@ -58,10 +63,6 @@ fn q8_base(slot: u32) -> u32 {
 // Second-moment slots are quantised as √x (see quant::Coding).
 fn q8_sqrt_domain(slot: u32) -> bool {
     return ((u.head.signed_mask >> (8u + slot)) & 1u) != 0u;
-}
-
-fn q8_entry(base: u32, code: u32) -> f32 {
-    return q8_map[base + code];
 }
 
 fn q8_decode(w: u32, scale: f32, slot: u32) -> vec4<f32> {
@@ -79,20 +80,6 @@ fn q8_domain(v: vec4<f32>, slot: u32) -> vec4<f32> {
         return sqrt(max(v, vec4<f32>(0.0)));
     }
     return v;
-}
-
-// The code of the map entry nearest to x (x = value / block absmax).
-fn q8_code(x: f32, base: u32) -> u32 {
-    var lo = 0u;
-    var hi = 255u;
-    while (lo < hi) {
-        let mid = (lo + hi + 1u) / 2u;
-        if (q8_entry(base, mid) <= x) { lo = mid; } else { hi = mid - 1u; }
-    }
-    if (lo < 255u && abs(q8_entry(base, lo + 1u) - x) < abs(x - q8_entry(base, lo))) {
-        return lo + 1u;
-    }
-    return lo;
 }
 
 fn q8_encode(v: vec4<f32>, scale: f32, slot: u32) -> u32 {

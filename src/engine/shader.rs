@@ -13,6 +13,9 @@ const COMMON_WGSL: &str = include_str!("../../shaders/prelude/common.wgsl");
 const GRAD_CONTROL_WGSL: &str = include_str!("../../shaders/prelude/grad_control.wgsl");
 const BF16_WGSL: &str = include_str!("../../shaders/prelude/bf16.wgsl");
 const Q8_WGSL: &str = include_str!("../../shaders/prelude/q8.wgsl");
+/// The 8-bit codes by arithmetic over the maps' structure (also run alone by
+/// the test that compares it with `quant::nearest`).
+pub(crate) const Q8_CODE_WGSL: &str = include_str!("../../shaders/prelude/q8_code.wgsl");
 const UNIT4_WGSL: &str = include_str!("../../shaders/prelude/unit4.wgsl");
 const WIDE_WGSL: &str = include_str!("../../shaders/prelude/wide.wgsl");
 const CEILING_WGSL: &str = include_str!("../../shaders/bench/ceiling.wgsl");
@@ -55,7 +58,7 @@ fn access_prelude(access: Access, state: StateKind) -> String {
     let operands = [("param", 1, true), ("grad", 2, false), ("state0", 3, true), ("state1", 4, true), ("state2", 5, true)];
     let mut out = match state {
         StateKind::Bf16 => BF16_WGSL.to_string(),
-        StateKind::Int8 => Q8_WGSL.to_string(),
+        StateKind::Int8 => format!("{Q8_CODE_WGSL}\n{Q8_WGSL}"),
         StateKind::F32 => String::new(),
     };
     for (slot, (name, binding, writable)) in operands.into_iter().enumerate() {
@@ -190,5 +193,88 @@ mod tests {
             assert!(src.contains(&format!("const {name}: u32 = {value}u;")), "{name} missing");
         }
         assert!(!COMMON_WGSL.contains("const MAXIMIZE"), "the prelude must not declare flags itself");
+    }
+
+    /// Runs `q8_code` alone: for each x, its code in the signed map and the
+    /// code of |x| in the unsigned map.
+    fn gpu_q8_codes(gpu: &crate::device::Gpu, xs: &[f32]) -> Vec<u32> {
+        use wgpu::util::DeviceExt;
+        let src = format!(
+            "{Q8_CODE_WGSL}\n@group(0) @binding(0) var<storage, read> xs: array<f32>;\n\
+             @group(0) @binding(1) var<storage, read_write> codes: array<u32>;\n\
+             @compute @workgroup_size(64)\n\
+             fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{\n\
+                 let i = gid.x;\n\
+                 if (i < arrayLength(&xs)) {{ codes[2u * i] = q8_code(xs[i], 0u); codes[2u * i + 1u] = q8_code(abs(xs[i]), 256u); }}\n\
+             }}\n"
+        );
+        let device = &gpu.device;
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+        let init = |contents: &[u8]| device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents, usage });
+        let (xs_buf, codes) = (init(bytemuck::cast_slice(xs)), init(&vec![0u8; 8 * xs.len()]));
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: None, source: wgpu::ShaderSource::Wgsl(src.into()) });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor { label: None, layout: None, module: &module, entry_point: Some("main"), compilation_options: Default::default(), cache: None });
+        let entries: Vec<_> = [&xs_buf, &codes].iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() }).collect();
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &pipeline.get_bind_group_layout(0), entries: &entries });
+        let mut enc = device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups((xs.len() as u32).div_ceil(64), 1, 1);
+        }
+        gpu.queue.submit([enc.finish()]);
+        let out = crate::device::read_f32(device, &gpu.queue, &codes, 0, 2 * xs.len() as u64).unwrap();
+        out.into_iter().map(f32::to_bits).collect()
+    }
+
+    /// Whether `got` is as good a code for x as `want` (the nearest): the
+    /// same, or a neighbour with x within 1e-6 relative of their midpoint.
+    fn as_near(map: &[f32; 256], x: f32, got: u32, want: u32) -> bool {
+        let (a, b) = (got.min(want) as usize, got.max(want) as usize);
+        let mid = (map[a] as f64 + map[b] as f64) / 2.0;
+        got == want || (b == a + 1 && (x as f64 - mid).abs() <= 1e-6 * mid.abs().max(1e-30))
+    }
+
+    /// The arithmetic codes (`shaders/prelude/q8_code.wgsl`) are those of
+    /// the host's binary search (`quant::nearest`) on both maps, up to ties
+    /// within 1e-6 of a midpoint: at every map entry, every midpoint between
+    /// neighbours, the f32 values two ulps around each, points across every
+    /// gap, zero, and random values of every magnitude.
+    #[test]
+    fn q8_codes_are_the_nearest_map_entries() {
+        let Ok(gpu) = crate::device::headless() else {
+            assert!(std::env::var_os("CI").is_none(), "no adapter in CI");
+            return;
+        };
+        let around = |x: f32| (-2i32..=2).map(move |d| f32::from_bits((x.to_bits() as i32 + d) as u32));
+        let mut xs: Vec<f32> = vec![0.0, -0.0, 1.0, -1.0, 1e-9, -1e-9];
+        for signed in [true, false] {
+            let m = crate::quant::dynamic_map(signed);
+            for w in m.windows(2) {
+                let mid = (w[0] + w[1]) / 2.0;
+                xs.extend(around(w[0]).chain(around(mid)).filter(|x| x.abs() <= 1.0 && x.abs() > 0.0));
+                // and across the gap, close to the midpoint but outside the tolerance
+                xs.extend([0.05f32, 0.25, 0.4, 0.49, 0.499, 0.501, 0.51, 0.6, 0.75, 0.95].map(|f| w[0] + (w[1] - w[0]) * f));
+            }
+        }
+        xs.extend((0..200_000u64).map(|i| {
+            let u = crate::validate::uniform(17, 0, i) as f64;
+            let magnitude = 10f64.powf(-9.0 * (u.abs()));
+            (if u < 0.0 { -magnitude } else { magnitude }) as f32
+        }));
+        let got = gpu_q8_codes(&gpu, &xs);
+        let (signed, unsigned) = (crate::quant::dynamic_map(true), crate::quant::dynamic_map(false));
+        let (mut wrong, mut ties) = (Vec::new(), 0);
+        for (i, &x) in xs.iter().enumerate() {
+            let want = [crate::quant::nearest(&signed, x) as u32, crate::quant::nearest(&unsigned, x.abs()) as u32];
+            let pair = [got[2 * i], got[2 * i + 1]];
+            if !(as_near(&signed, x, pair[0], want[0]) && as_near(&unsigned, x.abs(), pair[1], want[1])) {
+                wrong.push((x, pair, want));
+            }
+            ties += (pair != want) as usize;
+        }
+        assert!(wrong.is_empty(), "{} of {} values coded differently, e.g. {:?}", wrong.len(), xs.len(), &wrong[..wrong.len().min(8)]);
+        assert!(ties < xs.len() / 100, "{ties} near-ties coded the other way: more than rounding explains");
     }
 }
