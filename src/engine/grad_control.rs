@@ -2,7 +2,7 @@
 //! recorded step: settings, the control buffer (binding 7) and the
 //! step-factor table (binding 8) the device-side step counter indexes.
 
-use super::{Optimizer, StateFormat, MAX_GROUPS};
+use super::{Optimizer, MAX_GROUPS};
 use crate::error::{scoped, OptimError, Result};
 use crate::rules::flags;
 
@@ -127,19 +127,11 @@ pub fn control_buffer(device: &wgpu::Device, queue: &wgpu::Queue, control: &Grad
 
 impl Optimizer {
     /// Makes the step-factor table (GradScaler mode) hold steps `0..=steps`,
-    /// doubling it, and rebinds. Rare: amortised O(1) per step. 8-bit state
-    /// keeps its two quantisation maps (64 vec4 each) at the table's start.
+    /// doubling it, and rebinds. Rare: amortised O(1) per step.
     pub(super) fn grow_factors(&mut self, steps: u32) -> Result<()> {
         let scaler = self.grad_control.device_step();
         let capacity = if scaler { steps.max(1).next_power_of_two().max(self.factor_capacity * 2) } else { 0 };
         let mut rows: Vec<[f32; 4]> = Vec::new();
-        if self.state.format == StateFormat::Int8Blockwise {
-            for signed in [true, false] {
-                let map = crate::quant::dynamic_map(signed);
-                rows.extend(map.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]));
-            }
-        }
-        debug_assert_eq!(rows.len() as u64, self.factor_base());
         if scaler {
             rows.extend((0..=capacity).flat_map(|t| self.configs.iter().map(move |c| c.step_factors(t).map(|x| x as f32))));
         }
@@ -162,12 +154,6 @@ impl Optimizer {
         })?;
         self.factor_capacity = capacity;
         Ok(())
-    }
-
-    /// First step-factor row in the factors buffer (8-bit state puts its two
-    /// quantisation maps, 64 vec4 each, first).
-    pub(super) fn factor_base(&self) -> u64 {
-        if self.state.format == StateFormat::Int8Blockwise { 128 } else { 0 }
     }
 
     /// Per-group total grad norms of the last recorded step (after

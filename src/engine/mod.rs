@@ -27,13 +27,17 @@ pub use uniforms::{StepHead, StepScalars};
 
 use crate::error::{scoped, OptimError, Result};
 use crate::rules::{flags, OptimizerConfig, Rule};
-use plan::{Launch, PlanLimits, TensorRange, Window, LANES, TABLE_BYTES, TABLE_ROWS};
+use plan::{Launch, PlanLimits, TensorRange, Window, TABLE_BYTES, TABLE_ROWS};
 use state::StateStore;
 use uniforms::Ring;
 
 /// Maximum number of param groups one optimizer can hold (size of the
 /// `groups` array of the step uniform).
 pub const MAX_GROUPS: usize = 8;
+
+/// Most chunks per invocation with 8-bit state, whose kernel keeps a
+/// block's new state in registers until the block's absmax is known.
+pub const Q8_MAX_CHUNKS: u32 = 4;
 
 /// Engine knobs. Defaults suit every adapter.
 #[derive(Clone)]
@@ -44,7 +48,7 @@ pub struct EngineOptions {
     /// CHUNKS`; a table row is 4·WG·CHUNKS elements). Default 4: on lavapipe
     /// a step at 2^20 elements is about twice as fast as with 1, because an
     /// invocation's fixed costs are shared by more elements. 8-bit state
-    /// always uses 1 (its blocks are workgroup rows of 4·WG values). The
+    /// uses at most 4 (its blocks are table rows of 4·WG·chunks values). The
     /// wide access path moves 8 elements per unit and runs half as many
     /// units (at least 1), so its rows match the vec4 path's.
     pub chunks_per_invocation: u32,
@@ -167,7 +171,8 @@ struct Pipelines {
 impl Pipelines {
     fn new(device: &wgpu::Device, cache: &PipelineCache, config: &OptimizerConfig, options: &EngineOptions, access: Access) -> Result<Self> {
         let kernel = if options.ceiling { Kernel::Ceiling } else { Kernel::Rule(config.rule()) };
-        let key = |entry| PipelineKey { kernel, entry, workgroup_size: options.workgroup_size, chunks: chunks(options, access), flags: config.flags() | options.grad_control.flags(), access, state: options.state_format.kind(), state_mask: config.state().mask() };
+        let q8_coding = if options.state_format == StateFormat::Int8Blockwise { state::q8_mask(&config.state()) } else { 0 };
+        let key = |entry| PipelineKey { kernel, entry, workgroup_size: options.workgroup_size, chunks: chunks(options, access), flags: config.flags() | options.grad_control.flags(), access, state: options.state_format.kind(), state_mask: config.state().mask(), q8_coding };
         let control = match options.grad_control.active() {
             true => Some((cache.get(device, key(Entry::ReduceGrads))?, cache.get(device, key(Entry::FinalizeGrads))?)),
             false => None,
@@ -210,8 +215,6 @@ pub struct Optimizer {
     step: u32,
     scalars: StepScalars,
     access: Access,
-    /// `StepHead::signed_mask`, fixed by the rule's state slots.
-    q8_mask: u32,
     /// The tensors as planned, and which of them the step updates.
     tensors: Vec<TensorRange>,
     active: Vec<bool>,
@@ -220,14 +223,15 @@ pub struct Optimizer {
     table_stride: u64,
 }
 
-/// Access units per invocation: 1 for 8-bit state (its blocks are
-/// workgroup rows) and for the scalar-access kernel (whose lane-by-lane
-/// loads, repeated in a loop, lavapipe runs about 100 times slower); half
-/// the vec4 count for the wide path (same rows, so the same reductions).
+/// Access units per invocation: at most [`Q8_MAX_CHUNKS`] for 8-bit state
+/// (a block is a table row), 1 for the scalar-access kernel (whose
+/// lane-by-lane loads, repeated in a loop, lavapipe runs about 100 times
+/// slower); half the vec4 count for the wide path (same rows, so the same
+/// reductions).
 fn chunks(options: &EngineOptions, access: Access) -> u32 {
     let vec4_chunks = options.chunks_per_invocation.max(1);
     match access {
-        _ if options.state_format == StateFormat::Int8Blockwise => 1,
+        _ if options.state_format == StateFormat::Int8Blockwise => vec4_chunks.min(Q8_MAX_CHUNKS),
         Access::Scalar => 1,
         Access::Vec4 => vec4_chunks,
         Access::Wide => (vec4_chunks / 2).max(1),
@@ -266,7 +270,7 @@ fn plan_limits(device: &wgpu::Device, options: &EngineOptions) -> Result<PlanLim
         return Err(OptimError::ExceedsLimits(format!("binding limit of {limit_bytes} bytes is too small")));
     }
     // Every segment's state starts on a whole access unit of any form.
-    let state_align = if options.state_format == StateFormat::Int8Blockwise { LANES * wg as u64 } else { Access::Wide.alignment() };
+    let state_align = if options.state_format == StateFormat::Int8Blockwise { per_block(options, Access::Vec4) } else { Access::Wide.alignment() };
     Ok(PlanLimits { binding, align, state_align })
 }
 
@@ -341,7 +345,6 @@ impl Optimizer {
             factor_capacity: 0,
             shared: built.shared,
             dispatches: built.dispatches,
-            q8_mask: state::q8_mask(&built.state.layout),
             state: built.state,
             step: 0,
             scalars: bytemuck::Zeroable::zeroed(),
@@ -351,7 +354,7 @@ impl Optimizer {
             per_block: per_block(&options, planned.access),
             table_stride: TABLE_BYTES.next_multiple_of(device.limits().min_uniform_buffer_offset_alignment as u64),
         };
-        if opt.grad_control.device_step() || options.state_format == StateFormat::Int8Blockwise {
+        if opt.grad_control.device_step() {
             opt.grow_factors(1024)?;
         }
         Ok(opt)
@@ -401,9 +404,9 @@ impl Optimizer {
                 StateFormat::Bf16 { seed } => seed,
                 _ => 0,
             },
-            signed_mask: self.q8_mask,
-            factor_base: self.factor_base() as u32,
-            pad: 0,
+            pad0: 0,
+            pad1: 0,
+            pad2: 0,
         }
     }
 

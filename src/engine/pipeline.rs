@@ -88,6 +88,9 @@ pub struct PipelineKey {
     pub state: StateKind,
     /// Bit i: state slot i is used (the shader's `override STATE_MASK`).
     pub state_mask: u32,
+    /// 8-bit state: the slots' codings (`state::q8_mask`; the shader's
+    /// `override Q8_CODING`); 0 otherwise.
+    pub q8_coding: u32,
 }
 
 impl PipelineKey {
@@ -177,7 +180,7 @@ impl PipelineCache {
                 module: &module,
                 entry_point: Some(key.entry_point()),
                 compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &[("WG", key.workgroup_size as f64), ("CHUNKS", key.chunks as f64), ("FLAGS", key.flags as f64), ("STATE_MASK", key.state_mask as f64)],
+                    constants: &[("WG", key.workgroup_size as f64), ("CHUNKS", key.chunks as f64), ("FLAGS", key.flags as f64), ("STATE_MASK", key.state_mask as f64), ("Q8_CODING", key.q8_coding as f64)],
                     zero_initialize_workgroup_memory: false,
                 },
                 cache: None,

@@ -43,13 +43,9 @@ gpu_struct! {
         pub n_groups: u32,
         /// Seed of the stochastic rounding of bf16 state.
         pub seed: u32,
-        /// 8-bit state: bit i set when slot i uses the signed map, bit 8 + i
-        /// when it is quantised in the square-root domain.
-        pub signed_mask: u32,
-        /// 8-bit state: index of the first step-factor row in `factors` (the
-        /// maps come first).
-        pub factor_base: u32,
-        pub pad: u32,
+        pub pad0: u32,
+        pub pad1: u32,
+        pub pad2: u32,
     }
 }
 
@@ -112,7 +108,7 @@ mod tests {
     fn head_is_three_vec4s_and_its_wgsl_names_every_field() {
         assert_eq!(std::mem::size_of::<StepHead>(), 48);
         let w = StepHead::wgsl();
-        for field in ["flags: u32", "step: u32", "max_norm: f32", "factor_base: u32"] {
+        for field in ["flags: u32", "step: u32", "max_norm: f32", "seed: u32"] {
             assert!(w.contains(field), "{w}");
         }
         assert_eq!(std::mem::size_of::<StepScalars>(), 48 + 48 * MAX_GROUPS);

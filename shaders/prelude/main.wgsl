@@ -1,0 +1,34 @@
+// The fused update with f32 or bf16 state (the entry point `main`); the
+// unit step `step_unit` comes from shaders/prelude/unit4.wgsl or wide.wgsl.
+// 8-bit state has its own entry point (shaders/prelude/q8.wgsl).
+
+// Workgroup b updates table row b: CHUNKS units of UNIT elements (4, or 8
+// with the wide access path) per invocation, unit k of lane l at element
+// (k·WG + l)·UNIT of the row (so the lanes of a workgroup touch consecutive
+// memory at each k). Everything that depends only on the row (its group's
+// scalars, the grad multiplier, the skip) is read before any lane-dependent
+// branch, so the compiler keeps it uniform: one scalar load for the
+// workgroup, not one per lane.
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let b = wid.x;
+    if (b >= table.n_blocks) { return; }
+    if (has(SKIP_NONFINITE) && control.found_inf != 0u) { return; }   // the whole step is skipped
+    let row = table.blocks[b];
+    let group = min(row.w >> 16u, MAX_GROUPS - 1u);
+    var c = u.groups[group];
+    if (has(SKIP_NONFINITE)) {
+        c = at_step(c, factors[device_step() * u.head.n_groups + group]);
+    }
+    var grad_scale = 1.0;
+    if (has(CLIP | SCALER)) {
+        grad_scale = control.groups[group].y;
+    }
+    let len = row.w & 0xffffu;
+    for (var k = 0u; k < CHUNKS; k++) {
+        let first = (k * WG + lid) * UNIT;
+        if (first < len) {
+            step_unit(c, grad_scale, row.x + first, row.y + first, row.z + first, min(UNIT, len - first));
+        }
+    }
+}
