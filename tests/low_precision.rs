@@ -215,3 +215,32 @@ fn moved_distance_checks_reject_a_short_step() {
         }
     }
 }
+
+/// bf16 stores keep the special values: inf stays inf, NaN stays NaN, and
+/// finite values next to them round as usual (SGD momentum's first step
+/// stores the grad itself as momentum_buffer).
+#[test]
+fn bf16_state_keeps_inf_and_nan() {
+    let gpu = require_gpu!();
+    let n = 37;
+    let mut grads: Vec<f32> = (0..n).map(|i| (i as f32 - 18.0) * 0.25).collect();
+    // NaNs whose low mantissa bits would carry into the sign (or make inf)
+    // if rounded like numbers
+    grads[5] = f32::from_bits(0x7fff_ffff);
+    grads[9] = f32::from_bits(0x7f80_0001);
+    grads[6] = f32::INFINITY;
+    grads[7] = f32::NEG_INFINITY;
+    grads[8] = f32::MAX;
+    let p = common::storage_buffer(gpu, &vec![0.0; n]);
+    let g = common::storage_buffer(gpu, &grads);
+    let cfg: OptimizerConfig = Sgd { momentum: 0.9, ..Sgd::default() }.into();
+    let mut opt = Optimizer::with_groups(&gpu.device, &gpu.queue, &[cfg], &[ParamSlice::whole(&p, &g)], bf16(3)).unwrap();
+    opt.step().unwrap();
+    let buf = opt.read_state(0, 0).unwrap();
+    assert!(buf[5].is_nan() && buf[9].is_nan(), "NaN became {} / {}", buf[5], buf[9]);
+    assert_eq!((buf[6], buf[7]), (f32::INFINITY, f32::NEG_INFINITY));
+    assert!(buf[8] == f32::INFINITY || buf[8] == f32::from_bits(0x7f7f0000), "f32::MAX rounds to the largest bf16 or to inf, got {}", buf[8]);
+    for i in (0..n).filter(|i| !(5..=9).contains(i)) {
+        assert_eq!(buf[i], grads[i], "element {i}: quarter steps are exact in bf16");
+    }
+}

@@ -25,20 +25,25 @@ fn mix32(x: u32) -> u32 {
     return h;
 }
 
-fn bf16_stochastic(x: f32, key: u32) -> u32 {
-    let b = bitcast<u32>(x);
-    if ((b & 0x7f800000u) == 0x7f800000u) {
-        // inf stays inf, NaN stays NaN (keep a mantissa bit)
-        return (b >> 16u) | select(0u, 0x40u, (b & 0x7fffffu) != 0u);
-    }
-    return (b + (mix32(key) & 0xffffu)) >> 16u;
-}
-
+// Four values at state element i (a multiple of 4), rounded stochastically:
+// one hash per pair of elements, its two halves the random bits of each.
+// The rounding adds the random bits and truncates. inf and NaN (exponent
+// all ones) take no random bits and keep a sticky mantissa bit, so inf stays
+// inf and NaN stays NaN; they are rare, so they are fixed up behind a
+// branch rather than with a per-lane select on every value (which lavapipe
+// runs slowly).
 fn bf16x4_pack_stochastic(v: vec4<f32>, i: u32) -> vec2<u32> {
     let base = mix32(mix32(u.head.seed) ^ u.head.step);
-    let e = table.state_base + i;
-    return vec2<u32>(
-        bf16_stochastic(v.x, base ^ e) | (bf16_stochastic(v.y, base ^ (e + 1u)) << 16u),
-        bf16_stochastic(v.z, base ^ (e + 2u)) | (bf16_stochastic(v.w, base ^ (e + 3u)) << 16u),
-    );
+    let pair = (table.state_base + i) >> 1u;
+    let r0 = mix32(base ^ pair);
+    let r1 = mix32(base ^ (pair + 1u));
+    let b = bitcast<vec4<u32>>(v);
+    let r = vec4<u32>(r0 & 0xffffu, r0 >> 16u, r1 & 0xffffu, r1 >> 16u);
+    var h = (b + r) >> vec4<u32>(16u);
+    let special = (b & vec4<u32>(0x7f800000u)) == vec4<u32>(0x7f800000u);
+    if (any(special)) {
+        let sticky = min(b & vec4<u32>(0xffffu), vec4<u32>(1u));
+        h = select(h, (b >> vec4<u32>(16u)) | sticky, special);
+    }
+    return vec2<u32>(h.x | (h.y << 16u), h.z | (h.w << 16u));
 }

@@ -3,11 +3,17 @@
 // elements (32 bytes). On a CPU adapter, where every buffer access becomes a
 // loop over SIMD lanes and vector components, that halves the accesses per
 // element. The arithmetic is the same f32 update on the two 4-lane halves:
-// results are bitwise those of the vec4 path.
-const UNIT: u32 = 8u;
+// results are bitwise those of the vec4 path. The unit step is in
+// wide_f32.wgsl; bf16 state moves as vec4<u32> (8 bf16) per unit.
+
+// The two u32 of a u64, low first (naga has no bitcast between u64 and
+// vec2<u32>).
+fn wide_split(x: u64) -> vec2<u32> {
+    return vec2<u32>(u32(x & 0xfffffffflu), u32(x >> 32u));
+}
 
 fn wide_half(x: u64) -> vec2<f32> {
-    return bitcast<vec2<f32>>(vec2<u32>(u32(x & 0xfffffffflu), u32(x >> 32u)));
+    return bitcast<vec2<f32>>(wide_split(x));
 }
 
 fn wide_join(a: f32, b: f32) -> u64 {
@@ -24,35 +30,4 @@ fn wide_hi(w: vec4<u64>) -> vec4<f32> {
 
 fn wide_pack(a: vec4<f32>, b: vec4<f32>) -> vec4<u64> {
     return vec4<u64>(wide_join(a.x, a.y), wide_join(a.z, a.w), wide_join(b.x, b.y), wide_join(b.z, b.w));
-}
-
-// One unit is 8 elements: one wide load per operand, the update on each
-// 4-lane half, one wide store per operand.
-fn step_unit(c: Coeffs, grad_scale: f32, p: u32, g: u32, s: u32, n: u32) {
-    let P = load8_param(p);
-    let G = load8_grad(g);
-    var S0 = array<vec4<f32>, 2>();
-    var S1 = array<vec4<f32>, 2>();
-    var S2 = array<vec4<f32>, 2>();
-    if (state_used(0u)) { S0 = load8_state0(s); }
-    if (state_used(1u)) { S1 = load8_state1(s); }
-    if (state_used(2u)) { S2 = load8_state2(s); }
-    var lo: Lanes;
-    lo.p = P[0];
-    lo.g = G[0];
-    lo.s0 = S0[0];
-    lo.s1 = S1[0];
-    lo.s2 = S2[0];
-    var hi: Lanes;
-    hi.p = P[1];
-    hi.g = G[1];
-    hi.s0 = S0[1];
-    hi.s1 = S1[1];
-    hi.s2 = S2[1];
-    let a = chunk_update(c, grad_scale, lo, min(n, 4u));
-    let b = chunk_update(c, grad_scale, hi, select(0u, n - 4u, n > 4u));
-    store8_param(p, a.p, b.p);
-    if (state_used(0u)) { store8_state0(s, a.s0, b.s0); }
-    if (state_used(1u)) { store8_state1(s, a.s1, b.s1); }
-    if (state_used(2u)) { store8_state2(s, a.s2, b.s2); }
 }

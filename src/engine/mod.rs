@@ -226,21 +226,21 @@ pub struct Optimizer {
 /// Access units per invocation: at most [`Q8_MAX_CHUNKS`] for 8-bit state
 /// (a block is a table row), 1 for the scalar-access kernel (whose
 /// lane-by-lane loads, repeated in a loop, lavapipe runs about 100 times
-/// slower); half the vec4 count for the wide path (same rows, so the same
-/// reductions).
+/// slower); for the wide path, as many as give the vec4 path's rows (so the
+/// same reductions).
 fn chunks(options: &EngineOptions, access: Access) -> u32 {
     let vec4_chunks = options.chunks_per_invocation.max(1);
     match access {
         _ if options.state_format == StateFormat::Int8Blockwise => vec4_chunks.min(Q8_MAX_CHUNKS),
         Access::Scalar => 1,
         Access::Vec4 => vec4_chunks,
-        Access::Wide => (vec4_chunks / 2).max(1),
+        Access::Wide => (vec4_chunks * 4 / Access::Wide.unit(options.state_format.kind()) as u32).max(1),
     }
 }
 
 /// Elements of one table row.
 fn per_block(options: &EngineOptions, access: Access) -> u64 {
-    access.unit() * options.workgroup_size as u64 * chunks(options, access) as u64
+    access.unit(options.state_format.kind()) * options.workgroup_size as u64 * chunks(options, access) as u64
 }
 
 /// The plan limits of `device` under `options`, or why it cannot run.

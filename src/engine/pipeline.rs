@@ -51,11 +51,12 @@ pub enum Access {
 }
 
 impl Access {
-    /// Elements one invocation moves per access unit (the shader's `UNIT`).
-    pub fn unit(self) -> u64 {
-        match self {
-            Access::Scalar | Access::Vec4 => 4,
-            Access::Wide => 8,
+    /// Elements one invocation moves per access unit (the shader's `UNIT`):
+    /// 4, or 8 wide (f32 and bf16 state; 8-bit state never runs wide).
+    pub fn unit(self, state: StateKind) -> u64 {
+        match (self, state) {
+            (Access::Scalar | Access::Vec4, _) | (Access::Wide, StateKind::Int8) => 4,
+            (Access::Wide, StateKind::F32 | StateKind::Bf16) => 8,
         }
     }
 
@@ -77,7 +78,7 @@ pub struct PipelineKey {
     pub entry: Entry,
     pub workgroup_size: u32,
     /// Access units per invocation (the shader's `override CHUNKS`; a table
-    /// row is `access.unit()`·WG·CHUNKS elements).
+    /// row is `access.unit(state)`·WG·CHUNKS elements).
     pub chunks: u32,
     /// The option flags (`rules::flags`; the shader's `override FLAGS`), so
     /// that a disabled option's code compiles away.

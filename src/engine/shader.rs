@@ -19,6 +19,7 @@ pub(crate) const Q8_MAP_WGSL: &str = include_str!("../../shaders/prelude/q8_map.
 const MAIN_WGSL: &str = include_str!("../../shaders/prelude/main.wgsl");
 const UNIT4_WGSL: &str = include_str!("../../shaders/prelude/unit4.wgsl");
 const WIDE_WGSL: &str = include_str!("../../shaders/prelude/wide.wgsl");
+const WIDE_F32_WGSL: &str = include_str!("../../shaders/prelude/wide_f32.wgsl");
 const CEILING_WGSL: &str = include_str!("../../shaders/bench/ceiling.wgsl");
 
 crate::coefficients! {
@@ -45,7 +46,7 @@ pub fn source(key: &PipelineKey) -> String {
     // `main` and its unit step; the 8-bit kernel (`main_q8`) has its own.
     let unit = match (key.access, key.state) {
         (_, StateKind::Int8) => "const UNIT: u32 = 4u;\n".to_string(),
-        (Access::Wide, _) => format!("{MAIN_WGSL}\n{WIDE_WGSL}"),
+        (Access::Wide, _) => format!("{MAIN_WGSL}\n{WIDE_WGSL}\n{WIDE_F32_WGSL}"),
         (Access::Scalar | Access::Vec4, _) => format!("{MAIN_WGSL}\n{UNIT4_WGSL}"),
     };
     [header(), uniforms::wgsl(), coeffs, access_prelude(key.access, key.state), COMMON_WGSL.to_string(), unit, GRAD_CONTROL_WGSL.to_string(), body.to_string()].join("\n")
@@ -125,7 +126,6 @@ fn bf16_access(name: &str, binding: u32) -> String {
 fn bf16_wide_access(name: &str, binding: u32) -> String {
     format!(
         "@group(0) @binding({binding}) var<storage, read_write> {name}: array<vec4<u32>>;\n\
-         fn load_{name}(i: u32, n: u32) -> vec4<f32> {{ let w = {name}[i >> 3u]; if ((i & 4u) != 0u) {{ return bf16x4_unpack(w.zw); }} return bf16x4_unpack(w.xy); }}\n\
          fn load8_{name}(i: u32) -> array<vec4<f32>, 2> {{ let w = {name}[i >> 3u]; return array<vec4<f32>, 2>(bf16x4_unpack(w.xy), bf16x4_unpack(w.zw)); }}\n\
          fn store8_{name}(i: u32, a: vec4<f32>, b: vec4<f32>) {{ {name}[i >> 3u] = vec4<u32>(bf16x4_pack_stochastic(a, i), bf16x4_pack_stochastic(b, i + 4u)); }}\n"
     )
