@@ -17,6 +17,10 @@ fn zero_grads_leave_params_unchanged_without_weight_decay() {
     for c in all_cases() {
         let mut config = c.config;
         config.set_weight_decay(0.0);
+        // ASGD's `lambd` is a second decay, θ·(1 − lambd·η), on every step.
+        if let OptimizerConfig::Asgd(a) = config {
+            config = Asgd { lambd: 0.0, ..a }.into();
+        }
         let p = common::storage_buffer(gpu, &p0);
         let g = common::storage_buffer(gpu, &vec![0.0; n]);
         let mut opt = Optimizer::new(&gpu.device, &gpu.queue, config, &[ParamSlice::whole(&p, &g)]).unwrap();
@@ -185,6 +189,7 @@ fn every_rule_converges_on_quadratic_and_rosenbrock() {
         (Rule::Adadelta, Adadelta { rho: 0.999, eps: 1e-5, ..Adadelta::default() }.into()),
         (Rule::Adam, Adam { lr: 2e-2, ..Adam::default() }.into()),
         (Rule::AdamW, AdamW { lr: 2e-2, weight_decay: 0.0, ..AdamW::default() }.into()),
+        (Rule::Asgd, Asgd { lr: 2e-3, lambd: 0.0, t0: 100.0, ..Asgd::default() }.into()),
     ];
     for (rule, config) in configs {
         let q = trajectory(&gpu.device, &gpu.queue, Surface::Quadratic, config, [1.5, -1.0], 4000).unwrap();

@@ -31,6 +31,7 @@ registry::registry! {
     radam::RAdam { RAdam = "radam" }
     newton::Newton { Newton = "newton" }
     lion::Lion { Lion = "lion" }
+    asgd::Asgd { Asgd = "asgd" }
 }
 
 #[cfg(test)]
