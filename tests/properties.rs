@@ -190,6 +190,7 @@ fn every_rule_converges_on_quadratic_and_rosenbrock() {
         (Rule::Adam, Adam { lr: 2e-2, ..Adam::default() }.into()),
         (Rule::AdamW, AdamW { lr: 2e-2, weight_decay: 0.0, ..AdamW::default() }.into()),
         (Rule::Asgd, Asgd { lr: 2e-3, lambd: 0.0, t0: 100.0, ..Asgd::default() }.into()),
+        (Rule::Rprop, Rprop::default().into()),
     ];
     for (rule, config) in configs {
         let q = trajectory(&gpu.device, &gpu.queue, Surface::Quadratic, config, [1.5, -1.0], 4000).unwrap();

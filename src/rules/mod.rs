@@ -32,6 +32,7 @@ registry::registry! {
     newton::Newton { Newton = "newton" }
     lion::Lion { Lion = "lion" }
     asgd::Asgd { Asgd = "asgd" }
+    rprop::Rprop { Rprop = "rprop" }
 }
 
 #[cfg(test)]
