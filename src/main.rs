@@ -52,8 +52,10 @@ enum Command {
         /// Total params of the whole-model case.
         #[arg(long, default_value_t = 1 << 24)]
         model_size: u64,
-        /// Also write the results as JSON to this file.
-        #[arg(long)]
+        /// Also write the results as JSON to this file: the adapter (name,
+        /// backend, driver, features, limits), every row of the table and
+        /// the ceilings, for a complete picture of any GPU.
+        #[arg(long, alias = "gpu-report")]
         json: Option<PathBuf>,
     },
     /// Apply T steps of one optimizer to `params` with `grads[t]` at step t,

@@ -206,10 +206,50 @@ pub struct StateRow {
     pub speedup_over_f32: f64,
 }
 
+/// The adapter a report was measured on, and what the engine used of it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AdapterReport {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    /// `SHADER_INT64` enabled on the device (the wide access path).
+    pub shader_int64: bool,
+    /// GPU timestamps enabled (else the clock is the host's wall clock).
+    pub timestamps: bool,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_compute_workgroup_size_x: u32,
+    /// The crate version that measured it.
+    pub wgpu_optim_version: String,
+}
+
+impl AdapterReport {
+    fn of(device: &wgpu::Device) -> Self {
+        let info = device.adapter_info();
+        let features = device.features();
+        let limits = device.limits();
+        AdapterReport {
+            name: info.name,
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: info.driver,
+            driver_info: info.driver_info,
+            shader_int64: features.contains(wgpu::Features::SHADER_INT64),
+            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+            max_compute_workgroup_size_x: limits.max_compute_workgroup_size_x,
+            wgpu_optim_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
 /// Everything one run measured.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BenchReport {
+    /// One line describing the adapter.
     pub adapter: String,
+    pub adapter_details: AdapterReport,
     pub clock: Clock,
     pub rules: Vec<RuleRow>,
     pub state_formats: Vec<StateRow>,
@@ -278,7 +318,7 @@ pub fn run(device: &wgpu::Device, queue: &wgpu::Queue, adapter: &str, options: &
     } else {
         None
     };
-    Ok(BenchReport { adapter: adapter.to_string(), clock: timer.clock(), rules: rows, state_formats, model })
+    Ok(BenchReport { adapter: adapter.to_string(), adapter_details: AdapterReport::of(device), clock: timer.clock(), rules: rows, state_formats, model })
 }
 
 /// One rule's row: the fused step, both honest ceilings, the engine's own
@@ -403,8 +443,8 @@ fn model_case(
 pub fn format_report(r: &BenchReport) -> String {
     let mut s = format!("clock: {:?}\n", r.clock);
     s += &format!(
-        "{:<9} {:>10} {:>6} {:>10} {:>7} {:>11} {:>8} {:>9} {:>8} {:>10} {:>8} {:>11} {:>9}\n",
-        "rule", "elements", "B/elem", "fused ms", "GB/s", "stream GB/s", "of strm", "copy GB/s", "of copy", "eng. ceil", "of eng.", "unfused ms", "speedup"
+        "{:<9} {:>6} {:>10} {:>6} {:>10} {:>7} {:>11} {:>8} {:>9} {:>8} {:>10} {:>8} {:>11} {:>9}\n",
+        "rule", "access", "elements", "B/elem", "fused ms", "GB/s", "stream GB/s", "of strm", "copy GB/s", "of copy", "eng. ceil", "of eng.", "unfused ms", "speedup"
     );
     for row in &r.rules {
         let (unfused, speedup) = match (row.unfused_ms, row.fused_speedup) {
@@ -412,11 +452,11 @@ pub fn format_report(r: &BenchReport) -> String {
             _ => ("-".into(), "-".into()),
         };
         s += &format!(
-            "{:<9} {:>10} {:>6} {:>10.3} {:>7.2} {:>11.2} {:>8.2} {:>9.2} {:>8.2} {:>10.2} {:>8.2} {:>11} {:>9}\n",
-            row.rule, row.elements, row.bytes_per_element, row.fused_ms, row.fused_gbps, row.stream_gbps, row.fraction_of_stream, row.copy_gbps, row.fraction_of_copy, row.engine_ceiling_gbps, row.fraction_of_engine_ceiling, unfused, speedup
+            "{:<9} {:>6} {:>10} {:>6} {:>10.3} {:>7.2} {:>11.2} {:>8.2} {:>9.2} {:>8.2} {:>10.2} {:>8.2} {:>11} {:>9}\n",
+            row.rule, row.access.to_lowercase(), row.elements, row.bytes_per_element, row.fused_ms, row.fused_gbps, row.stream_gbps, row.fraction_of_stream, row.copy_gbps, row.fraction_of_copy, row.engine_ceiling_gbps, row.fraction_of_engine_ceiling, unfused, speedup
         );
     }
-    s += "(stream: the simplest kernel moving the same bytes, best of a sweep; copy: copy_buffer_to_buffer of the same bytes; eng. ceil: the same bytes through the engine's table, no arithmetic)\n";
+    s += "(access: how the engine's kernel moved memory (wide: 64-bit packed, SHADER_INT64); stream: the simplest kernel moving the same bytes, best of a sweep over workgroup sizes, units per invocation and vec4<f32>/vec4<u64>; copy: copy_buffer_to_buffer of the same bytes; eng. ceil: the same bytes through the engine's table, no arithmetic)\n";
     for st in &r.state_formats {
         s += &format!("adamw, {} state: {} B/param of state, {:.3} ms, {:.2}x the f32-state speed\n", st.format, st.state_bytes_per_param, st.fused_ms, st.speedup_over_f32);
     }

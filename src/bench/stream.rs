@@ -2,7 +2,8 @@
 //! bytes and nothing else, measured in the same run. (a) The simplest
 //! compute kernel that moves them (`shaders/bench/stream.wgsl`: contiguous
 //! vec4 loads and stores, no table, no flags), at the best of a sweep over
-//! workgroup sizes, units per invocation and, where the device has
+//! workgroup sizes, units per invocation (consecutive, or a workgroup
+//! apart as the engine's are) and, where the device has
 //! `SHADER_INT64`, the element type (`vec4<f32>`, or `vec4<u64>` as the
 //! engine's wide access path moves it); (b) `copy_buffer_to_buffer` of the
 //! same number of bytes (the driver's copy, which on a CPU adapter is a
@@ -19,11 +20,16 @@ const VEC4S_PER_INVOCATION: [u32; 3] = [1, 2, 4];
 /// type of one unit, and the f32 elements per unit.
 struct Form {
     name: &'static str,
+    /// The name with units WG apart.
+    interleaved: &'static str,
     unit_type: &'static str,
     elements: u64,
 }
 
-const FORMS: [Form; 2] = [Form { name: "vec4", unit_type: "vec4<f32>", elements: 4 }, Form { name: "wide", unit_type: "vec4<u64>", elements: 8 }];
+const FORMS: [Form; 2] = [
+    Form { name: "vec4", interleaved: "vec4 interleaved", unit_type: "vec4<f32>", elements: 4 },
+    Form { name: "wide", interleaved: "wide interleaved", unit_type: "vec4<u64>", elements: 8 },
+];
 
 /// The best stream kernel and the driver's copy, for one byte count.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
@@ -72,14 +78,14 @@ fn stream_form(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, (units
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("stream"), source: wgpu::ShaderSource::Wgsl(source.into()) });
     let max_x = device.limits().max_compute_workgroups_per_dimension as u64;
     let mut out = Vec::new();
-    for wg in WORKGROUP_SIZES {
-        for epi in VEC4S_PER_INVOCATION {
+    for (wg, epi, interleaved) in WORKGROUP_SIZES.into_iter().flat_map(|wg| VEC4S_PER_INVOCATION.into_iter().flat_map(move |epi| [(wg, epi, 0u32), (wg, epi, 1)])) {
+        {
             let groups = units.div_ceil(wg as u64 * epi as u64);
             let (gx, gy) = (groups.min(max_x), groups.div_ceil(max_x));
             let size = buffer(device, 16, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST);
             queue.write_buffer(&size, 0, bytemuck::cast_slice(&[units as u32, gx as u32, 0, 0]));
             let (pipeline, bind_group) = scoped(device, || {
-                let constants = [("WG", wg as f64), ("EPI", epi as f64), ("SLOTS", slots as f64)];
+                let constants = [("WG", wg as f64), ("EPI", epi as f64), ("SLOTS", slots as f64), ("INTERLEAVED", interleaved as f64)];
                 let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some("stream"),
                     layout: Some(&pipeline_layout),
@@ -99,7 +105,7 @@ fn stream_form(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, (units
                 pass.dispatch_workgroups(gx as u32, gy as u32, 1);
                 Ok(())
             })?;
-            out.push((s, wg, epi, form.name));
+            out.push((s, wg, epi, if interleaved == 1 { form.interleaved } else { form.name }));
         }
     }
     Ok(out)
