@@ -10,11 +10,13 @@
 //!
 //! Weights are param group 0 (with weight decay), biases group 1 (without),
 //! stepped together in one dispatch from an engine-allocated `ParamArena`.
+//! With `--optimizer muon` the two weight matrices are stepped by Muon and
+//! the biases by AdamW, as PyTorch's Muon documentation advises.
 
 use clap::Parser;
 use wgpu_optim::validate::uniform;
 use wgpu_optim::{
-    device, Adadelta, Adagrad, Adam, AdamW, Adamax, EngineOptions, NAdam, OptimError, Optimizer, OptimizerConfig, ParamArena, RAdam, RmsProp, Sgd, StateFormat,
+    device, Adadelta, Adagrad, Adam, AdamW, Adamax, Asgd, EngineOptions, Muon, MuonOptimizer, NAdam, OptimError, Optimizer, OptimizerConfig, ParamArena, ParamSlice, RAdam, RmsProp, Rprop, Sgd, StateFormat,
 };
 
 const DIGITS: &str = include_str!("data/digits.csv");
@@ -27,7 +29,8 @@ const SLOT: u64 = 256;
 #[derive(Parser, Clone, Debug)]
 #[command(about = "Train an MLP on the 8x8 digits on the GPU with a wgpu-optim optimizer")]
 pub struct TrainOptions {
-    /// sgd, momentum, nag, adagrad, rmsprop, adadelta, adam, adamw, adamax, nadam or radam.
+    /// sgd, momentum, nag, adagrad, rmsprop, adadelta, adam, adamw, adamax,
+    /// nadam, radam, asgd, rprop or muon (weights; biases by AdamW).
     #[arg(long, default_value = "adamw")]
     pub optimizer: String,
     /// Epochs over the 1,500 training samples.
@@ -88,11 +91,47 @@ pub fn configs(name: &str, lr: Option<f64>) -> Result<[OptimizerConfig; 2], Opti
         "adamax" => Adamax { lr: lr.unwrap_or(1e-2), weight_decay: wd, ..Adamax::default() }.into(),
         "nadam" => NAdam { lr: lr.unwrap_or(5e-3), weight_decay: wd, ..NAdam::default() }.into(),
         "radam" => RAdam { lr: lr.unwrap_or(5e-2), weight_decay: wd, ..RAdam::default() }.into(),
+        "asgd" => Asgd { lr: lr.unwrap_or(0.2), weight_decay: wd, t0: 500.0, ..Asgd::default() }.into(),
+        "rprop" => Rprop { lr: lr.unwrap_or(1e-3), step_sizes: (1e-6, 0.01), ..Rprop::default() }.into(),
+        "muon" => AdamW { lr: 5e-3, weight_decay: 0.0, ..AdamW::default() }.into(),
         _ => return Err(OptimError::InvalidOptions("unknown optimizer name")),
     };
     let mut biases = weights;
     biases.set_weight_decay(0.0);
     Ok([weights, biases])
+}
+
+/// The optimizer step of one training iteration.
+enum Stepper {
+    /// Every tensor by one fused optimizer.
+    Fused(Optimizer),
+    /// The weight matrices by Muon, the biases by a fused AdamW.
+    Muon(Box<MuonOptimizer>, Optimizer),
+}
+
+impl Stepper {
+    fn new(device: &wgpu::Device, queue: &wgpu::Queue, opts: &TrainOptions, arena: &ParamArena, engine: EngineOptions) -> Result<Self, OptimError> {
+        let configs = configs(&opts.optimizer, opts.lr)?;
+        if opts.optimizer != "muon" {
+            return Ok(Stepper::Fused(Optimizer::with_groups(device, queue, &configs, &arena.slices(), engine)?));
+        }
+        let h = opts.hidden as u64;
+        let shaped = |i: usize, shape: [u64; 2]| -> ParamSlice { arena.tensor(i)[0].clone().in_group(0).with_shape(&shape) };
+        let weights = [shaped(0, [h, IN as u64]), shaped(2, [OUT as u64, h])];
+        let biases: Vec<ParamSlice> = [1, 3].iter().map(|&i| arena.tensor(i)[0].clone().in_group(0)).collect();
+        let muon = MuonOptimizer::new(device, queue, Muon { lr: opts.lr.unwrap_or(0.02), weight_decay: 0.0, ..Muon::default() }, &weights)?;
+        Ok(Stepper::Muon(Box::new(muon), Optimizer::with_groups(device, queue, &configs[..1], &biases, engine)?))
+    }
+
+    fn record(&mut self, enc: &mut wgpu::CommandEncoder) -> Result<(), OptimError> {
+        match self {
+            Stepper::Fused(opt) => opt.record_step(enc),
+            Stepper::Muon(muon, adamw) => {
+                muon.record_step(enc)?;
+                adamw.record_step(enc)
+            }
+        }
+    }
 }
 
 /// Deterministic Fisher–Yates shuffle.
@@ -134,7 +173,7 @@ pub fn train(device: &wgpu::Device, queue: &wgpu::Queue, opts: &TrainOptions) ->
         _ => return Err(OptimError::InvalidOptions("--state is f32, bf16 or int8")),
     };
     let engine = EngineOptions { state_format, ..EngineOptions::default() };
-    let mut opt = Optimizer::with_groups(device, queue, &configs(&opts.optimizer, opts.lr)?, &arena.slices(), engine)?;
+    let mut opt = Stepper::new(device, queue, opts, &arena, engine)?;
     let offset = |i: usize| arena.tensor(i)[0].param_offset as u32;
 
     let storage = |label: &str, bytes: &[u8], extra: wgpu::BufferUsages| {
@@ -223,7 +262,7 @@ pub fn train(device: &wgpu::Device, queue: &wgpu::Queue, opts: &TrainOptions) ->
                 dispatch(&mut enc, slot, &grad_o, OUT * h + OUT);
                 dispatch(&mut enc, slot, &bwd_h, rows * h);
                 dispatch(&mut enc, slot, &grad_h, h * IN + h);
-                opt.record_step(&mut enc)?;
+                opt.record(&mut enc)?;
             }
         }
         queue.submit([enc.finish()]);

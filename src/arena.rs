@@ -7,7 +7,8 @@ use crate::error::{scoped, OptimError, Result};
 /// Params and grads of many tensors, packed by the engine into as few
 /// buffers as the device allows.
 ///
-/// Each tensor starts on a whole vec4 (4 elements), so the vec4 kernel runs.
+/// Each tensor starts on a multiple of 8 elements (32 bytes), so the vector
+/// kernels run (the wide one included, where the device has it).
 /// A tensor that does not fit in one buffer (larger than the device's
 /// `max_buffer_size`, or than `max_buffer_bytes`) is split across buffers:
 /// [`ParamArena::tensor`] then returns several slices, which the optimizer
@@ -31,7 +32,7 @@ pub struct ParamArena {
 }
 
 /// Tensors start on multiples of this many elements.
-const ALIGN: u64 = 4;
+const ALIGN: u64 = 8;
 
 impl ParamArena {
     /// Allocates params and grads for tensors of `lens` elements, buffers up
@@ -52,7 +53,7 @@ impl ParamArena {
         }
         let cap = max_buffer_bytes.min(device.limits().max_buffer_size) / 4 / ALIGN * ALIGN;
         if cap == 0 {
-            return Err(OptimError::ExceedsLimits(format!("buffers of {max_buffer_bytes} bytes hold no vec4")));
+            return Err(OptimError::ExceedsLimits(format!("buffers of {max_buffer_bytes} bytes hold no aligned unit")));
         }
         // Place every tensor: (buffer, offset, len) pieces, and buffer sizes.
         let mut sizes: Vec<u64> = vec![0];

@@ -43,6 +43,12 @@ pub enum OptimError {
     /// A param refers to a group that does not exist.
     #[error("parameter {index} refers to group {group}, but only {groups} groups exist")]
     UnknownGroup { index: usize, group: u32, groups: usize },
+    /// A tensor's shape does not match its length (or is empty).
+    #[error("parameter {index}: shape {shape:?} does not have its {len} elements")]
+    ShapeMismatch { index: usize, shape: Vec<u64>, len: u64 },
+    /// A rule needs a tensor's shape and it has none, or not one it supports.
+    #[error("parameter {index}: {rule} needs {need} (ParamSlice::with_shape); got {shape:?}")]
+    ShapeRequired { index: usize, rule: &'static str, need: &'static str, shape: Option<Vec<u64>> },
     /// A size the device cannot represent.
     #[error("size exceeds device limits: {0}")]
     ExceedsLimits(String),

@@ -19,6 +19,7 @@ pub mod checkpoint;
 pub mod device;
 pub mod engine;
 pub mod error;
+pub mod matrix;
 #[cfg(feature = "cli")]
 pub mod plot;
 pub mod quant;
@@ -32,5 +33,6 @@ pub mod validate;
 pub use arena::ParamArena;
 pub use rules::configs::*;
 pub use rules::{OptimizerConfig, Rule, RuleConfig};
+pub use matrix::{AdjustLr, Muon, MuonOptimizer};
 pub use engine::{Access, EngineOptions, Entry, GradControl, GradScaler, Kernel, Optimizer, ParamSlice, PipelineCache, PipelineKey, ScalerState, StateFormat, StepScalars, WideAccess};
 pub use error::{OptimError, Result};

@@ -4,6 +4,7 @@
 //! dispatch per tensor. Used by `wgpu-optim bench`, the tour and
 //! `benches/step.rs`.
 
+pub mod matrix;
 mod stream;
 pub mod unfused;
 
@@ -129,11 +130,14 @@ pub struct BenchOptions {
     pub model_tensors: usize,
     /// Total elements of the whole-model case.
     pub model_elements: u64,
+    /// Square matrices of the Muon (GEMM) case, and their size; 0 skips it.
+    pub matrices: usize,
+    pub matrix_size: u64,
 }
 
 impl Default for BenchOptions {
     fn default() -> Self {
-        BenchOptions { elements: 1 << 24, reps: 5, steps: 2, rules: Vec::new(), model_tensors: 1000, model_elements: 1 << 24 }
+        BenchOptions { elements: 1 << 24, reps: 5, steps: 2, rules: Vec::new(), model_tensors: 1000, model_elements: 1 << 24, matrices: 4, matrix_size: 256 }
     }
 }
 
@@ -254,6 +258,8 @@ pub struct BenchReport {
     pub rules: Vec<RuleRow>,
     pub state_formats: Vec<StateRow>,
     pub model: Option<ModelRow>,
+    /// Muon's GEMMs against the arithmetic peak.
+    pub matrix: Option<matrix::MatrixRow>,
 }
 
 fn storage(device: &wgpu::Device, elements: u64) -> wgpu::Buffer {
@@ -318,7 +324,13 @@ pub fn run(device: &wgpu::Device, queue: &wgpu::Queue, adapter: &str, options: &
     } else {
         None
     };
-    Ok(BenchReport { adapter: adapter.to_string(), adapter_details: AdapterReport::of(device), clock: timer.clock(), rules: rows, state_formats, model })
+    let matrix = if options.matrices > 0 && options.matrix_size > 0 {
+        progress("muon: newton-schulz gemms");
+        Some(matrix::measure(device, queue, &timer, options.matrices, options.matrix_size, options.reps)?)
+    } else {
+        None
+    };
+    Ok(BenchReport { adapter: adapter.to_string(), adapter_details: AdapterReport::of(device), clock: timer.clock(), rules: rows, state_formats, model, matrix })
 }
 
 /// One rule's row: the fused step, both honest ceilings, the engine's own
@@ -464,6 +476,12 @@ pub fn format_report(r: &BenchReport) -> String {
         s += &format!(
             "whole model (AdamW): {} tensors, {} params, {} dispatch(es)\n  model {:.3} ms | flat {:.3} ms | per-tensor {:.3} ms\n  model/flat {:.3} | per-tensor/model {:.2}x\n  host encode per step: model {:.1} us | per-tensor {:.1} us\n",
             m.tensors, m.elements, m.model_dispatches, m.model_ms, m.flat_ms, m.per_tensor_ms, m.model_over_flat, m.per_tensor_over_model, m.encode_model_us, m.encode_per_tensor_us
+        );
+    }
+    if let Some(m) = &r.matrix {
+        s += &format!(
+            "muon: {} matrices {}x{}, {} Newton-Schulz steps: {:.3} ms per step, GEMMs {:.2} GFLOP/s, multiply-add peak {:.2} GFLOP/s ({:.2} of peak)\n",
+            m.matrices, m.size, m.size, m.ns_steps, m.step_ms, m.gemm_gflops, m.fma_peak_gflops, m.fraction_of_peak
         );
     }
     s

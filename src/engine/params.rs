@@ -7,7 +7,9 @@ use crate::error::{OptimError, Result};
 use crate::rules::OptimizerConfig;
 
 /// One parameter tensor: a range of a user param buffer and the matching
-/// range of a user grad buffer, in f32 elements (any element offset).
+/// range of a user grad buffer, in f32 elements (any element offset), and
+/// optionally its shape (row-major, as PyTorch's contiguous tensors), which
+/// the matrix rules (Muon) need.
 #[derive(Clone, Debug)]
 pub struct ParamSlice {
     pub param: wgpu::Buffer,
@@ -18,17 +20,36 @@ pub struct ParamSlice {
     pub grad_len: u64,
     /// Index of the param group (into the configs given to the optimizer).
     pub group: u32,
+    /// The tensor's shape, if given ([`ParamSlice::with_shape`]).
+    pub shape: Option<Vec<u64>>,
 }
 
 impl ParamSlice {
     /// A whole param buffer paired with a whole grad buffer, in group 0.
     pub fn whole(param: &wgpu::Buffer, grad: &wgpu::Buffer) -> Self {
-        ParamSlice { param: param.clone(), param_offset: 0, param_len: param.size() / 4, grad: grad.clone(), grad_offset: 0, grad_len: grad.size() / 4, group: 0 }
+        ParamSlice { param: param.clone(), param_offset: 0, param_len: param.size() / 4, grad: grad.clone(), grad_offset: 0, grad_len: grad.size() / 4, group: 0, shape: None }
     }
 
     /// `len` elements at `param_offset` of `param` and `grad_offset` of `grad`.
     pub fn range(param: &wgpu::Buffer, param_offset: u64, grad: &wgpu::Buffer, grad_offset: u64, len: u64) -> Self {
-        ParamSlice { param: param.clone(), param_offset, param_len: len, grad: grad.clone(), grad_offset, grad_len: len, group: 0 }
+        ParamSlice { param: param.clone(), param_offset, param_len: len, grad: grad.clone(), grad_offset, grad_len: len, group: 0, shape: None }
+    }
+
+    /// The same slice with a shape (row-major; its product must be the
+    /// slice's length, checked when an optimizer is built). For a tensor of
+    /// more than two dims, Muon needs the caller to pass two (PyTorch's
+    /// Muon rejects others).
+    pub fn with_shape(mut self, shape: &[u64]) -> Self {
+        self.shape = Some(shape.to_vec());
+        self
+    }
+
+    /// The shape as (rows, cols) if it is 2-D.
+    pub fn matrix(&self) -> Option<(u64, u64)> {
+        match self.shape.as_deref() {
+            Some(&[rows, cols]) => Some((rows, cols)),
+            _ => None,
+        }
     }
 
     /// The same slice in param group `group`.
@@ -69,8 +90,9 @@ pub fn check_configs(configs: &[OptimizerConfig]) -> Result<()> {
     Ok(())
 }
 
-/// Checks one slice: lengths, group, usages, bounds, distinct buffers.
-fn check_slice(index: usize, p: &ParamSlice, groups: usize) -> Result<()> {
+/// Checks one slice: lengths, group, usages, bounds, distinct buffers, and
+/// that a shape (if any) covers exactly its elements.
+pub(crate) fn check_slice(index: usize, p: &ParamSlice, groups: usize) -> Result<()> {
     if p.param_len != p.grad_len {
         return Err(OptimError::LengthMismatch { index, param_len: p.param_len, grad_len: p.grad_len });
     }
@@ -91,6 +113,12 @@ fn check_slice(index: usize, p: &ParamSlice, groups: usize) -> Result<()> {
     }
     if p.param == p.grad {
         return Err(OptimError::InvalidOptions("param and grad must live in different buffers"));
+    }
+    if let Some(shape) = &p.shape {
+        let product = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
+        if product != Some(p.param_len) || shape.is_empty() {
+            return Err(OptimError::ShapeMismatch { index, shape: shape.clone(), len: p.param_len });
+        }
     }
     Ok(())
 }

@@ -1,0 +1,160 @@
+// Muon's element-wise passes (torch.optim.Muon), around the batched GEMMs of
+// the Newton–Schulz iteration (gemm.wgsl). Every matrix lives in the scratch
+// buffer in its wide orientation (rows ≤ cols: a tall matrix transposed), as
+// X (at `scratch`) and its ping-pong partner X' (at `scratch + numel`).
+// Workgroup b handles row b of the row table: up to 4·WG elements of one
+// matrix, in the matrix's own element order.
+//
+//   momentum:  M ← lerp(M, G, 1 − μ);  U = lerp(G, M, μ) if nesterov else M;
+//              X ← U (transposed if tall); partial Σ U² of the row
+//   norms:     per matrix: ‖U‖ from its rows' partial sums (fixed order)
+//   normalize: X ← X / max(‖U‖, eps)
+//   apply:     θ ← θ·(1 − lr·weight_decay) − lr·ratio·O (O the final X,
+//              transposed back)
+//
+// lerp is PyTorch's (ATen Lerp.h): w < 0.5 ? a + w·(b − a) : b − (b − a)·(1 − w).
+
+struct Scalars {
+    decay: f32,          // 1 − lr·weight_decay
+    lr: f32,
+    momentum: f32,
+    eps: f32,
+    nesterov: u32,
+    final_half: u32,     // 1: the last NS step wrote X' (odd ns_steps)
+    n_tensors: u32,
+    n_rows: u32,         // rows of the whole table (the per-tensor norms follow their sums)
+}
+
+struct Tensor {
+    param: u32,          // element offsets in the bound param / grad buffers
+    grad: u32,
+    state: u32,          // momentum_buffer in the state buffer
+    scratch: u32,        // X in the scratch buffer (X' follows)
+    rows: u32,           // the param's shape
+    cols: u32,
+    ratio: f32,          // adjust_lr_fn(rows, cols): the lr multiplier
+    first_row: u32,      // its first row of the row table
+}
+
+struct Row {
+    tensor: u32,
+    start: u32,          // first element of the matrix
+    len: u32,
+    index: u32,          // the row's index in the row table (partial sums)
+}
+
+@group(0) @binding(0) var<uniform> s: Scalars;
+@group(0) @binding(1) var<storage, read_write> param: array<f32>;
+@group(0) @binding(2) var<storage, read> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> state: array<f32>;
+@group(0) @binding(4) var<storage, read_write> scratch: array<f32>;
+@group(0) @binding(5) var<storage, read> tensors: array<Tensor>;
+@group(0) @binding(6) var<storage, read> rows: array<Row>;
+// per row of the whole table: Σ U²; then per tensor (from n_rows on): max(‖U‖, eps)
+@group(0) @binding(7) var<storage, read_write> sums: array<f32>;
+
+const PER_LANE: u32 = 4u;
+
+fn lerp(a: f32, b: f32, w: f32) -> f32 {
+    if (w < 0.5) {
+        return a + w * (b - a);
+    }
+    return b - (b - a) * (1.0 - w);
+}
+
+// Index in the wide X of element e (row-major in the param's shape).
+fn wide_index(t: Tensor, e: u32) -> u32 {
+    if (t.rows > t.cols) {
+        let r = e / t.cols;
+        let c = e - r * t.cols;
+        return c * t.rows + r;
+    }
+    return e;
+}
+
+var<workgroup> red: array<f32, WG>;
+
+// Sum over the workgroup in a fixed tree order (every invocation calls it).
+fn workgroup_sum(v: f32, lid: u32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var half = WG / 2u; half > 0u; half = half / 2u) {
+        if (lid < half) {
+            red[lid] = red[lid] + red[lid + half];
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
+}
+
+@compute @workgroup_size(WG)
+fn momentum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = rows[wid.x];
+    let t = tensors[row.tensor];
+    var sq = 0.0;
+    for (var k = 0u; k < PER_LANE; k++) {
+        let i = k * WG + lid;
+        if (i < row.len) {
+            let e = row.start + i;
+            let g = grad[t.grad + e];
+            let m = lerp(state[t.state + e], g, 1.0 - s.momentum);
+            state[t.state + e] = m;
+            var u = m;
+            if (s.nesterov != 0u) {
+                u = lerp(g, m, s.momentum);
+            }
+            scratch[t.scratch + wide_index(t, e)] = u;
+            sq = sq + u * u;
+        }
+    }
+    let total = workgroup_sum(sq, lid);
+    if (lid == 0u) {
+        sums[row.index] = total;
+    }
+}
+
+// One invocation per matrix: its rows' partial sums in order.
+@compute @workgroup_size(64)
+fn norms(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;
+    if (i >= s.n_tensors) { return; }
+    let t = tensors[i];
+    let n_rows = (t.rows * t.cols + PER_LANE * WG - 1u) / (PER_LANE * WG);
+    var total = 0.0;
+    for (var r = 0u; r < n_rows; r++) {
+        total = total + sums[t.first_row + r];
+    }
+    sums[s.n_rows + i] = max(sqrt(total), s.eps);
+}
+
+@compute @workgroup_size(WG)
+fn normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = rows[wid.x];
+    let t = tensors[row.tensor];
+    let norm = sums[s.n_rows + row.tensor];
+    for (var k = 0u; k < PER_LANE; k++) {
+        let i = k * WG + lid;
+        if (i < row.len) {
+            let x = t.scratch + row.start + i;
+            scratch[x] = scratch[x] / norm;
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = rows[wid.x];
+    let t = tensors[row.tensor];
+    let out = t.scratch + s.final_half * t.rows * t.cols;
+    let step = s.lr * t.ratio;
+    for (var k = 0u; k < PER_LANE; k++) {
+        let i = k * WG + lid;
+        if (i < row.len) {
+            let e = row.start + i;
+            let o = scratch[out + wide_index(t, e)];
+            param[t.param + e] = param[t.param + e] * s.decay - step * o;
+        }
+    }
+}

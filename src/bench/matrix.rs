@@ -1,0 +1,74 @@
+//! Muon's Newton–Schulz GEMMs against the adapter's arithmetic peak: a
+//! Muon step over a few square matrices (its GEMMs dominate), in GFLOP/s,
+//! and a pure multiply-add loop (`shaders/bench/fma.wgsl`) as the peak.
+
+use super::Timer;
+use crate::engine::ParamSlice;
+use crate::error::{scoped, Result};
+use crate::matrix::{Muon, MuonOptimizer};
+
+const FMA_WGSL: &str = include_str!("../../shaders/bench/fma.wgsl");
+
+/// The GEMM throughput of Muon steps.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MatrixRow {
+    /// Matrices of `size × size`.
+    pub matrices: usize,
+    pub size: u64,
+    pub ns_steps: u32,
+    /// One whole Muon step (momentum, norms, GEMMs, update).
+    pub step_ms: f64,
+    /// GEMM flops of the step ÷ its time.
+    pub gemm_gflops: f64,
+    /// The multiply-add loop's GFLOP/s.
+    pub fma_peak_gflops: f64,
+    /// gemm ÷ peak.
+    pub fraction_of_peak: f64,
+}
+
+/// Seconds per dispatch of the multiply-add loop, and its flops.
+fn fma_peak(device: &wgpu::Device, timer: &Timer, reps: u32) -> Result<f64> {
+    let (invocations, iters) = (1u32 << 16, 1024u32);
+    let (pipeline, bind_group) = scoped(device, || {
+        let out = device.create_buffer(&wgpu::BufferDescriptor { label: Some("fma"), size: 16 * invocations as u64, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("fma"), source: wgpu::ShaderSource::Wgsl(FMA_WGSL.into()) });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("fma"),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions { constants: &[("ITERS", iters as f64)], zero_initialize_workgroup_memory: false },
+            cache: None,
+        });
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some("fma"), layout: &pipeline.get_bind_group_layout(0), entries: &[wgpu::BindGroupEntry { binding: 0, resource: out.as_entire_binding() }] });
+        (pipeline, bind_group)
+    })?;
+    let s = timer.per_step(reps, 1, &mut |enc| {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(invocations / 256, 1, 1);
+        Ok(())
+    })?;
+    Ok(32.0 * iters as f64 * invocations as f64 / s / 1e9)
+}
+
+/// Muon over `matrices` square matrices of `size`, timed, and the peak.
+///
+/// **Errors:** anything the engine reports.
+pub fn measure(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, matrices: usize, size: u64, reps: u32) -> Result<MatrixRow> {
+    let n = size * size;
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
+    let (p, g) = scoped(device, || {
+        let make = || device.create_buffer(&wgpu::BufferDescriptor { label: Some("muon bench"), size: 4 * n * matrices as u64, usage, mapped_at_creation: false });
+        (make(), make())
+    })?;
+    queue.write_buffer(&g, 0, bytemuck::cast_slice(&crate::validate::random_params(3, (n as usize) * matrices)));
+    let slices: Vec<ParamSlice> = (0..matrices as u64).map(|i| ParamSlice::range(&p, i * n, &g, i * n, n).with_shape(&[size, size])).collect();
+    let config = Muon::default();
+    let mut opt = MuonOptimizer::new(device, queue, config, &slices)?;
+    let s = timer.per_step(reps, 1, &mut |enc| opt.record_step(enc))?;
+    let gemm_gflops = opt.gemm_flops() as f64 / s / 1e9;
+    let fma_peak_gflops = fma_peak(device, timer, reps)?;
+    Ok(MatrixRow { matrices, size, ns_steps: config.ns_steps, step_ms: s * 1e3, gemm_gflops, fma_peak_gflops, fraction_of_peak: gemm_gflops / fma_peak_gflops })
+}

@@ -1,0 +1,187 @@
+//! Muon on the GPU against its f64 reference: every option set, matrices of
+//! many shapes in one optimizer (tall, wide, square, vectors as 1×n, sizes
+//! that are not multiples of 4 or of the GEMM's 16-wide tile, two buffer
+//! pairs), 50 steps; the orthogonalization checked directly against an SVD;
+//! bad input; convergence.
+
+mod common;
+
+use wgpu_optim::device::read_f32;
+use wgpu_optim::matrix::muon::singular_values;
+use wgpu_optim::matrix::{AdjustLr, MuonOptimizer};
+use wgpu_optim::validate::uniform;
+use wgpu_optim::*;
+
+const SHAPES: [(usize, usize); 7] = [(7, 5), (5, 13), (33, 17), (16, 16), (1, 37), (40, 3), (70, 45)];
+const STEPS: u32 = 50;
+const U: f64 = 1.0 / (1u64 << 24) as f64;
+
+fn cases() -> Vec<(&'static str, Muon)> {
+    vec![
+        ("muon", Muon { lr: 2e-2, ..Muon::default() }),
+        ("muon plain momentum, match_rms_adamw", Muon { lr: 1e-2, momentum: 0.9, nesterov: false, weight_decay: 0.0, adjust_lr_fn: AdjustLr::MatchRmsAdamw, ..Muon::default() }),
+        ("muon 4 steps, own coefficients, spectral_unclamped", Muon { lr: 3e-2, ns_steps: 4, ns_coefficients: (2.0, -1.5, 0.5), adjust_lr_fn: AdjustLr::SpectralUnclamped, weight_decay: 0.05, ..Muon::default() }),
+    ]
+}
+
+/// Grads of step t for a tensor: uniform(−1, 1) times a per-row scale, so
+/// the matrices have spread-out spectra.
+fn grads(seed: u64, t: u64, rows: usize, cols: usize) -> Vec<f32> {
+    (0..rows * cols).map(|i| uniform(seed, t, i as u64) * (0.2 + (i / cols % 4) as f32)).collect()
+}
+
+/// The reference run of one tensor, with the tolerances' scales.
+struct RefTensor {
+    shape: (usize, usize),
+    p: Vec<f64>,
+    m: Vec<f64>,
+    /// Σ_t lr·ratio·tol·‖O_t‖_F + 4u·‖θ_t‖_F: the params' Frobenius bound.
+    p_bound: f64,
+    /// Σ_t |M_t| per element: the momentum's scale.
+    m_scale: Vec<f64>,
+}
+
+#[test]
+fn muon_matches_reference() {
+    let gpu = require_gpu!();
+    for (name, config) in cases() {
+        let mut bufs = Vec::new();
+        let mut slices = Vec::new();
+        let mut refs = Vec::new();
+        // Two buffer pairs: the first four tensors in one, the rest in another,
+        // at offsets that are not multiples of 4.
+        for (pair, shapes) in [&SHAPES[..4], &SHAPES[4..]].into_iter().enumerate() {
+            let total: usize = shapes.iter().map(|(r, c)| r * c + 3).sum();
+            let p0: Vec<f32> = (0..total).map(|i| uniform(pair as u64 + 1, 99, i as u64) * 0.5).collect();
+            let (p, g) = (common::storage_buffer(gpu, &p0), common::storage_buffer(gpu, &vec![0.0; total]));
+            let mut at = 3;
+            for &(rows, cols) in shapes {
+                slices.push(ParamSlice::range(&p, at as u64, &g, at as u64, (rows * cols) as u64).with_shape(&[rows as u64, cols as u64]));
+                let start: Vec<f64> = p0[at..at + rows * cols].iter().map(|&x| x as f64).collect();
+                refs.push(RefTensor { shape: (rows, cols), m: vec![0.0; rows * cols], p: start, p_bound: 0.0, m_scale: vec![0.0; rows * cols] });
+                at += rows * cols + 3;
+            }
+            bufs.push((p, g));
+        }
+        let mut opt = MuonOptimizer::new(&gpu.device, &gpu.queue, config, &slices).unwrap();
+        for t in 0..STEPS as u64 {
+            for (i, (s, r)) in slices.iter().zip(refs.iter_mut()).enumerate() {
+                let (rows, cols) = r.shape;
+                let g = grads(i as u64 + 10, t, rows, cols);
+                gpu.queue.write_buffer(&s.grad, 4 * s.grad_offset, bytemuck::cast_slice(&g));
+                let g64: Vec<f64> = g.iter().map(|&x| x as f64).collect();
+                let o = config.reference_step(r.shape, &mut r.p, &g64, &mut r.m);
+                let step = config.lr * config.adjust_lr_fn.ratio(rows as u64, cols as u64);
+                let frobenius = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+                r.p_bound += step * config.o_tolerance(rows, cols) * frobenius(&o) + 4.0 * U * frobenius(&r.p);
+                r.m_scale.iter_mut().zip(&r.m).for_each(|(s, m)| *s += m.abs());
+            }
+            opt.step().unwrap();
+        }
+        for (i, (s, r)) in slices.iter().zip(&refs).enumerate() {
+            let (rows, cols) = r.shape;
+            let got = read_f32(&gpu.device, &gpu.queue, &s.param, s.param_offset, s.len()).unwrap();
+            let m = opt.read_state(i).unwrap();
+            let p_err = got.iter().zip(&r.p).map(|(a, b)| (*a as f64 - b).powi(2)).sum::<f64>().sqrt();
+            let worst_p = p_err / r.p_bound;
+            let worst_m = (0..m.len()).map(|k| (m[k] as f64 - r.m[k]).abs() / (4.0 * U * r.m_scale[k]).max(1e-30)).fold(0.0, f64::max);
+            eprintln!("{name:<52} {rows:>3}x{cols:<3} params: {worst_p:.4} of the bound ({p_err:.2e}), momentum_buffer: {worst_m:.3}");
+            assert!(worst_p <= 1.0, "{name} {rows}x{cols}: params off by {worst_p:.2} of the bound");
+            assert!(worst_m <= 1.0, "{name} {rows}x{cols}: momentum_buffer off by {worst_m:.2} of the bound");
+        }
+    }
+}
+
+/// One step from θ = 0 with lr = 1, no momentum and no decay leaves θ = −O
+/// (a wide matrix has ratio 1): its singular values are the f64
+/// iteration's, and all lie in the band the quintic maps them to.
+#[test]
+fn newton_schulz_output_has_the_reference_singular_values() {
+    let gpu = require_gpu!();
+    let config = Muon { lr: 1.0, momentum: 0.0, weight_decay: 0.0, ..Muon::default() };
+    for (rows, cols) in [(24usize, 40usize), (37, 19)] {
+        let g = grads(5, 0, rows, cols);
+        let p = common::storage_buffer(gpu, &vec![0.0; rows * cols]);
+        let gb = common::storage_buffer(gpu, &g);
+        let mut opt = MuonOptimizer::new(&gpu.device, &gpu.queue, Muon { adjust_lr_fn: AdjustLr::SpectralUnclamped, ..config }, &[ParamSlice::whole(&p, &gb).with_shape(&[rows as u64, cols as u64])]).unwrap();
+        opt.step().unwrap();
+        let ratio = AdjustLr::SpectralUnclamped.ratio(rows as u64, cols as u64);
+        let o: Vec<f64> = read_f32(&gpu.device, &gpu.queue, &p, 0, (rows * cols) as u64).unwrap().iter().map(|&x| -x as f64 / ratio).collect();
+        let want = singular_values(&config.newton_schulz(&g.iter().map(|&x| x as f64).collect::<Vec<_>>(), rows, cols), rows, cols);
+        let got = singular_values(&o, rows, cols);
+        let input = singular_values(&g.iter().map(|&x| x as f64).collect::<Vec<_>>(), rows, cols);
+        eprintln!("{rows}x{cols}: input σ {:.3}..{:.3}, after NS {:.4}..{:.4} (reference {:.4}..{:.4})", input[0], input[input.len() - 1], got[0], got[got.len() - 1], want[0], want[want.len() - 1]);
+        for (a, b) in got.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-4, "{rows}x{cols}: singular value {a} vs the reference's {b}");
+            assert!((0.6..1.25).contains(a), "{rows}x{cols}: singular value {a} outside the quintic's band");
+        }
+    }
+}
+
+#[test]
+fn bad_input_is_a_typed_error() {
+    let gpu = require_gpu!();
+    let p = common::storage_buffer(gpu, &[0.5; 12]);
+    let g = common::storage_buffer(gpu, &[0.5; 12]);
+    let err = |config: Muon, slice: ParamSlice| MuonOptimizer::new(&gpu.device, &gpu.queue, config, &[slice]).err();
+    let whole = ParamSlice::whole(&p, &g);
+    assert!(matches!(err(Muon::default(), whole.clone()), Some(OptimError::ShapeRequired { index: 0, .. })));
+    assert!(matches!(err(Muon::default(), whole.clone().with_shape(&[2, 2, 3])), Some(OptimError::ShapeRequired { .. })));
+    assert!(matches!(err(Muon::default(), whole.clone().with_shape(&[12])), Some(OptimError::ShapeRequired { .. })));
+    assert!(matches!(err(Muon::default(), whole.clone().with_shape(&[5, 3])), Some(OptimError::ShapeMismatch { .. })));
+    assert!(matches!(err(Muon { ns_steps: 100, ..Muon::default() }, whole.clone().with_shape(&[3, 4])), Some(OptimError::InvalidHyperparameter { name: "ns_steps", .. })));
+    assert!(matches!(err(Muon { lr: -1.0, ..Muon::default() }, whole.clone().with_shape(&[3, 4])), Some(OptimError::InvalidHyperparameter { name: "lr", .. })));
+    assert!(matches!(err(Muon { ns_coefficients: (f64::NAN, 0.0, 0.0), ..Muon::default() }, whole.clone().with_shape(&[3, 4])), Some(OptimError::InvalidHyperparameter { .. })));
+    // nothing changed
+    assert_eq!(read_f32(&gpu.device, &gpu.queue, &p, 0, 12).unwrap(), vec![0.5; 12]);
+}
+
+/// Least squares: W (16×24) towards W* from the gradient of ½‖W − W*‖²,
+/// computed on the host each step. Muon's orthogonalized, unit-spectrum
+/// steps shrink the distance to W* by a large factor.
+#[test]
+fn muon_converges_on_a_matrix_least_squares() {
+    let gpu = require_gpu!();
+    let (rows, cols) = (16usize, 24usize);
+    let target: Vec<f32> = (0..rows * cols).map(|i| uniform(8, 0, i as u64)).collect();
+    let p = common::storage_buffer(gpu, &vec![0.0; rows * cols]);
+    let g = common::storage_buffer(gpu, &vec![0.0; rows * cols]);
+    let config = Muon { lr: 0.02, weight_decay: 0.0, ..Muon::default() };
+    let mut opt = MuonOptimizer::new(&gpu.device, &gpu.queue, config, &[ParamSlice::whole(&p, &g).with_shape(&[rows as u64, cols as u64])]).unwrap();
+    let distance = |w: &[f32]| w.iter().zip(&target).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>().sqrt();
+    let start = distance(&vec![0.0; rows * cols]);
+    for step in 0..300 {
+        if step == 200 {
+            opt.set_lr(0.005).unwrap();
+        }
+        let w = read_f32(&gpu.device, &gpu.queue, &p, 0, (rows * cols) as u64).unwrap();
+        let grad: Vec<f32> = w.iter().zip(&target).map(|(a, b)| a - b).collect();
+        gpu.queue.write_buffer(&g, 0, bytemuck::cast_slice(&grad));
+        opt.step().unwrap();
+    }
+    let end = distance(&read_f32(&gpu.device, &gpu.queue, &p, 0, (rows * cols) as u64).unwrap());
+    eprintln!("distance to W*: {start:.3} -> {end:.4}");
+    assert!(end < 0.05 * start, "Muon did not converge: {start} -> {end}");
+}
+
+/// With grads so small that ‖U‖_F < eps, the normalization divides by eps
+/// (PyTorch's clamp, not ‖U‖ + eps): O stays well below orthogonal and
+/// matches the reference's.
+#[test]
+fn tiny_grads_are_normalized_by_eps() {
+    let gpu = require_gpu!();
+    let (rows, cols) = (12usize, 20usize);
+    let config = Muon { lr: 1.0, momentum: 0.0, weight_decay: 0.0, ..Muon::default() };
+    let g: Vec<f32> = grads(6, 0, rows, cols).iter().map(|x| x * 2e-9).collect();
+    let p = common::storage_buffer(gpu, &vec![0.0; rows * cols]);
+    let gb = common::storage_buffer(gpu, &g);
+    let mut opt = MuonOptimizer::new(&gpu.device, &gpu.queue, config, &[ParamSlice::whole(&p, &gb).with_shape(&[rows as u64, cols as u64])]).unwrap();
+    opt.step().unwrap();
+    let got = read_f32(&gpu.device, &gpu.queue, &p, 0, (rows * cols) as u64).unwrap();
+    let want = config.newton_schulz(&g.iter().map(|&x| x as f64).collect::<Vec<_>>(), rows, cols);
+    let norm: f64 = g.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+    assert!(norm < config.eps, "the grads are not tiny enough: {norm}");
+    let worst = got.iter().zip(&want).map(|(a, b)| (-*a as f64 - b).abs()).fold(0.0, f64::max);
+    let largest = want.iter().map(|x| x.abs()).fold(0.0, f64::max);
+    assert!(worst < 1e-4 * largest, "O differs by {worst} (largest entry {largest})");
+}
