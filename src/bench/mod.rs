@@ -197,6 +197,9 @@ pub struct ModelRow {
     /// Host time to record one step as one dispatch per tensor.
     pub encode_per_tensor_us: f64,
     pub model_dispatches: usize,
+    /// The access forms of the model and flat optimizers.
+    pub model_access: String,
+    pub flat_access: String,
 }
 
 /// AdamW with each state format (same elements as the rule rows).
@@ -428,6 +431,7 @@ fn model_case(
     queue.write_buffer(&fg, 0, bytemuck::cast_slice(&random_params(6, total as usize)));
     let mut flat = Optimizer::with_groups(device, queue, &[config], &[ParamSlice::range(&fp, 0, &fg, 0, total)], engine.clone())?;
     let flat_s = timer.per_step(options.reps, options.steps, &mut |e| flat.record_step(e))?;
+    let flat_access = format!("{:?}", flat.access());
     drop(flat);
 
     progress("model: one dispatch per tensor");
@@ -448,6 +452,8 @@ fn model_case(
         encode_model_us: encode_model * 1e6,
         encode_per_tensor_us: encode_per_tensor * 1e6,
         model_dispatches: model.dispatch_count(),
+        model_access: format!("{:?}", model.access()),
+        flat_access,
     })
 }
 
@@ -474,8 +480,8 @@ pub fn format_report(r: &BenchReport) -> String {
     }
     if let Some(m) = &r.model {
         s += &format!(
-            "whole model (AdamW): {} tensors, {} params, {} dispatch(es)\n  model {:.3} ms | flat {:.3} ms | per-tensor {:.3} ms\n  model/flat {:.3} | per-tensor/model {:.2}x\n  host encode per step: model {:.1} us | per-tensor {:.1} us\n",
-            m.tensors, m.elements, m.model_dispatches, m.model_ms, m.flat_ms, m.per_tensor_ms, m.model_over_flat, m.per_tensor_over_model, m.encode_model_us, m.encode_per_tensor_us
+            "whole model (AdamW): {} tensors, {} params, {} dispatch(es), {} access (flat: {})\n  model {:.3} ms | flat {:.3} ms | per-tensor {:.3} ms\n  model/flat {:.3} | per-tensor/model {:.2}x\n  host encode per step: model {:.1} us | per-tensor {:.1} us\n",
+            m.tensors, m.elements, m.model_dispatches, m.model_access.to_lowercase(), m.flat_access.to_lowercase(), m.model_ms, m.flat_ms, m.per_tensor_ms, m.model_over_flat, m.per_tensor_over_model, m.encode_model_us, m.encode_per_tensor_us
         );
     }
     if let Some(m) = &r.matrix {
