@@ -11,12 +11,13 @@
 //! Weights are param group 0 (with weight decay), biases group 1 (without),
 //! stepped together in one dispatch from an engine-allocated `ParamArena`.
 //! With `--optimizer muon` the two weight matrices are stepped by Muon and
-//! the biases by AdamW, as PyTorch's Muon documentation advises.
+//! the biases by AdamW, as PyTorch's Muon documentation advises; with
+//! `--optimizer lamb` all four tensors by LAMB, each with its trust ratio.
 
 use clap::Parser;
 use wgpu_optim::validate::uniform;
 use wgpu_optim::{
-    device, Adadelta, Adagrad, Adam, AdamW, Adamax, Asgd, EngineOptions, Muon, MuonOptimizer, NAdam, OptimError, Optimizer, OptimizerConfig, ParamArena, ParamSlice, RAdam, RmsProp, Rprop, Sgd, StateFormat,
+    device, Adadelta, Adagrad, Adam, AdamW, Adamax, Asgd, EngineOptions, Lamb, LambOptimizer, Muon, MuonOptimizer, NAdam, OptimError, Optimizer, OptimizerConfig, ParamArena, ParamSlice, RAdam, RmsProp, Rprop, Sgd, StateFormat,
 };
 
 const DIGITS: &str = include_str!("data/digits.csv");
@@ -30,7 +31,7 @@ const SLOT: u64 = 256;
 #[command(about = "Train an MLP on the 8x8 digits on the GPU with a wgpu-optim optimizer")]
 pub struct TrainOptions {
     /// sgd, momentum, nag, adagrad, rmsprop, adadelta, adam, adamw, adamax,
-    /// nadam, radam, asgd, rprop or muon (weights; biases by AdamW).
+    /// nadam, radam, asgd, rprop, muon (weights; biases by AdamW) or lamb.
     #[arg(long, default_value = "adamw")]
     pub optimizer: String,
     /// Epochs over the 1,500 training samples.
@@ -93,7 +94,7 @@ pub fn configs(name: &str, lr: Option<f64>) -> Result<[OptimizerConfig; 2], Opti
         "radam" => RAdam { lr: lr.unwrap_or(5e-2), weight_decay: wd, ..RAdam::default() }.into(),
         "asgd" => Asgd { lr: lr.unwrap_or(0.2), weight_decay: wd, t0: 500.0, ..Asgd::default() }.into(),
         "rprop" => Rprop { lr: lr.unwrap_or(1e-3), step_sizes: (1e-6, 0.01), ..Rprop::default() }.into(),
-        "muon" => AdamW { lr: 5e-3, weight_decay: 0.0, ..AdamW::default() }.into(),
+        "muon" | "lamb" => AdamW { lr: 5e-3, weight_decay: 0.0, ..AdamW::default() }.into(),
         _ => return Err(OptimError::InvalidOptions("unknown optimizer name")),
     };
     let mut biases = weights;
@@ -107,11 +108,18 @@ enum Stepper {
     Fused(Optimizer),
     /// The weight matrices by Muon, the biases by a fused AdamW.
     Muon(Box<MuonOptimizer>, Optimizer),
+    /// Every tensor by LAMB (one trust ratio per tensor).
+    Lamb(Box<LambOptimizer>),
 }
 
 impl Stepper {
     fn new(device: &wgpu::Device, queue: &wgpu::Queue, opts: &TrainOptions, arena: &ParamArena, engine: EngineOptions) -> Result<Self, OptimError> {
         let configs = configs(&opts.optimizer, opts.lr)?;
+        if opts.optimizer == "lamb" {
+            let lamb = Lamb { lr: opts.lr.unwrap_or(0.01), weight_decay: 0.01, ..Lamb::default() };
+            let all: Vec<ParamSlice> = (0..4).map(|i| arena.tensor(i)[0].clone().in_group(0)).collect();
+            return Ok(Stepper::Lamb(Box::new(LambOptimizer::new(device, queue, lamb, &all)?)));
+        }
         if opts.optimizer != "muon" {
             return Ok(Stepper::Fused(Optimizer::with_groups(device, queue, &configs, &arena.slices(), engine)?));
         }
@@ -130,6 +138,7 @@ impl Stepper {
                 muon.record_step(enc)?;
                 adamw.record_step(enc)
             }
+            Stepper::Lamb(lamb) => lamb.record_step(enc),
         }
     }
 }

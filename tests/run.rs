@@ -94,7 +94,7 @@ fn bad_runs_fail_with_messages() {
     };
     let cases: [(&[&str], &str); 5] = [
         (&["--optimizer", "adam", "--steps", "2", "--rho", "0.9"], "no option \"rho\""),
-        (&["--optimizer", "lamb", "--steps", "2"], "lamb"),
+        (&["--optimizer", "lbfgs", "--steps", "2"], "lbfgs"),
         (&["--optimizer", "adam", "--steps", "9"], "grads has 3 rows"),
         (&["--optimizer", "adam", "--steps", "2", "--lr=-1"], "lr"),
         (&["--optimizer", "sgd", "--steps", "2", "--nesterov"], "nesterov"),

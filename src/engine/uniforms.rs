@@ -27,6 +27,7 @@ macro_rules! gpu_struct {
         }
     };
 }
+pub(crate) use gpu_struct;
 
 gpu_struct! {
     /// Header of the per-step uniform.
@@ -63,19 +64,20 @@ pub fn wgsl() -> String {
     format!("{}\nstruct StepScalars {{\n    head: StepHead,\n    groups: array<Coeffs, {MAX_GROUPS}>,\n}}\n", StepHead::wgsl())
 }
 
-/// The ring of per-step uniform slots.
-pub struct Ring {
+/// The ring of per-step uniform slots, each holding a `T`.
+pub struct Ring<T = StepScalars> {
     pub buffer: wgpu::Buffer,
     /// Bytes between slots (the device's uniform offset alignment).
     pub stride: u64,
     pub slots: u32,
     next: u32,
+    kind: std::marker::PhantomData<T>,
 }
 
-impl Ring {
+impl<T: bytemuck::Pod> Ring<T> {
     /// A ring of `slots` uniform slots.
     pub fn new(device: &wgpu::Device, slots: u32) -> Self {
-        let stride = (std::mem::size_of::<StepScalars>() as u64).next_multiple_of(device.limits().min_uniform_buffer_offset_alignment as u64);
+        let stride = (std::mem::size_of::<T>() as u64).next_multiple_of(device.limits().min_uniform_buffer_offset_alignment as u64);
         let slots = slots.max(1);
         let buffer = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgpu-optim step scalars"),
@@ -83,11 +85,11 @@ impl Ring {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Ring { buffer, stride, slots, next: 0 }
+        Ring { buffer, stride, slots, next: 0, kind: std::marker::PhantomData }
     }
 
     /// Writes `scalars` into the next slot; returns its dynamic offset.
-    pub fn push(&mut self, queue: &wgpu::Queue, scalars: &StepScalars) -> u32 {
+    pub fn push(&mut self, queue: &wgpu::Queue, scalars: &T) -> u32 {
         let offset = self.next as u64 * self.stride;
         queue.write_buffer(&self.buffer, offset, bytemuck::bytes_of(scalars));
         self.next = (self.next + 1) % self.slots;
@@ -96,7 +98,7 @@ impl Ring {
 
     /// The binding of one slot.
     pub fn binding(&self) -> wgpu::BindingResource<'_> {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &self.buffer, offset: 0, size: wgpu::BufferSize::new(std::mem::size_of::<StepScalars>() as u64) })
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &self.buffer, offset: 0, size: wgpu::BufferSize::new(std::mem::size_of::<T>() as u64) })
     }
 }
 

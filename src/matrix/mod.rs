@@ -1,21 +1,24 @@
-//! Matrix-aware rules: updates that need a tensor's 2-D shape and work on
-//! whole matrices, not element by element. [`Muon`] orthogonalizes each
-//! matrix's momentum with a Newton–Schulz iteration: element-wise passes
-//! (`shaders/matrix/muon.wgsl`) around batched tiled GEMMs
-//! (`shaders/matrix/gemm.wgsl`), all of a step's matrices in each launch.
+//! Tensor-wise rules: updates that need more than one element at a time.
+//! [`Muon`] orthogonalizes each matrix's momentum with a Newton–Schulz
+//! iteration (element-wise passes in `shaders/matrix/muon.wgsl` around
+//! batched tiled GEMMs in `shaders/matrix/gemm.wgsl`, all of a step's
+//! matrices in each launch); [`Lamb`] scales each tensor's Adam update by
+//! the trust ratio ‖θ‖/‖u‖ (`shaders/matrix/lamb.wgsl`). Both use the row
+//! table of [`rows`] for deterministic per-tensor reductions.
 
 pub mod gemm;
+pub mod lamb;
 pub mod muon;
+pub mod rows;
 
+pub use lamb::{Lamb, LambOptimizer, TrustRatio};
 pub use muon::{AdjustLr, Muon};
+use rows::{RowDesc, ROW, WG};
 
 use crate::engine::ParamSlice;
 use crate::error::{scoped, OptimError, Result};
 use gemm::{Gemm, Item, Stage};
 
-const WG: u32 = 256;
-/// Elements per row of the row table (4 per invocation).
-const ROW: u64 = 4 * WG as u64;
 const MUON_WGSL: &str = include_str!("../../shaders/matrix/muon.wgsl");
 
 /// The per-step scalars (`Scalars` in muon.wgsl).
@@ -44,16 +47,6 @@ struct TensorDesc {
     cols: u32,
     ratio: f32,
     first_row: u32,
-}
-
-/// A row of the row table (`Row` in muon.wgsl).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct RowDesc {
-    tensor: u32,
-    start: u32,
-    len: u32,
-    index: u32,
 }
 
 /// The element-wise passes of one (param buffer, grad buffer) pair.
@@ -205,17 +198,10 @@ impl MuonOptimizer {
         let device = self.device.clone();
         let (descs, rows) = self.tables();
         self.queue.write_buffer(tensors, 0, bytemuck::cast_slice(&descs));
-        let mut pairs: Vec<(wgpu::Buffer, wgpu::Buffer)> = Vec::new();
-        for p in &self.params {
-            if !pairs.iter().any(|(a, b)| *a == p.param && *b == p.grad) {
-                pairs.push((p.param.clone(), p.grad.clone()));
-            }
-        }
         let windows = scoped(&device, || {
-            pairs
-                .iter()
-                .map(|(param, grad)| {
-                    let mine: Vec<RowDesc> = rows.iter().filter(|r| self.params[r.tensor as usize].param == *param && self.params[r.tensor as usize].grad == *grad).copied().collect();
+            rows::windows(&self.params, &rows)
+                .into_iter()
+                .map(|(param, grad, mine)| {
                     let row_buf = device.create_buffer(&wgpu::BufferDescriptor { label: Some("muon rows"), size: 16 * mine.len() as u64, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
                     self.queue.write_buffer(&row_buf, 0, bytemuck::cast_slice(&mine));
                     let resources = [self.scalars.as_entire_binding(), param.as_entire_binding(), grad.as_entire_binding(), self.state.as_entire_binding(), self.scratch.as_entire_binding(), tensors.as_entire_binding(), row_buf.as_entire_binding(), sums.as_entire_binding()];
@@ -252,16 +238,17 @@ impl MuonOptimizer {
 
     /// The tensor descriptors and the row table (rows of each tensor in order).
     fn tables(&self) -> (Vec<TensorDesc>, Vec<RowDesc>) {
-        let mut descs = Vec::new();
-        let mut rows = Vec::new();
-        for (i, (p, place)) in self.params.iter().zip(&self.places).enumerate() {
-            let ratio = self.config.adjust_lr_fn.ratio(place.rows, place.cols) as f32;
-            descs.push(TensorDesc { param: p.param_offset as u32, grad: p.grad_offset as u32, state: place.state as u32, scratch: place.scratch as u32, rows: place.rows as u32, cols: place.cols as u32, ratio, first_row: rows.len() as u32 });
-            for start in (0..place.numel()).step_by(ROW as usize) {
-                let index = rows.len() as u32;
-                rows.push(RowDesc { tensor: i as u32, start: start as u32, len: (place.numel() - start).min(ROW) as u32, index });
-            }
-        }
+        let (rows, first) = rows::rows(&self.places.iter().map(Placement::numel).collect::<Vec<_>>());
+        let descs = self
+            .params
+            .iter()
+            .zip(&self.places)
+            .zip(first)
+            .map(|((p, place), first_row)| {
+                let ratio = self.config.adjust_lr_fn.ratio(place.rows, place.cols) as f32;
+                TensorDesc { param: p.param_offset as u32, grad: p.grad_offset as u32, state: place.state as u32, scratch: place.scratch as u32, rows: place.rows as u32, cols: place.cols as u32, ratio, first_row }
+            })
+            .collect();
         (descs, rows)
     }
 
@@ -369,25 +356,17 @@ impl MuonOptimizer {
     }
 }
 
-/// Every slice's checks, a 2-D shape for each, group 0, buffers and
-/// offsets the kernels can address; the state and scratch placement.
+/// Every slice's checks, a 2-D shape for each; the state and scratch
+/// placement.
 fn check_params(device: &wgpu::Device, params: &[ParamSlice]) -> Result<Vec<Placement>> {
-    if params.is_empty() {
-        return Err(OptimError::EmptyParams);
-    }
+    rows::check_params(device, params)?;
     let limit = device.limits().max_storage_buffer_binding_size;
     let (mut state, mut scratch) = (0u64, 0u64);
     let mut places = Vec::new();
     for (index, p) in params.iter().enumerate() {
-        crate::engine::params::check_slice(index, p, 1)?;
         let Some((rows, cols)) = p.matrix() else {
             return Err(OptimError::ShapeRequired { index, rule: "muon", need: "a 2-D shape", shape: p.shape.clone() });
         };
-        for buffer in [&p.param, &p.grad] {
-            if buffer.size() > limit || buffer.size() / 4 > u32::MAX as u64 {
-                return Err(OptimError::ExceedsLimits(format!("parameter {index}: a buffer of {} bytes is past the binding limit of {limit} bytes", buffer.size())));
-            }
-        }
         let place = Placement { rows, cols, state, scratch };
         state += place.numel();
         scratch += place.scratch_len();

@@ -1,0 +1,121 @@
+// LAMB (You et al. 2019, as burn-optim's `lamb.rs` and NVIDIA Apex's
+// FusedLAMB): Adam's moments and bias-corrected ratio with decoupled weight
+// decay in the update, scaled per tensor by the trust ratio ‖θ‖/‖u‖.
+// Workgroup b handles row b of the row table (rows.rs).
+//
+//   moments: m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²        (exp_avg, exp_avg_sq)
+//            u = (m/bc₁)/(√(v/bc₂) + eps) + weight_decay·θ; partial Σθ², Σu² of the row
+//   trust:   per tensor: r = ‖θ‖/‖u‖ (1 if either is 0, or if not adapting)
+//   apply:   θ ← θ − lr·r·u   (u recomputed from the stored m, v: the same f32 values)
+
+// struct Scalars is generated from the Rust declaration (src/matrix/lamb.rs).
+
+struct Tensor {
+    param: u32,
+    grad: u32,
+    state: u32,
+    numel: u32,
+    first_row: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
+}
+
+struct Row {
+    tensor: u32,
+    start: u32,
+    len: u32,
+    index: u32,
+}
+
+@group(0) @binding(0) var<uniform> s: Scalars;
+@group(0) @binding(1) var<storage, read_write> param: array<f32>;
+@group(0) @binding(2) var<storage, read> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> exp_avg: array<f32>;
+@group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<f32>;
+@group(0) @binding(5) var<storage, read> tensors: array<Tensor>;
+@group(0) @binding(6) var<storage, read> rows: array<Row>;
+// per row: Σθ², Σu²; then per tensor (from 2·n_rows on): the trust ratio
+@group(0) @binding(7) var<storage, read_write> sums: array<f32>;
+
+const PER_LANE: u32 = 4u;
+
+fn update_of(m: f32, v: f32, theta: f32) -> f32 {
+    return (m * s.inv_bc1) / (sqrt(v * s.inv_bc2) + s.eps) + s.weight_decay * theta;
+}
+
+var<workgroup> red: array<vec2<f32>, WG>;
+
+fn workgroup_sum(v: vec2<f32>, lid: u32) -> vec2<f32> {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var half = WG / 2u; half > 0u; half = half / 2u) {
+        if (lid < half) {
+            red[lid] = red[lid] + red[lid + half];
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
+}
+
+@compute @workgroup_size(WG)
+fn moments(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = rows[wid.x];
+    let t = tensors[row.tensor];
+    var sq = vec2<f32>(0.0);
+    for (var k = 0u; k < PER_LANE; k++) {
+        let i = k * WG + lid;
+        if (i < row.len) {
+            let e = row.start + i;
+            let g = grad[t.grad + e];
+            let m = s.beta1 * exp_avg[t.state + e] + s.one_minus_beta1 * g;
+            let v = s.beta2 * exp_avg_sq[t.state + e] + s.one_minus_beta2 * g * g;
+            exp_avg[t.state + e] = m;
+            exp_avg_sq[t.state + e] = v;
+            let theta = param[t.param + e];
+            let u = update_of(m, v, theta);
+            sq = sq + vec2<f32>(theta * theta, u * u);
+        }
+    }
+    let total = workgroup_sum(sq, lid);
+    if (lid == 0u) {
+        sums[2u * row.index] = total.x;
+        sums[2u * row.index + 1u] = total.y;
+    }
+}
+
+// One invocation per tensor: its rows' partial sums in order.
+@compute @workgroup_size(64)
+fn trust(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;
+    if (i >= s.n_tensors) { return; }
+    let t = tensors[i];
+    let n_rows = (t.numel + PER_LANE * WG - 1u) / (PER_LANE * WG);
+    var total = vec2<f32>(0.0);
+    for (var r = 0u; r < n_rows; r++) {
+        total = total + vec2<f32>(sums[2u * (t.first_row + r)], sums[2u * (t.first_row + r) + 1u]);
+    }
+    let norms = sqrt(total);
+    var ratio = 1.0;
+    if (s.adapt != 0u && norms.x > 0.0 && norms.y > 0.0) {
+        ratio = norms.x / norms.y;
+    }
+    sums[2u * s.n_rows + i] = ratio;
+}
+
+@compute @workgroup_size(WG)
+fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = rows[wid.x];
+    let t = tensors[row.tensor];
+    let step = s.lr * sums[2u * s.n_rows + row.tensor];
+    for (var k = 0u; k < PER_LANE; k++) {
+        let i = k * WG + lid;
+        if (i < row.len) {
+            let e = row.start + i;
+            let theta = param[t.param + e];
+            param[t.param + e] = theta - step * update_of(exp_avg[t.state + e], exp_avg_sq[t.state + e], theta);
+        }
+    }
+}

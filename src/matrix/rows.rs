@@ -1,0 +1,85 @@
+//! The row table of the tensor-wise rules: each workgroup handles one row,
+//! up to [`ROW`] consecutive elements of one tensor, and writes its partial
+//! sums to its row's slot, so a per-tensor reduction is a fixed-order sum
+//! over that tensor's rows (deterministic). Rows are dispatched per
+//! (param buffer, grad buffer) pair, the bindings of the element-wise passes.
+
+use crate::engine::ParamSlice;
+
+/// Invocations per workgroup of the element-wise passes.
+pub const WG: u32 = 256;
+/// Elements per row (4 per invocation).
+pub const ROW: u64 = 4 * WG as u64;
+
+/// A row of the table (`Row` in the shaders).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RowDesc {
+    pub tensor: u32,
+    /// First element of the tensor the row covers.
+    pub start: u32,
+    pub len: u32,
+    /// The row's index over all rows (its partial-sum slot).
+    pub index: u32,
+}
+
+/// The rows of tensors of `numels` elements, tensor by tensor, and each
+/// tensor's first row.
+pub fn rows(numels: &[u64]) -> (Vec<RowDesc>, Vec<u32>) {
+    let mut rows = Vec::new();
+    let mut first = Vec::with_capacity(numels.len());
+    for (tensor, &numel) in numels.iter().enumerate() {
+        first.push(rows.len() as u32);
+        for start in (0..numel).step_by(ROW as usize) {
+            let index = rows.len() as u32;
+            rows.push(RowDesc { tensor: tensor as u32, start: start as u32, len: (numel - start).min(ROW) as u32, index });
+        }
+    }
+    (rows, first)
+}
+
+/// The distinct (param buffer, grad buffer) pairs of `params`, each with
+/// the rows of its tensors.
+pub fn windows(params: &[ParamSlice], rows: &[RowDesc]) -> Vec<(wgpu::Buffer, wgpu::Buffer, Vec<RowDesc>)> {
+    let mut out: Vec<(wgpu::Buffer, wgpu::Buffer, Vec<RowDesc>)> = Vec::new();
+    for row in rows {
+        let p = &params[row.tensor as usize];
+        match out.iter_mut().find(|(a, b, _)| *a == p.param && *b == p.grad) {
+            Some((_, _, mine)) => mine.push(*row),
+            None => out.push((p.param.clone(), p.grad.clone(), vec![*row])),
+        }
+    }
+    out
+}
+
+/// Each slice's checks (as the fused engine's), buffers within what the
+/// kernels can bind and address.
+pub fn check_params(device: &wgpu::Device, params: &[ParamSlice]) -> crate::Result<()> {
+    use crate::error::OptimError;
+    if params.is_empty() {
+        return Err(OptimError::EmptyParams);
+    }
+    let limit = device.limits().max_storage_buffer_binding_size;
+    for (index, p) in params.iter().enumerate() {
+        crate::engine::params::check_slice(index, p, 1)?;
+        for buffer in [&p.param, &p.grad] {
+            if buffer.size() > limit || buffer.size() / 4 > u32::MAX as u64 {
+                return Err(OptimError::ExceedsLimits(format!("parameter {index}: a buffer of {} bytes is past the binding limit of {limit} bytes", buffer.size())));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_cover_each_tensor_once_in_order() {
+        let (rows, first) = rows(&[1, ROW, ROW + 3, 5]);
+        assert_eq!(first, [0, 1, 2, 4]);
+        assert_eq!(rows.iter().map(|r| (r.tensor, r.start, r.len)).collect::<Vec<_>>(), [(0, 0, 1), (1, 0, ROW as u32), (2, 0, ROW as u32), (2, ROW as u32, 3), (3, 0, 5)]);
+        assert!(rows.iter().enumerate().all(|(i, r)| r.index == i as u32));
+    }
+}
