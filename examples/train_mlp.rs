@@ -12,12 +12,13 @@
 //! stepped together in one dispatch from an engine-allocated `ParamArena`.
 //! With `--optimizer muon` the two weight matrices are stepped by Muon and
 //! the biases by AdamW, as PyTorch's Muon documentation advises; with
-//! `--optimizer lamb` all four tensors by LAMB, each with its trust ratio.
+//! `--optimizer lamb` all four tensors by LAMB, each with its trust ratio;
+//! with `--optimizer adafactor` by Adafactor (the weights factored).
 
 use clap::Parser;
 use wgpu_optim::validate::uniform;
 use wgpu_optim::{
-    device, Adadelta, Adagrad, Adam, AdamW, Adamax, Asgd, EngineOptions, Lamb, LambOptimizer, Muon, MuonOptimizer, NAdam, OptimError, Optimizer, OptimizerConfig, ParamArena, ParamSlice, RAdam, RmsProp, Rprop, Sgd, StateFormat,
+    device, Adadelta, Adafactor, AdafactorOptimizer, Adagrad, Adam, AdamW, Adamax, Asgd, EngineOptions, Lamb, LambOptimizer, Muon, MuonOptimizer, NAdam, OptimError, Optimizer, OptimizerConfig, ParamArena, ParamSlice, RAdam, RmsProp, Rprop, Sgd, StateFormat,
 };
 
 const DIGITS: &str = include_str!("data/digits.csv");
@@ -31,7 +32,7 @@ const SLOT: u64 = 256;
 #[command(about = "Train an MLP on the 8x8 digits on the GPU with a wgpu-optim optimizer")]
 pub struct TrainOptions {
     /// sgd, momentum, nag, adagrad, rmsprop, adadelta, adam, adamw, adamax,
-    /// nadam, radam, asgd, rprop, muon (weights; biases by AdamW) or lamb.
+    /// nadam, radam, asgd, rprop, muon (weights; biases by AdamW), lamb or adafactor.
     #[arg(long, default_value = "adamw")]
     pub optimizer: String,
     /// Epochs over the 1,500 training samples.
@@ -94,7 +95,7 @@ pub fn configs(name: &str, lr: Option<f64>) -> Result<[OptimizerConfig; 2], Opti
         "radam" => RAdam { lr: lr.unwrap_or(5e-2), weight_decay: wd, ..RAdam::default() }.into(),
         "asgd" => Asgd { lr: lr.unwrap_or(0.2), weight_decay: wd, t0: 500.0, ..Asgd::default() }.into(),
         "rprop" => Rprop { lr: lr.unwrap_or(1e-3), step_sizes: (1e-6, 0.01), ..Rprop::default() }.into(),
-        "muon" | "lamb" => AdamW { lr: 5e-3, weight_decay: 0.0, ..AdamW::default() }.into(),
+        "muon" | "lamb" | "adafactor" => AdamW { lr: 5e-3, weight_decay: 0.0, ..AdamW::default() }.into(),
         _ => return Err(OptimError::InvalidOptions("unknown optimizer name")),
     };
     let mut biases = weights;
@@ -110,22 +111,31 @@ enum Stepper {
     Muon(Box<MuonOptimizer>, Optimizer),
     /// Every tensor by LAMB (one trust ratio per tensor).
     Lamb(Box<LambOptimizer>),
+    /// Every tensor by Adafactor (the weights factored).
+    Adafactor(Box<AdafactorOptimizer>),
 }
 
 impl Stepper {
     fn new(device: &wgpu::Device, queue: &wgpu::Queue, opts: &TrainOptions, arena: &ParamArena, engine: EngineOptions) -> Result<Self, OptimError> {
         let configs = configs(&opts.optimizer, opts.lr)?;
-        if opts.optimizer == "lamb" {
-            let lamb = Lamb { lr: opts.lr.unwrap_or(0.01), weight_decay: 0.01, ..Lamb::default() };
-            let all: Vec<ParamSlice> = (0..4).map(|i| arena.tensor(i)[0].clone().in_group(0)).collect();
-            return Ok(Stepper::Lamb(Box::new(LambOptimizer::new(device, queue, lamb, &all)?)));
+        let h = opts.hidden as u64;
+        let shaped = |i: usize, shape: &[u64]| -> ParamSlice { arena.tensor(i)[0].clone().in_group(0).with_shape(shape) };
+        let all = [shaped(0, &[h, IN as u64]), shaped(1, &[h]), shaped(2, &[OUT as u64, h]), shaped(3, &[OUT as u64])];
+        match opts.optimizer.as_str() {
+            "lamb" => {
+                let lamb = Lamb { lr: opts.lr.unwrap_or(0.01), weight_decay: 0.01, ..Lamb::default() };
+                return Ok(Stepper::Lamb(Box::new(LambOptimizer::new(device, queue, lamb, &all)?)));
+            }
+            "adafactor" => {
+                let adafactor = Adafactor { lr: opts.lr.unwrap_or(0.02), ..Adafactor::default() };
+                return Ok(Stepper::Adafactor(Box::new(AdafactorOptimizer::new(device, queue, adafactor, &all)?)));
+            }
+            _ => {}
         }
         if opts.optimizer != "muon" {
             return Ok(Stepper::Fused(Optimizer::with_groups(device, queue, &configs, &arena.slices(), engine)?));
         }
-        let h = opts.hidden as u64;
-        let shaped = |i: usize, shape: [u64; 2]| -> ParamSlice { arena.tensor(i)[0].clone().in_group(0).with_shape(&shape) };
-        let weights = [shaped(0, [h, IN as u64]), shaped(2, [OUT as u64, h])];
+        let weights = [all[0].clone(), all[2].clone()];
         let biases: Vec<ParamSlice> = [1, 3].iter().map(|&i| arena.tensor(i)[0].clone().in_group(0)).collect();
         let muon = MuonOptimizer::new(device, queue, Muon { lr: opts.lr.unwrap_or(0.02), weight_decay: 0.0, ..Muon::default() }, &weights)?;
         Ok(Stepper::Muon(Box::new(muon), Optimizer::with_groups(device, queue, &configs[..1], &biases, engine)?))
@@ -139,6 +149,7 @@ impl Stepper {
                 adamw.record_step(enc)
             }
             Stepper::Lamb(lamb) => lamb.record_step(enc),
+            Stepper::Adafactor(adafactor) => adafactor.record_step(enc),
         }
     }
 }

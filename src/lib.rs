@@ -33,6 +33,6 @@ pub mod validate;
 pub use arena::ParamArena;
 pub use rules::configs::*;
 pub use rules::{OptimizerConfig, Rule, RuleConfig};
-pub use matrix::{AdjustLr, Lamb, LambOptimizer, Muon, MuonOptimizer, TrustRatio};
+pub use matrix::{Adafactor, AdafactorOptimizer, AdjustLr, Lamb, LambOptimizer, Muon, MuonOptimizer, TrustRatio};
 pub use engine::{Access, EngineOptions, Entry, GradControl, GradScaler, Kernel, Optimizer, ParamSlice, PipelineCache, PipelineKey, ScalerState, StateFormat, StepScalars, WideAccess};
 pub use error::{OptimError, Result};

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::rows::{self, RowDesc, ROW, WG};
+use super::rows::{self, Kernels, RowDesc, ROW, WG};
 use crate::engine::uniforms::{gpu_struct, Ring};
 use crate::engine::ParamSlice;
 use crate::error::{scoped, OptimError, Result};
@@ -203,31 +203,10 @@ struct Window {
     rows: u32,
 }
 
-/// The pipelines of lamb.wgsl.
-struct Passes {
-    moments: wgpu::ComputePipeline,
-    trust: wgpu::ComputePipeline,
-    apply: wgpu::ComputePipeline,
-    layout: wgpu::BindGroupLayout,
-}
-
-impl Passes {
-    fn new(device: &wgpu::Device) -> Result<Self> {
-        scoped(device, || {
-            let source = format!("const WG: u32 = {WG}u;\n{}\n{LAMB_WGSL}", Scalars::wgsl());
-            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("lamb"), source: wgpu::ShaderSource::Wgsl(source.into()) });
-            let storage = crate::engine::pipeline::storage_entry;
-            let uniform = wgpu::BindGroupLayoutEntry { binding: 0, visibility: wgpu::ShaderStages::COMPUTE, ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: true, min_binding_size: None }, count: None };
-            let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some("lamb"),
-                entries: &[uniform, storage(1, false), storage(2, true), storage(3, false), storage(4, false), storage(5, true), storage(6, true), storage(7, false)],
-            });
-            let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor { label: Some("lamb"), bind_group_layouts: &[Some(&layout)], immediate_size: 0 });
-            let make = |entry: &str| device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor { label: Some(entry), layout: Some(&pipeline_layout), module: &module, entry_point: Some(entry), compilation_options: Default::default(), cache: None });
-            Passes { moments: make("moments"), trust: make("trust"), apply: make("apply"), layout }
-        })
-    }
-}
+/// The entry points of lamb.wgsl, in `Kernels::pipelines` order.
+const ENTRIES: [&str; 3] = ["moments", "trust", "apply"];
+/// Bindings 1.. (read-only?): param, grad, exp_avg, exp_avg_sq, tensors, rows, sums.
+const READ_ONLY: [bool; 7] = [false, true, false, false, true, true, false];
 
 /// LAMB on the GPU for any set of tensors (one param group, shapes not
 /// needed): each step is one compute pass of three launches per buffer
@@ -251,7 +230,7 @@ pub struct LambOptimizer {
     params: Vec<ParamSlice>,
     /// Each tensor's offset in the state buffers.
     state_at: Vec<u64>,
-    passes: Passes,
+    kernels: Kernels,
     windows: Vec<Window>,
     ring: Ring<Scalars>,
     exp_avg: wgpu::Buffer,
@@ -278,7 +257,8 @@ impl LambOptimizer {
             return Err(OptimError::ExceedsLimits(format!("LAMB's state of {} bytes per moment is past the binding limit", 4 * state_len)));
         }
         let (rows, first) = rows::rows(&numels);
-        let passes = Passes::new(device)?;
+        let source = format!("const WG: u32 = {WG}u;\n{}\n{LAMB_WGSL}", Scalars::wgsl());
+        let kernels = Kernels::new(device, "lamb", &source, &READ_ONLY, &ENTRIES)?;
         let (ring, exp_avg, exp_avg_sq, tensors, sums) = scoped(device, || {
             let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
             let buffer = |label, elements: u64| device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: 4 * elements.max(4), usage: storage, mapped_at_creation: false });
@@ -286,7 +266,7 @@ impl LambOptimizer {
         })?;
         let descs: Vec<TensorDesc> = params.iter().zip(&state_at).zip(&first).map(|((p, &state), &first_row)| TensorDesc { param: p.param_offset as u32, grad: p.grad_offset as u32, state: state as u32, numel: p.len() as u32, first_row, pad: [0; 3] }).collect();
         queue.write_buffer(&tensors, 0, bytemuck::cast_slice(&descs));
-        let mut opt = LambOptimizer { device: device.clone(), queue: queue.clone(), config, params: params.to_vec(), state_at, passes, windows: Vec::new(), ring, exp_avg, exp_avg_sq, n_rows: rows.len() as u32, step: 0 };
+        let mut opt = LambOptimizer { device: device.clone(), queue: queue.clone(), config, params: params.to_vec(), state_at, kernels, windows: Vec::new(), ring, exp_avg, exp_avg_sq, n_rows: rows.len() as u32, step: 0 };
         opt.windows = opt.build_windows(&rows, &tensors, &sums)?;
         Ok(opt)
     }
@@ -298,12 +278,9 @@ impl LambOptimizer {
             rows::windows(&self.params, rows)
                 .into_iter()
                 .map(|(param, grad, mine)| {
-                    let row_buf = device.create_buffer(&wgpu::BufferDescriptor { label: Some("lamb rows"), size: 16 * mine.len() as u64, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
-                    self.queue.write_buffer(&row_buf, 0, bytemuck::cast_slice(&mine));
-                    let resources = [self.ring.binding(), param.as_entire_binding(), grad.as_entire_binding(), self.exp_avg.as_entire_binding(), self.exp_avg_sq.as_entire_binding(), tensors.as_entire_binding(), row_buf.as_entire_binding(), sums.as_entire_binding()];
-                    let entries: Vec<_> = resources.into_iter().enumerate().map(|(i, resource)| wgpu::BindGroupEntry { binding: i as u32, resource }).collect();
-                    let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some("lamb"), layout: &self.passes.layout, entries: &entries });
-                    Window { bind_group, rows: mine.len() as u32 }
+                    let row_buf = rows::table(device, &self.queue, "lamb rows", &mine);
+                    let resources = vec![self.ring.binding(), param.as_entire_binding(), grad.as_entire_binding(), self.exp_avg.as_entire_binding(), self.exp_avg_sq.as_entire_binding(), tensors.as_entire_binding(), row_buf.as_entire_binding(), sums.as_entire_binding()];
+                    Window { bind_group: self.kernels.bind(device, "lamb", resources), rows: mine.len() as u32 }
                 })
                 .collect()
         })
@@ -343,11 +320,12 @@ impl LambOptimizer {
                 pass.dispatch_workgroups(w.rows, 1, 1);
             }
         };
-        per_window(&mut pass, &self.passes.moments);
-        pass.set_pipeline(&self.passes.trust);
+        let pipelines = &self.kernels.pipelines;
+        per_window(&mut pass, &pipelines[0]);
+        pass.set_pipeline(&pipelines[1]);
         pass.set_bind_group(0, &self.windows[0].bind_group, &[offset]);
         pass.dispatch_workgroups((self.params.len() as u32).div_ceil(64), 1, 1);
-        per_window(&mut pass, &self.passes.apply);
+        per_window(&mut pass, &pipelines[2]);
         Ok(())
     }
 

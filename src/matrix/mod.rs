@@ -3,14 +3,18 @@
 //! iteration (element-wise passes in `shaders/matrix/muon.wgsl` around
 //! batched tiled GEMMs in `shaders/matrix/gemm.wgsl`, all of a step's
 //! matrices in each launch); [`Lamb`] scales each tensor's Adam update by
-//! the trust ratio ‖θ‖/‖u‖ (`shaders/matrix/lamb.wgsl`). Both use the row
-//! table of [`rows`] for deterministic per-tensor reductions.
+//! the trust ratio ‖θ‖/‖u‖ (`shaders/matrix/lamb.wgsl`); [`Adafactor`]
+//! keeps factored second moments per matrix and scales by RMS(θ) and
+//! RMS(U) (`shaders/matrix/adafactor.wgsl`). All use the row table of
+//! [`rows`] for deterministic per-tensor reductions.
 
+pub mod adafactor;
 pub mod gemm;
 pub mod lamb;
 pub mod muon;
 pub mod rows;
 
+pub use adafactor::{Adafactor, AdafactorOptimizer};
 pub use lamb::{Lamb, LambOptimizer, TrustRatio};
 pub use muon::{AdjustLr, Muon};
 use rows::{RowDesc, ROW, WG};

@@ -71,6 +71,46 @@ pub fn check_params(device: &wgpu::Device, params: &[ParamSlice]) -> crate::Resu
     Ok(())
 }
 
+/// A shader's entry points over one bind group layout: binding 0 a uniform
+/// with a dynamic offset (a [`crate::engine::uniforms::Ring`] slot), then
+/// storage buffers.
+pub struct Kernels {
+    /// One per entry point, in the order given.
+    pub pipelines: Vec<wgpu::ComputePipeline>,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+impl Kernels {
+    /// Compiles `source` and builds `entries`; `read_only[i]` is binding
+    /// i + 1's access.
+    pub fn new(device: &wgpu::Device, label: &str, source: &str, read_only: &[bool], entries: &[&str]) -> crate::Result<Self> {
+        crate::error::scoped(device, || {
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(label), source: wgpu::ShaderSource::Wgsl(source.into()) });
+            let uniform = wgpu::BindGroupLayoutEntry { binding: 0, visibility: wgpu::ShaderStages::COMPUTE, ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: true, min_binding_size: None }, count: None };
+            let mut layout_entries = vec![uniform];
+            layout_entries.extend(read_only.iter().enumerate().map(|(i, &ro)| crate::engine::pipeline::storage_entry(i as u32 + 1, ro)));
+            let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries: &layout_entries });
+            let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor { label: Some(label), bind_group_layouts: &[Some(&layout)], immediate_size: 0 });
+            let make = |entry: &&str| device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor { label: Some(entry), layout: Some(&pipeline_layout), module: &module, entry_point: Some(entry), compilation_options: Default::default(), cache: None });
+            Kernels { pipelines: entries.iter().map(make).collect(), layout }
+        })
+    }
+
+    /// A bind group of `resources`, binding 0 first.
+    pub fn bind(&self, device: &wgpu::Device, label: &str, resources: Vec<wgpu::BindingResource<'_>>) -> wgpu::BindGroup {
+        let entries: Vec<_> = resources.into_iter().enumerate().map(|(i, resource)| wgpu::BindGroupEntry { binding: i as u32, resource }).collect();
+        device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout: &self.layout, entries: &entries })
+    }
+}
+
+/// A read-only storage buffer holding `items` (at least 16 bytes).
+pub fn table<T: bytemuck::Pod>(device: &wgpu::Device, queue: &wgpu::Queue, label: &str, items: &[T]) -> wgpu::Buffer {
+    let bytes: &[u8] = bytemuck::cast_slice(items);
+    let buffer = device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: (bytes.len() as u64).max(16), usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
+    queue.write_buffer(&buffer, 0, bytes);
+    buffer
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
