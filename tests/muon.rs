@@ -185,3 +185,51 @@ fn tiny_grads_are_normalized_by_eps() {
     let largest = want.iter().map(|x| x.abs()).fold(0.0, f64::max);
     assert!(worst < 1e-4 * largest, "O differs by {worst} (largest entry {largest})");
 }
+
+/// Both GEMM kernels (workgroup-memory tiles for GPUs, register blocks for
+/// CPU adapters) give the same bits, and each element is within the
+/// worst-case bound γ_K·Σ|a||b| of the f64 product: two items in one batch
+/// (one with a transposed A, edges that are not multiples of 8 or 16).
+#[test]
+fn gemm_kernels_agree_bitwise_and_match_f64() {
+    use wgpu_optim::matrix::gemm::{Gemm, GemmKernel, Item};
+    let gpu = require_gpu!();
+    let (alpha, beta) = (0.75f32, 0.5f32);
+    // item 0: A 37×29 row-major at 3, B 29×45 row-major, D/C 37×45; item 1: A = Xᵀ of a 66×70 X (70×66), B 66×3.
+    let items = [
+        Item { m: 37, n: 45, k: 29, a_off: 3, a_rs: 29, a_cs: 1, b_off: 2000, b_rs: 45, b_cs: 1, d_off: 4000, c_off: 6000, pad: 0 },
+        Item { m: 70, n: 3, k: 66, a_off: 9000, a_rs: 1, a_cs: 70, b_off: 14000, b_rs: 3, b_cs: 1, d_off: 15000, c_off: 16000, pad: 0 },
+    ];
+    let init: Vec<f32> = (0..17000).map(|i| uniform(21, 0, i)).collect();
+    let run = |kernel| {
+        let scratch = common::storage_buffer(gpu, &init);
+        let gemm = Gemm::new(&gpu.device, kernel).unwrap();
+        let stage = gemm.stage(&gpu.device, &gpu.queue, &scratch, &items, alpha, beta);
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        gemm.record(&mut encoder.begin_compute_pass(&Default::default()), &stage);
+        gpu.queue.submit([encoder.finish()]);
+        read_f32(&gpu.device, &gpu.queue, &scratch, 0, 17000).unwrap()
+    };
+    let (tiles, blocks) = (run(GemmKernel::Tiles), run(GemmKernel::Blocks));
+    for it in &items {
+        for i in 0..it.m {
+            for j in 0..it.n {
+                let c = (it.c_off + i * it.n + j) as usize;
+                assert_eq!(tiles[c].to_bits(), blocks[c].to_bits(), "element ({i}, {j}) differs between the kernels");
+                let (mut exact, mut scale) = (0.0f64, 0.0f64);
+                for k in 0..it.k {
+                    let ab = init[(it.a_off + i * it.a_rs + k * it.a_cs) as usize] as f64 * init[(it.b_off + k * it.b_rs + j * it.b_cs) as usize] as f64;
+                    exact += ab;
+                    scale += ab.abs();
+                }
+                let d = init[(it.d_off + i * it.n + j) as usize] as f64;
+                let want = alpha as f64 * exact + beta as f64 * d;
+                let bound = (it.k as f64 + 3.0) * U * (alpha as f64 * scale + (beta as f64 * d).abs());
+                assert!((blocks[c] as f64 - want).abs() <= bound, "({i}, {j}): {} vs {want}", blocks[c]);
+            }
+        }
+    }
+    // nothing outside the C blocks changed
+    let outside = |k: usize| !items.iter().any(|it| (it.c_off as usize..(it.c_off + it.m * it.n) as usize).contains(&k));
+    assert!((0..17000).filter(|&k| outside(k)).all(|k| blocks[k] == init[k] && tiles[k] == init[k]));
+}

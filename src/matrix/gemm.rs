@@ -10,7 +10,29 @@ pub const MAX_ITEMS: usize = 340;
 const ITEM_BYTES: u64 = 48;
 /// Bytes of one batch's uniform.
 pub const BATCH_BYTES: u64 = 16 + ITEM_BYTES * MAX_ITEMS as u64;
-const TILE: u32 = 16;
+/// Which kernel of gemm.wgsl computes the products (the same values
+/// either way).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GemmKernel {
+    /// `Blocks` on CPU adapters, `Tiles` on GPUs.
+    #[default]
+    Auto,
+    /// 16 × 16 tiles staged in workgroup memory.
+    Tiles,
+    /// 8 × 8 blocks per invocation from registers, no barriers.
+    Blocks,
+}
+
+impl GemmKernel {
+    /// The entry point and the outputs per workgroup along each side.
+    fn resolve(self, device: &wgpu::Device) -> (&'static str, u32) {
+        match self {
+            GemmKernel::Auto if device.adapter_info().device_type == wgpu::DeviceType::Cpu => GemmKernel::Blocks.resolve(device),
+            GemmKernel::Auto | GemmKernel::Tiles => ("tiles", 16),
+            GemmKernel::Blocks => ("blocks", 64),
+        }
+    }
+}
 const GEMM_WGSL: &str = include_str!("../../shaders/matrix/gemm.wgsl");
 
 /// One product C = alpha·A·B + beta·D over element offsets of the scratch
@@ -44,6 +66,8 @@ impl Item {
 pub struct Gemm {
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
+    /// Outputs per workgroup along each side.
+    tile: u32,
 }
 
 /// One stage's products, ready to record: a uniform per chunk of items.
@@ -56,7 +80,8 @@ impl Gemm {
     /// Compiles the kernel.
     ///
     /// **Errors:** [`OptimError::Wgpu`](crate::OptimError::Wgpu) if the device rejects it.
-    pub fn new(device: &wgpu::Device) -> Result<Self> {
+    pub fn new(device: &wgpu::Device, kernel: GemmKernel) -> Result<Self> {
+        let (entry, tile) = kernel.resolve(device);
         scoped(device, || {
             let source = format!("const MAX_ITEMS: u32 = {MAX_ITEMS}u;\n{GEMM_WGSL}");
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("gemm"), source: wgpu::ShaderSource::Wgsl(source.into()) });
@@ -68,8 +93,8 @@ impl Gemm {
                 ],
             });
             let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor { label: Some("gemm"), bind_group_layouts: &[Some(&layout)], immediate_size: 0 });
-            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor { label: Some("gemm"), layout: Some(&pipeline_layout), module: &module, entry_point: Some("gemm"), compilation_options: Default::default(), cache: None });
-            Gemm { pipeline, layout }
+            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor { label: Some("gemm"), layout: Some(&pipeline_layout), module: &module, entry_point: Some(entry), compilation_options: Default::default(), cache: None });
+            Gemm { pipeline, layout, tile }
         })
     }
 
@@ -95,7 +120,7 @@ impl Gemm {
                 entries: &[wgpu::BindGroupEntry { binding: 0, resource: batch }, wgpu::BindGroupEntry { binding: 1, resource: scratch.as_entire_binding() }],
             });
             let (m, n) = chunk.iter().fold((0, 0), |(m, n), it| (it.m.max(m), it.n.max(n)));
-            bind_groups.push((bind_group, [n.div_ceil(TILE), m.div_ceil(TILE), chunk.len() as u32]));
+            bind_groups.push((bind_group, [n.div_ceil(self.tile), m.div_ceil(self.tile), chunk.len() as u32]));
         }
         Stage { bind_groups, _uniforms: uniforms }
     }

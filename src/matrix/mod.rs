@@ -175,7 +175,7 @@ impl MuonOptimizer {
         config.validate()?;
         let places = check_params(device, params)?;
         let passes = Passes::new(device)?;
-        let gemm = Gemm::new(device)?;
+        let gemm = Gemm::new(device, gemm::GemmKernel::Auto)?;
         let n_rows: u64 = places.iter().map(|p| p.numel().div_ceil(ROW)).sum();
         let state_len: u64 = places.iter().map(Placement::numel).sum();
         let scratch_len: u64 = places.iter().map(Placement::scratch_len).sum();
