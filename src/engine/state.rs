@@ -23,8 +23,9 @@ pub enum StateFormat {
     /// Blockwise 8-bit (bitsandbytes style): one byte per element, a code
     /// into a 256-entry dynamic map (`quant::dynamic_map`: signed for
     /// moments that can be negative, unsigned otherwise), scaled by the
-    /// absmax of its block; one block per workgroup row (4·WG elements, 1024
-    /// by default), so one f32 scale per 1024 values. Round to nearest.
+    /// absmax of its block; one block per workgroup row (4·WG·chunks
+    /// elements, 4096 by default), so one f32 scale per 4096 values. Round
+    /// to nearest.
     Int8Blockwise,
 }
 
