@@ -16,6 +16,7 @@ fn parse_value(name: &str, word: &str, like: &Value) -> Result<Value> {
             ("none" | "None" | "null", _) => Ok(Value::Null),
             (_, Value::Bool(_)) => w.parse::<bool>().map(Value::Bool).map_err(|_| bad(name, w)),
             (_, Value::String(_)) => Ok(Value::String(w.to_string())),
+            (_, Value::Number(n)) if n.is_u64() => w.parse::<u64>().map(Value::from).map_err(|_| bad(name, w)),
             _ => match w.parse::<f64>() {
                 Ok(x) => Ok(serde_json::json!(x)),
                 Err(_) if like.is_null() => Ok(Value::String(w.to_string())),
@@ -49,7 +50,10 @@ fn bad(name: &str, word: &str) -> OptimError {
 /// **Errors:** [`OptimError::UnknownOption`] for an unknown optimizer or
 /// option, [`OptimError::InvalidOptionValue`] for a value of the wrong type.
 pub fn pytorch_options(optimizer: &str, words: &[String]) -> Result<Map<String, Value>> {
-    let defaults = OptimizerConfig::default_for(&optimizer.to_ascii_lowercase())?.to_pytorch();
+    let defaults = match crate::matrix::run::TensorRule::defaults(optimizer) {
+        Some(defaults) => defaults,
+        None => OptimizerConfig::default_for(&optimizer.to_ascii_lowercase())?.to_pytorch(),
+    };
     let mut out = Map::new();
     let mut i = 0;
     while i < words.len() {
@@ -82,8 +86,9 @@ pub fn pytorch_options(optimizer: &str, words: &[String]) -> Result<Map<String, 
 /// `--help`.
 pub fn options_help() -> String {
     let mut s = String::from("Optimizers and their options (torch.optim names, shown with their defaults):\n");
-    for name in OptimizerConfig::PYTORCH_NAMES {
-        let defaults = OptimizerConfig::default_for(name).map(|c| c.to_pytorch()).unwrap_or_default();
+    let tensor_wise = crate::matrix::run::TensorRule::PYTORCH_NAMES;
+    for name in OptimizerConfig::PYTORCH_NAMES.iter().chain(tensor_wise) {
+        let defaults = crate::matrix::run::TensorRule::defaults(name).or_else(|| OptimizerConfig::default_for(name).map(|c| c.to_pytorch()).ok()).unwrap_or_default();
         let shown = |v: &Value| match v {
             Value::Array(items) => items.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","),
             other => other.to_string(),

@@ -119,7 +119,7 @@ impl RunArgs {
 
 /// `run --help`: the usage and every registered optimizer's options.
 fn run_help() -> String {
-    format!("Apply T steps of one optimizer to `params` with `grads[t]` at step t (safetensors IN: params f32 [N], grads f32 [T, N], optional hessians f32 [T, N]); write params, state by PyTorch name and step to OUT (f32; f64 with --reference, the CPU reference).\n\n{RUN_USAGE}\n\n{}", wgpu_optim::args::options_help())
+    format!("Apply T steps of one optimizer to `params` with `grads[t]` at step t (safetensors IN: params f32 [N] or [R, C], grads f32 [T, N] or [T, R, C], optional hessians f32 [T, N]); write params, state by PyTorch name and step to OUT (f32; f64 with --reference, the CPU reference).\n\n{RUN_USAGE}\n\n{}", wgpu_optim::args::options_help())
 }
 
 fn run_command(words: &[String]) -> Result<bool, wgpu_optim::OptimError> {
@@ -129,15 +129,16 @@ fn run_command(words: &[String]) -> Result<bool, wgpu_optim::OptimError> {
     }
     let args = RunArgs::parse(words).map_err(|e| wgpu_optim::OptimError::InvalidOptionValue { option: "run".into(), value: e })?;
     let options = wgpu_optim::args::pytorch_options(&args.optimizer, &args.options)?;
-    let config = wgpu_optim::OptimizerConfig::from_pytorch(&args.optimizer, &options)?;
-    println!("optimizer: {} {}", config.pytorch_name(), serde_json::Value::Object(config.to_pytorch()));
+    let rule = wgpu_optim::run::RunRule::from_pytorch(&args.optimizer, &options)?;
+    let (name, described) = rule.describe();
+    println!("optimizer: {name} {}", serde_json::Value::Object(described));
     let gpu = if args.reference { None } else { Some(device::headless()?) };
     match &gpu {
         Some(g) => println!("adapter: {}", g.describe()),
         None => println!("f64 CPU reference"),
     }
-    let out = wgpu_optim::run::run_files(gpu.as_ref().map(|g| (&g.device, &g.queue)), config, &args.input, args.steps, &args.out)?;
-    let names: Vec<_> = out.state.iter().map(|(n, _)| *n).collect();
+    let out = wgpu_optim::run::run_files(gpu.as_ref().map(|g| (&g.device, &g.queue)), rule, &args.input, args.steps, &args.out)?;
+    let names: Vec<_> = out.state.iter().map(|s| s.name).collect();
     println!("{} steps over {} params; wrote params, {} and step to {}", out.steps, out.params.len(), if names.is_empty() { "no state".to_string() } else { names.join(", ") }, args.out.display());
     Ok(true)
 }

@@ -3,14 +3,17 @@
 //! or in the f64 CPU reference (`wgpu-optim run`).
 //!
 //! ```text
-//! IN   params     f32 [N]       initial parameters
-//!      grads      f32 [T', N]   gradient of step t in row t (T' ≥ T)
-//!      hessians   f32 [T', N]   newton only, optional: the Hessian diagonal of step t
-//! OUT  params  [N]           after T steps
-//!      <state> [N]           the rule's state by PyTorch name (exp_avg, exp_avg_sq, …)
+//! IN   params     f32 [N] or [R, C]          initial parameters (2-D for Muon;
+//!                                             Adafactor factors a 2-D tensor)
+//!      grads      f32 [T', N] or [T', R, C]  gradient of step t in row t (T' ≥ T)
+//!      hessians   f32 [T', N]                newton only, optional: the Hessian diagonal of step t
+//! OUT  params  (as IN)       after T steps
+//!      <state>               the rule's state by PyTorch name and shape (exp_avg,
+//!                            exp_avg_sq, …; Adafactor's row_var [R, 1], col_var [1, C])
 //!      step    []            T
 //! ```
-//! OUT is f32 from the GPU and f64 from the reference.
+//! OUT is f32 from the GPU and f64 from the reference. The tensor-wise
+//! rules (Muon, LAMB, Adafactor) run through [`crate::matrix::run`].
 
 use std::path::Path;
 
@@ -28,6 +31,8 @@ fn bad(msg: impl std::fmt::Display) -> OptimError {
 /// The inputs of a run: parameters and `T' × N` gradients.
 pub struct RunInput {
     pub params: Vec<f32>,
+    /// The params' shape (`[N]` or `[R, C]`).
+    pub shape: Vec<usize>,
     pub grads: Vec<f32>,
     pub rows: usize,
     /// Hessian diagonals, same shape as the grads (Newton's input).
@@ -40,24 +45,24 @@ impl RunInput {
     /// **Errors:** [`OptimError::Checkpoint`] for a missing or misshapen tensor.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
         let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("input is not safetensors: {e}")))?;
-        let read = |name: &str, rank: usize| -> Result<(Vec<f32>, Vec<usize>)> {
+        let read = |name: &str, ranks: &[usize]| -> Result<(Vec<f32>, Vec<usize>)> {
             let t = st.tensor(name).map_err(|_| bad(format!("input lacks tensor {name:?}")))?;
-            if t.dtype() != Dtype::F32 || t.shape().len() != rank {
-                return Err(bad(format!("{name} must be f32 of rank {rank}, is {:?} {:?}", t.dtype(), t.shape())));
+            if t.dtype() != Dtype::F32 || !ranks.contains(&t.shape().len()) {
+                return Err(bad(format!("{name} must be f32 of rank {ranks:?}, is {:?} {:?}", t.dtype(), t.shape())));
             }
             Ok((t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(), t.shape().to_vec()))
         };
-        let (params, _) = read("params", 1)?;
-        let (grads, shape) = read("grads", 2)?;
+        let (params, param_shape) = read("params", &[1, 2])?;
+        let (grads, shape) = read("grads", &[param_shape.len() + 1])?;
         if params.is_empty() {
             return Err(OptimError::EmptyParams);
         }
-        if shape[1] != params.len() {
-            return Err(bad(format!("grads has rows of {} elements, params has {}", shape[1], params.len())));
+        if shape[1..] != param_shape[..] {
+            return Err(bad(format!("grads has rows of shape {:?}, params has {param_shape:?}", &shape[1..])));
         }
         let hessians = match st.tensor("hessians") {
             Ok(_) => {
-                let (h, hshape) = read("hessians", 2)?;
+                let (h, hshape) = read("hessians", &[shape.len()])?;
                 if hshape != shape {
                     return Err(bad(format!("hessians is {hshape:?}, grads {shape:?}")));
                 }
@@ -65,10 +70,11 @@ impl RunInput {
             }
             Err(_) => None,
         };
-        Ok(RunInput { params, grads, rows: shape[0], hessians })
+        Ok(RunInput { params, shape: param_shape, grads, rows: shape[0], hessians })
     }
 
-    fn row(&self, t: usize) -> &[f32] {
+    /// The grads of step t (0-based).
+    pub(crate) fn row(&self, t: usize) -> &[f32] {
         let n = self.params.len();
         &self.grads[t * n..(t + 1) * n]
     }
@@ -82,10 +88,19 @@ impl RunInput {
     }
 }
 
-/// Result of a run: the params and each state tensor (PyTorch name).
+/// One state tensor of a run's result.
+pub struct StateOut {
+    /// PyTorch's name.
+    pub name: &'static str,
+    pub shape: Vec<usize>,
+    pub values: Vec<f64>,
+}
+
+/// Result of a run: the params (in the input's shape) and each state tensor.
 pub struct RunOutput {
     pub params: Vec<f64>,
-    pub state: Vec<(&'static str, Vec<f64>)>,
+    pub shape: Vec<usize>,
+    pub state: Vec<StateOut>,
     pub steps: u32,
 }
 
@@ -100,9 +115,9 @@ impl RunOutput {
                 _ => v.iter().flat_map(|x| (*x as f32).to_le_bytes()).collect(),
             }
         };
-        let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = vec![("params".into(), vec![self.params.len()], encode(&self.params))];
-        for (name, v) in &self.state {
-            owned.push((name.to_string(), vec![v.len()], encode(v)));
+        let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = vec![("params".into(), self.shape.clone(), encode(&self.params))];
+        for s in &self.state {
+            owned.push((s.name.to_string(), s.shape.clone(), encode(&s.values)));
         }
         owned.push(("step".into(), vec![], encode(&[self.steps as f64])));
         let views = owned
@@ -114,11 +129,35 @@ impl RunOutput {
     }
 }
 
-fn check_steps(input: &RunInput, steps: u32) -> Result<()> {
-    if steps as usize > input.rows {
-        return Err(bad(format!("{steps} steps asked, grads has {} rows", input.rows)));
+impl RunInput {
+    /// **Errors:** [`OptimError::Checkpoint`] if the grads have fewer than
+    /// `steps` rows.
+    pub(crate) fn check_steps(&self, steps: u32) -> Result<()> {
+        if steps as usize > self.rows {
+            return Err(bad(format!("{steps} steps asked, grads has {} rows", self.rows)));
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+/// Param and grad buffers for a run, the params written.
+///
+/// **Errors:** [`OptimError::Wgpu`] / [`OptimError::OutOfMemory`].
+pub(crate) fn run_buffers(device: &wgpu::Device, queue: &wgpu::Queue, input: &RunInput) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
+    let n = input.params.len() as u64;
+    let (p, g) = crate::error::scoped(device, || {
+        let make = |label| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: 4 * n.next_multiple_of(4),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            })
+        };
+        (make("run params"), make("run grads"))
+    })?;
+    queue.write_buffer(&p, 0, bytemuck::cast_slice(&input.params));
+    Ok((p, g))
 }
 
 /// Runs `steps` steps on the GPU, feeding row t of the grads at step t.
@@ -126,18 +165,9 @@ fn check_steps(input: &RunInput, steps: u32) -> Result<()> {
 /// **Errors:** anything the engine reports; [`OptimError::Checkpoint`] if
 /// the grads have fewer than `steps` rows.
 pub fn run_gpu(device: &wgpu::Device, queue: &wgpu::Queue, config: OptimizerConfig, input: &RunInput, steps: u32) -> Result<RunOutput> {
-    check_steps(input, steps)?;
+    input.check_steps(steps)?;
     let n = input.params.len() as u64;
-    let make = |label| {
-        device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size: 4 * n.next_multiple_of(4),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        })
-    };
-    let (p, g) = (make("run params"), make("run grads"));
-    queue.write_buffer(&p, 0, bytemuck::cast_slice(&input.params));
+    let (p, g) = run_buffers(device, queue, input)?;
     let mut opt = Optimizer::new(device, queue, config, &[ParamSlice::range(&p, 0, &g, 0, n)])?;
     for t in 0..steps as usize {
         // One submit per step: the write of row t lands before step t runs.
@@ -151,16 +181,16 @@ pub fn run_gpu(device: &wgpu::Device, queue: &wgpu::Queue, config: OptimizerConf
     let params = widen(crate::device::read_f32(device, queue, &p, 0, n)?);
     let mut state = Vec::new();
     for (slot, name) in opt.state_names().iter().enumerate().filter(|(_, nm)| !nm.is_empty()) {
-        state.push((*name, widen(opt.read_state(slot, 0)?)));
+        state.push(StateOut { name, shape: input.shape.clone(), values: widen(opt.read_state(slot, 0)?) });
     }
-    Ok(RunOutput { params, state, steps })
+    Ok(RunOutput { params, shape: input.shape.clone(), state, steps })
 }
 
 /// The same run in the f64 CPU reference.
 ///
 /// **Errors:** as [`run_gpu`].
 pub fn run_reference(config: OptimizerConfig, input: &RunInput, steps: u32) -> Result<RunOutput> {
-    check_steps(input, steps)?;
+    input.check_steps(steps)?;
     let mut r = ReferenceOptimizer::new(config, input.params.len())?;
     let mut params: Vec<f64> = input.params.iter().map(|&x| x as f64).collect();
     for t in 0..steps as usize {
@@ -172,19 +202,49 @@ pub fn run_reference(config: OptimizerConfig, input: &RunInput, steps: u32) -> R
         }
         r.step(&mut params, &g)?;
     }
-    let state = r.named_state().into_iter().map(|(name, v)| (name, v.to_vec())).collect();
-    Ok(RunOutput { params, state, steps })
+    let state = r.named_state().into_iter().map(|(name, v)| StateOut { name, shape: input.shape.clone(), values: v.to_vec() }).collect();
+    Ok(RunOutput { params, shape: input.shape.clone(), state, steps })
+}
+
+/// The optimizer of a run: a registered element-wise rule or a tensor-wise one.
+#[derive(Clone, Copy, Debug)]
+pub enum RunRule {
+    Elementwise(OptimizerConfig),
+    Tensor(crate::matrix::run::TensorRule),
+}
+
+impl RunRule {
+    /// The rule `name` with `options` by PyTorch name.
+    ///
+    /// **Errors:** as [`OptimizerConfig::from_pytorch`].
+    pub fn from_pytorch(name: &str, options: &serde_json::Map<String, serde_json::Value>) -> Result<Self> {
+        match crate::matrix::run::TensorRule::defaults(name) {
+            Some(_) => crate::matrix::run::TensorRule::from_pytorch(name, options).map(RunRule::Tensor),
+            None => OptimizerConfig::from_pytorch(name, options).map(RunRule::Elementwise),
+        }
+    }
+
+    /// The PyTorch name and options.
+    pub fn describe(&self) -> (&'static str, serde_json::Map<String, serde_json::Value>) {
+        match self {
+            RunRule::Elementwise(c) => (c.pytorch_name(), c.to_pytorch()),
+            RunRule::Tensor(r) => (r.pytorch_name(), r.to_pytorch()),
+        }
+    }
 }
 
 /// Reads IN, runs, writes OUT (f32 from the GPU, f64 from the reference).
 ///
 /// **Errors:** [`OptimError::Io`], and as [`run_gpu`] / [`run_reference`].
-pub fn run_files(gpu: Option<(&wgpu::Device, &wgpu::Queue)>, config: OptimizerConfig, input: &Path, steps: u32, out: &Path) -> Result<RunOutput> {
+pub fn run_files(gpu: Option<(&wgpu::Device, &wgpu::Queue)>, rule: RunRule, input: &Path, steps: u32, out: &Path) -> Result<RunOutput> {
     let bytes = std::fs::read(input).map_err(|e| OptimError::io(input, e))?;
     let parsed = RunInput::parse(&bytes)?;
-    let (result, dtype) = match gpu {
-        Some((device, queue)) => (run_gpu(device, queue, config, &parsed, steps)?, Dtype::F32),
-        None => (run_reference(config, &parsed, steps)?, Dtype::F64),
+    use crate::matrix::run as tensor;
+    let (result, dtype) = match (gpu, rule) {
+        (Some((device, queue)), RunRule::Elementwise(config)) => (run_gpu(device, queue, config, &parsed, steps)?, Dtype::F32),
+        (Some((device, queue)), RunRule::Tensor(rule)) => (tensor::run_gpu(device, queue, rule, &parsed, steps)?, Dtype::F32),
+        (None, RunRule::Elementwise(config)) => (run_reference(config, &parsed, steps)?, Dtype::F64),
+        (None, RunRule::Tensor(rule)) => (tensor::run_reference(rule, &parsed, steps)?, Dtype::F64),
     };
     crate::checkpoint::write_atomic(out, &result.to_bytes(dtype)?)?;
     Ok(result)

@@ -139,3 +139,57 @@ fn newton_run_reads_hessians() {
         assert!((on_gpu.params[i] - ci as f64).abs() < 1e-5, "gpu elem {i}");
     }
 }
+
+/// The tensor-wise rules through the binary on a 2-D input (params
+/// [13, 7], grads [T, 13, 7]) with PyTorch-named options: the GPU and the
+/// f64 reference agree to 1e-4 of the distance the params moved, and the
+/// state comes out under PyTorch's names and shapes. Muon on a 1-D input
+/// is a typed error.
+#[test]
+fn tensor_wise_rules_run_on_a_matrix() {
+    let _gpu = require_gpu!();
+    let dir = temp_dir("matrix");
+    let (rows, cols, steps) = (13usize, 7usize, 6usize);
+    let params: Vec<f32> = (0..(rows * cols) as u64).map(|i| uniform(95, 0, i)).collect();
+    let grads: Vec<f32> = (0..(steps * rows * cols) as u64).map(|i| uniform(96, 0, i)).collect();
+    let (pb, gb): (Vec<u8>, Vec<u8>) = (bytemuck::cast_slice(&params).to_vec(), bytemuck::cast_slice(&grads).to_vec());
+    let views = vec![("params".to_string(), TensorView::new(Dtype::F32, vec![rows, cols], &pb).unwrap()), ("grads".to_string(), TensorView::new(Dtype::F32, vec![steps, rows, cols], &gb).unwrap())];
+    let input = dir.join("in.safetensors");
+    std::fs::write(&input, safetensors::serialize(views, None).unwrap()).unwrap();
+    type Shapes<'a> = &'a [(&'a str, &'a [usize])];
+    let cases: [(&[&str], &str, Shapes); 3] = [
+        (&["--optimizer", "Muon", "--lr", "0.02", "--adjust_lr_fn", "match_rms_adamw", "--ns_steps", "4"], r#""ns_steps":4"#, &[("momentum_buffer", &[13, 7])]),
+        (&["--optimizer", "lamb", "--betas", "0.8,0.99", "--weight_decay", "0.1", "--trust_ratio", "when_decayed"], r#""trust_ratio":"when_decayed""#, &[("exp_avg", &[13, 7]), ("exp_avg_sq", &[13, 7])]),
+        (&["--optimizer", "adafactor", "--eps", "none,0.01", "--d", "2", "--maximize"], r#""eps":[null,0.01]"#, &[("row_var", &[13, 1]), ("col_var", &[1, 7])]),
+    ];
+    for (options, echoed, state) in cases {
+        let outs = [dir.join("gpu.safetensors"), dir.join("ref.safetensors")];
+        for (out, extra) in outs.iter().zip([None, Some("--reference")]) {
+            let mut args = vec!["run", "--input", input.to_str().unwrap(), "--steps", "6", "--out", out.to_str().unwrap()];
+            args.extend(options);
+            args.extend(extra);
+            let o = wgpu_optim(&args);
+            assert!(o.status.success(), "{options:?}: {}", String::from_utf8_lossy(&o.stderr));
+            assert!(String::from_utf8_lossy(&o.stdout).contains(echoed), "{options:?}: {}", String::from_utf8_lossy(&o.stdout));
+        }
+        let (g, r) = (std::fs::read(&outs[0]).unwrap(), std::fs::read(&outs[1]).unwrap());
+        let (pg, pr) = (read_tensor(&g, "params"), read_tensor(&r, "params"));
+        let moved = pr.iter().zip(&params).map(|(a, b)| (a - *b as f64).powi(2)).sum::<f64>().sqrt();
+        let off = pg.iter().zip(&pr).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+        eprintln!("{}: moved {moved:.3e}, GPU off the reference by {off:.2e}", options[1]);
+        assert!(moved > 1e-3 && off <= 1e-4 * moved, "{options:?}: moved {moved}, off by {off}");
+        let st = SafeTensors::deserialize(&g).unwrap();
+        assert_eq!(st.tensor("params").unwrap().shape(), [rows, cols]);
+        for (name, shape) in state {
+            assert_eq!(st.tensor(name).unwrap().shape(), *shape, "{name}");
+            let (a, b) = (read_tensor(&g, name), read_tensor(&r, name));
+            let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs() / (1e-6 + y.abs())).fold(0.0, f64::max);
+            assert!(worst < 1e-3, "{name}: GPU vs reference {worst}");
+        }
+    }
+    write_input(&input, 3);
+    let o = wgpu_optim(&["run", "--optimizer", "muon", "--input", input.to_str().unwrap(), "--steps", "1", "--out", dir.join("x").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("2-D"), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -13,6 +13,7 @@ pub mod gemm;
 pub mod lamb;
 pub mod muon;
 pub mod rows;
+pub mod run;
 
 pub use adafactor::{Adafactor, AdafactorOptimizer};
 pub use lamb::{Lamb, LambOptimizer, TrustRatio};

@@ -1,0 +1,197 @@
+//! The tensor-wise rules by PyTorch name (options as `torch.optim` spells
+//! them), and `wgpu-optim run` for them: T steps of one parameter tensor
+//! (`params [R, C]` or `[N]`, `grads [T, R, C]` or `[T, N]`), on the GPU or
+//! in the f64 reference.
+
+use serde_json::{Map, Value};
+
+use super::adafactor::AdafactorReference;
+use super::lamb::LambReference;
+use super::{Adafactor, AdafactorOptimizer, Lamb, LambOptimizer, Muon, MuonOptimizer};
+use crate::engine::ParamSlice;
+use crate::error::{OptimError, Result};
+use crate::run::{RunInput, RunOutput, StateOut};
+
+/// A tensor-wise rule's config.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TensorRule {
+    Muon(Muon),
+    Lamb(Lamb),
+    Adafactor(Adafactor),
+}
+
+impl TensorRule {
+    /// The names `from_pytorch` takes.
+    pub const PYTORCH_NAMES: &'static [&'static str] = &["muon", "lamb", "adafactor"];
+
+    /// The default options of `name` (case-insensitive) by PyTorch name, or
+    /// `None` if it is not a tensor-wise rule.
+    pub fn defaults(name: &str) -> Option<Map<String, Value>> {
+        let value = match name.to_ascii_lowercase().as_str() {
+            "muon" => serde_json::to_value(Muon::default()),
+            "lamb" => serde_json::to_value(Lamb::default()),
+            "adafactor" => serde_json::to_value(Adafactor::default()),
+            _ => return None,
+        };
+        value.ok()?.as_object().cloned()
+    }
+
+    /// The rule `name` with `options` (PyTorch names) over its defaults;
+    /// Muon's `adjust_lr_fn = None` is `"original"`, as in PyTorch.
+    ///
+    /// ```
+    /// use wgpu_optim::matrix::run::TensorRule;
+    /// let opts = serde_json::json!({"lr": 0.02, "adjust_lr_fn": "match_rms_adamw"});
+    /// assert!(matches!(TensorRule::from_pytorch("Muon", opts.as_object().unwrap()), Ok(TensorRule::Muon(m)) if m.lr == 0.02));
+    /// ```
+    ///
+    /// **Errors:** [`OptimError::UnknownOption`] for an unknown name or
+    /// option, [`OptimError::InvalidOptions`] for a value of the wrong
+    /// type, [`OptimError::InvalidHyperparameter`] from validation.
+    pub fn from_pytorch(name: &str, options: &Map<String, Value>) -> Result<Self> {
+        let lower = name.to_ascii_lowercase();
+        let mut merged = Self::defaults(&lower).ok_or_else(|| OptimError::UnknownOption { optimizer: lower.clone(), option: "(optimizer name)".into(), known: Self::PYTORCH_NAMES.join(", ") })?;
+        for (k, v) in options {
+            if !merged.contains_key(k) {
+                let known = merged.keys().cloned().collect::<Vec<_>>().join(", ");
+                return Err(OptimError::UnknownOption { optimizer: lower, option: k.clone(), known });
+            }
+            let v = if k == "adjust_lr_fn" && v.is_null() { Value::from("original") } else { v.clone() };
+            merged.insert(k.clone(), v);
+        }
+        let value = Value::Object(merged);
+        let wrong = |_| OptimError::InvalidOptions("an option has the wrong type (numbers, booleans, pairs as two numbers, names as text)");
+        let rule = match lower.as_str() {
+            "muon" => TensorRule::Muon(serde_json::from_value(value).map_err(wrong)?),
+            "lamb" => TensorRule::Lamb(serde_json::from_value(value).map_err(wrong)?),
+            _ => TensorRule::Adafactor(serde_json::from_value(value).map_err(wrong)?),
+        };
+        rule.validate()?;
+        Ok(rule)
+    }
+
+    /// Checks every option.
+    ///
+    /// **Errors:** as each config's `validate`.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            TensorRule::Muon(c) => c.validate(),
+            TensorRule::Lamb(c) => c.validate(),
+            TensorRule::Adafactor(c) => c.validate(),
+        }
+    }
+
+    /// The options by PyTorch name.
+    pub fn to_pytorch(&self) -> Map<String, Value> {
+        let value = match self {
+            TensorRule::Muon(c) => serde_json::to_value(c),
+            TensorRule::Lamb(c) => serde_json::to_value(c),
+            TensorRule::Adafactor(c) => serde_json::to_value(c),
+        };
+        value.ok().and_then(|v| v.as_object().cloned()).unwrap_or_default()
+    }
+
+    /// The PyTorch name.
+    pub fn pytorch_name(&self) -> &'static str {
+        match self {
+            TensorRule::Muon(_) => "muon",
+            TensorRule::Lamb(_) => "lamb",
+            TensorRule::Adafactor(_) => "adafactor",
+        }
+    }
+}
+
+/// The input's shape as the slice's (u64), and (rows, cols) if 2-D.
+fn shape_of(input: &RunInput) -> (Vec<u64>, Option<(usize, usize)>) {
+    let shape: Vec<u64> = input.shape.iter().map(|&d| d as u64).collect();
+    let matrix = (input.shape.len() == 2).then(|| (input.shape[0], input.shape[1]));
+    (shape, matrix)
+}
+
+/// Runs `steps` steps of `rule` on the GPU over the input's tensor (with
+/// its shape), feeding row t of the grads at step t.
+///
+/// **Errors:** anything the optimizer reports (e.g.
+/// [`OptimError::ShapeRequired`] for Muon on a 1-D input);
+/// [`OptimError::Checkpoint`] if the grads have fewer than `steps` rows.
+pub fn run_gpu(device: &wgpu::Device, queue: &wgpu::Queue, rule: TensorRule, input: &RunInput, steps: u32) -> Result<RunOutput> {
+    input.check_steps(steps)?;
+    let n = input.params.len() as u64;
+    let (p, g) = crate::run::run_buffers(device, queue, input)?;
+    let (shape, _) = shape_of(input);
+    let slice = [ParamSlice::range(&p, 0, &g, 0, n).with_shape(&shape)];
+    let run = |step: &mut dyn FnMut() -> Result<()>| -> Result<()> {
+        for t in 0..steps as usize {
+            queue.write_buffer(&g, 0, bytemuck::cast_slice(input.row(t)));
+            step()?;
+        }
+        Ok(())
+    };
+    let widen = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
+    let same = |name, v| StateOut { name, shape: input.shape.clone(), values: widen(v) };
+    let state = match rule {
+        TensorRule::Muon(c) => {
+            let mut opt = MuonOptimizer::new(device, queue, c, &slice)?;
+            run(&mut || opt.step())?;
+            vec![same("momentum_buffer", opt.read_state(0)?)]
+        }
+        TensorRule::Lamb(c) => {
+            let mut opt = LambOptimizer::new(device, queue, c, &slice)?;
+            run(&mut || opt.step())?;
+            let (m, v) = opt.read_state(0)?;
+            vec![same("exp_avg", m), same("exp_avg_sq", v)]
+        }
+        TensorRule::Adafactor(c) => {
+            let mut opt = AdafactorOptimizer::new(device, queue, c, &slice)?;
+            run(&mut || opt.step())?;
+            let named = opt.read_state(0)?;
+            named.into_iter().map(|s| StateOut { name: s.name, shape: s.shape.iter().map(|&d| d as usize).collect(), values: widen(s.values) }).collect()
+        }
+    };
+    let params = widen(crate::device::read_f32(device, queue, &p, 0, n)?);
+    Ok(RunOutput { params, shape: input.shape.clone(), state, steps })
+}
+
+/// The same run in the f64 reference.
+///
+/// **Errors:** as [`run_gpu`] (before any step).
+pub fn run_reference(rule: TensorRule, input: &RunInput, steps: u32) -> Result<RunOutput> {
+    input.check_steps(steps)?;
+    rule.validate()?;
+    let (shape, matrix) = shape_of(input);
+    let mut p: Vec<f64> = input.params.iter().map(|&x| x as f64).collect();
+    let grad = |t: usize| input.row(t).iter().map(|&x| x as f64).collect::<Vec<_>>();
+    let same = |name, values| StateOut { name, shape: input.shape.clone(), values };
+    let state = match rule {
+        TensorRule::Muon(c) => {
+            let dims = matrix.ok_or(OptimError::ShapeRequired { index: 0, rule: "muon", need: "a 2-D shape", shape: Some(shape.clone()) })?;
+            let mut buf = vec![0.0; p.len()];
+            for t in 0..steps as usize {
+                c.reference_step(dims, &mut p, &grad(t), &mut buf);
+            }
+            vec![same("momentum_buffer", buf)]
+        }
+        TensorRule::Lamb(c) => {
+            let mut st = LambReference::new(p.len());
+            for t in 0..steps as usize {
+                c.reference_step(t as u32 + 1, &mut p, &grad(t), &mut st);
+            }
+            vec![same("exp_avg", st.exp_avg), same("exp_avg_sq", st.exp_avg_sq)]
+        }
+        TensorRule::Adafactor(c) => {
+            let mut st = AdafactorReference::new(p.len() as u64, Some(&shape));
+            for t in 0..steps as usize {
+                c.reference_step(t as u32 + 1, &mut p, &grad(t), &mut st);
+            }
+            match st.factoring {
+                Some(f) => {
+                    let (row, col) = st.state.split_at((f.slabs * f.rows) as usize);
+                    let (r, c) = (f.rows as usize, f.cols as usize);
+                    vec![StateOut { name: "row_var", shape: vec![r, 1], values: row.to_vec() }, StateOut { name: "col_var", shape: vec![1, c], values: col.to_vec() }]
+                }
+                None => vec![same("variance", st.state)],
+            }
+        }
+    };
+    Ok(RunOutput { params: p, shape: input.shape.clone(), state, steps })
+}
