@@ -473,6 +473,42 @@ impl AdafactorOptimizer {
         Ok(())
     }
 
+    /// Replaces the config and the step count (a checkpoint's).
+    ///
+    /// **Errors:** [`OptimError::InvalidHyperparameter`]; nothing changes.
+    pub fn set_config(&mut self, config: Adafactor, steps: u32) -> Result<()> {
+        config.validate()?;
+        self.config = config;
+        self.step = steps;
+        Ok(())
+    }
+
+    /// The parameter tensors, in the order given.
+    pub fn params(&self) -> &[ParamSlice] {
+        &self.params
+    }
+
+    /// Writes the state of tensor `index` from tensors named and shaped as
+    /// [`AdafactorOptimizer::read_state`] gives them.
+    ///
+    /// **Errors:** [`OptimError::InvalidOptions`] for a bad index or a
+    /// missing name,
+    /// [`OptimError::LengthMismatch`] for other lengths; nothing changes.
+    pub fn write_state(&mut self, index: usize, state: &[StateTensor]) -> Result<()> {
+        let place = *self.places.get(index).ok_or(OptimError::InvalidOptions("parameter index out of range"))?;
+        let names: &[&str] = if place.factoring.is_some() { &["row_var", "col_var"] } else { &["variance"] };
+        let mut values = Vec::new();
+        for name in names {
+            let s = state.iter().find(|s| s.name == *name).ok_or(OptimError::InvalidOptions("Adafactor's state needs row_var and col_var (factored) or variance"))?;
+            values.extend_from_slice(&s.values);
+        }
+        if values.len() as u64 != place.state_len() {
+            return Err(OptimError::LengthMismatch { index, param_len: place.state_len(), grad_len: values.len() as u64 });
+        }
+        self.queue.write_buffer(&self.state, 4 * place.state, bytemuck::cast_slice(&values));
+        Ok(())
+    }
+
     /// Steps taken (recorded) so far.
     pub fn step_count(&self) -> u32 {
         self.step

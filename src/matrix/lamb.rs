@@ -358,6 +358,16 @@ impl LambOptimizer {
         Ok(())
     }
 
+    /// Replaces the config and the step count (a checkpoint's).
+    ///
+    /// **Errors:** [`OptimError::InvalidHyperparameter`]; nothing changes.
+    pub fn set_config(&mut self, config: Lamb, steps: u32) -> Result<()> {
+        config.validate()?;
+        self.config = config;
+        self.step = steps;
+        Ok(())
+    }
+
     /// Steps taken (recorded) so far.
     pub fn step_count(&self) -> u32 {
         self.step

@@ -12,6 +12,7 @@ pub mod adafactor;
 pub mod gemm;
 pub mod lamb;
 pub mod muon;
+pub mod checkpoint;
 pub mod rows;
 pub mod run;
 
@@ -323,6 +324,21 @@ impl MuonOptimizer {
         let config = Muon { lr, ..self.config };
         config.validate()?;
         self.config = config;
+        self.write_scalars(self.n_rows());
+        Ok(())
+    }
+
+    /// Replaces the config (a checkpoint's hyperparameters); the next
+    /// steps use it.
+    ///
+    /// **Errors:** [`OptimError::InvalidHyperparameter`]; nothing changes.
+    pub fn set_config(&mut self, config: Muon) -> Result<()> {
+        config.validate()?;
+        let old = std::mem::replace(&mut self.config, config);
+        if let Err(e) = self.build_stages() {
+            self.config = old;
+            return Err(e);
+        }
         self.write_scalars(self.n_rows());
         Ok(())
     }
