@@ -220,7 +220,22 @@ fn validate(gpu: &device::Gpu, size: usize, steps: u32, all: bool, seed: u64) ->
     }
     bar.finish_and_clear();
     print_table(&reports);
-    Ok(reports.iter().all(|r| r.passed()))
+    let tensor_wise = validate_tensor_wise(gpu, steps, all, seed)?;
+    Ok(reports.iter().all(|r| r.passed()) && tensor_wise)
+}
+
+/// The tensor-wise rules' table: params (normwise, worst tensor) and state
+/// (worst element) as fractions of the bounds their references derive.
+fn validate_tensor_wise(gpu: &device::Gpu, steps: u32, all: bool, seed: u64) -> Result<bool, wgpu_optim::OptimError> {
+    println!("\ntensor-wise rules (several tensors of one step; error / derived bound, pass at <= 1):");
+    println!("{:<36} {:<30} {:>6} {:>13} {:>13}  pass", "case", "shapes", "steps", "params/bound", "state/bound");
+    let mut passed = true;
+    for (name, rule) in wgpu_optim::matrix::validate::cases(all) {
+        let r = wgpu_optim::matrix::validate::run_case(&gpu.device, &gpu.queue, &name, rule, steps, seed)?;
+        println!("{:<36} {:<30} {:>6} {:>13.4} {:>13.4}  {}", r.name, r.shapes, r.steps, r.params, r.state, if r.passed() { "ok" } else { "FAIL" });
+        passed &= r.passed();
+    }
+    Ok(passed)
 }
 
 fn main() {

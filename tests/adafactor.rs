@@ -181,3 +181,14 @@ fn adafactor_converges_and_is_reproducible() {
     assert!(distance(&a) < 0.1 * start, "Adafactor did not converge: {start} -> {}", distance(&a));
     assert_eq!(a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), b.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
 }
+
+/// `wgpu-optim validate --all`'s tensor-wise cases (every option set of
+/// Muon, LAMB and Adafactor) pass.
+#[test]
+fn validate_command_cases_pass() {
+    let gpu = require_gpu!();
+    for (name, rule) in wgpu_optim::matrix::validate::cases(true) {
+        let r = wgpu_optim::matrix::validate::run_case(&gpu.device, &gpu.queue, &name, rule, 20, 3).unwrap();
+        assert!(r.passed(), "{name}: params {:.3}, state {:.3} of the bounds", r.params, r.state);
+    }
+}

@@ -15,6 +15,7 @@ pub mod muon;
 pub mod checkpoint;
 pub mod rows;
 pub mod run;
+pub mod validate;
 
 pub use adafactor::{Adafactor, AdafactorOptimizer};
 pub use lamb::{Lamb, LambOptimizer, TrustRatio};

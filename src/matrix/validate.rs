@@ -1,0 +1,189 @@
+//! The tensor-wise rules against their f64 references (the tour and
+//! `wgpu-optim validate`): a few tensors of odd shapes in one buffer pair,
+//! random grads, T steps; the GPU's params normwise and its state element by
+//! element against the bounds each reference derives.
+
+use super::adafactor::AdafactorReference;
+use super::checkpoint::TensorState;
+use super::lamb::LambReference;
+use super::run::TensorRule;
+use super::{AdafactorOptimizer, AdjustLr, Lamb, LambOptimizer, Muon, MuonOptimizer, TrustRatio};
+use crate::engine::ParamSlice;
+use crate::error::Result;
+use crate::validate::uniform;
+use crate::Adafactor;
+
+/// u = 2⁻²⁴.
+const U: f64 = 1.0 / (1u64 << 24) as f64;
+
+/// One validation case's outcome.
+#[derive(Clone, Debug)]
+pub struct TensorCaseReport {
+    pub name: String,
+    /// The tensors' shapes, e.g. "33x17 40x30 1x37".
+    pub shapes: String,
+    pub steps: u32,
+    /// ‖θ_GPU − θ_ref‖ over its bound, worst tensor.
+    pub params: f64,
+    /// |state_GPU − state_ref| over its bound, worst element.
+    pub state: f64,
+}
+
+impl TensorCaseReport {
+    pub fn passed(&self) -> bool {
+        self.params <= 1.0 && self.state <= 1.0
+    }
+}
+
+/// The named option sets: one per rule, or (`all`) three per rule that
+/// together switch every option.
+pub fn cases(all: bool) -> Vec<(String, TensorRule)> {
+    let mut out = vec![
+        ("muon".to_string(), TensorRule::Muon(Muon { lr: 2e-2, ..Muon::default() })),
+        ("lamb wd 0.01".to_string(), TensorRule::Lamb(Lamb { lr: 1e-2, weight_decay: 0.01, ..Lamb::default() })),
+        ("adafactor".to_string(), TensorRule::Adafactor(Adafactor::default())),
+    ];
+    if all {
+        out.extend([
+            ("muon plain, match_rms_adamw".to_string(), TensorRule::Muon(Muon { lr: 1e-2, momentum: 0.9, nesterov: false, weight_decay: 0.0, adjust_lr_fn: AdjustLr::MatchRmsAdamw, ..Muon::default() })),
+            ("muon 4 steps, spectral_unclamped".to_string(), TensorRule::Muon(Muon { lr: 3e-2, ns_steps: 4, ns_coefficients: (2.0, -1.5, 0.5), adjust_lr_fn: AdjustLr::SpectralUnclamped, ..Muon::default() })),
+            ("lamb no bias corr., when decayed".to_string(), TensorRule::Lamb(Lamb { lr: 3e-3, betas: (0.8, 0.99), bias_correction: false, trust_ratio: TrustRatio::WhenDecayed, ..Lamb::default() })),
+            ("lamb never, eps 1e-3, wd 0.1".to_string(), TensorRule::Lamb(Lamb { lr: 1e-2, eps: 1e-3, weight_decay: 0.1, trust_ratio: TrustRatio::Never, ..Lamb::default() })),
+            ("adafactor wd 0.1, eps1 1e-3, d 2".to_string(), TensorRule::Adafactor(Adafactor { lr: 2e-2, weight_decay: 0.1, eps: (Some(1e-3), 1e-3), d: 2.0, ..Adafactor::default() })),
+            ("adafactor maximize, decay -0.5".to_string(), TensorRule::Adafactor(Adafactor { beta2_decay: -0.5, eps: (None, 0.5), maximize: true, ..Adafactor::default() })),
+        ]);
+    }
+    out
+}
+
+/// The shapes a rule is validated on (Muon: matrices only).
+fn shapes(rule: &TensorRule) -> Vec<Vec<u64>> {
+    let mut s = vec![vec![33, 17], vec![40, 30], vec![1, 37]];
+    if !matches!(rule, TensorRule::Muon(_)) {
+        s.extend([vec![1025], vec![3, 4, 6]]);
+    }
+    s
+}
+
+/// What one case needs on the GPU: the slices, and each tensor's start.
+struct Setup {
+    slices: Vec<ParamSlice>,
+    start: Vec<Vec<f64>>,
+}
+
+fn setup(device: &wgpu::Device, queue: &wgpu::Queue, shapes: &[Vec<u64>], seed: u64) -> Result<Setup> {
+    let lens: Vec<u64> = shapes.iter().map(|s| s.iter().product()).collect();
+    let total: u64 = lens.iter().map(|n| n + 3).sum::<u64>() + 3;
+    let p0: Vec<f32> = (0..total).map(|i| 0.5 * uniform(seed, 99, i)).collect();
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+    let (p, g) = crate::error::scoped(device, || {
+        let make = |label| device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: 4 * total, usage, mapped_at_creation: false });
+        (make("validate params"), make("validate grads"))
+    })?;
+    queue.write_buffer(&p, 0, bytemuck::cast_slice(&p0));
+    let (mut slices, mut start, mut at) = (Vec::new(), Vec::new(), 3u64);
+    for (shape, &n) in shapes.iter().zip(&lens) {
+        slices.push(ParamSlice::range(&p, at, &g, at, n).with_shape(shape));
+        start.push(p0[at as usize..(at + n) as usize].iter().map(|&x| x as f64).collect());
+        at += n + 3;
+    }
+    Ok(Setup { slices, start })
+}
+
+/// Writes step t's grads (uniform(−1, 1) times a per-element class) and
+/// returns them in f64.
+fn write_grads(queue: &wgpu::Queue, slices: &[ParamSlice], seed: u64, t: u64) -> Vec<Vec<f64>> {
+    slices
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let g: Vec<f32> = (0..s.len()).map(|k| uniform(seed + 10 + i as u64, t, k) * (0.2 + (k % 5) as f32 * 0.4)).collect();
+            queue.write_buffer(&s.grad, 4 * s.grad_offset, bytemuck::cast_slice(&g));
+            g.iter().map(|&x| x as f64).collect()
+        })
+        .collect()
+}
+
+/// Worst |gpu − want| / bound over the elements.
+fn worst(gpu: &[f32], want: &[f64], bound: impl Fn(usize) -> f64) -> f64 {
+    (0..gpu.len()).map(|k| (gpu[k] as f64 - want[k]).abs() / bound(k).max(1e-37)).fold(0.0, f64::max)
+}
+
+fn frobenius(v: &[f64]) -> f64 {
+    v.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+/// Runs one case for `steps` steps.
+///
+/// **Errors:** anything the optimizer or a read-back reports.
+pub fn run_case(device: &wgpu::Device, queue: &wgpu::Queue, name: &str, rule: TensorRule, steps: u32, seed: u64) -> Result<TensorCaseReport> {
+    let shapes = shapes(&rule);
+    let Setup { slices, mut start } = setup(device, queue, &shapes, seed)?;
+    let p = &mut start;
+    let (params, state) = match rule {
+        TensorRule::Muon(c) => {
+            let mut opt = MuonOptimizer::new(device, queue, c, &slices)?;
+            let (mut m, mut p_bound, mut m_scale): (Vec<Vec<f64>>, Vec<f64>, Vec<Vec<f64>>) = (p.iter().map(|x| vec![0.0; x.len()]).collect(), vec![0.0; p.len()], p.iter().map(|x| vec![0.0; x.len()]).collect());
+            for t in 0..steps as u64 {
+                let g = write_grads(queue, &slices, seed, t);
+                for i in 0..p.len() {
+                    let (r, cols) = (shapes[i][0] as usize, shapes[i][1] as usize);
+                    let o = c.reference_step((r, cols), &mut p[i], &g[i], &mut m[i]);
+                    p_bound[i] += c.lr * c.adjust_lr_fn.ratio(r as u64, cols as u64) * c.o_tolerance(r, cols) * frobenius(&o) + 4.0 * U * frobenius(&p[i]);
+                    m_scale[i].iter_mut().zip(&m[i]).for_each(|(s, m)| *s += m.abs());
+                }
+                opt.step()?;
+            }
+            let state = (0..p.len()).map(|i| Ok(worst(&opt.read_state(i)?, &m[i], |k| 4.0 * U * m_scale[i][k]))).collect::<Result<Vec<f64>>>()?;
+            (param_fractions(device, queue, &slices, p, &p_bound)?, state)
+        }
+        TensorRule::Lamb(c) => {
+            let mut opt = LambOptimizer::new(device, queue, c, &slices)?;
+            let mut refs: Vec<LambReference> = p.iter().map(|x| LambReference::new(x.len())).collect();
+            for t in 1..=steps {
+                let g = write_grads(queue, &slices, seed, t as u64);
+                (0..p.len()).for_each(|i| c.reference_step(t, &mut p[i], &g[i], &mut refs[i]));
+                opt.step()?;
+            }
+            let mut state = Vec::new();
+            for (i, r) in refs.iter().enumerate() {
+                let (m, v) = opt.read_state(i)?;
+                state.push(worst(&m, &r.exp_avg, |k| r.exp_avg_err[k]).max(worst(&v, &r.exp_avg_sq, |k| r.exp_avg_sq_err[k])));
+            }
+            let bounds: Vec<f64> = refs.iter().map(|r| r.param_err).collect();
+            (param_fractions(device, queue, &slices, p, &bounds)?, state)
+        }
+        TensorRule::Adafactor(c) => {
+            let mut opt = AdafactorOptimizer::new(device, queue, c, &slices)?;
+            let mut refs: Vec<AdafactorReference> = p.iter().zip(&shapes).map(|(x, s)| AdafactorReference::new(x.len() as u64, Some(s))).collect();
+            for t in 1..=steps {
+                let g = write_grads(queue, &slices, seed, t as u64);
+                (0..p.len()).for_each(|i| c.reference_step(t, &mut p[i], &g[i], &mut refs[i]));
+                opt.step()?;
+            }
+            let mut state = Vec::new();
+            for (i, r) in refs.iter().enumerate() {
+                let got: Vec<f32> = opt.named_state(i)?.into_iter().flat_map(|s| s.values).collect();
+                state.push(worst(&got, &r.state, |k| r.state_rel_err * r.state[k]));
+            }
+            let bounds: Vec<f64> = refs.iter().map(|r| r.param_err).collect();
+            (param_fractions(device, queue, &slices, p, &bounds)?, state)
+        }
+    };
+    let shapes = shapes.iter().map(|s| s.iter().map(u64::to_string).collect::<Vec<_>>().join("x")).collect::<Vec<_>>().join(" ");
+    Ok(TensorCaseReport { name: name.to_string(), shapes, steps, params: params.into_iter().fold(0.0, f64::max), state: state.into_iter().fold(0.0, f64::max) })
+}
+
+/// Each tensor's ‖θ_GPU − θ_ref‖ over its bound.
+fn param_fractions(device: &wgpu::Device, queue: &wgpu::Queue, slices: &[ParamSlice], want: &[Vec<f64>], bounds: &[f64]) -> Result<Vec<f64>> {
+    slices
+        .iter()
+        .zip(want)
+        .zip(bounds)
+        .map(|((s, w), b)| {
+            let got = crate::device::read_f32(device, queue, &s.param, s.param_offset, s.len())?;
+            let err: Vec<f64> = got.iter().zip(w).map(|(a, b)| *a as f64 - b).collect();
+            Ok(frobenius(&err) / b)
+        })
+        .collect()
+}
