@@ -3,8 +3,8 @@
 // later one is `torch._foreach_lerp_(ema, θ, 1 − decay)`. Workgroup b handles
 // row b of the row table (src/matrix/rows.rs); one dispatch per param buffer.
 //
-// lerp is PyTorch's (ATen Lerp.h): w < 0.5 ? a + w·(b − a) : b − (b − a)·(1 − w).
-// struct Scalars is generated from the Rust declaration (src/ema.rs).
+// struct Scalars is generated from the Rust declaration (src/ema.rs); Row,
+// PER_LANE and lerp (PyTorch's) come from shaders/matrix/rows.wgsl.
 
 struct Tensor {
     param: u32,          // element offset in the bound param buffer
@@ -13,27 +13,11 @@ struct Tensor {
     pad1: u32,
 }
 
-struct Row {
-    tensor: u32,
-    start: u32,
-    len: u32,
-    index: u32,
-}
-
 @group(0) @binding(0) var<uniform> s: Scalars;
 @group(0) @binding(1) var<storage, read> param: array<f32>;
 @group(0) @binding(2) var<storage, read_write> ema: array<f32>;
 @group(0) @binding(3) var<storage, read> tensors: array<Tensor>;
 @group(0) @binding(4) var<storage, read> rows: array<Row>;
-
-const PER_LANE: u32 = 4u;
-
-fn lerp(a: f32, b: f32, w: f32) -> f32 {
-    if (w < 0.5) {
-        return a + w * (b - a);
-    }
-    return b - (b - a) * (1.0 - w);
-}
 
 @compute @workgroup_size(WG)
 fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

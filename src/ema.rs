@@ -5,7 +5,7 @@ use crate::engine::uniforms::{gpu_struct, Ring};
 use crate::engine::ParamSlice;
 use crate::error::{scoped, OptimError, Result};
 use crate::matrix::muon::lerp;
-use crate::matrix::rows::{self, Kernels, WG};
+use crate::matrix::rows::{self, Kernels};
 
 const EMA_WGSL: &str = include_str!("../shaders/ema.wgsl");
 /// Updates that can be recorded before a submit.
@@ -100,7 +100,7 @@ impl WeightEma {
         if 4 * total > device.limits().max_storage_buffer_binding_size {
             return Err(OptimError::ExceedsLimits(format!("the EMA of {} bytes is past the binding limit", 4 * total)));
         }
-        let source = format!("const WG: u32 = {WG}u;\n{}\n{EMA_WGSL}", Scalars::wgsl());
+        let source = rows::source(&Scalars::wgsl(), EMA_WGSL);
         let kernels = Kernels::new(device, "weight ema", &source, &[true, false, true, true], &["update"])?;
         let (averages, ring) = scoped(device, || {
             let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
@@ -144,13 +144,8 @@ impl WeightEma {
     ///
     /// **Errors:** [`OptimError::Wgpu`] if the device rejects the work.
     pub fn update(&mut self) -> Result<()> {
-        let device = self.device.clone();
-        scoped(&device, || {
-            let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("weight ema") });
-            self.record_update(&mut encoder)?;
-            self.queue.submit([encoder.finish()]);
-            Ok(())
-        })?
+        let (device, queue) = (self.device.clone(), self.queue.clone());
+        rows::submit(&device, &queue, "weight ema", |encoder| self.record_update(encoder))
     }
 
     /// Updates so far (PyTorch's `n_averaged`).

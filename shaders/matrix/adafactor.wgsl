@@ -12,8 +12,8 @@
 //   step:   per tensor: α / max(1, RMS(U)/d)
 //   apply:  θ ← θ·(1 − lr·weight_decay) − step·U
 //
-// lerp is PyTorch's (ATen Lerp.h): w < 0.5 ? a + w·(b − a) : b − (b − a)·(1 − w).
-// struct Scalars is generated from the Rust declaration (src/matrix/adafactor.rs).
+// struct Scalars is generated from the Rust declaration (src/matrix/adafactor.rs);
+// Row, PER_LANE, lerp (PyTorch's) and workgroup_sum come from rows.wgsl.
 
 struct Tensor {
     param: u32,
@@ -28,13 +28,6 @@ struct Tensor {
     scales: u32,         // sums[scales] = α, [scales + 1] = step, then one per slab
     pad0: u32,
     pad1: u32,
-}
-
-struct Row {
-    tensor: u32,
-    start: u32,
-    len: u32,
-    index: u32,
 }
 
 struct Line {
@@ -54,35 +47,9 @@ struct Line {
 // per row of the whole table: Σθ², ΣU²; then each tensor's scales (Tensor.scales)
 @group(0) @binding(7) var<storage, read_write> sums: array<f32>;
 
-const PER_LANE: u32 = 4u;
-
-fn lerp(a: f32, b: f32, w: f32) -> f32 {
-    if (w < 0.5) {
-        return a + w * (b - a);
-    }
-    return b - (b - a) * (1.0 - w);
-}
-
 fn g_at(t: Tensor, e: u32) -> f32 {
     let g = grad[t.grad + e];
     return select(g, -g, s.maximize != 0u);
-}
-
-var<workgroup> red: array<f32, WG>;
-
-// Sum over the workgroup in a fixed tree order (every invocation calls it).
-fn workgroup_sum(v: f32, lid: u32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half = half / 2u) {
-        if (lid < half) {
-            red[lid] = red[lid] + red[lid + half];
-        }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    workgroupBarrier();
-    return total;
 }
 
 // Sum of a tensor's per-row partials (slot 0: Σθ², 1: ΣU²), in row order.
@@ -136,7 +103,7 @@ fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
             sq = sq + theta * theta;
         }
     }
-    let total = workgroup_sum(sq, lid);
+    let total = workgroup_sum(vec2<f32>(sq, 0.0), lid).x;
     if (lid == 0u) {
         sums[2u * row.index] = total;
     }
@@ -188,7 +155,7 @@ fn norms(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
             sq = sq + u * u;
         }
     }
-    let total = workgroup_sum(sq, lid);
+    let total = workgroup_sum(vec2<f32>(sq, 0.0), lid).x;
     if (lid == 0u) {
         sums[2u * row.index + 1u] = total;
     }

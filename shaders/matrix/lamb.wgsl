@@ -8,7 +8,8 @@
 //   trust:   per tensor: r = ‖θ‖/‖u‖ (1 if either is 0, or if not adapting)
 //   apply:   θ ← θ − lr·r·u   (u recomputed from the stored m, v: the same f32 values)
 
-// struct Scalars is generated from the Rust declaration (src/matrix/lamb.rs).
+// struct Scalars is generated from the Rust declaration (src/matrix/lamb.rs);
+// Row, PER_LANE and workgroup_sum come from rows.wgsl.
 
 struct Tensor {
     param: u32,
@@ -21,13 +22,6 @@ struct Tensor {
     pad2: u32,
 }
 
-struct Row {
-    tensor: u32,
-    start: u32,
-    len: u32,
-    index: u32,
-}
-
 @group(0) @binding(0) var<uniform> s: Scalars;
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
@@ -38,26 +32,8 @@ struct Row {
 // per row: Σθ², Σu²; then per tensor (from 2·n_rows on): the trust ratio
 @group(0) @binding(7) var<storage, read_write> sums: array<f32>;
 
-const PER_LANE: u32 = 4u;
-
 fn update_of(m: f32, v: f32, theta: f32) -> f32 {
     return (m * s.inv_bc1) / (sqrt(v * s.inv_bc2) + s.eps) + s.weight_decay * theta;
-}
-
-var<workgroup> red: array<vec2<f32>, WG>;
-
-fn workgroup_sum(v: vec2<f32>, lid: u32) -> vec2<f32> {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half = half / 2u) {
-        if (lid < half) {
-            red[lid] = red[lid] + red[lid + half];
-        }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    workgroupBarrier();
-    return total;
 }
 
 @compute @workgroup_size(WG)

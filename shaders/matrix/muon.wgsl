@@ -12,7 +12,7 @@
 //   apply:     θ ← θ·(1 − lr·weight_decay) − lr·ratio·O (O the final X,
 //              transposed back)
 //
-// lerp is PyTorch's (ATen Lerp.h): w < 0.5 ? a + w·(b − a) : b − (b − a)·(1 − w).
+// Row, PER_LANE, lerp (PyTorch's) and workgroup_sum come from rows.wgsl.
 
 struct Scalars {
     decay: f32,          // 1 − lr·weight_decay
@@ -36,13 +36,6 @@ struct Tensor {
     first_row: u32,      // its first row of the row table
 }
 
-struct Row {
-    tensor: u32,
-    start: u32,          // first element of the matrix
-    len: u32,
-    index: u32,          // the row's index in the row table (partial sums)
-}
-
 @group(0) @binding(0) var<uniform> s: Scalars;
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
@@ -53,15 +46,6 @@ struct Row {
 // per row of the whole table: Σ U²; then per tensor (from n_rows on): max(‖U‖, eps)
 @group(0) @binding(7) var<storage, read_write> sums: array<f32>;
 
-const PER_LANE: u32 = 4u;
-
-fn lerp(a: f32, b: f32, w: f32) -> f32 {
-    if (w < 0.5) {
-        return a + w * (b - a);
-    }
-    return b - (b - a) * (1.0 - w);
-}
-
 // Index in the wide X of element e (row-major in the param's shape).
 fn wide_index(t: Tensor, e: u32) -> u32 {
     if (t.rows > t.cols) {
@@ -70,23 +54,6 @@ fn wide_index(t: Tensor, e: u32) -> u32 {
         return c * t.rows + r;
     }
     return e;
-}
-
-var<workgroup> red: array<f32, WG>;
-
-// Sum over the workgroup in a fixed tree order (every invocation calls it).
-fn workgroup_sum(v: f32, lid: u32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half = half / 2u) {
-        if (lid < half) {
-            red[lid] = red[lid] + red[lid + half];
-        }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    workgroupBarrier();
-    return total;
 }
 
 @compute @workgroup_size(WG)
@@ -109,7 +76,7 @@ fn momentum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
             sq = sq + u * u;
         }
     }
-    let total = workgroup_sum(sq, lid);
+    let total = workgroup_sum(vec2<f32>(sq, 0.0), lid).x;
     if (lid == 0u) {
         sums[row.index] = total;
     }

@@ -349,7 +349,7 @@ impl AdafactorOptimizer {
         if 4 * at > device.limits().max_storage_buffer_binding_size {
             return Err(OptimError::ExceedsLimits(format!("Adafactor's state of {} bytes is past the binding limit", 4 * at)));
         }
-        let source = format!("const WG: u32 = {WG}u;\n{}\n{ADAFACTOR_WGSL}", Scalars::wgsl());
+        let source = rows::source(&Scalars::wgsl(), ADAFACTOR_WGSL);
         let kernels = Kernels::new(device, "adafactor", &source, &READ_ONLY, &ENTRIES)?;
         let state = scoped(device, || device.create_buffer(&wgpu::BufferDescriptor { label: Some("adafactor state"), size: 4 * at.max(4), usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false }))?;
         let ring = scoped(device, || Ring::new(device, RING_SLOTS))?;
@@ -449,13 +449,8 @@ impl AdafactorOptimizer {
     /// **Errors:** [`OptimError::StepOverflow`], [`OptimError::Wgpu`] if
     /// the device rejects the work.
     pub fn step(&mut self) -> Result<()> {
-        let device = self.device.clone();
-        scoped(&device, || {
-            let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("adafactor step") });
-            self.record_step(&mut encoder)?;
-            self.queue.submit([encoder.finish()]);
-            Ok(())
-        })?
+        let (device, queue) = (self.device.clone(), self.queue.clone());
+        rows::submit(&device, &queue, "adafactor step", |encoder| self.record_step(encoder))
     }
 
     /// The config.

@@ -257,7 +257,7 @@ impl LambOptimizer {
             return Err(OptimError::ExceedsLimits(format!("LAMB's state of {} bytes per moment is past the binding limit", 4 * state_len)));
         }
         let (rows, first) = rows::rows(&numels);
-        let source = format!("const WG: u32 = {WG}u;\n{}\n{LAMB_WGSL}", Scalars::wgsl());
+        let source = rows::source(&Scalars::wgsl(), LAMB_WGSL);
         let kernels = Kernels::new(device, "lamb", &source, &READ_ONLY, &ENTRIES)?;
         let (ring, exp_avg, exp_avg_sq, tensors, sums) = scoped(device, || {
             let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
@@ -334,13 +334,8 @@ impl LambOptimizer {
     /// **Errors:** [`OptimError::StepOverflow`], [`OptimError::Wgpu`]
     /// if the device rejects the work.
     pub fn step(&mut self) -> Result<()> {
-        let device = self.device.clone();
-        scoped(&device, || {
-            let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("lamb step") });
-            self.record_step(&mut encoder)?;
-            self.queue.submit([encoder.finish()]);
-            Ok(())
-        })?
+        let (device, queue) = (self.device.clone(), self.queue.clone());
+        rows::submit(&device, &queue, "lamb step", |encoder| self.record_step(encoder))
     }
 
     /// The config.

@@ -20,7 +20,7 @@ pub mod validate;
 pub use adafactor::{Adafactor, AdafactorOptimizer};
 pub use lamb::{Lamb, LambOptimizer, TrustRatio};
 pub use muon::{AdjustLr, Muon};
-use rows::{RowDesc, ROW, WG};
+use rows::{RowDesc, ROW};
 
 use crate::engine::ParamSlice;
 use crate::error::{scoped, OptimError, Result};
@@ -74,7 +74,7 @@ struct Passes {
 impl Passes {
     fn new(device: &wgpu::Device) -> Result<Self> {
         scoped(device, || {
-            let source = format!("const WG: u32 = {WG}u;\n{MUON_WGSL}");
+            let source = rows::source("", MUON_WGSL);
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("muon"), source: wgpu::ShaderSource::Wgsl(source.into()) });
             let storage = crate::engine::pipeline::storage_entry;
             let uniform = wgpu::BindGroupLayoutEntry { binding: 0, visibility: wgpu::ShaderStages::COMPUTE, ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: None }, count: None };
@@ -304,13 +304,8 @@ impl MuonOptimizer {
     ///
     /// **Errors:** [`OptimError::Wgpu`] if the device rejects the work.
     pub fn step(&mut self) -> Result<()> {
-        let device = self.device.clone();
-        scoped(&device, || {
-            let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("muon step") });
-            self.record_step(&mut encoder)?;
-            self.queue.submit([encoder.finish()]);
-            Ok(())
-        })?
+        let (device, queue) = (self.device.clone(), self.queue.clone());
+        rows::submit(&device, &queue, "muon step", |encoder| self.record_step(encoder))
     }
 
     /// The config.

@@ -6,6 +6,14 @@
 
 use crate::engine::ParamSlice;
 
+const ROWS_WGSL: &str = include_str!("../../shaders/matrix/rows.wgsl");
+
+/// A tensor-wise shader's source: `WG`, the shared pieces of rows.wgsl, the
+/// generated `Scalars` declaration (if any), then `body`.
+pub fn source(scalars: &str, body: &str) -> String {
+    format!("const WG: u32 = {WG}u;\n{ROWS_WGSL}\n{scalars}\n{body}")
+}
+
 /// Invocations per workgroup of the element-wise passes.
 pub const WG: u32 = 256;
 /// Elements per row (4 per invocation).
@@ -101,6 +109,20 @@ impl Kernels {
         let entries: Vec<_> = resources.into_iter().enumerate().map(|(i, resource)| wgpu::BindGroupEntry { binding: i as u32, resource }).collect();
         device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout: &self.layout, entries: &entries })
     }
+}
+
+/// Records with `record` into a new encoder and submits it, inside an
+/// error scope (the `step()` of the tensor-wise optimizers).
+///
+/// **Errors:** what `record` returns; [`crate::OptimError::Wgpu`] if the
+/// device rejects the work.
+pub fn submit(device: &wgpu::Device, queue: &wgpu::Queue, label: &str, record: impl FnOnce(&mut wgpu::CommandEncoder) -> crate::Result<()>) -> crate::Result<()> {
+    crate::error::scoped(device, || {
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        record(&mut encoder)?;
+        queue.submit([encoder.finish()]);
+        Ok(())
+    })?
 }
 
 /// A read-only storage buffer holding `items` (at least 16 bytes).
