@@ -88,34 +88,48 @@ fn burn_rule<O: BurnOptimizer>(o: &O, device: &Device, n: usize, a: &Args) -> f6
     })
 }
 
-/// The engine's step of `n` elements in place, on the same device.
-fn ours_rule(shared: &SharedDevice, config: OptimizerConfig, n: usize, a: &Args) -> f64 {
+/// The engine's step of `n` elements in place, on the same device, with
+/// standard WGSL (`vec4<f32>` access) or the wide path (`vec4<u64>`).
+fn ours_rule(shared: &SharedDevice, config: OptimizerConfig, wide: bool, n: usize, a: &Args) -> f64 {
     let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
     let mk = || shared.wgpu_device.create_buffer(&wgpu::BufferDescriptor { label: None, size: 4 * n as u64, usage, mapped_at_creation: false });
     let (p, g) = (mk(), mk());
     shared.queue.write_buffer(&g, 0, &vec![0x3c; 4 * n]);
-    let mut opt = wgpu_optim::Optimizer::new(&shared.wgpu_device, &shared.queue, config, &[ParamSlice::whole(&p, &g)]).expect("engine");
+    let options = wgpu_optim::EngineOptions { wide: if wide { wgpu_optim::WideAccess::Always } else { wgpu_optim::WideAccess::Never }, ..Default::default() };
+    let mut opt = wgpu_optim::Optimizer::with_groups(&shared.wgpu_device, &shared.queue, &[config], &[ParamSlice::whole(&p, &g)], options).expect("engine");
     timed(&shared.device, a.warmup, a.k, || opt.step().expect("step"))
 }
 
-/// The best of `rounds` interleaved timings of burn and ours.
-fn best_of(rounds: usize, mut burn: impl FnMut() -> f64, mut ours: impl FnMut() -> f64) -> (f64, f64) {
-    (0..rounds.max(1)).map(|_| (burn(), ours())).fold((f64::INFINITY, f64::INFINITY), |(b, o), (x, y)| (b.min(x), o.min(y)))
+/// The best of `rounds` interleaved timings of each of `runs` (burn's and ours).
+fn best_of(rounds: usize, runs: &mut [&mut dyn FnMut() -> f64]) -> Vec<f64> {
+    let mut best = vec![f64::INFINITY; runs.len()];
+    for _ in 0..rounds.max(1) {
+        for (b, run) in best.iter_mut().zip(runs.iter_mut()) {
+            *b = b.min(run());
+        }
+    }
+    best
 }
 
-/// (name, bytes per element, burn's time, ours) of every classic rule at 2^log2.
-fn rules(shared: &SharedDevice, log2: u32, a: &Args) -> Vec<(String, u64, f64, f64)> {
+/// (name, bytes per element, [burn, ours vec4, ours wide] seconds) of every
+/// classic rule at 2^log2.
+fn rules(shared: &SharedDevice, log2: u32, a: &Args) -> Vec<(String, u64, Vec<f64>)> {
     let (n, dev) = (1usize << log2, &shared.device);
     let momentum = MomentumConfig { momentum: 0.9, dampening: 0.0, nesterov: false };
-    let row = |name: &str, bytes: u64, (b, o): (f64, f64)| (name.to_string(), bytes, b, o);
-    let r = a.rounds;
-    vec![
-        row("sgd momentum", 20, best_of(r, || burn_rule(&SgdConfig::new().with_momentum(Some(momentum.clone())).build(), dev, n, a), || ours_rule(shared, wgpu_optim::Sgd { lr: LR, momentum: 0.9, ..Default::default() }.into(), n, a))),
-        row("adagrad", 20, best_of(r, || burn_rule(&AdaGradConfig::new().build(), dev, n, a), || ours_rule(shared, wgpu_optim::Adagrad { lr: LR, eps: 1e-5, ..Default::default() }.into(), n, a))),
-        row("rmsprop", 20, best_of(r, || burn_rule(&RmsPropConfig::new().with_alpha(0.99).with_momentum(0.0).build(), dev, n, a), || ours_rule(shared, wgpu_optim::RmsProp { lr: LR, eps: 1e-5, ..Default::default() }.into(), n, a))),
-        row("adam", 28, best_of(r, || burn_rule(&AdamConfig::new().build(), dev, n, a), || ours_rule(shared, wgpu_optim::Adam { lr: LR, eps: 1e-5, ..Default::default() }.into(), n, a))),
-        row("adamw", 28, best_of(r, || burn_rule(&AdamWConfig::new().with_weight_decay(0.01).build(), dev, n, a), || ours_rule(shared, wgpu_optim::AdamW { lr: LR, eps: 1e-5, weight_decay: 0.01, ..Default::default() }.into(), n, a))),
-    ]
+    let cases: Vec<(&str, u64, Box<dyn Fn() -> f64>, OptimizerConfig)> = vec![
+        ("sgd momentum", 20, Box::new(|| burn_rule(&SgdConfig::new().with_momentum(Some(momentum.clone())).build(), dev, n, a)), wgpu_optim::Sgd { lr: LR, momentum: 0.9, ..Default::default() }.into()),
+        ("adagrad", 20, Box::new(|| burn_rule(&AdaGradConfig::new().build(), dev, n, a)), wgpu_optim::Adagrad { lr: LR, eps: 1e-5, ..Default::default() }.into()),
+        ("rmsprop", 20, Box::new(|| burn_rule(&RmsPropConfig::new().with_alpha(0.99).with_momentum(0.0).build(), dev, n, a)), wgpu_optim::RmsProp { lr: LR, eps: 1e-5, ..Default::default() }.into()),
+        ("adam", 28, Box::new(|| burn_rule(&AdamConfig::new().build(), dev, n, a)), wgpu_optim::Adam { lr: LR, eps: 1e-5, ..Default::default() }.into()),
+        ("adamw", 28, Box::new(|| burn_rule(&AdamWConfig::new().with_weight_decay(0.01).build(), dev, n, a)), wgpu_optim::AdamW { lr: LR, eps: 1e-5, weight_decay: 0.01, ..Default::default() }.into()),
+    ];
+    cases
+        .into_iter()
+        .map(|(name, bytes, burn, config)| {
+            let times = best_of(a.rounds, &mut [&mut || burn(), &mut || ours_rule(shared, config, false, n, a), &mut || ours_rule(shared, config, true, n, a)]);
+            (name.to_string(), bytes, times)
+        })
+        .collect()
 }
 
 /// `count` sizes, log-uniform over 2^6 … 2^16 (relative), totalling `total`.
@@ -170,13 +184,13 @@ fn main() {
     println!("adapter: {}", shared.describe());
     println!("burn 0.22.1 with fusion; wall clock per step, flushed every step; k = {}, warmup = {}; best of {} interleaved rounds", a.k, a.warmup, a.rounds);
     let mut json = serde_json::json!({ "adapter": shared.describe(), "k": a.k, "warmup": a.warmup, "rounds": a.rounds, "rules": [], "models": [] });
-    println!("{:<14} {:>10} {:>12} {:>12} {:>10} {:>10} {:>12}", "rule", "elements", "burn ms", "ours ms", "burn GB/s", "ours GB/s", "ours/burn");
+    println!("{:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>11} {:>11}", "rule", "elements", "burn ms", "vec4 ms", "wide ms", "burn GB/s", "vec4/burn", "wide/burn");
     for &log2 in &a.rules_log2 {
-        for (name, bytes, burn_s, ours_s) in rules(&shared, log2, &a) {
-            let n = 1u64 << log2;
+        for (name, bytes, t) in rules(&shared, log2, &a) {
+            let (n, (burn_s, vec4_s, wide_s)) = (1u64 << log2, (t[0], t[1], t[2]));
             let gbps = |s: f64| (bytes * n) as f64 / s / 1e9;
-            println!("{:<14} {:>10} {:>12.3} {:>12.3} {:>10.2} {:>10.2} {:>11.2}x", name, n, burn_s * 1e3, ours_s * 1e3, gbps(burn_s), gbps(ours_s), burn_s / ours_s);
-            json["rules"].as_array_mut().expect("array").push(serde_json::json!({ "rule": name, "elements": n, "bytes_per_element": bytes, "burn_ms": burn_s * 1e3, "ours_ms": ours_s * 1e3, "speedup": burn_s / ours_s }));
+            println!("{:<14} {:>10} {:>10.3} {:>10.3} {:>10.3} {:>10.2} {:>10.2}x {:>10.2}x", name, n, burn_s * 1e3, vec4_s * 1e3, wide_s * 1e3, gbps(burn_s), burn_s / vec4_s, burn_s / wide_s);
+            json["rules"].as_array_mut().expect("array").push(serde_json::json!({ "rule": name, "elements": n, "bytes_per_element": bytes, "burn_ms": burn_s * 1e3, "vec4_ms": vec4_s * 1e3, "wide_ms": wide_s * 1e3, "vec4_speedup": burn_s / vec4_s, "wide_speedup": burn_s / wide_s }));
         }
     }
     let total = 1usize << a.model_log2;
