@@ -116,7 +116,8 @@ fn best_of(rounds: usize, runs: &mut [&mut dyn FnMut() -> f64]) -> Vec<f64> {
 fn rules(shared: &SharedDevice, log2: u32, a: &Args) -> Vec<(String, u64, Vec<f64>)> {
     let (n, dev) = (1usize << log2, &shared.device);
     let momentum = MomentumConfig { momentum: 0.9, dampening: 0.0, nesterov: false };
-    let cases: Vec<(&str, u64, Box<dyn Fn() -> f64>, OptimizerConfig)> = vec![
+    type Case<'a> = (&'a str, u64, Box<dyn Fn() -> f64 + 'a>, OptimizerConfig);
+    let cases: Vec<Case> = vec![
         ("sgd momentum", 20, Box::new(|| burn_rule(&SgdConfig::new().with_momentum(Some(momentum.clone())).build(), dev, n, a)), wgpu_optim::Sgd { lr: LR, momentum: 0.9, ..Default::default() }.into()),
         ("adagrad", 20, Box::new(|| burn_rule(&AdaGradConfig::new().build(), dev, n, a)), wgpu_optim::Adagrad { lr: LR, eps: 1e-5, ..Default::default() }.into()),
         ("rmsprop", 20, Box::new(|| burn_rule(&RmsPropConfig::new().with_alpha(0.99).with_momentum(0.0).build(), dev, n, a)), wgpu_optim::RmsProp { lr: LR, eps: 1e-5, ..Default::default() }.into()),
