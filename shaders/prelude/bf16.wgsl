@@ -14,6 +14,14 @@ fn bf16x4_unpack(w: vec2<u32>) -> vec4<f32> {
     );
 }
 
+// The step's hash of (seed, step), set once per invocation by `state_init`
+// (called first thing in `main`) instead of once per store.
+var<private> rounding_base: u32;
+
+fn state_init() {
+    rounding_base = mix32(mix32(u.head.seed) ^ u.head.step);
+}
+
 // A 32-bit integer hash with good avalanche (a bijection).
 fn mix32(x: u32) -> u32 {
     var h = x;
@@ -33,10 +41,9 @@ fn mix32(x: u32) -> u32 {
 // branch rather than with a per-lane select on every value (which lavapipe
 // runs slowly).
 fn bf16x4_pack_stochastic(v: vec4<f32>, i: u32) -> vec2<u32> {
-    let base = mix32(mix32(u.head.seed) ^ u.head.step);
     let pair = (table.state_base + i) >> 1u;
-    let r0 = mix32(base ^ pair);
-    let r1 = mix32(base ^ (pair + 1u));
+    let r0 = mix32(rounding_base ^ pair);
+    let r1 = mix32(rounding_base ^ (pair + 1u));
     let b = bitcast<vec4<u32>>(v);
     let r = vec4<u32>(r0 & 0xffffu, r0 >> 16u, r1 & 0xffffu, r1 >> 16u);
     var h = (b + r) >> vec4<u32>(16u);

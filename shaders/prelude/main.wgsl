@@ -13,6 +13,7 @@
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let b = wid.x;
     if (b >= table.n_blocks) { return; }
+    state_init();   // per-invocation set-up of the state format (bf16: the rounding hash's base)
     if (has(SKIP_NONFINITE) && control.found_inf != 0u) { return; }   // the whole step is skipped
     let row = table.blocks[b];
     let group = min(row.w >> 16u, MAX_GROUPS - 1u);

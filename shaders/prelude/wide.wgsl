@@ -4,7 +4,7 @@
 // loop over SIMD lanes and vector components, that halves the accesses per
 // element. The arithmetic is the same f32 update on the two 4-lane halves:
 // results are bitwise those of the vec4 path. The unit step is in
-// wide_f32.wgsl; bf16 state moves as vec4<u32> (8 bf16) per unit.
+// wide_f32.wgsl; bf16 state moves as vec2<u64> (8 bf16) per unit.
 
 // The two u32 of a u64, low first (naga has no bitcast between u64 and
 // vec2<u32>).

@@ -63,7 +63,7 @@ fn access_prelude(access: Access, state: StateKind) -> String {
     let mut out = match state {
         StateKind::Bf16 => BF16_WGSL.to_string(),
         StateKind::Int8 => format!("{Q8_MAP_WGSL}\n{Q8_WGSL}"),
-        StateKind::F32 => String::new(),
+        StateKind::F32 => "fn state_init() {}\n".to_string(),
     };
     for (name, binding, writable) in operands {
         let is_state = name.starts_with("state");
@@ -121,13 +121,13 @@ fn bf16_access(name: &str, binding: u32) -> String {
     )
 }
 
-/// Eight bf16 (one vec4<u32>) per wide unit; state segments start on
-/// multiples of 8 elements.
+/// Eight bf16 (16 bytes, two u64: half the accesses of a vec4<u32> on a CPU
+/// adapter) per wide unit; state segments start on multiples of 8 elements.
 fn bf16_wide_access(name: &str, binding: u32) -> String {
     format!(
-        "@group(0) @binding({binding}) var<storage, read_write> {name}: array<vec4<u32>>;\n\
-         fn load8_{name}(i: u32) -> array<vec4<f32>, 2> {{ let w = {name}[i >> 3u]; return array<vec4<f32>, 2>(bf16x4_unpack(w.xy), bf16x4_unpack(w.zw)); }}\n\
-         fn store8_{name}(i: u32, a: vec4<f32>, b: vec4<f32>) {{ {name}[i >> 3u] = vec4<u32>(bf16x4_pack_stochastic(a, i), bf16x4_pack_stochastic(b, i + 4u)); }}\n"
+        "@group(0) @binding({binding}) var<storage, read_write> {name}: array<vec2<u64>>;\n\
+         fn load8_{name}(i: u32) -> array<vec4<f32>, 2> {{ let w = {name}[i >> 3u]; return array<vec4<f32>, 2>(bf16x4_unpack(wide_split(w.x)), bf16x4_unpack(wide_split(w.y))); }}\n\
+         fn store8_{name}(i: u32, a: vec4<f32>, b: vec4<f32>) {{ let lo = bf16x4_pack_stochastic(a, i); let hi = bf16x4_pack_stochastic(b, i + 4u); {name}[i >> 3u] = vec2<u64>(u64(lo.x) | (u64(lo.y) << 32u), u64(hi.x) | (u64(hi.y) << 32u)); }}\n"
     )
 }
 
