@@ -72,3 +72,37 @@ pub fn measure(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, matric
     let fma_peak_gflops = fma_peak(device, timer, reps)?;
     Ok(MatrixRow { matrices, size, ns_steps: config.ns_steps, step_ms: s * 1e3, gemm_gflops, fma_peak_gflops, fraction_of_peak: gemm_gflops / fma_peak_gflops })
 }
+
+/// A tensor-wise rule (or the weight EMA) over one large tensor.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TensorRow {
+    pub rule: String,
+    pub elements: u64,
+    /// Bytes per element its passes move at the least (each pass's reads and writes).
+    pub bytes_per_element: u64,
+    pub ms: f64,
+    pub gbps: f64,
+    /// AdamW's f32 step in the same run ÷ this step.
+    pub speed_vs_adamw: f64,
+}
+
+/// LAMB, Adafactor (factored over rows of 1024 when `n` allows) and the
+/// weight EMA on the `n` elements of `p`/`g`, each timed as the rules are.
+///
+/// **Errors:** anything the optimizers report.
+pub fn tensor_rows(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, (p, g, n): (&wgpu::Buffer, &wgpu::Buffer, u64), (reps, steps): (u32, u32), adamw_ms: f64) -> Result<Vec<TensorRow>> {
+    let flat = [ParamSlice::range(p, 0, g, 0, n)];
+    let shaped = if n % 1024 == 0 { [flat[0].clone().with_shape(&[n / 1024, 1024])] } else { flat.clone() };
+    let row = |rule: &str, bytes: u64, s: f64| TensorRow { rule: rule.into(), elements: n, bytes_per_element: bytes, ms: s * 1e3, gbps: (bytes * n) as f64 / s / 1e9, speed_vs_adamw: adamw_ms / (s * 1e3) };
+    let mut lamb = crate::LambOptimizer::new(device, queue, crate::Lamb { weight_decay: 0.01, ..Default::default() }, &flat)?;
+    // moments: θ, g, m, v read, m, v written; apply: θ, m, v read, θ written.
+    let lamb_s = timer.per_step(reps, steps, &mut |e| lamb.record_step(e))?;
+    let mut ada = crate::AdafactorOptimizer::new(device, queue, crate::Adafactor::default(), &shaped)?;
+    // lines: g twice (rows, columns); stats: θ; norms: g; apply: θ, g read, θ written.
+    let ada_s = timer.per_step(reps, steps, &mut |e| ada.record_step(e))?;
+    let mut ema = crate::WeightEma::new(device, queue, 0.999, &flat)?;
+    // θ and the average read, the average written.
+    let ema_s = timer.per_step(reps, steps, &mut |e| ema.record_update(e))?;
+    let ada_name = if n % 1024 == 0 { "adafactor (factored)" } else { "adafactor (flat)" };
+    Ok(vec![row("lamb", 40, lamb_s), row(ada_name, if n % 1024 == 0 { 28 } else { 32 }, ada_s), row("weight ema", 12, ema_s)])
+}

@@ -263,6 +263,8 @@ pub struct BenchReport {
     pub model: Option<ModelRow>,
     /// Muon's GEMMs against the arithmetic peak.
     pub matrix: Option<matrix::MatrixRow>,
+    /// LAMB, Adafactor and the weight EMA on the rules' vector.
+    pub tensor_wise: Vec<matrix::TensorRow>,
 }
 
 fn storage(device: &wgpu::Device, elements: u64) -> wgpu::Buffer {
@@ -322,6 +324,8 @@ pub fn run(device: &wgpu::Device, queue: &wgpu::Queue, adapter: &str, options: &
         state_formats.push(StateRow { format: name.into(), state_bytes_per_param: opt.state_bytes_per_element(), fused_ms: ms, speedup_over_f32: f32_ms / ms });
     }
     drop(slice);
+    progress("tensor-wise rules");
+    let tensor_wise = matrix::tensor_rows(device, queue, &timer, (&p, &g, n), (options.reps, options.steps), f32_ms)?;
     let model = if options.model_tensors > 0 {
         Some(model_case(device, queue, &timer, &engine, options, progress)?)
     } else {
@@ -333,7 +337,7 @@ pub fn run(device: &wgpu::Device, queue: &wgpu::Queue, adapter: &str, options: &
     } else {
         None
     };
-    Ok(BenchReport { adapter: adapter.to_string(), adapter_details: AdapterReport::of(device), clock: timer.clock(), rules: rows, state_formats, model, matrix })
+    Ok(BenchReport { adapter: adapter.to_string(), adapter_details: AdapterReport::of(device), clock: timer.clock(), rules: rows, state_formats, model, matrix, tensor_wise })
 }
 
 /// One rule's row: the fused step, both honest ceilings, the engine's own
@@ -477,6 +481,9 @@ pub fn format_report(r: &BenchReport) -> String {
     s += "(access: how the engine's kernel moved memory (wide: 64-bit packed, SHADER_INT64); stream: the simplest kernel moving the same bytes, best of a sweep over workgroup sizes, units per invocation and vec4<f32>/vec4<u64>; copy: copy_buffer_to_buffer of the same bytes; eng. ceil: the same bytes through the engine's table, no arithmetic)\n";
     for st in &r.state_formats {
         s += &format!("adamw, {} state: {} B/param of state, {:.3} ms, {:.2}x the f32-state speed\n", st.format, st.state_bytes_per_param, st.fused_ms, st.speedup_over_f32);
+    }
+    for t in &r.tensor_wise {
+        s += &format!("{}: {} elements, {} B/elem, {:.3} ms, {:.2} GB/s, {:.2}x the AdamW step's speed\n", t.rule, t.elements, t.bytes_per_element, t.ms, t.gbps, t.speed_vs_adamw);
     }
     if let Some(m) = &r.model {
         s += &format!(
