@@ -95,12 +95,14 @@ impl WeightEma {
         let params: Vec<ParamSlice> = params.iter().map(|p| p.clone().in_group(0)).collect();
         rows::check_params(device, &params)?;
         let lens: Vec<u64> = params.iter().map(ParamSlice::len).collect();
-        let at: Vec<u64> = lens.iter().scan(0, |at, n| Some(std::mem::replace(at, *at + n))).collect();
-        let total: u64 = lens.iter().sum();
+        // Each average starts on a whole vec4 (for the vec4 access).
+        let at: Vec<u64> = lens.iter().scan(0, |at, n| Some(std::mem::replace(at, *at + n.next_multiple_of(4)))).collect();
+        let total: u64 = lens.iter().map(|n| n.next_multiple_of(4)).sum();
         if 4 * total > device.limits().max_storage_buffer_binding_size {
             return Err(OptimError::ExceedsLimits(format!("the EMA of {} bytes is past the binding limit", 4 * total)));
         }
-        let source = rows::source(&Scalars::wgsl(), EMA_WGSL);
+        let operands = [rows::Operand { name: "param", binding: 1, writable: false }, rows::Operand { name: "ema", binding: 2, writable: true }];
+        let source = rows::source(&Scalars::wgsl(), &format!("{}{EMA_WGSL}", rows::operands(rows::vec4_aligned(&params), &operands)));
         let kernels = Kernels::new(device, "weight ema", &source, &[true, false, true, true], &["update"])?;
         let (averages, ring) = scoped(device, || {
             let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;

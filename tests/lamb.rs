@@ -185,3 +185,43 @@ fn lamb_converges_on_a_least_squares() {
     eprintln!("distance to W*: {before:.3} -> {after:.4}");
     assert!(after < 0.05 * before, "LAMB did not converge: {before} -> {after}");
 }
+
+/// The vec4 kernels (every slice on a whole vec4) and the scalar ones (a
+/// slice at an odd offset) give the same bits, tails of 1–3 elements
+/// included, and leave the elements around each slice untouched.
+#[test]
+fn vec4_and_scalar_access_are_bitwise_identical() {
+    let gpu = require_gpu!();
+    let sizes = [1029usize, 6, 2047];
+    let run = |offset: usize| {
+        let total: usize = sizes.iter().map(|n| n + offset + 4).sum::<usize>() + 8;
+        let mut p0: Vec<f32> = vec![7.0; total];
+        let mut at = offset;
+        let mut places = Vec::new();
+        for (i, &n) in sizes.iter().enumerate() {
+            (0..n).for_each(|k| p0[at + k] = uniform(60, i as u64, k as u64));
+            places.push(at);
+            at = (at + n + 4).next_multiple_of(4) + offset;
+        }
+        let (p, g) = (common::storage_buffer(gpu, &p0), common::storage_buffer(gpu, &vec![0.0; total]));
+        let slices: Vec<ParamSlice> = places.iter().zip(&sizes).map(|(&at, &n)| ParamSlice::range(&p, at as u64, &g, at as u64, n as u64)).collect();
+        let mut opt = LambOptimizer::new(&gpu.device, &gpu.queue, Lamb { lr: 0.01, weight_decay: 0.05, ..Lamb::default() }, &slices).unwrap();
+        for t in 0..5u64 {
+            for (i, s) in slices.iter().enumerate() {
+                let grad: Vec<f32> = (0..s.len()).map(|k| uniform(61 + i as u64, t, k)).collect();
+                gpu.queue.write_buffer(&s.grad, 4 * s.grad_offset, bytemuck::cast_slice(&grad));
+            }
+            opt.step().unwrap();
+        }
+        let all = read_f32(&gpu.device, &gpu.queue, &p, 0, total as u64).unwrap();
+        let outside = (0..total).filter(|&k| !slices.iter().any(|s| (s.param_offset as usize..(s.param_offset + s.len()) as usize).contains(&k))).all(|k| all[k] == p0[k]);
+        let got: Vec<Vec<u32>> = slices.iter().map(|s| read_f32(&gpu.device, &gpu.queue, &p, s.param_offset, s.len()).unwrap().iter().map(|x| x.to_bits()).collect()).collect();
+        let state: Vec<Vec<u32>> = (0..sizes.len()).map(|i| { let (m, v) = opt.read_state(i).unwrap(); m.iter().chain(&v).map(|x| x.to_bits()).collect() }).collect();
+        (got, state, outside)
+    };
+    let (a, sa, oa) = run(0);
+    let (b, sb, ob) = run(3);
+    assert!(oa && ob, "elements outside the slices changed");
+    assert_eq!(sa, sb, "state differs between the vec4 and scalar kernels");
+    assert_eq!(a, b, "params differ between the vec4 and scalar kernels");
+}

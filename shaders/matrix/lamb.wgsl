@@ -23,37 +23,41 @@ struct Tensor {
 }
 
 @group(0) @binding(0) var<uniform> s: Scalars;
-@group(0) @binding(1) var<storage, read_write> param: array<f32>;
-@group(0) @binding(2) var<storage, read> grad: array<f32>;
-@group(0) @binding(3) var<storage, read_write> exp_avg: array<f32>;
-@group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<f32>;
+// Bindings 1–4 (param, grad, exp_avg, exp_avg_sq) and their accessors ld_X /
+// st_X are generated (rows::operands): vec4 or scalar access.
 @group(0) @binding(5) var<storage, read> tensors: array<Tensor>;
 @group(0) @binding(6) var<storage, read> rows: array<Row>;
 // per row: Σθ², Σu²; then per tensor (from 2·n_rows on): the trust ratio
 @group(0) @binding(7) var<storage, read_write> sums: array<f32>;
 
-fn update_of(m: f32, v: f32, theta: f32) -> f32 {
+fn update_of(m: vec4<f32>, v: vec4<f32>, theta: vec4<f32>) -> vec4<f32> {
     return (m * s.inv_bc1) / (sqrt(v * s.inv_bc2) + s.eps) + s.weight_decay * theta;
 }
 
+// Each invocation handles units of 4 consecutive elements, unit c at
+// (c·WG + lid)·4 of its row (rows hold PER_LANE·WG elements); n of a unit's
+// 4 are in the tensor.
 @compute @workgroup_size(WG)
 fn moments(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = rows[wid.x];
     let t = tensors[row.tensor];
     var sq = vec2<f32>(0.0);
-    for (var k = 0u; k < PER_LANE; k++) {
-        let i = k * WG + lid;
-        if (i < row.len) {
-            let e = row.start + i;
-            let g = grad[t.grad + e];
-            let m = s.beta1 * exp_avg[t.state + e] + s.one_minus_beta1 * g;
-            let v = s.beta2 * exp_avg_sq[t.state + e] + s.one_minus_beta2 * g * g;
-            exp_avg[t.state + e] = m;
-            exp_avg_sq[t.state + e] = v;
-            let theta = param[t.param + e];
-            let u = update_of(m, v, theta);
-            sq = sq + vec2<f32>(theta * theta, u * u);
-        }
+    for (var c = 0u; c < PER_LANE / 4u; c++) {
+        let i = (c * WG + lid) * 4u;
+        if (i >= row.len) { break; }
+        let n = min(4u, row.len - i);
+        let e = row.start + i;
+        let g = ld_grad(t.grad + e, n);
+        let m = s.beta1 * ld_exp_avg(t.state + e, n) + s.one_minus_beta1 * g;
+        let v = s.beta2 * ld_exp_avg_sq(t.state + e, n) + s.one_minus_beta2 * g * g;
+        st_exp_avg(t.state + e, m, n);
+        st_exp_avg_sq(t.state + e, v, n);
+        let theta = ld_param(t.param + e, n);
+        let u = update_of(m, v, theta);
+        let live = lanes(n);
+        let tt = select(vec4<f32>(0.0), theta * theta, live);
+        let uu = select(vec4<f32>(0.0), u * u, live);
+        sq = sq + vec2<f32>((tt.x + tt.y) + (tt.z + tt.w), (uu.x + uu.y) + (uu.z + uu.w));
     }
     let total = workgroup_sum(sq, lid);
     if (lid == 0u) {
@@ -86,12 +90,13 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     let row = rows[wid.x];
     let t = tensors[row.tensor];
     let step = s.lr * sums[2u * s.n_rows + row.tensor];
-    for (var k = 0u; k < PER_LANE; k++) {
-        let i = k * WG + lid;
-        if (i < row.len) {
-            let e = row.start + i;
-            let theta = param[t.param + e];
-            param[t.param + e] = theta - step * update_of(exp_avg[t.state + e], exp_avg_sq[t.state + e], theta);
-        }
+    for (var c = 0u; c < PER_LANE / 4u; c++) {
+        let i = (c * WG + lid) * 4u;
+        if (i >= row.len) { break; }
+        let n = min(4u, row.len - i);
+        let e = row.start + i;
+        let theta = ld_param(t.param + e, n);
+        let u = update_of(ld_exp_avg(t.state + e, n), ld_exp_avg_sq(t.state + e, n), theta);
+        st_param(t.param + e, theta - step * u, n);
     }
 }

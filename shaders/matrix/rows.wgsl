@@ -1,5 +1,6 @@
-// Shared by the tensor-wise shaders (src/matrix/rows.rs puts it first): the
-// row table, PyTorch's lerp, and a fixed-order workgroup sum.
+// Shared by the tensor-wise shaders (src/matrix/rows.rs puts it first, after
+// WG and PER_LANE): the row table, PyTorch's lerp, and a fixed-order
+// workgroup sum.
 
 // A row of the row table: up to PER_LANE·WG consecutive elements of one
 // tensor, handled by one workgroup.
@@ -9,8 +10,6 @@ struct Row {
     len: u32,
     index: u32,          // the row's index in the whole table (its partial-sum slot)
 }
-
-const PER_LANE: u32 = 4u;
 
 // PyTorch's lerp (ATen Lerp.h): the branch on the weight matters for rounding.
 fn lerp(a: f32, b: f32, w: f32) -> f32 {

@@ -50,7 +50,7 @@ pub const F32_EPS: f64 = f32::EPSILON as f64;
 /// and each lerp of non-negative values adds 8u per step; the slab mean of
 /// row_var adds (R + 5)u, the quotient V 6u, `inverseSqrt` 4u, the product
 /// with G 1u; the two RMS values are fixed-order sums of squares (depth
-/// 2 + 4 + log₂ WG + rows, halved by the root, plus 9u and the divisions);
+/// 2 + PER_LANE + log₂ WG + rows, halved by the root, plus 9u and the divisions);
 /// the update adds 3u of step·‖U‖ and u‖θ‖. The bound is normwise per
 /// tensor and includes the previous steps' error of θ through RMS(θ) and
 /// the decay.
@@ -180,7 +180,7 @@ impl Adafactor {
         p.iter_mut().zip(&upd).for_each(|(x, u)| *x -= step * u);
         // Errors: U relative (V's, halved by the root, inverseSqrt 4u, × G), the two RMS values, the update.
         let u_err = v_err / 2.0 + 5.0 * U;
-        let depth = (2 + 4 + WG.trailing_zeros() as u64 + (n as u64).div_ceil(ROW)) as f64 * U;
+        let depth = (2 + rows::PER_LANE as u64 + WG.trailing_zeros() as u64 + (n as u64).div_ceil(ROW)) as f64 * U;
         let p_norm = p_rms * (n as f64).sqrt();
         let alpha_err = (if p_rms > self.eps.1 { depth / 2.0 + budget::DIV * U / 2.0 + budget::SQRT * U + state.param_err / p_norm.max(1e-300) } else { 0.0 }) + 2.0 * U;
         let denom_err = if denom > 1.0 { u_err + depth / 2.0 + budget::DIV * U * 1.5 + budget::SQRT * U } else { 0.0 };

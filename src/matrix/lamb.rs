@@ -53,7 +53,7 @@ pub enum TrustRatio {
 /// element-wise EMAs (4u and 5u per step on their inputs, decaying with
 /// β); u adds the bias corrections, the root (9u), the quotient (5u) and
 /// the decay term; each norm is a sum of non-negative squares in a fixed
-/// tree (4 per lane, log₂ WG levels, then the tensor's rows in order), so
+/// tree (PER_LANE per lane, log₂ WG levels, then the tensor's rows in order), so
 /// its relative error is at most that depth in u, halved by the root; the
 /// ratio adds 5u; the update lr·r·u and the subtraction 3u. The bound is
 /// normwise per tensor and includes the previous steps' error of θ.
@@ -155,7 +155,7 @@ impl Lamb {
         let u_err = norm(&upd_err) + self.weight_decay * state.param_err;
         let adapt = self.adapts() && p_norm > 0.0 && u_norm > 0.0;
         let ratio = if adapt { p_norm / u_norm } else { 1.0 };
-        let sum_depth = (2 + 4 + WG.trailing_zeros() as u64 + (n as u64).div_ceil(ROW)) as f64 * U;
+        let sum_depth = (2 + rows::PER_LANE as u64 + WG.trailing_zeros() as u64 + (n as u64).div_ceil(ROW)) as f64 * U;
         let ratio_err = if adapt { sum_depth + 2.0 * budget::SQRT * U + budget::DIV * U + state.param_err / p_norm + u_err / u_norm } else { 0.0 };
         let step = self.lr * ratio;
         for i in 0..n {
@@ -207,6 +207,13 @@ struct Window {
 const ENTRIES: [&str; 3] = ["moments", "trust", "apply"];
 /// Bindings 1.. (read-only?): param, grad, exp_avg, exp_avg_sq, tensors, rows, sums.
 const READ_ONLY: [bool; 7] = [false, true, false, false, true, true, false];
+/// Bindings 1–4, with generated accessors.
+const OPERANDS: [rows::Operand; 4] = [
+    rows::Operand { name: "param", binding: 1, writable: true },
+    rows::Operand { name: "grad", binding: 2, writable: false },
+    rows::Operand { name: "exp_avg", binding: 3, writable: true },
+    rows::Operand { name: "exp_avg_sq", binding: 4, writable: true },
+];
 
 /// LAMB on the GPU for any set of tensors (one param group, shapes not
 /// needed): each step is one compute pass of three launches per buffer
@@ -251,13 +258,15 @@ impl LambOptimizer {
         config.validate()?;
         rows::check_params(device, params)?;
         let numels: Vec<u64> = params.iter().map(ParamSlice::len).collect();
-        let state_at: Vec<u64> = numels.iter().scan(0, |at, n| Some(std::mem::replace(at, *at + n))).collect();
-        let state_len: u64 = numels.iter().sum();
+        // Each tensor's state starts on a whole vec4 (for the vec4 access).
+        let state_at: Vec<u64> = numels.iter().scan(0, |at, n| Some(std::mem::replace(at, *at + n.next_multiple_of(4)))).collect();
+        let state_len: u64 = numels.iter().map(|n| n.next_multiple_of(4)).sum();
         if 4 * state_len > device.limits().max_storage_buffer_binding_size {
             return Err(OptimError::ExceedsLimits(format!("LAMB's state of {} bytes per moment is past the binding limit", 4 * state_len)));
         }
         let (rows, first) = rows::rows(&numels);
-        let source = rows::source(&Scalars::wgsl(), LAMB_WGSL);
+        let vec4 = rows::vec4_aligned(params);
+        let source = rows::source(&Scalars::wgsl(), &format!("{}{}{LAMB_WGSL}", rows::LANES_WGSL, rows::operands(vec4, &OPERANDS)));
         let kernels = Kernels::new(device, "lamb", &source, &READ_ONLY, &ENTRIES)?;
         let (ring, exp_avg, exp_avg_sq, tensors, sums) = scoped(device, || {
             let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;

@@ -11,13 +11,19 @@ const ROWS_WGSL: &str = include_str!("../../shaders/matrix/rows.wgsl");
 /// A tensor-wise shader's source: `WG`, the shared pieces of rows.wgsl, the
 /// generated `Scalars` declaration (if any), then `body`.
 pub fn source(scalars: &str, body: &str) -> String {
-    format!("const WG: u32 = {WG}u;\n{ROWS_WGSL}\n{scalars}\n{body}")
+    format!("const WG: u32 = {WG}u;\nconst PER_LANE: u32 = {PER_LANE}u;\n{ROWS_WGSL}\n{scalars}\n{body}")
 }
+
+/// A lane mask: true for the first `n` lanes of a unit of 4.
+pub const LANES_WGSL: &str = "fn lanes(n: u32) -> vec4<bool> { return vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(n); }\n";
 
 /// Invocations per workgroup of the element-wise passes.
 pub const WG: u32 = 256;
-/// Elements per row (4 per invocation).
-pub const ROW: u64 = 4 * WG as u64;
+/// Elements per invocation of a row (fewer, larger rows: each costs a
+/// workgroup reduction, whose barriers a CPU adapter runs slowly).
+pub const PER_LANE: u32 = 16;
+/// Elements per row.
+pub const ROW: u64 = PER_LANE as u64 * WG as u64;
 
 /// A row of the table (`Row` in the shaders).
 #[repr(C)]
@@ -123,6 +129,57 @@ pub fn submit(device: &wgpu::Device, queue: &wgpu::Queue, label: &str, record: i
         queue.submit([encoder.finish()]);
         Ok(())
     })?
+}
+
+/// A storage operand of a tensor-wise shader (an `array<f32>` of elements).
+#[derive(Clone, Copy, Debug)]
+pub struct Operand {
+    pub name: &'static str,
+    pub binding: u32,
+    pub writable: bool,
+}
+
+/// The declarations of `operands` and their accessors, `ld_X(e, n)` (the 4
+/// elements from e; lanes from n on are unspecified) and `st_X(e, v, n)`
+/// (stores the first n lanes). With `vec4` every operand is bound as
+/// `array<vec4<f32>>` and e must be a multiple of 4 (one access per 4
+/// elements: on a CPU adapter every access is a loop over SIMD lanes, so
+/// this is about 4× fewer); otherwise as `array<f32>` (any offset).
+pub fn operands(vec4: bool, ops: &[Operand]) -> String {
+    let mut out = String::new();
+    for op in ops {
+        let (name, access) = (op.name, if op.writable { "read_write" } else { "read" });
+        if vec4 {
+            out += &format!("@group(0) @binding({}) var<storage, {access}> {name}: array<vec4<f32>>;\n", op.binding);
+            out += &format!("fn ld_{name}(e: u32, n: u32) -> vec4<f32> {{ return {name}[e >> 2u]; }}\n");
+            if op.writable {
+                out += &format!(
+                    "fn st_{name}(e: u32, v: vec4<f32>, n: u32) {{\n    let j = e >> 2u;\n    if (n >= 4u) {{ {name}[j] = v; return; }}\n    {name}[j].x = v.x;\n    if (n > 1u) {{ {name}[j].y = v.y; }}\n    if (n > 2u) {{ {name}[j].z = v.z; }}\n}}\n"
+                );
+            }
+        } else {
+            out += &format!("@group(0) @binding({}) var<storage, {access}> {name}: array<f32>;\n", op.binding);
+            out += &format!(
+                "fn ld_{name}(e: u32, n: u32) -> vec4<f32> {{\n    var v = vec4<f32>({name}[e], 0.0, 0.0, 0.0);\n    if (n > 1u) {{ v.y = {name}[e + 1u]; }}\n    if (n > 2u) {{ v.z = {name}[e + 2u]; }}\n    if (n > 3u) {{ v.w = {name}[e + 3u]; }}\n    return v;\n}}\n"
+            );
+            if op.writable {
+                out += &format!(
+                    "fn st_{name}(e: u32, v: vec4<f32>, n: u32) {{\n    {name}[e] = v.x;\n    if (n > 1u) {{ {name}[e + 1u] = v.y; }}\n    if (n > 2u) {{ {name}[e + 2u] = v.z; }}\n    if (n > 3u) {{ {name}[e + 3u] = v.w; }}\n}}\n"
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Whether every slice can be read in whole vec4s: param and grad offsets
+/// multiples of 4, and each buffer long enough for the last vec4 of each
+/// slice.
+pub fn vec4_aligned(params: &[ParamSlice]) -> bool {
+    params.iter().all(|p| {
+        let fits = |buffer: &wgpu::Buffer, at: u64| at.is_multiple_of(4) && 4 * (at + p.len()).next_multiple_of(4) <= buffer.size();
+        fits(&p.param, p.param_offset) && fits(&p.grad, p.grad_offset)
+    })
 }
 
 /// A read-only storage buffer holding `items` (at least 16 bytes).
