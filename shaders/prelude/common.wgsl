@@ -71,6 +71,29 @@ fn has(flag: u32) -> bool {
 
 // The optimizer's step t: the host's count, less the steps skipped for
 // non-finite grads (GradScaler, skip_nonfinite).
+// A table row's param group (its high 16 bits of w).
+fn row_group(row: vec4<u32>) -> u32 {
+    return min(row.w >> 16u, MAX_GROUPS - 1u);
+}
+
+// The group's per-step scalars: the host's, or, when the step lives on the
+// GPU (a GradScaler that can skip steps), recomputed from the factor table.
+fn step_coeffs(group: u32) -> Coeffs {
+    var c = u.groups[group];
+    if (has(SKIP_NONFINITE)) {
+        c = at_step(c, factors[device_step() * u.head.n_groups + group]);
+    }
+    return c;
+}
+
+// The grad multiplier of clipping and unscaling (1 without either).
+fn grad_multiplier(group: u32) -> f32 {
+    if (has(CLIP | SCALER)) {
+        return control.groups[group].y;
+    }
+    return 1.0;
+}
+
 fn device_step() -> u32 {
     if (has(SKIP_NONFINITE)) {
         return u.head.step - control.skipped;

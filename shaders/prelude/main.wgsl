@@ -16,15 +16,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     state_init();   // per-invocation set-up of the state format (bf16: the rounding hash's base)
     if (has(SKIP_NONFINITE) && control.found_inf != 0u) { return; }   // the whole step is skipped
     let row = table.blocks[b];
-    let group = min(row.w >> 16u, MAX_GROUPS - 1u);
-    var c = u.groups[group];
-    if (has(SKIP_NONFINITE)) {
-        c = at_step(c, factors[device_step() * u.head.n_groups + group]);
-    }
-    var grad_scale = 1.0;
-    if (has(CLIP | SCALER)) {
-        grad_scale = control.groups[group].y;
-    }
+    let group = row_group(row);
+    let c = step_coeffs(group);
+    let grad_scale = grad_multiplier(group);
     let len = row.w & 0xffffu;
     for (var k = 0u; k < CHUNKS; k++) {
         let first = (k * WG + lid) * UNIT;

@@ -93,15 +93,9 @@ fn main_q8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     let b = wid.x;
     if (b >= table.n_blocks) { return; }
     let row = table.blocks[b];
-    let group = min(row.w >> 16u, MAX_GROUPS - 1u);
-    var c = u.groups[group];
-    if (has(SKIP_NONFINITE)) {
-        c = at_step(c, factors[device_step() * u.head.n_groups + group]);
-    }
-    var grad_scale = 1.0;
-    if (has(CLIP | SCALER)) {
-        grad_scale = control.groups[group].y;
-    }
+    let group = row_group(row);
+    let c = step_coeffs(group);
+    let grad_scale = grad_multiplier(group);
     let skip = has(SKIP_NONFINITE) && control.found_inf != 0u;
     let len = row.w & 0xffffu;
     var old = vec3<f32>(0.0);
