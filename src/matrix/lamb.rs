@@ -31,7 +31,7 @@ pub enum TrustRatio {
 /// LAMB: Adam's bias-corrected update plus decoupled weight decay, scaled
 /// per tensor by the trust ratio ‖θ‖/‖u‖. `torch.optim` has no LAMB; this
 /// is burn-optim 0.22's `Lamb` and Apex's `FusedLAMB` (`adam_w_mode`,
-/// `grad_averaging`, no global clipping — use the engine's clipping).
+/// `grad_averaging`; no global grad-norm clipping: clip the grads before the step).
 ///
 /// ```text
 /// m ← β₁·m + (1 − β₁)·g                         exp_avg
