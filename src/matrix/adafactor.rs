@@ -103,6 +103,33 @@ impl Factoring {
     }
 }
 
+/// The state tensors of a parameter of `shape`, in their order in the state
+/// buffer, by PyTorch name and shape: `row_var` `[.., R, 1]` and `col_var`
+/// `[.., 1, C]` for 2 or more dims, else `variance` (the param's shape).
+pub fn state_layout(shape: &[u64]) -> Vec<(&'static str, Vec<u64>)> {
+    match Factoring::of(Some(shape)) {
+        Some(f) => {
+            let lead = &shape[..shape.len() - 2];
+            vec![("row_var", [lead, &[f.rows, 1]].concat()), ("col_var", [lead, &[1, f.cols]].concat())]
+        }
+        None => vec![("variance", shape.to_vec())],
+    }
+}
+
+/// `values` (a state buffer's range, in layout order) cut into the layout's
+/// tensors: (name, shape, values).
+pub fn split_state<T: Clone>(layout: Vec<(&'static str, Vec<u64>)>, values: &[T]) -> Vec<(&'static str, Vec<u64>, Vec<T>)> {
+    let mut at = 0;
+    layout
+        .into_iter()
+        .map(|(name, shape)| {
+            let len = shape.iter().product::<u64>() as usize;
+            at += len;
+            (name, shape, values[at - len..at].to_vec())
+        })
+        .collect()
+}
+
 /// One tensor's f64 reference state, with the bounds of the GPU's error.
 #[derive(Clone, Debug)]
 pub struct AdafactorReference {
@@ -491,10 +518,9 @@ impl AdafactorOptimizer {
     /// [`OptimError::LengthMismatch`] for other lengths; nothing changes.
     pub fn write_state(&mut self, index: usize, state: &[StateTensor]) -> Result<()> {
         let place = *self.places.get(index).ok_or(OptimError::InvalidOptions("parameter index out of range"))?;
-        let names: &[&str] = if place.factoring.is_some() { &["row_var", "col_var"] } else { &["variance"] };
         let mut values = Vec::new();
-        for name in names {
-            let s = state.iter().find(|s| s.name == *name).ok_or(OptimError::InvalidOptions("Adafactor's state needs row_var and col_var (factored) or variance"))?;
+        for (name, _) in self.state_layout(index) {
+            let s = state.iter().find(|s| s.name == name).ok_or(OptimError::InvalidOptions("Adafactor's state needs row_var and col_var (factored) or variance"))?;
             values.extend_from_slice(&s.values);
         }
         if values.len() as u64 != place.state_len() {
@@ -518,16 +544,13 @@ impl AdafactorOptimizer {
     pub fn read_state(&self, index: usize) -> Result<Vec<StateTensor>> {
         let place = *self.places.get(index).ok_or(OptimError::InvalidOptions("parameter index out of range"))?;
         let values = crate::device::read_f32(&self.device, &self.queue, &self.state, place.state, place.state_len())?;
-        let shape = self.params[index].shape.clone().unwrap_or_else(|| vec![place.numel]);
-        Ok(match place.factoring {
-            Some(f) => {
-                let (row, col) = values.split_at((f.slabs * f.rows) as usize);
-                let lead = &shape[..shape.len() - 2];
-                let with = |a: u64, b: u64| [lead, &[a, b]].concat();
-                vec![StateTensor { name: "row_var", shape: with(f.rows, 1), values: row.to_vec() }, StateTensor { name: "col_var", shape: with(1, f.cols), values: col.to_vec() }]
-            }
-            None => vec![StateTensor { name: "variance", shape, values }],
-        })
+        Ok(split_state(self.state_layout(index), &values).into_iter().map(|(name, shape, values)| StateTensor { name, shape, values }).collect())
+    }
+
+    /// The names and shapes [`AdafactorOptimizer::read_state`] gives tensor
+    /// `index` (empty for a bad index), without reading anything back.
+    pub fn state_layout(&self, index: usize) -> Vec<(&'static str, Vec<u64>)> {
+        self.params.get(index).map_or_else(Vec::new, |p| state_layout(p.shape.as_deref().unwrap_or(&[p.len()])))
     }
 }
 

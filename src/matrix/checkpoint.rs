@@ -41,6 +41,9 @@ pub trait TensorState {
     fn tensor_count(&self) -> usize;
     /// Steps taken.
     fn steps(&self) -> u32;
+    /// Tensor `index`'s state names and shapes, in `named_state`'s order
+    /// (nothing is read back).
+    fn state_layout(&self, index: usize) -> Vec<(&'static str, Vec<u64>)>;
     /// Tensor `index`'s state by PyTorch name and shape (reads back).
     ///
     /// **Errors:** as the optimizer's `read_state`.
@@ -108,17 +111,16 @@ pub fn load_bytes(opt: &mut impl TensorState, bytes: &[u8]) -> Result<()> {
     let steps: u32 = get("step")?.parse().map_err(|e| corrupt(format!("step: {e}")))?;
     let mut restored = Vec::new();
     for i in 0..opt.tensor_count() {
-        let expected = opt.named_state(i)?;
         let mut tensors = Vec::new();
-        for e in expected {
-            let key = format!("state.{i}.{}", e.name);
+        for (name, expected) in opt.state_layout(i) {
+            let key = format!("state.{i}.{name}");
             let t = st.tensor(&key).map_err(|_| corrupt(format!("lacks {key}")))?;
             let shape: Vec<u64> = t.shape().iter().map(|&d| d as u64).collect();
-            if t.dtype() != Dtype::F32 || shape != e.shape {
-                return Err(corrupt(format!("{key} is {:?} {shape:?}, expected F32 {:?}", t.dtype(), e.shape)));
+            if t.dtype() != Dtype::F32 || shape != expected {
+                return Err(corrupt(format!("{key} is {:?} {shape:?}, expected F32 {expected:?}", t.dtype())));
             }
             let values = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-            tensors.push(StateTensor { name: e.name, shape, values });
+            tensors.push(StateTensor { name, shape, values });
         }
         restored.push(tensors);
     }
@@ -154,9 +156,12 @@ impl TensorState for MuonOptimizer {
     fn steps(&self) -> u32 {
         0
     }
+    fn state_layout(&self, index: usize) -> Vec<(&'static str, Vec<u64>)> {
+        self.params().get(index).map_or_else(Vec::new, |p| vec![("momentum_buffer", p.shape.clone().unwrap_or_else(|| vec![p.len()]))])
+    }
     fn named_state(&self, index: usize) -> Result<Vec<StateTensor>> {
-        let shape = self.params().get(index).and_then(|p| p.shape.clone()).unwrap_or_default();
-        Ok(vec![StateTensor { name: "momentum_buffer", shape, values: self.read_state(index)? }])
+        let values = self.read_state(index)?;
+        Ok(self.state_layout(index).into_iter().map(|(name, shape)| StateTensor { name, shape, values: values.clone() }).collect())
     }
     fn restore(&mut self, index: usize, state: &[StateTensor]) -> Result<()> {
         self.write_state(index, values(state, "momentum_buffer"))
@@ -177,10 +182,15 @@ impl TensorState for LambOptimizer {
     fn steps(&self) -> u32 {
         self.step_count()
     }
+    fn state_layout(&self, index: usize) -> Vec<(&'static str, Vec<u64>)> {
+        self.params().get(index).map_or_else(Vec::new, |p| {
+            let shape = p.shape.clone().unwrap_or_else(|| vec![p.len()]);
+            vec![("exp_avg", shape.clone()), ("exp_avg_sq", shape)]
+        })
+    }
     fn named_state(&self, index: usize) -> Result<Vec<StateTensor>> {
         let (m, v) = self.read_state(index)?;
-        let shape = self.params()[index].shape.clone().unwrap_or_else(|| vec![m.len() as u64]);
-        Ok(vec![StateTensor { name: "exp_avg", shape: shape.clone(), values: m }, StateTensor { name: "exp_avg_sq", shape, values: v }])
+        Ok(self.state_layout(index).into_iter().zip([m, v]).map(|((name, shape), values)| StateTensor { name, shape, values }).collect())
     }
     fn restore(&mut self, index: usize, state: &[StateTensor]) -> Result<()> {
         let step = self.step_count();
@@ -201,6 +211,9 @@ impl TensorState for AdafactorOptimizer {
     }
     fn steps(&self) -> u32 {
         self.step_count()
+    }
+    fn state_layout(&self, index: usize) -> Vec<(&'static str, Vec<u64>)> {
+        AdafactorOptimizer::state_layout(self, index)
     }
     fn named_state(&self, index: usize) -> Result<Vec<StateTensor>> {
         self.read_state(index)

@@ -183,14 +183,8 @@ pub fn run_reference(rule: TensorRule, input: &RunInput, steps: u32) -> Result<R
             for t in 0..steps as usize {
                 c.reference_step(t as u32 + 1, &mut p, &grad(t), &mut st);
             }
-            match st.factoring {
-                Some(f) => {
-                    let (row, col) = st.state.split_at((f.slabs * f.rows) as usize);
-                    let (r, c) = (f.rows as usize, f.cols as usize);
-                    vec![StateOut { name: "row_var", shape: vec![r, 1], values: row.to_vec() }, StateOut { name: "col_var", shape: vec![1, c], values: col.to_vec() }]
-                }
-                None => vec![same("variance", st.state)],
-            }
+            let parts = super::adafactor::split_state(super::adafactor::state_layout(&shape), &st.state);
+            parts.into_iter().map(|(name, shape, values)| StateOut { name, shape: shape.iter().map(|&d| d as usize).collect(), values }).collect()
         }
     };
     Ok(RunOutput { params: p, shape: input.shape.clone(), state, steps })
