@@ -62,32 +62,10 @@ struct Window {
     rows: u32,
 }
 
-/// The pipelines of muon.wgsl.
-struct Passes {
-    momentum: wgpu::ComputePipeline,
-    norms: wgpu::ComputePipeline,
-    normalize: wgpu::ComputePipeline,
-    apply: wgpu::ComputePipeline,
-    layout: wgpu::BindGroupLayout,
-}
-
-impl Passes {
-    fn new(device: &wgpu::Device) -> Result<Self> {
-        scoped(device, || {
-            let source = rows::source("", MUON_WGSL);
-            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("muon"), source: wgpu::ShaderSource::Wgsl(source.into()) });
-            let storage = crate::engine::pipeline::storage_entry;
-            let uniform = wgpu::BindGroupLayoutEntry { binding: 0, visibility: wgpu::ShaderStages::COMPUTE, ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: None }, count: None };
-            let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some("muon"),
-                entries: &[uniform, storage(1, false), storage(2, true), storage(3, false), storage(4, false), storage(5, true), storage(6, true), storage(7, false)],
-            });
-            let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor { label: Some("muon"), bind_group_layouts: &[Some(&layout)], immediate_size: 0 });
-            let make = |entry: &str| device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor { label: Some(entry), layout: Some(&pipeline_layout), module: &module, entry_point: Some(entry), compilation_options: Default::default(), cache: None });
-            Passes { momentum: make("momentum"), norms: make("norms"), normalize: make("normalize"), apply: make("apply"), layout }
-        })
-    }
-}
+/// The entry points of muon.wgsl, in `Kernels::pipelines` order.
+const ENTRIES: [&str; 4] = ["momentum", "norms", "normalize", "apply"];
+/// Bindings 1.. (read-only?): param, grad, state, scratch, tensors, rows, sums.
+const READ_ONLY: [bool; 7] = [false, true, false, false, true, true, false];
 
 /// Where one matrix lives: its shape, and its offsets in the state and
 /// scratch buffers.
@@ -155,7 +133,7 @@ pub struct MuonOptimizer {
     config: Muon,
     params: Vec<ParamSlice>,
     places: Vec<Placement>,
-    passes: Passes,
+    kernels: rows::Kernels,
     gemm: Gemm,
     stages: Vec<Stage>,
     windows: Vec<Window>,
@@ -177,7 +155,7 @@ impl MuonOptimizer {
     pub fn new(device: &wgpu::Device, queue: &wgpu::Queue, config: Muon, params: &[ParamSlice]) -> Result<Self> {
         config.validate()?;
         let places = check_params(device, params)?;
-        let passes = Passes::new(device)?;
+        let kernels = rows::Kernels::new(device, "muon", &rows::source("", MUON_WGSL), &READ_ONLY, &ENTRIES)?;
         let gemm = Gemm::new(device, gemm::GemmKernel::Auto)?;
         let n_rows: u64 = places.iter().map(|p| p.numel().div_ceil(ROW)).sum();
         let state_len: u64 = places.iter().map(Placement::numel).sum();
@@ -193,7 +171,7 @@ impl MuonOptimizer {
                 buffer("muon sums", n_rows + places.len() as u64, storage),
             )
         })?;
-        let mut opt = MuonOptimizer { device: device.clone(), queue: queue.clone(), config, params: params.to_vec(), places, passes, gemm, stages: Vec::new(), windows: Vec::new(), scalars, state, scratch, n_tensors: params.len() as u32 };
+        let mut opt = MuonOptimizer { device: device.clone(), queue: queue.clone(), config, params: params.to_vec(), places, kernels, gemm, stages: Vec::new(), windows: Vec::new(), scalars, state, scratch, n_tensors: params.len() as u32 };
         opt.build(&tensors, &sums, n_rows as u32)?;
         opt.write_scalars(n_rows as u32);
         Ok(opt)
@@ -212,8 +190,7 @@ impl MuonOptimizer {
                     let row_buf = device.create_buffer(&wgpu::BufferDescriptor { label: Some("muon rows"), size: 16 * mine.len() as u64, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
                     self.queue.write_buffer(&row_buf, 0, bytemuck::cast_slice(&mine));
                     let resources = [self.scalars.as_entire_binding(), param.as_entire_binding(), grad.as_entire_binding(), self.state.as_entire_binding(), self.scratch.as_entire_binding(), tensors.as_entire_binding(), row_buf.as_entire_binding(), sums.as_entire_binding()];
-                    let entries: Vec<_> = resources.into_iter().enumerate().map(|(i, resource)| wgpu::BindGroupEntry { binding: i as u32, resource }).collect();
-                    let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some("muon"), layout: &self.passes.layout, entries: &entries });
+                    let bind_group = self.kernels.bind(&device, "muon", resources.to_vec());
                     Window { bind_group, rows: mine.len() as u32 }
                 })
                 .collect::<Vec<_>>()
@@ -284,19 +261,20 @@ impl MuonOptimizer {
         let per_window = |pass: &mut wgpu::ComputePass<'_>, pipeline: &wgpu::ComputePipeline| {
             pass.set_pipeline(pipeline);
             for w in self.windows.iter().filter(|w| w.rows > 0) {
-                pass.set_bind_group(0, &w.bind_group, &[]);
+                pass.set_bind_group(0, &w.bind_group, &[0]);
                 pass.dispatch_workgroups(w.rows, 1, 1);
             }
         };
-        per_window(&mut pass, &self.passes.momentum);
-        pass.set_pipeline(&self.passes.norms);
-        pass.set_bind_group(0, &self.windows[0].bind_group, &[]);
+        let [momentum, norms, normalize, apply] = [0, 1, 2, 3].map(|i| &self.kernels.pipelines[i]);
+        per_window(&mut pass, momentum);
+        pass.set_pipeline(norms);
+        pass.set_bind_group(0, &self.windows[0].bind_group, &[0]);
         pass.dispatch_workgroups(self.n_tensors.div_ceil(64), 1, 1);
-        per_window(&mut pass, &self.passes.normalize);
+        per_window(&mut pass, normalize);
         for stage in &self.stages {
             self.gemm.record(&mut pass, stage);
         }
-        per_window(&mut pass, &self.passes.apply);
+        per_window(&mut pass, apply);
         Ok(())
     }
 
