@@ -19,20 +19,33 @@ fn lerp(a: f32, b: f32, w: f32) -> f32 {
     return b - (b - a) * (1.0 - w);
 }
 
-var<workgroup> red: array<vec2<f32>, WG>;
+// WG values, then the 16 partial sums.
+var<workgroup> red: array<vec2<f32>, WG + 16u>;
 
-// Sum over the workgroup in a fixed tree order, two values at once (every
-// invocation calls it).
+// Sixteen values of `red` from `b`, summed as a balanced tree (depth 4).
+fn tree16(b: u32) -> vec2<f32> {
+    let q0 = (red[b] + red[b + 1u]) + (red[b + 2u] + red[b + 3u]);
+    let q1 = (red[b + 4u] + red[b + 5u]) + (red[b + 6u] + red[b + 7u]);
+    let q2 = (red[b + 8u] + red[b + 9u]) + (red[b + 10u] + red[b + 11u]);
+    let q3 = (red[b + 12u] + red[b + 13u]) + (red[b + 14u] + red[b + 15u]);
+    return (q0 + q1) + (q2 + q3);
+}
+
+// Sum over the workgroup (WG = 256) as a balanced tree of depth 8, the
+// same order every time, two values at once; the total is returned to
+// invocation 0 only. Two levels of 16 with two barriers, where a tree of
+// single steps takes ten: a CPU adapter runs each barrier slowly. Every
+// invocation calls it.
 fn workgroup_sum(v: vec2<f32>, lid: u32) -> vec2<f32> {
     red[lid] = v;
     workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half = half / 2u) {
-        if (lid < half) {
-            red[lid] = red[lid] + red[lid + half];
-        }
-        workgroupBarrier();
+    if (lid < 16u) {
+        red[WG + lid] = tree16(16u * lid);
     }
-    let total = red[0];
     workgroupBarrier();
+    var total = vec2<f32>(0.0);
+    if (lid == 0u) {
+        total = tree16(WG);
+    }
     return total;
 }

@@ -19,6 +19,8 @@ pub const LANES_WGSL: &str = "fn lanes(n: u32) -> vec4<bool> { return vec4<u32>(
 
 /// Invocations per workgroup of the element-wise passes.
 pub const WG: u32 = 256;
+// rows.wgsl's workgroup_sum is a tree of 16 × 16 values.
+const _: () = assert!(WG == 256);
 /// Elements per invocation of a row (fewer, larger rows: each costs a
 /// workgroup reduction, whose barriers a CPU adapter runs slowly).
 pub const PER_LANE: u32 = 16;
