@@ -1,5 +1,5 @@
 //! Adafactor on the GPU against its f64 reference (PyTorch's single-tensor
-//! code): factored matrices (tall, wide, one row), a 3-D tensor of three
+//! code): factored matrices (tall, wide, one row), 3-D tensors of
 //! independent slabs, vectors and flat ranges (unfactored), a tensor
 //! starting at θ = 0 (α from eps2), two buffer pairs, 50 steps, three option
 //! sets; a first step computed by hand; state names and shapes; bad input;
@@ -12,8 +12,11 @@ use wgpu_optim::matrix::adafactor::AdafactorReference;
 use wgpu_optim::validate::uniform;
 use wgpu_optim::*;
 
-/// Shapes (empty: a flat range of that many elements, given as one dim).
-const SHAPES: [&[u64]; 7] = [&[7, 5], &[3, 4, 6], &[1030], &[40, 30], &[1, 37], &[5, 13], &[0, 1025]];
+/// Shapes (`[0, n]`: a flat range of n elements). A lane of the element
+/// passes steps WG = 256 elements at a time: [40, 30] moves it 8 rows, [3,
+/// 7, 50] past slab ends, [2, 3, 300] less than a row, [100, 2, 3] 42
+/// slabs.
+const SHAPES: [&[u64]; 10] = [&[7, 5], &[3, 4, 6], &[1030], &[3, 7, 50], &[40, 30], &[1, 37], &[5, 13], &[0, 1025], &[2, 3, 300], &[100, 2, 3]];
 const STEPS: u32 = 50;
 
 fn cases() -> Vec<(&'static str, Adafactor)> {
@@ -43,7 +46,7 @@ fn slice_of(p: &wgpu::Buffer, g: &wgpu::Buffer, at: u64, shape: &[u64]) -> (Para
 /// multiples of 4; tensor 1 starts at θ = 0.
 fn tensors(gpu: &device::Gpu) -> Vec<Tensor> {
     let mut out = Vec::new();
-    for (pair, shapes) in [&SHAPES[..3], &SHAPES[3..]].into_iter().enumerate() {
+    for (pair, shapes) in [&SHAPES[..4], &SHAPES[4..]].into_iter().enumerate() {
         let total = 3 + shapes.iter().map(|s| if s[0] == 0 { s[1] } else { s.iter().product() } + 3).sum::<u64>() as usize;
         let mut p0: Vec<f32> = (0..total).map(|i| uniform(pair as u64 + 1, 99, i as u64) * 0.5).collect();
         let p = common::storage_buffer(gpu, &p0);

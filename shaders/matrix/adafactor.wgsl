@@ -6,10 +6,10 @@
 // (rows.rs); the line pass runs one invocation per row or column of a slab.
 //
 //   lines:  row_var ← lerp(row_var, mean_c(G²), w); col_var ← lerp(col_var, mean_r(G²), w)
-//   stats:  variance ← lerp(variance, G², w) (unfactored); partial Σθ² per row
-//   scale:  per tensor: α = max(eps2, RMS(θ))·rho; per slab: max(mean(row_var), eps1)
-//   norms:  U = G / max(√V, eps1), V = row_var·col_var / mean (or variance); partial ΣU² per row
-//   step:   per tensor: α / max(1, RMS(U)/d)
+//   slab_means: per slab: max(mean(row_var), eps1)
+//   norms:  variance ← lerp(variance, G², w) (unfactored);
+//           U = G / max(√V, eps1), V = row_var·col_var / mean (or variance); partial Σθ², ΣU² per row
+//   step:   per tensor: α = max(eps2, RMS(θ))·rho (θ before the decay), α / max(1, RMS(U)/d)
 //   apply:  θ ← θ·(1 − lr·weight_decay) − step·U
 //
 // struct Scalars is generated from the Rust declaration (src/matrix/adafactor.rs);
@@ -86,88 +86,110 @@ fn lines_pass(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-@compute @workgroup_size(WG)
-fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = rows[wid.x];
-    let t = tensors[row.tensor];
-    var sq = 0.0;
-    for (var k = 0u; k < PER_LANE; k++) {
-        let i = k * WG + lid;
-        if (i < row.len) {
-            let e = row.start + i;
-            if (t.factored == 0u) {
-                let g = grad[t.grad + e];
-                state[t.state + e] = lerp(state[t.state + e], g * g, s.w);
-            }
-            let theta = param[t.param + e];
-            sq = sq + theta * theta;
-        }
-    }
-    let total = workgroup_sum(vec2<f32>(sq, 0.0), lid).x;
-    if (lid == 0u) {
-        sums[2u * row.index] = total;
-    }
-}
-
-// One invocation per tensor: α, and each slab's clamped mean of row_var.
+// One invocation per tensor: each slab's clamped mean of row_var.
 @compute @workgroup_size(64)
-fn scale(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn slab_means(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (gid.x >= s.n_tensors) { return; }
     let t = tensors[gid.x];
-    let rms = sqrt(tensor_sum(t, 0u) / f32(t.numel));
-    sums[t.scales] = max(s.eps2, rms) * s.rho;
-    if (t.factored != 0u) {
-        for (var b = 0u; b < t.slabs; b++) {
-            var total = 0.0;
-            for (var r = 0u; r < t.rows; r++) {
-                total = total + state[t.state + b * t.rows + r];
-            }
-            sums[t.scales + 2u + b] = max(total / f32(t.rows), s.eps1);
+    if (t.factored == 0u) { return; }
+    for (var b = 0u; b < t.slabs; b++) {
+        var total = 0.0;
+        for (var r = 0u; r < t.rows; r++) {
+            total = total + state[t.state + b * t.rows + r];
         }
+        sums[t.scales + 2u + b] = max(total / f32(t.rows), s.eps1);
     }
 }
 
-// U of element e of tensor t.
-fn update_of(t: Tensor, e: u32) -> f32 {
-    var v: f32;
-    if (t.factored != 0u) {
-        let per_slab = t.rows * t.cols;
-        let b = e / per_slab;
-        let rem = e - b * per_slab;
-        let r = rem / t.cols;
-        let c = rem - r * t.cols;
-        v = state[t.state + b * t.rows + r] * state[t.state + t.slabs * t.rows + b * t.cols + c] / sums[t.scales + 2u + b];
-    } else {
-        v = state[t.state + e];
-    }
-    return inverseSqrt(max(v, s.eps1 * s.eps1)) * g_at(t, e);
+// Where element e of a factored tensor is, kept up to date as a lane steps
+// through its row by WG elements, so that no element costs a division:
+// line = its row over all slabs (b·R + r, its row_var), col (c), slab (b)
+// and r. A step of WG elements is qw lines and rw columns, and qw lines
+// are q2 slabs and r2 rows.
+struct Cursor {
+    line: u32,
+    col: u32,
+    slab: u32,
+    r: u32,
+    qw: u32,
+    rw: u32,
+    q2: u32,
+    r2: u32,
 }
 
+fn cursor_at(t: Tensor, e: u32) -> Cursor {
+    let line = e / t.cols;
+    let slab = line / t.rows;
+    let qw = WG / t.cols;
+    let q2 = qw / t.rows;
+    return Cursor(line, e - line * t.cols, slab, line - slab * t.rows, qw, WG - qw * t.cols, q2, qw - q2 * t.rows);
+}
+
+// The cursor WG elements on (col + rw < 2C, r + r2 + 1 < 2R: one carry each).
+fn advance(t: Tensor, at: Cursor) -> Cursor {
+    var n = at;
+    n.col = n.col + n.rw;
+    let carry = select(0u, 1u, n.col >= t.cols);
+    n.col = n.col - carry * t.cols;
+    n.line = n.line + n.qw + carry;
+    n.r = n.r + n.r2 + carry;
+    let wrap = select(0u, 1u, n.r >= t.rows);
+    n.r = n.r - wrap * t.rows;
+    n.slab = n.slab + n.q2 + wrap;
+    return n;
+}
+
+// V of a factored tensor's element at `at`.
+fn factored_v(t: Tensor, at: Cursor) -> f32 {
+    return state[t.state + at.line] * state[t.state + t.slabs * t.rows + at.slab * t.cols + at.col] / sums[t.scales + 2u + at.slab];
+}
+
+// U = G / max(√V, eps1) (PyTorch: clamp(V, eps1²).rsqrt()·G).
+fn update(v: f32, g: f32) -> f32 {
+    return inverseSqrt(max(v, s.eps1 * s.eps1)) * g;
+}
+
+// Unfactored tensors' variance update, and partial Σθ² and ΣU² per row.
 @compute @workgroup_size(WG)
 fn norms(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = rows[wid.x];
     let t = tensors[row.tensor];
-    var sq = 0.0;
+    var sq = vec2<f32>(0.0);
+    var at = cursor_at(t, row.start + lid);
     for (var k = 0u; k < PER_LANE; k++) {
         let i = k * WG + lid;
         if (i < row.len) {
-            let u = update_of(t, row.start + i);
-            sq = sq + u * u;
+            let e = row.start + i;
+            let g = g_at(t, e);
+            var v: f32;
+            if (t.factored != 0u) {
+                v = factored_v(t, at);
+                at = advance(t, at);
+            } else {
+                v = lerp(state[t.state + e], g * g, s.w);
+                state[t.state + e] = v;
+            }
+            let theta = param[t.param + e];
+            let u = update(v, g);
+            sq = sq + vec2<f32>(theta * theta, u * u);
         }
     }
-    let total = workgroup_sum(vec2<f32>(sq, 0.0), lid).x;
+    let total = workgroup_sum(sq, lid);
     if (lid == 0u) {
-        sums[2u * row.index + 1u] = total;
+        sums[2u * row.index] = total.x;
+        sums[2u * row.index + 1u] = total.y;
     }
 }
 
-// One invocation per tensor: the step α / max(1, RMS(U)/d).
+// One invocation per tensor: α = max(eps2, RMS(θ))·rho and the step
+// α / max(1, RMS(U)/d).
 @compute @workgroup_size(64)
 fn step_size(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (gid.x >= s.n_tensors) { return; }
     let t = tensors[gid.x];
+    let alpha = max(s.eps2, sqrt(tensor_sum(t, 0u) / f32(t.numel))) * s.rho;
     let rms = sqrt(tensor_sum(t, 1u) / f32(t.numel));
-    sums[t.scales + 1u] = sums[t.scales] / max(1.0, rms / s.d);
+    sums[t.scales + 1u] = alpha / max(1.0, rms / s.d);
 }
 
 @compute @workgroup_size(WG)
@@ -175,11 +197,19 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     let row = rows[wid.x];
     let t = tensors[row.tensor];
     let step = sums[t.scales + 1u];
+    var at = cursor_at(t, row.start + lid);
     for (var k = 0u; k < PER_LANE; k++) {
         let i = k * WG + lid;
         if (i < row.len) {
             let e = row.start + i;
-            param[t.param + e] = param[t.param + e] * s.decay - step * update_of(t, e);
+            var v: f32;
+            if (t.factored != 0u) {
+                v = factored_v(t, at);
+                at = advance(t, at);
+            } else {
+                v = state[t.state + e];
+            }
+            param[t.param + e] = param[t.param + e] * s.decay - step * update(v, g_at(t, e));
         }
     }
 }

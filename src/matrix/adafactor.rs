@@ -299,7 +299,7 @@ struct Line {
 }
 
 /// The entry points of adafactor.wgsl, in `Kernels::pipelines` order.
-const ENTRIES: [&str; 6] = ["lines_pass", "stats", "scale", "norms", "step_size", "apply"];
+const ENTRIES: [&str; 5] = ["lines_pass", "slab_means", "norms", "step_size", "apply"];
 /// Bindings 1.. (read-only?): param, grad, state, tensors, rows, lines, sums.
 const READ_ONLY: [bool; 7] = [false, true, false, true, true, true, false];
 
@@ -328,8 +328,9 @@ impl Placement {
 /// with a shape of 2 or more dims ([`ParamSlice::with_shape`]) are
 /// factored over their last two dims, the rest are not. Each step is one
 /// compute pass recorded into the caller's encoder: the row and column
-/// statistics (one invocation per line), RMS(θ) and the slab means
-/// (fixed-order sums: bitwise reproducible), RMS(U), the update.
+/// statistics (one invocation per line), the slab means, RMS(θ) and RMS(U)
+/// in one pass over the elements (fixed-order sums: bitwise reproducible),
+/// the update.
 ///
 /// ```no_run
 /// use wgpu_optim::{device, Adafactor, AdafactorOptimizer, ParamSlice};
@@ -463,11 +464,10 @@ impl AdafactorOptimizer {
             }
         };
         launch(&p[0], &|w| w.lines.div_ceil(64), false);
-        launch(&p[1], &|w| w.rows, false);
-        launch(&p[2], &|_| n_tensors, true);
-        launch(&p[3], &|w| w.rows, false);
-        launch(&p[4], &|_| n_tensors, true);
-        launch(&p[5], &|w| w.rows, false);
+        launch(&p[1], &|_| n_tensors, true);
+        launch(&p[2], &|w| w.rows, false);
+        launch(&p[3], &|_| n_tensors, true);
+        launch(&p[4], &|w| w.rows, false);
         Ok(())
     }
 
