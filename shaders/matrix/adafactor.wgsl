@@ -25,7 +25,7 @@ struct Tensor {
     cols: u32,           // C
     state: u32,          // row_var (then col_var at state + B·R), or variance
     first_row: u32,      // its first row of the row table
-    scales: u32,         // sums[scales] = α, [scales + 1] = step, then one per slab
+    scales: u32,         // sums[scales + 1] = step, [scales + 2 + b] = slab b's clamped mean
     pad0: u32,
     pad1: u32,
 }
@@ -103,9 +103,10 @@ fn slab_means(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // Where element e of a factored tensor is, kept up to date as a lane steps
 // through its row by WG elements, so that no element costs a division:
-// line = its row over all slabs (b·R + r, its row_var), col (c), slab (b)
-// and r. A step of WG elements is qw lines and rw columns, and qw lines
-// are q2 slabs and r2 rows.
+// line = its row over all slabs (b·R + r), col (c), slab (b) and r. A step
+// of WG elements is qw lines and rw columns, and qw lines are q2 slabs and
+// r2 rows. The line's row_var and the slab's clamped mean are loaded when
+// they change, not per element.
 struct Cursor {
     line: u32,
     col: u32,
@@ -115,6 +116,8 @@ struct Cursor {
     rw: u32,
     q2: u32,
     r2: u32,
+    row_var: f32,
+    mean: f32,
 }
 
 fn cursor_at(t: Tensor, e: u32) -> Cursor {
@@ -122,7 +125,7 @@ fn cursor_at(t: Tensor, e: u32) -> Cursor {
     let slab = line / t.rows;
     let qw = WG / t.cols;
     let q2 = qw / t.rows;
-    return Cursor(line, e - line * t.cols, slab, line - slab * t.rows, qw, WG - qw * t.cols, q2, qw - q2 * t.rows);
+    return Cursor(line, e - line * t.cols, slab, line - slab * t.rows, qw, WG - qw * t.cols, q2, qw - q2 * t.rows, state[t.state + line], sums[t.scales + 2u + slab]);
 }
 
 // The cursor WG elements on (col + rw < 2C, r + r2 + 1 < 2R: one carry each).
@@ -136,12 +139,18 @@ fn advance(t: Tensor, at: Cursor) -> Cursor {
     let wrap = select(0u, 1u, n.r >= t.rows);
     n.r = n.r - wrap * t.rows;
     n.slab = n.slab + n.q2 + wrap;
+    if (n.line != at.line) {
+        n.row_var = state[t.state + n.line];
+    }
+    if (n.slab != at.slab) {
+        n.mean = sums[t.scales + 2u + n.slab];
+    }
     return n;
 }
 
 // V of a factored tensor's element at `at`.
 fn factored_v(t: Tensor, at: Cursor) -> f32 {
-    return state[t.state + at.line] * state[t.state + t.slabs * t.rows + at.slab * t.cols + at.col] / sums[t.scales + 2u + at.slab];
+    return at.row_var * state[t.state + t.slabs * t.rows + at.slab * t.cols + at.col] / at.mean;
 }
 
 // U = G / max(√V, eps1) (PyTorch: clamp(V, eps1²).rsqrt()·G).
@@ -155,7 +164,10 @@ fn norms(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     let row = rows[wid.x];
     let t = tensors[row.tensor];
     var sq = vec2<f32>(0.0);
-    var at = cursor_at(t, row.start + lid);
+    var at: Cursor;
+    if (t.factored != 0u) {
+        at = cursor_at(t, row.start + lid);
+    }
     for (var k = 0u; k < PER_LANE; k++) {
         let i = k * WG + lid;
         if (i < row.len) {
@@ -197,7 +209,10 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     let row = rows[wid.x];
     let t = tensors[row.tensor];
     let step = sums[t.scales + 1u];
-    var at = cursor_at(t, row.start + lid);
+    var at: Cursor;
+    if (t.factored != 0u) {
+        at = cursor_at(t, row.start + lid);
+    }
     for (var k = 0u; k < PER_LANE; k++) {
         let i = k * WG + lid;
         if (i < row.len) {
