@@ -15,26 +15,28 @@ struct Tensor {
 
 @group(0) @binding(0) var<uniform> s: Scalars;
 // Bindings 1 (param) and 2 (the averages) and their accessors ld_X / st_X
-// are generated (rows::operands): vec4 or scalar access.
+// are generated (rows::RowAccess::operands): scalar, vec4 or wide access.
 @group(0) @binding(3) var<storage, read> tensors: array<Tensor>;
 @group(0) @binding(4) var<storage, read> rows: array<Row>;
 
-// Units of 4 consecutive elements: unit c of invocation lid at (c·WG + lid)·4
-// of the row.
+// Units of UNIT consecutive elements (4, or 8 with the wide access): unit c
+// of invocation lid at (c·WG + lid)·UNIT of the row, handled as vec4 halves.
 @compute @workgroup_size(WG)
 fn update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = rows[wid.x];
     let t = tensors[row.tensor];
-    for (var c = 0u; c < PER_LANE / 4u; c++) {
-        let i = (c * WG + lid) * 4u;
+    for (var c = 0u; c < PER_LANE / UNIT; c++) {
+        let i = (c * WG + lid) * UNIT;
         if (i >= row.len) { break; }
-        let n = min(4u, row.len - i);
+        let n = min(UNIT, row.len - i);
         let e = row.start + i;
-        let theta = ld_param(t.param + e, n);
-        var v = theta;
+        var v = ld_param(t.param + e, n);
         if (s.copy == 0u) {
             let a = ld_ema(t.ema + e, n);
-            v = vec4<f32>(lerp(a.x, theta.x, s.weight), lerp(a.y, theta.y, s.weight), lerp(a.z, theta.z, s.weight), lerp(a.w, theta.w, s.weight));
+            for (var h = 0u; h < UNIT / 4u; h++) {
+                let x = v[h];
+                v[h] = vec4<f32>(lerp(a[h].x, x.x, s.weight), lerp(a[h].y, x.y, s.weight), lerp(a[h].z, x.z, s.weight), lerp(a[h].w, x.w, s.weight));
+            }
         }
         st_ema(t.ema + e, v, n);
     }

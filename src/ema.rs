@@ -79,6 +79,7 @@ pub struct WeightEma {
     ring: Ring<Scalars>,
     averages: wgpu::Buffer,
     n_averaged: u64,
+    access: rows::RowAccess,
 }
 
 impl WeightEma {
@@ -95,14 +96,16 @@ impl WeightEma {
         let params: Vec<ParamSlice> = params.iter().map(|p| p.clone().in_group(0)).collect();
         rows::check_params(device, &params)?;
         let lens: Vec<u64> = params.iter().map(ParamSlice::len).collect();
-        // Each average starts on a whole vec4 (for the vec4 access).
-        let at: Vec<u64> = lens.iter().scan(0, |at, n| Some(std::mem::replace(at, *at + n.next_multiple_of(4)))).collect();
-        let total: u64 = lens.iter().map(|n| n.next_multiple_of(4)).sum();
+        let access = rows::RowAccess::of(device, &params);
+        // Each average starts on a whole unit of the access.
+        let unit = access.segment();
+        let at: Vec<u64> = lens.iter().scan(0, |at, n| Some(std::mem::replace(at, *at + n.next_multiple_of(unit)))).collect();
+        let total: u64 = lens.iter().map(|n| n.next_multiple_of(unit)).sum();
         if 4 * total > device.limits().max_storage_buffer_binding_size {
             return Err(OptimError::ExceedsLimits(format!("the EMA of {} bytes is past the binding limit", 4 * total)));
         }
         let operands = [rows::Operand { name: "param", binding: 1, writable: false }, rows::Operand { name: "ema", binding: 2, writable: true }];
-        let source = rows::source(&Scalars::wgsl(), &format!("{}{EMA_WGSL}", rows::operands(rows::vec4_aligned(&params), &operands)));
+        let source = rows::source(&Scalars::wgsl(), &format!("{}{EMA_WGSL}", access.operands(&operands)));
         let kernels = Kernels::new(device, "weight ema", &source, &[true, false, true, true], &["update"])?;
         let (averages, ring) = scoped(device, || {
             let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
@@ -121,7 +124,13 @@ impl WeightEma {
                 })
                 .collect()
         })?;
-        Ok(WeightEma { device: device.clone(), queue: queue.clone(), decay, lens, at, kernels, windows, ring, averages, n_averaged: 0 })
+        Ok(WeightEma { device: device.clone(), queue: queue.clone(), decay, lens, at, kernels, windows, ring, averages, n_averaged: 0, access })
+    }
+
+    /// How the update moves its operands (scalar, vec4 or wide; the same
+    /// bits either way).
+    pub fn access(&self) -> rows::RowAccess {
+        self.access
     }
 
     /// Records one update into `encoder` (after the optimizer's step); up

@@ -141,21 +141,22 @@ fn bad_input_is_a_typed_error() {
     assert_eq!(ema.n_averaged(), 0);
 }
 
-/// Slices on whole vec4s (vec4 access) and at odd offsets (scalar access)
-/// give the same averages, tails of 1–3 elements included, and leave the
-/// elements around each slice untouched.
+/// Slices on multiples of 8 (wide access, on a CPU adapter with
+/// SHADER_INT64), on whole vec4s (vec4 access) and at odd offsets (scalar
+/// access) give the same averages, tails of 1–7 elements included, and
+/// leave the elements around each slice untouched.
 #[test]
-fn vec4_and_scalar_access_are_bitwise_identical() {
+fn wide_vec4_and_scalar_access_are_bitwise_identical() {
     let gpu = require_gpu!();
-    let sizes = [1029usize, 6, 2047];
+    let sizes = [1029usize, 6, 2047, 13];
     let run = |offset: usize| {
         let mut at = offset;
         let mut places = Vec::new();
         for &n in &sizes {
             places.push(at);
-            at = (at + n + 4).next_multiple_of(4) + offset;
+            at = (at + n + 4).next_multiple_of(8) + offset;
         }
-        let total = at + 8;
+        let total = at + 16;
         let (p, g) = (common::storage_buffer(gpu, &vec![7.0; total]), common::storage_buffer(gpu, &vec![0.0; total]));
         let slices: Vec<ParamSlice> = places.iter().zip(&sizes).map(|(&at, &n)| ParamSlice::range(&p, at as u64, &g, at as u64, n as u64)).collect();
         let mut ema = WeightEma::new(&gpu.device, &gpu.queue, 0.7, &slices).unwrap();
@@ -168,9 +169,14 @@ fn vec4_and_scalar_access_are_bitwise_identical() {
         }
         let all = read_f32(&gpu.device, &gpu.queue, &p, 0, total as u64).unwrap();
         let untouched = (0..total).filter(|&k| !slices.iter().any(|s| (s.param_offset as usize..(s.param_offset + s.len()) as usize).contains(&k))).all(|k| all[k] == 7.0);
-        ((0..sizes.len()).map(|i| ema.read(i).unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>()).collect::<Vec<_>>(), untouched)
+        let averages: Vec<Vec<u32>> = (0..sizes.len()).map(|i| ema.read(i).unwrap().iter().map(|x| x.to_bits()).collect()).collect();
+        (ema.access().form, averages, untouched)
     };
-    let ((a, ua), (b, ub)) = (run(0), run(3));
-    assert!(ua && ub);
-    assert_eq!(a, b, "the vec4 and scalar kernels differ");
+    let wide = common::wide_capable(gpu);
+    let runs = [run(0), run(4), run(3)];
+    assert_eq!(runs.iter().map(|r| r.0).collect::<Vec<_>>(), [if wide { RowForm::Wide } else { RowForm::Vec4 }, RowForm::Vec4, RowForm::Scalar]);
+    for (form, averages, untouched) in &runs {
+        assert!(*untouched, "{form:?}: elements outside the slices changed");
+        assert_eq!(*averages, runs[0].1, "the {:?} and {form:?} kernels differ", runs[0].0);
+    }
 }

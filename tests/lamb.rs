@@ -186,22 +186,25 @@ fn lamb_converges_on_a_least_squares() {
     assert!(after < 0.05 * before, "LAMB did not converge: {before} -> {after}");
 }
 
-/// The vec4 kernels (every slice on a whole vec4) and the scalar ones (a
-/// slice at an odd offset) give the same bits, tails of 1–3 elements
-/// included, and leave the elements around each slice untouched.
+/// The wide kernels (every slice on a multiple of 8, on a CPU adapter
+/// with SHADER_INT64), the vec4 ones (every slice on a whole vec4) and the
+/// scalar ones (a slice at an odd offset) give the same bits, tails of 1–7
+/// elements included, and leave the elements around each slice untouched.
 #[test]
-fn vec4_and_scalar_access_are_bitwise_identical() {
+fn wide_vec4_and_scalar_access_are_bitwise_identical() {
     let gpu = require_gpu!();
-    let sizes = [1029usize, 6, 2047];
+    let sizes = [1029usize, 6, 2047, 13];
     let run = |offset: usize| {
-        let total: usize = sizes.iter().map(|n| n + offset + 4).sum::<usize>() + 8;
-        let mut p0: Vec<f32> = vec![7.0; total];
         let mut at = offset;
         let mut places = Vec::new();
-        for (i, &n) in sizes.iter().enumerate() {
-            (0..n).for_each(|k| p0[at + k] = uniform(60, i as u64, k as u64));
+        for &n in &sizes {
             places.push(at);
-            at = (at + n + 4).next_multiple_of(4) + offset;
+            at = (at + n + 4).next_multiple_of(8) + offset;
+        }
+        let total = at + 16;
+        let mut p0: Vec<f32> = vec![7.0; total];
+        for (i, (&at, &n)) in places.iter().zip(&sizes).enumerate() {
+            (0..n).for_each(|k| p0[at + k] = uniform(60, i as u64, k as u64));
         }
         let (p, g) = (common::storage_buffer(gpu, &p0), common::storage_buffer(gpu, &vec![0.0; total]));
         let slices: Vec<ParamSlice> = places.iter().zip(&sizes).map(|(&at, &n)| ParamSlice::range(&p, at as u64, &g, at as u64, n as u64)).collect();
@@ -217,11 +220,16 @@ fn vec4_and_scalar_access_are_bitwise_identical() {
         let outside = (0..total).filter(|&k| !slices.iter().any(|s| (s.param_offset as usize..(s.param_offset + s.len()) as usize).contains(&k))).all(|k| all[k] == p0[k]);
         let got: Vec<Vec<u32>> = slices.iter().map(|s| read_f32(&gpu.device, &gpu.queue, &p, s.param_offset, s.len()).unwrap().iter().map(|x| x.to_bits()).collect()).collect();
         let state: Vec<Vec<u32>> = (0..sizes.len()).map(|i| { let (m, v) = opt.read_state(i).unwrap(); m.iter().chain(&v).map(|x| x.to_bits()).collect() }).collect();
-        (got, state, outside)
+        (opt.access().form, got, state, outside)
     };
-    let (a, sa, oa) = run(0);
-    let (b, sb, ob) = run(3);
-    assert!(oa && ob, "elements outside the slices changed");
-    assert_eq!(sa, sb, "state differs between the vec4 and scalar kernels");
-    assert_eq!(a, b, "params differ between the vec4 and scalar kernels");
+    let wide = common::wide_capable(gpu);
+    let runs = [run(0), run(4), run(3)];
+    let forms: Vec<_> = runs.iter().map(|r| r.0).collect();
+    assert_eq!(forms, [if wide { RowForm::Wide } else { RowForm::Vec4 }, RowForm::Vec4, RowForm::Scalar]);
+    for (form, got, state, outside) in &runs[1..] {
+        assert!(*outside, "{form:?}: elements outside the slices changed");
+        assert_eq!(*state, runs[0].2, "state differs between the {:?} and {form:?} kernels", runs[0].0);
+        assert_eq!(*got, runs[0].1, "params differ between the {:?} and {form:?} kernels", runs[0].0);
+    }
+    assert!(runs[0].3, "{:?}: elements outside the slices changed", runs[0].0);
 }

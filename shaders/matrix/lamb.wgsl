@@ -24,7 +24,7 @@ struct Tensor {
 
 @group(0) @binding(0) var<uniform> s: Scalars;
 // Bindings 1–4 (param, grad, exp_avg, exp_avg_sq) and their accessors ld_X /
-// st_X are generated (rows::operands): vec4 or scalar access.
+// st_X are generated (rows::RowAccess::operands): scalar, vec4 or wide access.
 @group(0) @binding(5) var<storage, read> tensors: array<Tensor>;
 @group(0) @binding(6) var<storage, read> rows: array<Row>;
 // per row: Σθ², Σu²; then per tensor (from 2·n_rows on): the trust ratio
@@ -34,30 +34,35 @@ fn update_of(m: vec4<f32>, v: vec4<f32>, theta: vec4<f32>) -> vec4<f32> {
     return (m * s.inv_bc1) / (sqrt(v * s.inv_bc2) + s.eps) + s.weight_decay * theta;
 }
 
-// Each invocation handles units of 4 consecutive elements, unit c at
-// (c·WG + lid)·4 of its row (rows hold PER_LANE·WG elements); n of a unit's
-// 4 are in the tensor.
+// Each invocation handles units of UNIT consecutive elements (4, or 8 with
+// the wide access), unit c at (c·WG + lid)·UNIT of its row (rows hold
+// PER_LANE·WG elements), as vec4 halves; n of a unit's elements are in the
+// tensor.
 @compute @workgroup_size(WG)
 fn moments(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = rows[wid.x];
     let t = tensors[row.tensor];
     var sq = vec2<f32>(0.0);
-    for (var c = 0u; c < PER_LANE / 4u; c++) {
-        let i = (c * WG + lid) * 4u;
+    for (var c = 0u; c < PER_LANE / UNIT; c++) {
+        let i = (c * WG + lid) * UNIT;
         if (i >= row.len) { break; }
-        let n = min(4u, row.len - i);
+        let n = min(UNIT, row.len - i);
         let e = row.start + i;
         let g = ld_grad(t.grad + e, n);
-        let m = s.beta1 * ld_exp_avg(t.state + e, n) + s.one_minus_beta1 * g;
-        let v = s.beta2 * ld_exp_avg_sq(t.state + e, n) + s.one_minus_beta2 * g * g;
+        var m = ld_exp_avg(t.state + e, n);
+        var v = ld_exp_avg_sq(t.state + e, n);
+        let theta = ld_param(t.param + e, n);
+        for (var h = 0u; h < UNIT / 4u; h++) {
+            m[h] = s.beta1 * m[h] + s.one_minus_beta1 * g[h];
+            v[h] = s.beta2 * v[h] + s.one_minus_beta2 * g[h] * g[h];
+            let u = update_of(m[h], v[h], theta[h]);
+            let live = lanes(n, h);
+            let tt = select(vec4<f32>(0.0), theta[h] * theta[h], live);
+            let uu = select(vec4<f32>(0.0), u * u, live);
+            sq = sq + vec2<f32>((tt.x + tt.y) + (tt.z + tt.w), (uu.x + uu.y) + (uu.z + uu.w));
+        }
         st_exp_avg(t.state + e, m, n);
         st_exp_avg_sq(t.state + e, v, n);
-        let theta = ld_param(t.param + e, n);
-        let u = update_of(m, v, theta);
-        let live = lanes(n);
-        let tt = select(vec4<f32>(0.0), theta * theta, live);
-        let uu = select(vec4<f32>(0.0), u * u, live);
-        sq = sq + vec2<f32>((tt.x + tt.y) + (tt.z + tt.w), (uu.x + uu.y) + (uu.z + uu.w));
     }
     let total = workgroup_sum(sq, lid);
     if (lid == 0u) {
@@ -90,13 +95,17 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     let row = rows[wid.x];
     let t = tensors[row.tensor];
     let step = s.lr * sums[2u * s.n_rows + row.tensor];
-    for (var c = 0u; c < PER_LANE / 4u; c++) {
-        let i = (c * WG + lid) * 4u;
+    for (var c = 0u; c < PER_LANE / UNIT; c++) {
+        let i = (c * WG + lid) * UNIT;
         if (i >= row.len) { break; }
-        let n = min(4u, row.len - i);
+        let n = min(UNIT, row.len - i);
         let e = row.start + i;
-        let theta = ld_param(t.param + e, n);
-        let u = update_of(ld_exp_avg(t.state + e, n), ld_exp_avg_sq(t.state + e, n), theta);
-        st_param(t.param + e, theta - step * u, n);
+        var theta = ld_param(t.param + e, n);
+        let m = ld_exp_avg(t.state + e, n);
+        let v = ld_exp_avg_sq(t.state + e, n);
+        for (var h = 0u; h < UNIT / 4u; h++) {
+            theta[h] = tail(theta[h], theta[h] - step * update_of(m[h], v[h], theta[h]), n, h);
+        }
+        st_param(t.param + e, theta, n);
     }
 }

@@ -103,7 +103,7 @@ pub enum WideAccess {
 }
 
 impl WideAccess {
-    fn wanted(self, device: &wgpu::Device) -> bool {
+    pub(crate) fn wanted(self, device: &wgpu::Device) -> bool {
         let allowed = device.features().contains(wgpu::Features::SHADER_INT64);
         allowed
             && match self {

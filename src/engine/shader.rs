@@ -18,7 +18,7 @@ const Q8_WGSL: &str = include_str!("../../shaders/prelude/q8.wgsl");
 pub(crate) const Q8_MAP_WGSL: &str = include_str!("../../shaders/prelude/q8_map.wgsl");
 const MAIN_WGSL: &str = include_str!("../../shaders/prelude/main.wgsl");
 const UNIT4_WGSL: &str = include_str!("../../shaders/prelude/unit4.wgsl");
-const WIDE_WGSL: &str = include_str!("../../shaders/prelude/wide.wgsl");
+pub(crate) const WIDE_WGSL: &str = include_str!("../../shaders/prelude/wide.wgsl");
 const WIDE_F32_WGSL: &str = include_str!("../../shaders/prelude/wide_f32.wgsl");
 const CEILING_WGSL: &str = include_str!("../../shaders/bench/ceiling.wgsl");
 

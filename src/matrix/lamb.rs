@@ -244,6 +244,7 @@ pub struct LambOptimizer {
     exp_avg_sq: wgpu::Buffer,
     n_rows: u32,
     step: u32,
+    access: rows::RowAccess,
 }
 
 impl LambOptimizer {
@@ -258,15 +259,16 @@ impl LambOptimizer {
         config.validate()?;
         rows::check_params(device, params)?;
         let numels: Vec<u64> = params.iter().map(ParamSlice::len).collect();
-        // Each tensor's state starts on a whole vec4 (for the vec4 access).
-        let state_at: Vec<u64> = numels.iter().scan(0, |at, n| Some(std::mem::replace(at, *at + n.next_multiple_of(4)))).collect();
-        let state_len: u64 = numels.iter().map(|n| n.next_multiple_of(4)).sum();
+        let access = rows::RowAccess::of(device, params);
+        // Each tensor's state starts on a whole unit of the access.
+        let unit = access.segment();
+        let state_at: Vec<u64> = numels.iter().scan(0, |at, n| Some(std::mem::replace(at, *at + n.next_multiple_of(unit)))).collect();
+        let state_len: u64 = numels.iter().map(|n| n.next_multiple_of(unit)).sum();
         if 4 * state_len > device.limits().max_storage_buffer_binding_size {
             return Err(OptimError::ExceedsLimits(format!("LAMB's state of {} bytes per moment is past the binding limit", 4 * state_len)));
         }
         let (rows, first) = rows::rows(&numels);
-        let vec4 = rows::vec4_aligned(params);
-        let source = rows::source(&Scalars::wgsl(), &format!("{}{}{LAMB_WGSL}", rows::LANES_WGSL, rows::operands(vec4, &OPERANDS)));
+        let source = rows::source(&Scalars::wgsl(), &format!("{}{LAMB_WGSL}", access.operands(&OPERANDS)));
         let kernels = Kernels::new(device, "lamb", &source, &READ_ONLY, &ENTRIES)?;
         let (ring, exp_avg, exp_avg_sq, tensors, sums) = scoped(device, || {
             let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
@@ -275,7 +277,7 @@ impl LambOptimizer {
         })?;
         let descs: Vec<TensorDesc> = params.iter().zip(&state_at).zip(&first).map(|((p, &state), &first_row)| TensorDesc { param: p.param_offset as u32, grad: p.grad_offset as u32, state: state as u32, numel: p.len() as u32, first_row, pad: [0; 3] }).collect();
         queue.write_buffer(&tensors, 0, bytemuck::cast_slice(&descs));
-        let mut opt = LambOptimizer { device: device.clone(), queue: queue.clone(), config, params: params.to_vec(), state_at, kernels, windows: Vec::new(), ring, exp_avg, exp_avg_sq, n_rows: rows.len() as u32, step: 0 };
+        let mut opt = LambOptimizer { device: device.clone(), queue: queue.clone(), config, params: params.to_vec(), state_at, kernels, windows: Vec::new(), ring, exp_avg, exp_avg_sq, n_rows: rows.len() as u32, step: 0, access };
         opt.windows = opt.build_windows(&rows, &tensors, &sums)?;
         Ok(opt)
     }
@@ -370,6 +372,12 @@ impl LambOptimizer {
         self.config = config;
         self.step = steps;
         Ok(())
+    }
+
+    /// How the element passes move their operands (scalar, vec4 or wide;
+    /// the same bits either way).
+    pub fn access(&self) -> rows::RowAccess {
+        self.access
     }
 
     /// Steps taken (recorded) so far.

@@ -14,9 +14,6 @@ pub fn source(scalars: &str, body: &str) -> String {
     format!("const WG: u32 = {WG}u;\nconst PER_LANE: u32 = {PER_LANE}u;\n{ROWS_WGSL}\n{scalars}\n{body}")
 }
 
-/// A lane mask: true for the first `n` lanes of a unit of 4.
-pub const LANES_WGSL: &str = "fn lanes(n: u32) -> vec4<bool> { return vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(n); }\n";
-
 /// Invocations per workgroup of the element-wise passes.
 pub const WG: u32 = 256;
 // rows.wgsl's workgroup_sum is a tree of 16 × 16 values.
@@ -141,47 +138,124 @@ pub struct Operand {
     pub writable: bool,
 }
 
-/// The declarations of `operands` and their accessors, `ld_X(e, n)` (the 4
-/// elements from e; lanes from n on are unspecified) and `st_X(e, v, n)`
-/// (stores the first n lanes). With `vec4` every operand is bound as
-/// `array<vec4<f32>>` and e must be a multiple of 4 (one access per 4
-/// elements: on a CPU adapter every access is a loop over SIMD lanes, so
-/// this is about 4× fewer); otherwise as `array<f32>` (any offset).
-pub fn operands(vec4: bool, ops: &[Operand]) -> String {
-    let mut out = String::new();
-    for op in ops {
-        let (name, access) = (op.name, if op.writable { "read_write" } else { "read" });
-        if vec4 {
-            out += &format!("@group(0) @binding({}) var<storage, {access}> {name}: array<vec4<f32>>;\n", op.binding);
-            out += &format!("fn ld_{name}(e: u32, n: u32) -> vec4<f32> {{ return {name}[e >> 2u]; }}\n");
-            if op.writable {
-                out += &format!(
-                    "fn st_{name}(e: u32, v: vec4<f32>, n: u32) {{\n    let j = e >> 2u;\n    if (n >= 4u) {{ {name}[j] = v; return; }}\n    {name}[j].x = v.x;\n    if (n > 1u) {{ {name}[j].y = v.y; }}\n    if (n > 2u) {{ {name}[j].z = v.z; }}\n}}\n"
-                );
-            }
-        } else {
-            out += &format!("@group(0) @binding({}) var<storage, {access}> {name}: array<f32>;\n", op.binding);
-            out += &format!(
-                "fn ld_{name}(e: u32, n: u32) -> vec4<f32> {{\n    var v = vec4<f32>({name}[e], 0.0, 0.0, 0.0);\n    if (n > 1u) {{ v.y = {name}[e + 1u]; }}\n    if (n > 2u) {{ v.z = {name}[e + 2u]; }}\n    if (n > 3u) {{ v.w = {name}[e + 3u]; }}\n    return v;\n}}\n"
-            );
-            if op.writable {
-                out += &format!(
-                    "fn st_{name}(e: u32, v: vec4<f32>, n: u32) {{\n    {name}[e] = v.x;\n    if (n > 1u) {{ {name}[e + 1u] = v.y; }}\n    if (n > 2u) {{ {name}[e + 2u] = v.z; }}\n    if (n > 3u) {{ {name}[e + 3u] = v.w; }}\n}}\n"
-                );
-            }
-        }
-    }
-    out
+/// How the element passes of a tensor-wise rule move their operands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowForm {
+    /// `array<f32>`, a scalar access per element (any offset).
+    Scalar,
+    /// `array<vec4<f32>>`: every slice starts on a multiple of 4.
+    Vec4,
+    /// `array<vec4<u64>>`, two f32 per u64, 8 elements per access (as the
+    /// engine's [`crate::engine::Access::Wide`]): every slice on a multiple
+    /// of 8.
+    Wide,
 }
 
-/// Whether every slice can be read in whole vec4s: param and grad offsets
-/// multiples of 4, and each buffer long enough for the last vec4 of each
-/// slice.
-pub fn vec4_aligned(params: &[ParamSlice]) -> bool {
-    params.iter().all(|p| {
-        let fits = |buffer: &wgpu::Buffer, at: u64| at.is_multiple_of(4) && 4 * (at + p.len()).next_multiple_of(4) <= buffer.size();
-        fits(&p.param, p.param_offset) && fits(&p.grad, p.grad_offset)
-    })
+/// The access of a tensor-wise rule's element passes: its form and its
+/// unit, the consecutive elements an invocation takes at a time. The unit
+/// is 8 where the wide form can run (CPU adapters with `SHADER_INT64`, as
+/// [`crate::WideAccess::Auto`]), for every form, so that a lane's partial
+/// sums cover the same elements in the same order and the three forms give
+/// the same bits (tested); 4 elsewhere (GPUs, where 4-element units keep
+/// the lanes' vec4 loads contiguous).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowAccess {
+    pub form: RowForm,
+    pub unit: u32,
+}
+
+impl RowAccess {
+    /// The widest form `device` and `params` allow.
+    pub fn of(device: &wgpu::Device, params: &[ParamSlice]) -> Self {
+        let wide = crate::WideAccess::Auto.wanted(device);
+        let unit = if wide { 8 } else { 4 };
+        let form = if wide && aligned(params, 8) {
+            RowForm::Wide
+        } else if aligned(params, 4) {
+            RowForm::Vec4
+        } else {
+            RowForm::Scalar
+        };
+        RowAccess { form, unit }
+    }
+
+    /// The multiple every engine-owned segment (state, averages) starts on.
+    pub fn segment(self) -> u64 {
+        self.unit as u64
+    }
+
+    /// The declarations of `operands` and their accessors: `UNIT`, `Unit`
+    /// (its values as vec4s), `ld_X(e, n)` (the unit at element e; lanes
+    /// from n on are unspecified) and `st_X(e, v, n)`, which stores the
+    /// first n lanes (vec4 and scalar) or the whole unit (wide: callers
+    /// pass loaded values back in lanes from n on, with `tail`); `lanes(n,
+    /// h)`, the live lanes of vec4 h of a unit with n live elements;
+    /// `tail(loaded, next, n, h)`, what to store in vec4 h of a param's unit
+    /// (`next` in live lanes; with the wide form, `loaded` past them).
+    pub fn operands(self, ops: &[Operand]) -> String {
+        let tail = if self.form == RowForm::Wide { "select(loaded, next, lanes(n, h))" } else { "next" };
+        let mut out = format!(
+            "const UNIT: u32 = {}u;\nalias Unit = array<vec4<f32>, {}>;\n\
+             fn lanes(n: u32, h: u32) -> vec4<bool> {{ return vec4<u32>(4u * h) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(n); }}\n\
+             fn tail(loaded: vec4<f32>, next: vec4<f32>, n: u32, h: u32) -> vec4<f32> {{ return {tail}; }}\n",
+            self.unit,
+            self.unit / 4
+        );
+        if self.form == RowForm::Wide {
+            out += crate::engine::shader::WIDE_WGSL;
+        }
+        for op in ops {
+            out += &self.operand(op);
+        }
+        out
+    }
+
+    /// One operand: wide units directly, the others as vec4 halves
+    /// (`ld4_X` / `st4_X`: the 4 elements at e, the first n of them).
+    fn operand(self, op: &Operand) -> String {
+        let (name, access) = (op.name, if op.writable { "read_write" } else { "read" });
+        let binding = format!("@group(0) @binding({}) var<storage, {access}> {name}", op.binding);
+        if self.form == RowForm::Wide {
+            let mut out = format!("{binding}: array<vec4<u64>>;\nfn ld_{name}(e: u32, n: u32) -> Unit {{ let w = {name}[e >> 3u]; return Unit(wide_lo(w), wide_hi(w)); }}\n");
+            if op.writable {
+                out += &format!("fn st_{name}(e: u32, v: Unit, n: u32) {{ {name}[e >> 3u] = wide_pack(v[0], v[1]); }}\n");
+            }
+            return out;
+        }
+        let (decl, load4, store4) = match self.form {
+            RowForm::Vec4 => (
+                format!("{binding}: array<vec4<f32>>;\n"),
+                format!("fn ld4_{name}(e: u32, n: u32) -> vec4<f32> {{ return {name}[e >> 2u]; }}\n"),
+                format!("fn st4_{name}(e: u32, v: vec4<f32>, n: u32) {{\n    let j = e >> 2u;\n    if (n >= 4u) {{ {name}[j] = v; return; }}\n    {name}[j].x = v.x;\n    if (n > 1u) {{ {name}[j].y = v.y; }}\n    if (n > 2u) {{ {name}[j].z = v.z; }}\n}}\n"),
+            ),
+            _ => (
+                format!("{binding}: array<f32>;\n"),
+                format!("fn ld4_{name}(e: u32, n: u32) -> vec4<f32> {{\n    var v = vec4<f32>({name}[e], 0.0, 0.0, 0.0);\n    if (n > 1u) {{ v.y = {name}[e + 1u]; }}\n    if (n > 2u) {{ v.z = {name}[e + 2u]; }}\n    if (n > 3u) {{ v.w = {name}[e + 3u]; }}\n    return v;\n}}\n"),
+                format!("fn st4_{name}(e: u32, v: vec4<f32>, n: u32) {{\n    {name}[e] = v.x;\n    if (n > 1u) {{ {name}[e + 1u] = v.y; }}\n    if (n > 2u) {{ {name}[e + 2u] = v.z; }}\n    if (n > 3u) {{ {name}[e + 3u] = v.w; }}\n}}\n"),
+            ),
+        };
+        let (load, store) = if self.unit == 8 {
+            (
+                format!("fn ld_{name}(e: u32, n: u32) -> Unit {{\n    var u = Unit(ld4_{name}(e, n), vec4<f32>(0.0));\n    if (n > 4u) {{ u[1] = ld4_{name}(e + 4u, n - 4u); }}\n    return u;\n}}\n"),
+                format!("fn st_{name}(e: u32, u: Unit, n: u32) {{\n    st4_{name}(e, u[0], n);\n    if (n > 4u) {{ st4_{name}(e + 4u, u[1], n - 4u); }}\n}}\n"),
+            )
+        } else {
+            (format!("fn ld_{name}(e: u32, n: u32) -> Unit {{ return Unit(ld4_{name}(e, n)); }}\n"), format!("fn st_{name}(e: u32, u: Unit, n: u32) {{ st4_{name}(e, u[0], n); }}\n"))
+        };
+        decl + &load4 + &load + if op.writable { format!("{store4}{store}") } else { String::new() }.as_str()
+    }
+}
+
+/// Whether every slice starts on a multiple of `unit` elements (param and
+/// grad) and its buffers hold its last unit whole.
+fn aligned(params: &[ParamSlice], unit: u64) -> bool {
+    aligned_end(params, unit) && params.iter().all(|p| p.param_offset.is_multiple_of(unit) && p.grad_offset.is_multiple_of(unit))
+}
+
+/// Whether every slice's buffers hold whole `unit`s from its start on.
+fn aligned_end(params: &[ParamSlice], unit: u64) -> bool {
+    let fits = |buffer: &wgpu::Buffer, at: u64, len: u64| 4 * (at + len.next_multiple_of(unit)) <= buffer.size();
+    params.iter().all(|p| fits(&p.param, p.param_offset, p.len()) && fits(&p.grad, p.grad_offset, p.len()))
 }
 
 /// A read-only storage buffer holding `items` (at least 16 bytes).

@@ -49,3 +49,9 @@ pub fn storage_buffer(gpu: &Gpu, data: &[f32]) -> wgpu::Buffer {
     gpu.queue.write_buffer(&buf, 0, bytemuck::cast_slice(data));
     buf
 }
+
+/// Whether the wide (64-bit packed) access paths run here: a CPU adapter
+/// with SHADER_INT64, as `WideAccess::Auto` decides.
+pub fn wide_capable(gpu: &Gpu) -> bool {
+    gpu.device.features().contains(wgpu::Features::SHADER_INT64) && gpu.device.adapter_info().device_type == wgpu::DeviceType::Cpu
+}
