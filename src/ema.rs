@@ -105,13 +105,13 @@ impl WeightEma {
             return Err(OptimError::ExceedsLimits(format!("the EMA of {} bytes is past the binding limit", 4 * total)));
         }
         let operands = [rows::Operand { name: "param", binding: 1, writable: false }, rows::Operand { name: "ema", binding: 2, writable: true }];
-        let source = rows::source(&Scalars::wgsl(), &format!("{}{EMA_WGSL}", access.operands(&operands)));
+        let source = rows::source(access, &Scalars::wgsl(), &format!("{}{EMA_WGSL}", access.operands(&operands)));
         let kernels = Kernels::new(device, "weight ema", &source, &[true, false, true, true], &["update"])?;
         let (averages, ring) = scoped(device, || {
             let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
             (device.create_buffer(&wgpu::BufferDescriptor { label: Some("weight ema"), size: 4 * total.max(4), usage, mapped_at_creation: false }), Ring::new(device, RING_SLOTS))
         })?;
-        let (table, _) = rows::rows(&lens);
+        let (table, _) = rows::rows(&lens, access.row_len());
         let descs: Vec<TensorDesc> = params.iter().zip(&at).map(|(p, &ema)| TensorDesc { param: p.param_offset as u32, ema: ema as u32, pad: [0; 2] }).collect();
         let windows = scoped(device, || {
             let tensors = rows::table(device, queue, "ema tensors", &descs);

@@ -15,8 +15,9 @@ use wgpu_optim::*;
 /// Shapes (`[0, n]`: a flat range of n elements). A lane of the element
 /// passes steps WG = 256 elements at a time: [40, 30] moves it 8 rows, [3,
 /// 7, 50] past slab ends, [2, 3, 300] less than a row, [100, 2, 3] 42
-/// slabs.
-const SHAPES: [&[u64]; 10] = [&[7, 5], &[3, 4, 6], &[1030], &[3, 7, 50], &[40, 30], &[1, 37], &[5, 13], &[0, 1025], &[2, 3, 300], &[100, 2, 3]];
+/// slabs; [130, 129] spans more than one row of the row table for either
+/// row length (4096 or 16,384 elements).
+const SHAPES: [&[u64]; 11] = [&[7, 5], &[3, 4, 6], &[1030], &[3, 7, 50], &[40, 30], &[1, 37], &[5, 13], &[0, 1025], &[2, 3, 300], &[100, 2, 3], &[130, 129]];
 const STEPS: u32 = 50;
 
 fn cases() -> Vec<(&'static str, Adafactor)> {

@@ -11,7 +11,8 @@ use wgpu_optim::ema::reference_update;
 use wgpu_optim::validate::uniform;
 use wgpu_optim::*;
 
-const SIZES: [u64; 4] = [1, 1023, 2053, 5];
+/// 16,390: more than one row for either row length (4096 or 16,384).
+const SIZES: [u64; 6] = [1, 1023, 2053, 5, 16390, 7];
 const U: f64 = 1.0 / (1u64 << 24) as f64;
 
 /// Two buffer pairs, two tensors each, at offsets that are not multiples of 4.

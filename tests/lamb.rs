@@ -11,7 +11,8 @@ use wgpu_optim::matrix::lamb::LambReference;
 use wgpu_optim::validate::uniform;
 use wgpu_optim::*;
 
-const SIZES: [usize; 6] = [1, 7, 1023, 2053, 3, 4100];
+/// 16,390: more than one row for either row length (4096 or 16,384).
+const SIZES: [usize; 7] = [1, 7, 1023, 2053, 3, 4100, 16390];
 const STEPS: u32 = 50;
 
 fn cases() -> Vec<(&'static str, Lamb)> {

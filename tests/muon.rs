@@ -12,7 +12,9 @@ use wgpu_optim::matrix::{AdjustLr, MuonOptimizer};
 use wgpu_optim::validate::uniform;
 use wgpu_optim::*;
 
-const SHAPES: [(usize, usize); 7] = [(7, 5), (5, 13), (33, 17), (16, 16), (1, 37), (40, 3), (70, 45)];
+/// (190, 110) spans more than one row of the row table for either row
+/// length (4096 or 16,384 elements), a fifth of it past the first.
+const SHAPES: [(usize, usize); 8] = [(7, 5), (5, 13), (33, 17), (16, 16), (1, 37), (40, 3), (70, 45), (190, 110)];
 const STEPS: u32 = 50;
 const U: f64 = 1.0 / (1u64 << 24) as f64;
 
@@ -21,6 +23,10 @@ fn cases() -> Vec<(&'static str, Muon)> {
         ("muon", Muon { lr: 2e-2, ..Muon::default() }),
         ("muon plain momentum, match_rms_adamw", Muon { lr: 1e-2, momentum: 0.9, nesterov: false, weight_decay: 0.0, adjust_lr_fn: AdjustLr::MatchRmsAdamw, ..Muon::default() }),
         ("muon 4 steps, own coefficients, spectral_unclamped", Muon { lr: 3e-2, ns_steps: 4, ns_coefficients: (2.0, -1.5, 0.5), adjust_lr_fn: AdjustLr::SpectralUnclamped, weight_decay: 0.05, ..Muon::default() }),
+        // No iteration: O is the normalised update, so the norm's sum over the
+        // row table is checked to the bound of one division (Newton–Schulz
+        // damps a wrong scale below the bound of five steps).
+        ("muon 0 steps (O = U / ‖U‖)", Muon { lr: 1e-2, ns_steps: 0, ..Muon::default() }),
     ]
 }
 

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::muon::lerp;
-use super::rows::{self, Kernels, RowDesc, ROW, WG};
+use super::rows::{self, Kernels, RowDesc};
 use crate::engine::uniforms::{gpu_struct, Ring};
 use crate::engine::ParamSlice;
 use crate::error::{scoped, OptimError, Result};
@@ -50,7 +50,8 @@ pub const F32_EPS: f64 = f32::EPSILON as f64;
 /// and each lerp of non-negative values adds 8u per step; the slab mean of
 /// row_var adds (R + 5)u, the quotient V 6u, `inverseSqrt` 4u, the product
 /// with G 1u; the two RMS values are fixed-order sums of squares (depth
-/// 2 + PER_LANE + log₂ WG + rows, halved by the root, plus 9u and the divisions);
+/// [`rows::sum_depth`], for either row length, halved by the root, plus 9u
+/// and the divisions);
 /// the update adds 3u of step·‖U‖ and u‖θ‖. The bound is normwise per
 /// tensor and includes the previous steps' error of θ through RMS(θ) and
 /// the decay.
@@ -207,7 +208,7 @@ impl Adafactor {
         p.iter_mut().zip(&upd).for_each(|(x, u)| *x -= step * u);
         // Errors: U relative (V's, halved by the root, inverseSqrt 4u, × G), the two RMS values, the update.
         let u_err = v_err / 2.0 + 5.0 * U;
-        let depth = (2 + rows::PER_LANE as u64 + WG.trailing_zeros() as u64 + (n as u64).div_ceil(ROW)) as f64 * U;
+        let depth = rows::sum_depth(n as u64) as f64 * U;
         let p_norm = p_rms * (n as f64).sqrt();
         let alpha_err = (if p_rms > self.eps.1 { depth / 2.0 + budget::DIV * U / 2.0 + budget::SQRT * U + state.param_err / p_norm.max(1e-300) } else { 0.0 }) + 2.0 * U;
         let denom_err = if denom > 1.0 { u_err + depth / 2.0 + budget::DIV * U * 1.5 + budget::SQRT * U } else { 0.0 };
@@ -352,6 +353,7 @@ pub struct AdafactorOptimizer {
     ring: Ring<Scalars>,
     state: wgpu::Buffer,
     step: u32,
+    access: rows::RowAccess,
 }
 
 impl AdafactorOptimizer {
@@ -377,11 +379,12 @@ impl AdafactorOptimizer {
         if 4 * at > device.limits().max_storage_buffer_binding_size {
             return Err(OptimError::ExceedsLimits(format!("Adafactor's state of {} bytes is past the binding limit", 4 * at)));
         }
-        let source = rows::source(&Scalars::wgsl(), ADAFACTOR_WGSL);
+        let access = rows::RowAccess::of(device, params);
+        let source = rows::source(access, &Scalars::wgsl(), ADAFACTOR_WGSL);
         let kernels = Kernels::new(device, "adafactor", &source, &READ_ONLY, &ENTRIES)?;
         let state = scoped(device, || device.create_buffer(&wgpu::BufferDescriptor { label: Some("adafactor state"), size: 4 * at.max(4), usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false }))?;
         let ring = scoped(device, || Ring::new(device, RING_SLOTS))?;
-        let mut opt = AdafactorOptimizer { device: device.clone(), queue: queue.clone(), config, params: params.to_vec(), places, kernels, windows: Vec::new(), ring, state, step: 0 };
+        let mut opt = AdafactorOptimizer { device: device.clone(), queue: queue.clone(), config, params: params.to_vec(), places, kernels, windows: Vec::new(), ring, state, step: 0, access };
         opt.windows = opt.build_windows()?;
         Ok(opt)
     }
@@ -390,7 +393,7 @@ impl AdafactorOptimizer {
     /// grad buffer) pair.
     fn build_windows(&self) -> Result<Vec<Window>> {
         let numels: Vec<u64> = self.places.iter().map(|p| p.numel).collect();
-        let (rows, first) = rows::rows(&numels);
+        let (rows, first) = rows::rows(&numels, self.access.row_len());
         let mut scales = 2 * rows.len() as u32;
         let descs: Vec<TensorDesc> = self
             .params

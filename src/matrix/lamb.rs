@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::rows::{self, Kernels, RowDesc, ROW, WG};
+use super::rows::{self, Kernels, RowDesc};
 use crate::engine::uniforms::{gpu_struct, Ring};
 use crate::engine::ParamSlice;
 use crate::error::{scoped, OptimError, Result};
@@ -53,7 +53,8 @@ pub enum TrustRatio {
 /// element-wise EMAs (4u and 5u per step on their inputs, decaying with
 /// β); u adds the bias corrections, the root (9u), the quotient (5u) and
 /// the decay term; each norm is a sum of non-negative squares in a fixed
-/// tree (PER_LANE per lane, log₂ WG levels, then the tensor's rows in order), so
+/// tree ([`rows::sum_depth`], for either row length: per lane, log₂ WG
+/// levels, then the tensor's rows in order), so
 /// its relative error is at most that depth in u, halved by the root; the
 /// ratio adds 5u; the update lr·r·u and the subtraction 3u. The bound is
 /// normwise per tensor and includes the previous steps' error of θ.
@@ -155,7 +156,7 @@ impl Lamb {
         let u_err = norm(&upd_err) + self.weight_decay * state.param_err;
         let adapt = self.adapts() && p_norm > 0.0 && u_norm > 0.0;
         let ratio = if adapt { p_norm / u_norm } else { 1.0 };
-        let sum_depth = (2 + rows::PER_LANE as u64 + WG.trailing_zeros() as u64 + (n as u64).div_ceil(ROW)) as f64 * U;
+        let sum_depth = rows::sum_depth(n as u64) as f64 * U;
         let ratio_err = if adapt { sum_depth + 2.0 * budget::SQRT * U + budget::DIV * U + state.param_err / p_norm + u_err / u_norm } else { 0.0 };
         let step = self.lr * ratio;
         for i in 0..n {
@@ -267,8 +268,8 @@ impl LambOptimizer {
         if 4 * state_len > device.limits().max_storage_buffer_binding_size {
             return Err(OptimError::ExceedsLimits(format!("LAMB's state of {} bytes per moment is past the binding limit", 4 * state_len)));
         }
-        let (rows, first) = rows::rows(&numels);
-        let source = rows::source(&Scalars::wgsl(), &format!("{}{LAMB_WGSL}", access.operands(&OPERANDS)));
+        let (rows, first) = rows::rows(&numels, access.row_len());
+        let source = rows::source(access, &Scalars::wgsl(), &format!("{}{LAMB_WGSL}", access.operands(&OPERANDS)));
         let kernels = Kernels::new(device, "lamb", &source, &READ_ONLY, &ENTRIES)?;
         let (ring, exp_avg, exp_avg_sq, tensors, sums) = scoped(device, || {
             let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;

@@ -20,7 +20,7 @@ pub mod validate;
 pub use adafactor::{Adafactor, AdafactorOptimizer};
 pub use lamb::{Lamb, LambOptimizer, TrustRatio};
 pub use muon::{AdjustLr, Muon};
-use rows::{RowDesc, ROW};
+use rows::RowDesc;
 
 use crate::engine::ParamSlice;
 use crate::error::{scoped, OptimError, Result};
@@ -141,6 +141,7 @@ pub struct MuonOptimizer {
     state: wgpu::Buffer,
     scratch: wgpu::Buffer,
     n_tensors: u32,
+    access: rows::RowAccess,
 }
 
 impl MuonOptimizer {
@@ -155,9 +156,10 @@ impl MuonOptimizer {
     pub fn new(device: &wgpu::Device, queue: &wgpu::Queue, config: Muon, params: &[ParamSlice]) -> Result<Self> {
         config.validate()?;
         let places = check_params(device, params)?;
-        let kernels = rows::Kernels::new(device, "muon", &rows::source("", MUON_WGSL), &READ_ONLY, &ENTRIES)?;
+        let access = rows::RowAccess::of(device, params);
+        let kernels = rows::Kernels::new(device, "muon", &rows::source(access, "", MUON_WGSL), &READ_ONLY, &ENTRIES)?;
         let gemm = Gemm::new(device, gemm::GemmKernel::Auto)?;
-        let n_rows: u64 = places.iter().map(|p| p.numel().div_ceil(ROW)).sum();
+        let n_rows: u64 = places.iter().map(|p| p.numel().div_ceil(access.row_len())).sum();
         let state_len: u64 = places.iter().map(Placement::numel).sum();
         let scratch_len: u64 = places.iter().map(Placement::scratch_len).sum();
         let (scalars, state, scratch, tensors, sums) = scoped(device, || {
@@ -171,7 +173,7 @@ impl MuonOptimizer {
                 buffer("muon sums", n_rows + places.len() as u64, storage),
             )
         })?;
-        let mut opt = MuonOptimizer { device: device.clone(), queue: queue.clone(), config, params: params.to_vec(), places, kernels, gemm, stages: Vec::new(), windows: Vec::new(), scalars, state, scratch, n_tensors: params.len() as u32 };
+        let mut opt = MuonOptimizer { device: device.clone(), queue: queue.clone(), config, params: params.to_vec(), places, kernels, gemm, stages: Vec::new(), windows: Vec::new(), scalars, state, scratch, n_tensors: params.len() as u32, access };
         opt.build(&tensors, &sums, n_rows as u32)?;
         opt.write_scalars(n_rows as u32);
         Ok(opt)
@@ -222,7 +224,7 @@ impl MuonOptimizer {
 
     /// The tensor descriptors and the row table (rows of each tensor in order).
     fn tables(&self) -> (Vec<TensorDesc>, Vec<RowDesc>) {
-        let (rows, first) = rows::rows(&self.places.iter().map(Placement::numel).collect::<Vec<_>>());
+        let (rows, first) = rows::rows(&self.places.iter().map(Placement::numel).collect::<Vec<_>>(), self.access.row_len());
         let descs = self
             .params
             .iter()

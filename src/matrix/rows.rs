@@ -1,5 +1,5 @@
 //! The row table of the tensor-wise rules: each workgroup handles one row,
-//! up to [`ROW`] consecutive elements of one tensor, and writes its partial
+//! up to [`RowAccess::row_len`] consecutive elements of one tensor, and writes its partial
 //! sums to its row's slot, so a per-tensor reduction is a fixed-order sum
 //! over that tensor's rows (deterministic). Rows are dispatched per
 //! (param buffer, grad buffer) pair, the bindings of the element-wise passes.
@@ -8,21 +8,31 @@ use crate::engine::ParamSlice;
 
 const ROWS_WGSL: &str = include_str!("../../shaders/matrix/rows.wgsl");
 
-/// A tensor-wise shader's source: `WG`, the shared pieces of rows.wgsl, the
-/// generated `Scalars` declaration (if any), then `body`.
-pub fn source(scalars: &str, body: &str) -> String {
-    format!("const WG: u32 = {WG}u;\nconst PER_LANE: u32 = {PER_LANE}u;\n{ROWS_WGSL}\n{scalars}\n{body}")
+/// A tensor-wise shader's source: `WG`, `PER_LANE` (of `access`), the
+/// shared pieces of rows.wgsl, the generated `Scalars` declaration (if
+/// any), then `body`.
+pub fn source(access: RowAccess, scalars: &str, body: &str) -> String {
+    format!("const WG: u32 = {WG}u;\nconst PER_LANE: u32 = {}u;\n{ROWS_WGSL}\n{scalars}\n{body}", access.per_lane)
 }
 
 /// Invocations per workgroup of the element-wise passes.
 pub const WG: u32 = 256;
 // rows.wgsl's workgroup_sum is a tree of 16 × 16 values.
 const _: () = assert!(WG == 256);
-/// Elements per invocation of a row (fewer, larger rows: each costs a
-/// workgroup reduction, whose barriers a CPU adapter runs slowly).
-pub const PER_LANE: u32 = 16;
-/// Elements per row.
-pub const ROW: u64 = PER_LANE as u64 * WG as u64;
+/// Elements per invocation of a row on a GPU.
+pub const PER_LANE_GPU: u32 = 16;
+/// Elements per invocation of a row on a CPU adapter, where each row's
+/// workgroup reduction (its barriers) is slow: 4× fewer rows made LAMB
+/// 27 % faster on lavapipe; a GPU would get a quarter of the workgroups.
+pub const PER_LANE_CPU: u32 = 64;
+
+/// The depth, in roundings, of a fixed-order sum over the row table of a
+/// tensor of `n` elements, for either row length: a lane's sequential sum
+/// (at most PER_LANE terms plus 2), the workgroup's tree (log₂ WG), then
+/// the tensor's rows in order (at most n / (PER_LANE_GPU·WG)).
+pub fn sum_depth(n: u64) -> u64 {
+    2 + PER_LANE_CPU as u64 + WG.trailing_zeros() as u64 + n.div_ceil(PER_LANE_GPU as u64 * WG as u64)
+}
 
 /// A row of the table (`Row` in the shaders).
 #[repr(C)]
@@ -36,16 +46,16 @@ pub struct RowDesc {
     pub index: u32,
 }
 
-/// The rows of tensors of `numels` elements, tensor by tensor, and each
-/// tensor's first row.
-pub fn rows(numels: &[u64]) -> (Vec<RowDesc>, Vec<u32>) {
+/// The rows of `row_len` elements of tensors of `numels` elements, tensor
+/// by tensor, and each tensor's first row.
+pub fn rows(numels: &[u64], row_len: u64) -> (Vec<RowDesc>, Vec<u32>) {
     let mut rows = Vec::new();
     let mut first = Vec::with_capacity(numels.len());
     for (tensor, &numel) in numels.iter().enumerate() {
         first.push(rows.len() as u32);
-        for start in (0..numel).step_by(ROW as usize) {
+        for start in (0..numel).step_by(row_len as usize) {
             let index = rows.len() as u32;
-            rows.push(RowDesc { tensor: tensor as u32, start: start as u32, len: (numel - start).min(ROW) as u32, index });
+            rows.push(RowDesc { tensor: tensor as u32, start: start as u32, len: (numel - start).min(row_len) as u32, index });
         }
     }
     (rows, first)
@@ -151,24 +161,27 @@ pub enum RowForm {
     Wide,
 }
 
-/// The access of a tensor-wise rule's element passes: its form and its
-/// unit, the consecutive elements an invocation takes at a time. The unit
-/// is 8 where the wide form can run (CPU adapters with `SHADER_INT64`, as
-/// [`crate::WideAccess::Auto`]), for every form, so that a lane's partial
-/// sums cover the same elements in the same order and the three forms give
-/// the same bits (tested); 4 elsewhere (GPUs, where 4-element units keep
-/// the lanes' vec4 loads contiguous).
+/// The access of a tensor-wise rule's element passes: its form, its unit
+/// (the consecutive elements an invocation takes at a time) and the
+/// elements per invocation of a row. Where the wide form can run (CPU
+/// adapters with `SHADER_INT64`, as [`crate::WideAccess::Auto`]) the unit
+/// is 8 for every form, so that a lane's partial sums cover the same
+/// elements in the same order and the three forms give the same bits
+/// (tested), and rows take [`PER_LANE_CPU`] per invocation; elsewhere
+/// (GPUs, and CI's GL adapter) units of 4 keep the lanes' vec4 loads
+/// contiguous and rows take [`PER_LANE_GPU`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowAccess {
     pub form: RowForm,
     pub unit: u32,
+    pub per_lane: u32,
 }
 
 impl RowAccess {
     /// The widest form `device` and `params` allow.
     pub fn of(device: &wgpu::Device, params: &[ParamSlice]) -> Self {
         let wide = crate::WideAccess::Auto.wanted(device);
-        let unit = if wide { 8 } else { 4 };
+        let (unit, per_lane) = if wide { (8, PER_LANE_CPU) } else { (4, PER_LANE_GPU) };
         let form = if wide && aligned(params, 8) {
             RowForm::Wide
         } else if aligned(params, 4) {
@@ -176,7 +189,12 @@ impl RowAccess {
         } else {
             RowForm::Scalar
         };
-        RowAccess { form, unit }
+        RowAccess { form, unit, per_lane }
+    }
+
+    /// Elements per row.
+    pub fn row_len(self) -> u64 {
+        self.per_lane as u64 * WG as u64
     }
 
     /// The multiple every engine-owned segment (state, averages) starts on.
@@ -272,7 +290,8 @@ mod tests {
 
     #[test]
     fn rows_cover_each_tensor_once_in_order() {
-        let (rows, first) = rows(&[1, ROW, ROW + 3, 5]);
+        const ROW: u64 = 4096;
+        let (rows, first) = rows(&[1, ROW, ROW + 3, 5], ROW);
         assert_eq!(first, [0, 1, 2, 4]);
         assert_eq!(rows.iter().map(|r| (r.tensor, r.start, r.len)).collect::<Vec<_>>(), [(0, 0, 1), (1, 0, ROW as u32), (2, 0, ROW as u32), (2, ROW as u32, 3), (3, 0, 5)]);
         assert!(rows.iter().enumerate().all(|(i, r)| r.index == i as u32));
