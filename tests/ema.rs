@@ -144,8 +144,8 @@ fn bad_input_is_a_typed_error() {
 
 /// Slices on multiples of 8 (wide access, on a CPU adapter with
 /// SHADER_INT64), on whole vec4s (vec4 access) and at odd offsets (scalar
-/// access) give the same averages, tails of 1–7 elements included, and
-/// leave the elements around each slice untouched.
+/// access) give the same averages, tails of 1–7 elements included (the
+/// params are bound read-only: nothing around a slice can change).
 #[test]
 fn wide_vec4_and_scalar_access_are_bitwise_identical() {
     let gpu = require_gpu!();
@@ -168,16 +168,13 @@ fn wide_vec4_and_scalar_access_are_bitwise_identical() {
             }
             ema.update().unwrap();
         }
-        let all = read_f32(&gpu.device, &gpu.queue, &p, 0, total as u64).unwrap();
-        let untouched = (0..total).filter(|&k| !slices.iter().any(|s| (s.param_offset as usize..(s.param_offset + s.len()) as usize).contains(&k))).all(|k| all[k] == 7.0);
         let averages: Vec<Vec<u32>> = (0..sizes.len()).map(|i| ema.read(i).unwrap().iter().map(|x| x.to_bits()).collect()).collect();
-        (ema.access().form, averages, untouched)
+        (ema.access().form, averages)
     };
     let wide = common::wide_capable(gpu);
     let runs = [run(0), run(4), run(3)];
     assert_eq!(runs.iter().map(|r| r.0).collect::<Vec<_>>(), [if wide { RowForm::Wide } else { RowForm::Vec4 }, RowForm::Vec4, RowForm::Scalar]);
-    for (form, averages, untouched) in &runs {
-        assert!(*untouched, "{form:?}: elements outside the slices changed");
+    for (form, averages) in &runs {
         assert_eq!(*averages, runs[0].1, "the {:?} and {form:?} kernels differ", runs[0].0);
     }
 }

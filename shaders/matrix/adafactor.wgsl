@@ -165,7 +165,7 @@ fn norms(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     let t = tensors[row.tensor];
     var sq = vec2<f32>(0.0);
     var at: Cursor;
-    if (t.factored != 0u) {
+    if (t.factored != 0u && lid < row.len) {
         at = cursor_at(t, row.start + lid);
     }
     for (var k = 0u; k < PER_LANE; k++) {
@@ -176,7 +176,7 @@ fn norms(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
             var v: f32;
             if (t.factored != 0u) {
                 v = factored_v(t, at);
-                at = advance(t, at);
+                if (i + WG < row.len) { at = advance(t, at); }   // (no loads past the tensor)
             } else {
                 v = lerp(state[t.state + e], g * g, s.w);
                 state[t.state + e] = v;
@@ -210,7 +210,7 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     let t = tensors[row.tensor];
     let step = sums[t.scales + 1u];
     var at: Cursor;
-    if (t.factored != 0u) {
+    if (t.factored != 0u && lid < row.len) {
         at = cursor_at(t, row.start + lid);
     }
     for (var k = 0u; k < PER_LANE; k++) {
@@ -220,7 +220,7 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
             var v: f32;
             if (t.factored != 0u) {
                 v = factored_v(t, at);
-                at = advance(t, at);
+                if (i + WG < row.len) { at = advance(t, at); }   // (no loads past the tensor)
             } else {
                 v = state[t.state + e];
             }

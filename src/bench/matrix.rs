@@ -98,7 +98,8 @@ pub fn tensor_rows(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, (p
     // moments: θ, g, m, v read, m, v written; apply: θ, m, v read, θ written.
     let lamb_s = timer.per_step(reps, steps, &mut |e| lamb.record_step(e))?;
     let mut ada = crate::AdafactorOptimizer::new(device, queue, crate::Adafactor::default(), &shaped)?;
-    // lines: g twice (rows, columns); stats: θ; norms: g; apply: θ, g read, θ written.
+    // factored: lines g twice (rows, columns), norms θ and g, apply θ and g read, θ written;
+    // flat: norms θ, g and the variance read and written, apply θ, g and the variance read, θ written.
     let ada_s = timer.per_step(reps, steps, &mut |e| ada.record_step(e))?;
     let mut ema = crate::WeightEma::new(device, queue, 0.999, &flat)?;
     // θ and the average read, the average written.

@@ -21,15 +21,17 @@ pub const WG: u32 = 256;
 const _: () = assert!(WG == 256);
 /// Elements per invocation of a row on a GPU.
 pub const PER_LANE_GPU: u32 = 16;
-/// Elements per invocation of a row on a CPU adapter, where each row's
-/// workgroup reduction (its barriers) is slow: 4× fewer rows made LAMB
-/// 27 % faster on lavapipe; a GPU would get a quarter of the workgroups.
+/// Elements per invocation of a row on a CPU adapter with `SHADER_INT64`
+/// (where [`RowAccess::of`] picks the CPU shape), whose workgroup
+/// reductions (their barriers) are slow: 4× fewer rows made LAMB 27 %
+/// faster on lavapipe; a GPU would get a quarter of the workgroups.
 pub const PER_LANE_CPU: u32 = 64;
 
 /// The depth, in roundings, of a fixed-order sum over the row table of a
 /// tensor of `n` elements, for either row length: a lane's sequential sum
 /// (at most PER_LANE terms plus 2), the workgroup's tree (log₂ WG), then
-/// the tensor's rows in order (at most n / (PER_LANE_GPU·WG)).
+/// the tensor's rows in order (at most n / (PER_LANE_GPU·WG)). On a GPU
+/// this is about 48 roundings looser than its own shape needs.
 pub fn sum_depth(n: u64) -> u64 {
     2 + PER_LANE_CPU as u64 + WG.trailing_zeros() as u64 + n.div_ceil(PER_LANE_GPU as u64 * WG as u64)
 }
