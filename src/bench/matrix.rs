@@ -77,6 +77,9 @@ pub fn measure(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, matric
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TensorRow {
     pub rule: String,
+    /// How its element passes moved memory (wide, vec4 or scalar; Muon
+    /// and Adafactor read scalars whatever the form).
+    pub access: String,
     pub elements: u64,
     /// Bytes per element its passes move at the least (each pass's reads and writes).
     pub bytes_per_element: u64,
@@ -93,7 +96,7 @@ pub struct TensorRow {
 pub fn tensor_rows(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, (p, g, n): (&wgpu::Buffer, &wgpu::Buffer, u64), (reps, steps): (u32, u32), adamw_ms: f64) -> Result<Vec<TensorRow>> {
     let flat = [ParamSlice::range(p, 0, g, 0, n)];
     let shaped = if n % 1024 == 0 { [flat[0].clone().with_shape(&[n / 1024, 1024])] } else { flat.clone() };
-    let row = |rule: &str, bytes: u64, s: f64| TensorRow { rule: rule.into(), elements: n, bytes_per_element: bytes, ms: s * 1e3, gbps: (bytes * n) as f64 / s / 1e9, speed_vs_adamw: adamw_ms / (s * 1e3) };
+    let row = |rule: &str, form: crate::RowForm, bytes: u64, s: f64| TensorRow { rule: rule.into(), access: format!("{form:?}").to_lowercase(), elements: n, bytes_per_element: bytes, ms: s * 1e3, gbps: (bytes * n) as f64 / s / 1e9, speed_vs_adamw: adamw_ms / (s * 1e3) };
     let mut lamb = crate::LambOptimizer::new(device, queue, crate::Lamb { weight_decay: 0.01, ..Default::default() }, &flat)?;
     // moments: θ, g, m, v read, m, v written; apply: θ, m, v read, θ written.
     let lamb_s = timer.per_step(reps, steps, &mut |e| lamb.record_step(e))?;
@@ -105,5 +108,5 @@ pub fn tensor_rows(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, (p
     // θ and the average read, the average written.
     let ema_s = timer.per_step(reps, steps, &mut |e| ema.record_update(e))?;
     let ada_name = if n % 1024 == 0 { "adafactor (factored)" } else { "adafactor (flat)" };
-    Ok(vec![row("lamb", 40, lamb_s), row(ada_name, if n % 1024 == 0 { 28 } else { 32 }, ada_s), row("weight ema", 12, ema_s)])
+    Ok(vec![row("lamb", lamb.access().form, 40, lamb_s), row(ada_name, crate::RowForm::Scalar, if n % 1024 == 0 { 28 } else { 32 }, ada_s), row("weight ema", ema.access().form, 12, ema_s)])
 }

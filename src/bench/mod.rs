@@ -483,7 +483,7 @@ pub fn format_report(r: &BenchReport) -> String {
         s += &format!("adamw, {} state: {} B/param of state, {:.3} ms, {:.2}x the f32-state speed\n", st.format, st.state_bytes_per_param, st.fused_ms, st.speedup_over_f32);
     }
     for t in &r.tensor_wise {
-        s += &format!("{}: {} elements, {} B/elem, {:.3} ms, {:.2} GB/s, {:.2}x the AdamW step's speed\n", t.rule, t.elements, t.bytes_per_element, t.ms, t.gbps, t.speed_vs_adamw);
+        s += &format!("{} ({} access): {} elements, {} B/elem, {:.3} ms, {:.2} GB/s, {:.2}x the AdamW step's speed\n", t.rule, t.access, t.elements, t.bytes_per_element, t.ms, t.gbps, t.speed_vs_adamw);
     }
     if let Some(m) = &r.model {
         s += &format!(
