@@ -25,7 +25,7 @@ struct Tensor {
     cols: u32,           // C
     state: u32,          // row_var (then col_var at state + B·R), or variance
     first_row: u32,      // its first row of the row table
-    scales: u32,         // sums[scales + 1] = step, [scales + 2 + b] = slab b's clamped mean
+    scales: u32,         // sums[scales] = the step, [scales + 1 + b] = slab b's clamped mean
     pad0: u32,
     pad1: u32,
 }
@@ -97,7 +97,7 @@ fn slab_means(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var r = 0u; r < t.rows; r++) {
             total = total + state[t.state + b * t.rows + r];
         }
-        sums[t.scales + 2u + b] = max(total / f32(t.rows), s.eps1);
+        sums[t.scales + 1u + b] = max(total / f32(t.rows), s.eps1);
     }
 }
 
@@ -125,7 +125,7 @@ fn cursor_at(t: Tensor, e: u32) -> Cursor {
     let slab = line / t.rows;
     let qw = WG / t.cols;
     let q2 = qw / t.rows;
-    return Cursor(line, e - line * t.cols, slab, line - slab * t.rows, qw, WG - qw * t.cols, q2, qw - q2 * t.rows, state[t.state + line], sums[t.scales + 2u + slab]);
+    return Cursor(line, e - line * t.cols, slab, line - slab * t.rows, qw, WG - qw * t.cols, q2, qw - q2 * t.rows, state[t.state + line], sums[t.scales + 1u + slab]);
 }
 
 // The cursor WG elements on (col + rw < 2C, r + r2 + 1 < 2R: one carry each).
@@ -143,7 +143,7 @@ fn advance(t: Tensor, at: Cursor) -> Cursor {
         n.row_var = state[t.state + n.line];
     }
     if (n.slab != at.slab) {
-        n.mean = sums[t.scales + 2u + n.slab];
+        n.mean = sums[t.scales + 1u + n.slab];
     }
     return n;
 }
@@ -201,14 +201,14 @@ fn step_size(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = tensors[gid.x];
     let alpha = max(s.eps2, sqrt(tensor_sum(t, 0u) / f32(t.numel))) * s.rho;
     let rms = sqrt(tensor_sum(t, 1u) / f32(t.numel));
-    sums[t.scales + 1u] = alpha / max(1.0, rms / s.d);
+    sums[t.scales] = alpha / max(1.0, rms / s.d);
 }
 
 @compute @workgroup_size(WG)
 fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = rows[wid.x];
     let t = tensors[row.tensor];
-    let step = sums[t.scales + 1u];
+    let step = sums[t.scales];
     var at: Cursor;
     if (t.factored != 0u && lid < row.len) {
         at = cursor_at(t, row.start + lid);

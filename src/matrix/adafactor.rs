@@ -403,7 +403,7 @@ impl AdafactorOptimizer {
             .map(|((p, place), &first_row)| {
                 let f = place.factoring.unwrap_or(Factoring { slabs: 1, rows: 1, cols: 1 });
                 let desc = TensorDesc { param: p.param_offset as u32, grad: p.grad_offset as u32, numel: place.numel as u32, factored: place.factoring.is_some() as u32, slabs: f.slabs as u32, rows: f.rows as u32, cols: f.cols as u32, state: place.state as u32, first_row, scales, pad: [0; 2] };
-                scales += 2 + f.slabs as u32;
+                scales += 1 + f.slabs as u32;
                 desc
             })
             .collect();
