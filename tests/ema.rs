@@ -151,13 +151,7 @@ fn wide_vec4_and_scalar_access_are_bitwise_identical() {
     let gpu = require_gpu!();
     let sizes = [1029usize, 6, 2047, 13];
     let run = |offset: usize| {
-        let mut at = offset;
-        let mut places = Vec::new();
-        for &n in &sizes {
-            places.push(at);
-            at = (at + n + 4).next_multiple_of(8) + offset;
-        }
-        let total = at + 16;
+        let (places, total) = common::slice_places(&sizes, offset);
         let (p, g) = (common::storage_buffer(gpu, &vec![7.0; total]), common::storage_buffer(gpu, &vec![0.0; total]));
         let slices: Vec<ParamSlice> = places.iter().zip(&sizes).map(|(&at, &n)| ParamSlice::range(&p, at as u64, &g, at as u64, n as u64)).collect();
         let mut ema = WeightEma::new(&gpu.device, &gpu.queue, 0.7, &slices).unwrap();

@@ -196,13 +196,7 @@ fn wide_vec4_and_scalar_access_are_bitwise_identical() {
     let gpu = require_gpu!();
     let sizes = [1029usize, 6, 2047, 13];
     let run = |offset: usize| {
-        let mut at = offset;
-        let mut places = Vec::new();
-        for &n in &sizes {
-            places.push(at);
-            at = (at + n + 4).next_multiple_of(8) + offset;
-        }
-        let total = at + 16;
+        let (places, total) = common::slice_places(&sizes, offset);
         let mut p0: Vec<f32> = vec![7.0; total];
         for (i, (&at, &n)) in places.iter().zip(&sizes).enumerate() {
             (0..n).for_each(|k| p0[at + k] = uniform(60, i as u64, k as u64));

@@ -55,3 +55,17 @@ pub fn storage_buffer(gpu: &Gpu, data: &[f32]) -> wgpu::Buffer {
 pub fn wide_capable(gpu: &Gpu) -> bool {
     gpu.device.features().contains(wgpu::Features::SHADER_INT64) && gpu.device.adapter_info().device_type == wgpu::DeviceType::Cpu
 }
+
+/// Starts of slices of `sizes` in one buffer for the access-form tests:
+/// the first at `offset`, each next at least 4 elements past the last and
+/// at a multiple of 8 plus `offset` (0: wide, 4: vec4, odd: scalar); and a
+/// buffer length with room for the last slice's whole unit.
+pub fn slice_places(sizes: &[usize], offset: usize) -> (Vec<usize>, usize) {
+    let mut at = offset;
+    let mut places = Vec::new();
+    for &n in sizes {
+        places.push(at);
+        at = (at + n + 4).next_multiple_of(8) + offset;
+    }
+    (places, at + 16)
+}
