@@ -113,9 +113,10 @@ impl WeightEma {
         })?;
         let (table, _) = rows::rows(&lens, access.row_len());
         let descs: Vec<TensorDesc> = params.iter().zip(&at).map(|(p, &ema)| TensorDesc { param: p.param_offset as u32, ema: ema as u32, pad: [0; 2] }).collect();
+        let pairs = rows::windows(device, &params, &table)?;
         let windows = scoped(device, || {
             let tensors = rows::table(device, queue, "ema tensors", &descs);
-            rows::windows(&params, &table)
+            pairs
                 .into_iter()
                 .map(|(param, _, mine)| {
                     let row_buf = rows::table(device, queue, "ema rows", &mine);

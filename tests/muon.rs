@@ -43,8 +43,8 @@ struct RefTensor {
     m: Vec<f64>,
     /// Σ_t lr·ratio·tol·‖O_t‖_F + 4u·‖θ_t‖_F: the params' Frobenius bound.
     p_bound: f64,
-    /// Σ_t |M_t| per element: the momentum's scale.
-    m_scale: Vec<f64>,
+    /// Σ_t of each step's momentum_tolerance, per element.
+    m_bound: Vec<f64>,
 }
 
 #[test]
@@ -64,7 +64,7 @@ fn muon_matches_reference() {
             for &(rows, cols) in shapes {
                 slices.push(ParamSlice::range(&p, at as u64, &g, at as u64, (rows * cols) as u64).with_shape(&[rows as u64, cols as u64]));
                 let start: Vec<f64> = p0[at..at + rows * cols].iter().map(|&x| x as f64).collect();
-                refs.push(RefTensor { shape: (rows, cols), m: vec![0.0; rows * cols], p: start, p_bound: 0.0, m_scale: vec![0.0; rows * cols] });
+                refs.push(RefTensor { shape: (rows, cols), m: vec![0.0; rows * cols], p: start, p_bound: 0.0, m_bound: vec![0.0; rows * cols] });
                 at += rows * cols + 3;
             }
             bufs.push((p, g));
@@ -76,11 +76,12 @@ fn muon_matches_reference() {
                 let g = grads(i as u64 + 10, t, rows, cols);
                 gpu.queue.write_buffer(&s.grad, 4 * s.grad_offset, bytemuck::cast_slice(&g));
                 let g64: Vec<f64> = g.iter().map(|&x| x as f64).collect();
+                let prev = r.m.clone();
                 let o = config.reference_step(r.shape, &mut r.p, &g64, &mut r.m);
                 let step = config.lr * config.adjust_lr_fn.ratio(rows as u64, cols as u64);
                 let frobenius = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
                 r.p_bound += step * config.o_tolerance(rows, cols) * frobenius(&o) + 4.0 * U * frobenius(&r.p);
-                r.m_scale.iter_mut().zip(&r.m).for_each(|(s, m)| *s += m.abs());
+                (0..prev.len()).for_each(|k| r.m_bound[k] += config.momentum_tolerance(prev[k], g64[k], r.m[k]));
             }
             opt.step().unwrap();
         }
@@ -90,7 +91,7 @@ fn muon_matches_reference() {
             let m = opt.read_state(i).unwrap();
             let p_err = got.iter().zip(&r.p).map(|(a, b)| (*a as f64 - b).powi(2)).sum::<f64>().sqrt();
             let worst_p = p_err / r.p_bound;
-            let worst_m = (0..m.len()).map(|k| (m[k] as f64 - r.m[k]).abs() / (4.0 * U * r.m_scale[k]).max(1e-30)).fold(0.0, f64::max);
+            let worst_m = (0..m.len()).map(|k| (m[k] as f64 - r.m[k]).abs() / r.m_bound[k].max(1e-30)).fold(0.0, f64::max);
             eprintln!("{name:<52} {rows:>3}x{cols:<3} params: {worst_p:.4} of the bound ({p_err:.2e}), momentum_buffer: {worst_m:.3}");
             assert!(worst_p <= 1.0, "{name} {rows}x{cols}: params off by {worst_p:.2} of the bound");
             assert!(worst_m <= 1.0, "{name} {rows}x{cols}: momentum_buffer off by {worst_m:.2} of the bound");

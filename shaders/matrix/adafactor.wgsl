@@ -6,14 +6,15 @@
 // (rows.rs); the line pass runs one invocation per row or column of a slab.
 //
 //   lines:  row_var ← lerp(row_var, mean_c(G²), w); col_var ← lerp(col_var, mean_r(G²), w)
-//   slab_means: per slab: max(mean(row_var), eps1)
+//   slab_means: per slab: max(mean(row_var), eps1) (a workgroup per tensor)
 //   norms:  variance ← lerp(variance, G², w) (unfactored);
 //           U = G / max(√V, eps1), V = row_var·col_var / mean (or variance); partial Σθ², ΣU² per row
-//   step:   per tensor: α = max(eps2, RMS(θ))·rho (θ before the decay), α / max(1, RMS(U)/d)
+//   step:   per tensor, a workgroup: α = max(eps2, RMS(θ))·rho (θ before the decay), α / max(1, RMS(U)/d)
 //   apply:  θ ← θ·(1 − lr·weight_decay) − step·U
 //
 // struct Scalars is generated from the Rust declaration (src/matrix/adafactor.rs);
-// Row, PER_LANE, lerp (PyTorch's) and workgroup_sum come from rows.wgsl.
+// Row, PER_LANE, lerp (PyTorch's), workgroup_sum and rows_of come from
+// rows.wgsl, TOTAL_WG, total_sum and tensor_total from tensor_total.wgsl.
 
 struct Tensor {
     param: u32,
@@ -26,7 +27,7 @@ struct Tensor {
     state: u32,          // row_var (then col_var at state + B·R), or variance
     first_row: u32,      // its first row of the row table
     scales: u32,         // sums[scales] = the step, [scales + 1 + b] = slab b's clamped mean
-    pad0: u32,
+    slab_tree: u32,      // 1: a slab's mean is a workgroup's tree (Factoring::slab_tree)
     pad1: u32,
 }
 
@@ -50,16 +51,6 @@ struct Line {
 fn g_at(t: Tensor, e: u32) -> f32 {
     let g = grad[t.grad + e];
     return select(g, -g, s.maximize != 0u);
-}
-
-// Sum of a tensor's per-row partials (slot 0: Σθ², 1: ΣU²), in row order.
-fn tensor_sum(t: Tensor, slot: u32) -> f32 {
-    let n_rows = (t.numel + PER_LANE * WG - 1u) / (PER_LANE * WG);
-    var total = 0.0;
-    for (var r = 0u; r < n_rows; r++) {
-        total = total + sums[2u * (t.first_row + r) + slot];
-    }
-    return total;
 }
 
 @compute @workgroup_size(64)
@@ -86,18 +77,33 @@ fn lines_pass(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-// One invocation per tensor: each slab's clamped mean of row_var.
-@compute @workgroup_size(64)
-fn slab_means(@builtin(global_invocation_id) gid: vec3<u32>) {
-    if (gid.x >= s.n_tensors) { return; }
-    let t = tensors[gid.x];
+// One workgroup per tensor: each slab's clamped mean of row_var, summed in
+// a fixed order: with slab_tree a slab at a time, lane lid taking rows lid,
+// lid + TOTAL_WG, … then total_sum's tree; else a lane per slab, its R rows
+// in order.
+@compute @workgroup_size(TOTAL_WG)
+fn slab_means(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = tensors[wid.x];
     if (t.factored == 0u) { return; }
-    for (var b = 0u; b < t.slabs; b++) {
-        var total = 0.0;
-        for (var r = 0u; r < t.rows; r++) {
-            total = total + state[t.state + b * t.rows + r];
+    if (t.slab_tree == 0u) {
+        for (var b = lid; b < t.slabs; b += TOTAL_WG) {
+            var total = 0.0;
+            for (var r = 0u; r < t.rows; r++) {
+                total = total + state[t.state + b * t.rows + r];
+            }
+            sums[t.scales + 1u + b] = max(total / f32(t.rows), s.eps1);
         }
-        sums[t.scales + 1u + b] = max(total / f32(t.rows), s.eps1);
+        return;
+    }
+    for (var b = 0u; b < t.slabs; b++) {
+        var acc = 0.0;
+        for (var r = lid; r < t.rows; r += TOTAL_WG) {
+            acc = acc + state[t.state + b * t.rows + r];
+        }
+        let total = total_sum(vec2<f32>(acc, 0.0), lid).x;
+        if (lid == 0u) {
+            sums[t.scales + 1u + b] = max(total / f32(t.rows), s.eps1);
+        }
     }
 }
 
@@ -193,15 +199,17 @@ fn norms(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     }
 }
 
-// One invocation per tensor: α = max(eps2, RMS(θ))·rho and the step
-// α / max(1, RMS(U)/d).
-@compute @workgroup_size(64)
-fn step_size(@builtin(global_invocation_id) gid: vec3<u32>) {
-    if (gid.x >= s.n_tensors) { return; }
-    let t = tensors[gid.x];
-    let alpha = max(s.eps2, sqrt(tensor_sum(t, 0u) / f32(t.numel))) * s.rho;
-    let rms = sqrt(tensor_sum(t, 1u) / f32(t.numel));
-    sums[t.scales] = alpha / max(1.0, rms / s.d);
+// One workgroup per tensor: α = max(eps2, RMS(θ))·rho and the step
+// α / max(1, RMS(U)/d), from its rows' partial Σθ², ΣU².
+@compute @workgroup_size(TOTAL_WG)
+fn step_size(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = tensors[wid.x];
+    let total = tensor_total(t.first_row, rows_of(t.numel), lid);
+    if (lid == 0u) {
+        let alpha = max(s.eps2, sqrt(total.x / f32(t.numel))) * s.rho;
+        let rms = sqrt(total.y / f32(t.numel));
+        sums[t.scales] = alpha / max(1.0, rms / s.d);
+    }
 }
 
 @compute @workgroup_size(WG)

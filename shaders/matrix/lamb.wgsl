@@ -9,7 +9,8 @@
 //   apply:   θ ← θ − lr·r·u   (u recomputed from the stored m, v: the same f32 values)
 
 // struct Scalars is generated from the Rust declaration (src/matrix/lamb.rs);
-// Row, PER_LANE and workgroup_sum come from rows.wgsl.
+// Row, PER_LANE, workgroup_sum and rows_of come from rows.wgsl, tensor_total
+// from tensor_total.wgsl.
 
 struct Tensor {
     param: u32,
@@ -71,23 +72,18 @@ fn moments(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     }
 }
 
-// One invocation per tensor: its rows' partial sums in order.
-@compute @workgroup_size(64)
-fn trust(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = gid.x;
-    if (i >= s.n_tensors) { return; }
-    let t = tensors[i];
-    let n_rows = (t.numel + PER_LANE * WG - 1u) / (PER_LANE * WG);
-    var total = vec2<f32>(0.0);
-    for (var r = 0u; r < n_rows; r++) {
-        total = total + vec2<f32>(sums[2u * (t.first_row + r)], sums[2u * (t.first_row + r) + 1u]);
+// One workgroup per tensor: ‖θ‖ and ‖u‖ from its rows' partial sums.
+@compute @workgroup_size(TOTAL_WG)
+fn trust(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = tensors[wid.x];
+    let norms = sqrt(tensor_total(t.first_row, rows_of(t.numel), lid));
+    if (lid == 0u) {
+        var ratio = 1.0;
+        if (s.adapt != 0u && norms.x > 0.0 && norms.y > 0.0) {
+            ratio = norms.x / norms.y;
+        }
+        sums[2u * s.n_rows + wid.x] = ratio;
     }
-    let norms = sqrt(total);
-    var ratio = 1.0;
-    if (s.adapt != 0u && norms.x > 0.0 && norms.y > 0.0) {
-        ratio = norms.x / norms.y;
-    }
-    sums[2u * s.n_rows + i] = ratio;
 }
 
 @compute @workgroup_size(WG)

@@ -2,28 +2,19 @@
 // the Newton–Schulz iteration (gemm.wgsl). Every matrix lives in the scratch
 // buffer in its wide orientation (rows ≤ cols: a tall matrix transposed), as
 // X (at `scratch`) and its ping-pong partner X' (at `scratch + numel`).
-// Workgroup b handles row b of the row table: up to 4·WG elements of one
+// Workgroup b handles row b of the row table: up to PER_LANE·WG elements of one
 // matrix, in the matrix's own element order.
 //
 //   momentum:  M ← lerp(M, G, 1 − μ);  U = lerp(G, M, μ) if nesterov else M;
 //              X ← U (transposed if tall); partial Σ U² of the row
-//   norms:     per matrix: ‖U‖ from its rows' partial sums (fixed order)
+//   norms:     per matrix, a workgroup: ‖U‖ from its rows' partial sums (fixed order)
 //   normalize: X ← X / max(‖U‖, eps)
 //   apply:     θ ← θ·(1 − lr·weight_decay) − lr·ratio·O (O the final X,
 //              transposed back)
 //
-// Row, PER_LANE, lerp (PyTorch's) and workgroup_sum come from rows.wgsl.
-
-struct Scalars {
-    decay: f32,          // 1 − lr·weight_decay
-    lr: f32,
-    momentum: f32,
-    eps: f32,
-    nesterov: u32,
-    final_half: u32,     // 1: the last NS step wrote X' (odd ns_steps)
-    n_tensors: u32,
-    n_rows: u32,         // rows of the whole table (the per-tensor norms follow their sums)
-}
+// struct Scalars is generated from the Rust declaration (src/matrix/mod.rs);
+// Row, PER_LANE, lerp (PyTorch's), workgroup_sum and rows_of come from
+// rows.wgsl, tensor_total from tensor_total.wgsl.
 
 struct Tensor {
     param: u32,          // element offsets in the bound param / grad buffers
@@ -43,7 +34,8 @@ struct Tensor {
 @group(0) @binding(4) var<storage, read_write> scratch: array<f32>;
 @group(0) @binding(5) var<storage, read> tensors: array<Tensor>;
 @group(0) @binding(6) var<storage, read> rows: array<Row>;
-// per row of the whole table: Σ U²; then per tensor (from n_rows on): max(‖U‖, eps)
+// per row of the whole table: Σ U², 0 (tensor_total's pairs); then per tensor
+// (from 2·n_rows on): max(‖U‖, eps)
 @group(0) @binding(7) var<storage, read_write> sums: array<f32>;
 
 // Index in the wide X of element e (row-major in the param's shape).
@@ -76,31 +68,28 @@ fn momentum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
             sq = sq + u * u;
         }
     }
-    let total = workgroup_sum(vec2<f32>(sq, 0.0), lid).x;
+    let total = workgroup_sum(vec2<f32>(sq, 0.0), lid);
     if (lid == 0u) {
-        sums[row.index] = total;
+        sums[2u * row.index] = total.x;
+        sums[2u * row.index + 1u] = total.y;
     }
 }
 
-// One invocation per matrix: its rows' partial sums in order.
-@compute @workgroup_size(64)
-fn norms(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = gid.x;
-    if (i >= s.n_tensors) { return; }
-    let t = tensors[i];
-    let n_rows = (t.rows * t.cols + PER_LANE * WG - 1u) / (PER_LANE * WG);
-    var total = 0.0;
-    for (var r = 0u; r < n_rows; r++) {
-        total = total + sums[t.first_row + r];
+// One workgroup per matrix: ‖U‖ from its rows' partial sums.
+@compute @workgroup_size(TOTAL_WG)
+fn norms(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = tensors[wid.x];
+    let total = tensor_total(t.first_row, rows_of(t.rows * t.cols), lid).x;
+    if (lid == 0u) {
+        sums[2u * s.n_rows + wid.x] = max(sqrt(total), s.eps);
     }
-    sums[s.n_rows + i] = max(sqrt(total), s.eps);
 }
 
 @compute @workgroup_size(WG)
 fn normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = rows[wid.x];
     let t = tensors[row.tensor];
-    let norm = sums[s.n_rows + row.tensor];
+    let norm = sums[2u * s.n_rows + row.tensor];
     for (var k = 0u; k < PER_LANE; k++) {
         let i = k * WG + lid;
         if (i < row.len) {

@@ -1,6 +1,6 @@
 // Shared by the tensor-wise shaders (src/matrix/rows.rs puts it first, after
-// WG and PER_LANE): the row table, PyTorch's lerp, and a fixed-order
-// workgroup sum.
+// WG and PER_LANE): the row table, PyTorch's lerp, a fixed-order workgroup
+// sum, and a tensor's count of rows.
 
 // A row of the row table: up to PER_LANE·WG consecutive elements of one
 // tensor, handled by one workgroup.
@@ -48,4 +48,9 @@ fn workgroup_sum(v: vec2<f32>, lid: u32) -> vec2<f32> {
         total = tree16(WG);
     }
     return total;
+}
+
+// Rows of the table a tensor of `numel` elements takes.
+fn rows_of(numel: u32) -> u32 {
+    return (numel + PER_LANE * WG - 1u) / (PER_LANE * WG);
 }

@@ -48,7 +48,8 @@ pub const F32_EPS: f64 = f32::EPSILON as f64;
 /// accuracy: each row or column mean is a sequential sum of C (or R)
 /// squares and a division (relative (C + 6)u: the terms are non-negative),
 /// and each lerp of non-negative values adds 8u per step; the slab mean of
-/// row_var adds (R + 5)u, the quotient V 6u, `inverseSqrt` 4u, the product
+/// row_var adds its sum's depth ([`Factoring::slab_sum_depth`]: R, or
+/// ⌈R/64⌉ + 6 for a tree) + 5u, the quotient V 6u, `inverseSqrt` 4u, the product
 /// with G 1u; the two RMS values are fixed-order sums of squares (depth
 /// [`rows::sum_depth`], for either row length, halved by the root, plus 9u
 /// and the divisions);
@@ -100,6 +101,25 @@ impl Factoring {
         match shape {
             Some(s) if s.len() >= 2 => Some(Factoring { slabs: s[..s.len() - 2].iter().product(), rows: s[s.len() - 2], cols: s[s.len() - 1] }),
             _ => None,
+        }
+    }
+
+    /// Whether a slab's mean of row_var is summed by a workgroup's tree
+    /// (lanes take every TOTAL_WG-th row, then `total_sum`:
+    /// B·(⌈R/TOTAL_WG⌉ + 10) steps, 10 the tree's share) rather than by a
+    /// lane per slab (its R rows in order: ⌈B/TOTAL_WG⌉·R steps): whichever
+    /// takes fewer steps.
+    pub fn slab_tree(&self) -> bool {
+        let wg = rows::TOTAL_WG as u64;
+        self.slabs * (self.rows.div_ceil(wg) + 10) < self.slabs.div_ceil(wg) * self.rows
+    }
+
+    /// The depth in roundings of a slab's sum of row_var.
+    pub fn slab_sum_depth(&self) -> u64 {
+        if self.slab_tree() {
+            self.rows.div_ceil(rows::TOTAL_WG as u64) + rows::TOTAL_WG.trailing_zeros() as u64
+        } else {
+            self.rows
         }
     }
 }
@@ -243,7 +263,7 @@ impl Adafactor {
         let mean_err = (f.rows.max(f.cols) + 6) as f64 * U;
         let state_err = state.state_rel_err.max(mean_err) + LERP * U;
         // row_var, col_var and their slab mean (its sum and division), the product and quotient.
-        let v_err = 3.0 * state_err + (f.rows + 5) as f64 * U + 6.0 * U;
+        let v_err = 3.0 * state_err + (f.slab_sum_depth() + 5) as f64 * U + 6.0 * U;
         (v, state_err, v_err)
     }
 }
@@ -260,7 +280,6 @@ gpu_struct! {
         pub eps2: f32,
         pub d: f32,
         pub maximize: u32,
-        pub n_tensors: u32,
     }
 }
 
@@ -286,7 +305,8 @@ struct TensorDesc {
     state: u32,
     first_row: u32,
     scales: u32,
-    pad: [u32; 2],
+    slab_tree: u32,
+    pad: u32,
 }
 
 /// A row or column of one slab (`Line` in adafactor.wgsl).
@@ -366,7 +386,7 @@ impl AdafactorOptimizer {
     /// [`OptimError::OutOfMemory`] for anything the device rejects.
     pub fn new(device: &wgpu::Device, queue: &wgpu::Queue, config: Adafactor, params: &[ParamSlice]) -> Result<Self> {
         config.validate()?;
-        rows::check_params(device, params)?;
+        rows::check_tensors(device, params)?;
         let mut at = 0;
         let places: Vec<Placement> = params
             .iter()
@@ -380,7 +400,7 @@ impl AdafactorOptimizer {
             return Err(OptimError::ExceedsLimits(format!("Adafactor's state of {} bytes is past the binding limit", 4 * at)));
         }
         let access = rows::RowAccess::of(device, params);
-        let source = rows::source(access, &Scalars::wgsl(), ADAFACTOR_WGSL);
+        let source = rows::totals_source(access, &Scalars::wgsl(), ADAFACTOR_WGSL);
         let kernels = Kernels::new(device, "adafactor", &source, &READ_ONLY, &ENTRIES)?;
         let state = scoped(device, || device.create_buffer(&wgpu::BufferDescriptor { label: Some("adafactor state"), size: 4 * at.max(4), usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false }))?;
         let ring = scoped(device, || Ring::new(device, RING_SLOTS))?;
@@ -402,16 +422,17 @@ impl AdafactorOptimizer {
             .zip(&first)
             .map(|((p, place), &first_row)| {
                 let f = place.factoring.unwrap_or(Factoring { slabs: 1, rows: 1, cols: 1 });
-                let desc = TensorDesc { param: p.param_offset as u32, grad: p.grad_offset as u32, numel: place.numel as u32, factored: place.factoring.is_some() as u32, slabs: f.slabs as u32, rows: f.rows as u32, cols: f.cols as u32, state: place.state as u32, first_row, scales, pad: [0; 2] };
+                let desc = TensorDesc { param: p.param_offset as u32, grad: p.grad_offset as u32, numel: place.numel as u32, factored: place.factoring.is_some() as u32, slabs: f.slabs as u32, rows: f.rows as u32, cols: f.cols as u32, state: place.state as u32, first_row, scales, slab_tree: place.factoring.is_some_and(|f| f.slab_tree()) as u32, pad: 0 };
                 scales += 1 + f.slabs as u32;
                 desc
             })
             .collect();
         let device = &self.device;
+        let pairs = rows::windows(device, &self.params, &rows)?;
         scoped(device, || {
             let tensors = rows::table(device, &self.queue, "adafactor tensors", &descs);
             let sums = device.create_buffer(&wgpu::BufferDescriptor { label: Some("adafactor sums"), size: 4 * scales.max(4) as u64, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
-            rows::windows(&self.params, &rows)
+            pairs
                 .into_iter()
                 .map(|(param, grad, mine)| {
                     let lines = self.lines(&mine);
@@ -444,7 +465,7 @@ impl AdafactorOptimizer {
     fn scalars(&self, t: u32) -> Scalars {
         let c = &self.config;
         let (w, rho) = c.schedule(t);
-        Scalars { w: w as f32, rho: rho as f32, decay: (1.0 - c.lr * c.weight_decay) as f32, eps1: c.eps1() as f32, eps2: c.eps.1 as f32, d: c.d as f32, maximize: c.maximize as u32, n_tensors: self.params.len() as u32 }
+        Scalars { w: w as f32, rho: rho as f32, decay: (1.0 - c.lr * c.weight_decay) as f32, eps1: c.eps1() as f32, eps2: c.eps.1 as f32, d: c.d as f32, maximize: c.maximize as u32 }
     }
 
     /// Records the next step into `encoder` (nothing is submitted or waited
@@ -453,7 +474,7 @@ impl AdafactorOptimizer {
         let t = self.step.checked_add(1).ok_or(OptimError::StepOverflow)?;
         let offset = self.ring.push(&self.queue, &self.scalars(t));
         self.step = t;
-        let n_tensors = (self.params.len() as u32).div_ceil(64);
+        let n_tensors = self.params.len() as u32;
         let p = &self.kernels.pipelines;
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("adafactor step"), timestamp_writes: None });
         let mut launch = |pipeline: &wgpu::ComputePipeline, count: &dyn Fn(&Window) -> u32, once: bool| {

@@ -180,7 +180,6 @@ gpu_struct! {
         pub weight_decay: f32,
         /// 1: scale by the trust ratio.
         pub adapt: u32,
-        pub n_tensors: u32,
         /// Rows of the whole table (the ratios follow their sums).
         pub n_rows: u32,
     }
@@ -258,7 +257,7 @@ impl LambOptimizer {
     /// device rejects.
     pub fn new(device: &wgpu::Device, queue: &wgpu::Queue, config: Lamb, params: &[ParamSlice]) -> Result<Self> {
         config.validate()?;
-        rows::check_params(device, params)?;
+        rows::check_tensors(device, params)?;
         let numels: Vec<u64> = params.iter().map(ParamSlice::len).collect();
         let access = rows::RowAccess::of(device, params);
         // Each tensor's state starts on a whole unit of the access.
@@ -269,7 +268,7 @@ impl LambOptimizer {
             return Err(OptimError::ExceedsLimits(format!("LAMB's state of {} bytes per moment is past the binding limit", 4 * state_len)));
         }
         let (rows, first) = rows::rows(&numels, access.row_len());
-        let source = rows::source(access, &Scalars::wgsl(), &format!("{}{LAMB_WGSL}", access.operands(&OPERANDS)));
+        let source = rows::totals_source(access, &Scalars::wgsl(), &format!("{}{LAMB_WGSL}", access.operands(&OPERANDS)));
         let kernels = Kernels::new(device, "lamb", &source, &READ_ONLY, &ENTRIES)?;
         let (ring, exp_avg, exp_avg_sq, tensors, sums) = scoped(device, || {
             let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
@@ -286,8 +285,9 @@ impl LambOptimizer {
     /// The row table and bind group of each (param buffer, grad buffer) pair.
     fn build_windows(&self, rows: &[RowDesc], tensors: &wgpu::Buffer, sums: &wgpu::Buffer) -> Result<Vec<Window>> {
         let device = &self.device;
+        let pairs = rows::windows(device, &self.params, rows)?;
         scoped(device, || {
-            rows::windows(&self.params, rows)
+            pairs
                 .into_iter()
                 .map(|(param, grad, mine)| {
                     let row_buf = rows::table(device, &self.queue, "lamb rows", &mine);
@@ -313,7 +313,6 @@ impl LambOptimizer {
             eps: c.eps as f32,
             weight_decay: c.weight_decay as f32,
             adapt: c.adapts() as u32,
-            n_tensors: self.params.len() as u32,
             n_rows: self.n_rows,
         }
     }
@@ -336,7 +335,7 @@ impl LambOptimizer {
         per_window(&mut pass, &pipelines[0]);
         pass.set_pipeline(&pipelines[1]);
         pass.set_bind_group(0, &self.windows[0].bind_group, &[offset]);
-        pass.dispatch_workgroups((self.params.len() as u32).div_ceil(64), 1, 1);
+        pass.dispatch_workgroups(self.params.len() as u32, 1, 1);
         per_window(&mut pass, &pipelines[2]);
         Ok(())
     }

@@ -22,24 +22,27 @@ pub use lamb::{Lamb, LambOptimizer, TrustRatio};
 pub use muon::{AdjustLr, Muon};
 use rows::RowDesc;
 
+use crate::engine::uniforms::gpu_struct;
 use crate::engine::ParamSlice;
 use crate::error::{scoped, OptimError, Result};
 use gemm::{Gemm, Item, Stage};
 
 const MUON_WGSL: &str = include_str!("../../shaders/matrix/muon.wgsl");
 
-/// The per-step scalars (`Scalars` in muon.wgsl).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct Scalars {
-    decay: f32,
-    lr: f32,
-    momentum: f32,
-    eps: f32,
-    nesterov: u32,
-    final_half: u32,
-    n_tensors: u32,
-    n_rows: u32,
+gpu_struct! {
+    /// The scalars of every step (`Scalars` in muon.wgsl), from f64.
+    pub struct Scalars {
+        /// 1 − lr·weight_decay.
+        pub decay: f32,
+        pub lr: f32,
+        pub momentum: f32,
+        pub eps: f32,
+        pub nesterov: u32,
+        /// 1: the last Newton–Schulz step wrote X' (odd ns_steps).
+        pub final_half: u32,
+        /// Rows of the whole table (the per-matrix norms follow their sums).
+        pub n_rows: u32,
+    }
 }
 
 /// One matrix (`Tensor` in muon.wgsl).
@@ -157,7 +160,7 @@ impl MuonOptimizer {
         config.validate()?;
         let places = check_params(device, params)?;
         let access = rows::RowAccess::of(device, params);
-        let kernels = rows::Kernels::new(device, "muon", &rows::source(access, "", MUON_WGSL), &READ_ONLY, &ENTRIES)?;
+        let kernels = rows::Kernels::new(device, "muon", &rows::totals_source(access, &Scalars::wgsl(), MUON_WGSL), &READ_ONLY, &ENTRIES)?;
         let gemm = Gemm::new(device, gemm::GemmKernel::Auto)?;
         let n_rows: u64 = places.iter().map(|p| p.numel().div_ceil(access.row_len())).sum();
         let state_len: u64 = places.iter().map(Placement::numel).sum();
@@ -170,7 +173,7 @@ impl MuonOptimizer {
                 buffer("momentum_buffer", state_len, storage),
                 buffer("muon scratch", scratch_len, storage),
                 buffer("muon tensors", 8 * places.len() as u64, storage),
-                buffer("muon sums", n_rows + places.len() as u64, storage),
+                buffer("muon sums", 2 * n_rows + places.len() as u64, storage),
             )
         })?;
         let mut opt = MuonOptimizer { device: device.clone(), queue: queue.clone(), config, params: params.to_vec(), places, kernels, gemm, stages: Vec::new(), windows: Vec::new(), scalars, state, scratch, n_tensors: params.len() as u32, access };
@@ -185,8 +188,9 @@ impl MuonOptimizer {
         let device = self.device.clone();
         let (descs, rows) = self.tables();
         self.queue.write_buffer(tensors, 0, bytemuck::cast_slice(&descs));
+        let pairs = rows::windows(&device, &self.params, &rows)?;
         let windows = scoped(&device, || {
-            rows::windows(&self.params, &rows)
+            pairs
                 .into_iter()
                 .map(|(param, grad, mine)| {
                     let row_buf = device.create_buffer(&wgpu::BufferDescriptor { label: Some("muon rows"), size: 16 * mine.len() as u64, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
@@ -247,7 +251,6 @@ impl MuonOptimizer {
             eps: c.eps as f32,
             nesterov: c.nesterov as u32,
             final_half: c.ns_steps % 2,
-            n_tensors: self.n_tensors,
             n_rows,
         };
         self.queue.write_buffer(&self.scalars, 0, bytemuck::bytes_of(&scalars));
@@ -271,7 +274,7 @@ impl MuonOptimizer {
         per_window(&mut pass, momentum);
         pass.set_pipeline(norms);
         pass.set_bind_group(0, &self.windows[0].bind_group, &[0]);
-        pass.dispatch_workgroups(self.n_tensors.div_ceil(64), 1, 1);
+        pass.dispatch_workgroups(self.n_tensors, 1, 1);
         per_window(&mut pass, normalize);
         for stage in &self.stages {
             self.gemm.record(&mut pass, stage);
@@ -356,7 +359,7 @@ impl MuonOptimizer {
 /// Every slice's checks, a 2-D shape for each; the state and scratch
 /// placement.
 fn check_params(device: &wgpu::Device, params: &[ParamSlice]) -> Result<Vec<Placement>> {
-    rows::check_params(device, params)?;
+    rows::check_tensors(device, params)?;
     let limit = device.limits().max_storage_buffer_binding_size;
     let (mut state, mut scratch) = (0u64, 0u64);
     let mut places = Vec::new();

@@ -72,8 +72,12 @@ impl AdjustLr {
 /// additions 8u more); the quintic p(σ) = aσ + bσ³ + cσ⁵ has |p′| ≤ 4 on
 /// [0, 1.2], where the normalized singular values stay, so an error entering
 /// at step j grows at most 4^(s−j) by the end; the normalization adds
-/// λ·√numel·u + 14u before the first step. The momentum is element-wise:
-/// 4u·Σ_t |M_t|. The params then move by lr·ratio·O per step, each step's
+/// λ·√numel·u (or, where smaller, the depth of its fixed-order sum over
+/// the row table, [`super::rows::sum_depth`], a worst case) + 14u before
+/// the first step. The momentum is element-wise
+/// ([`Muon::momentum_tolerance`]): Σ_t (4u·|M_t| + δw·|G_t − M_{t−1}|),
+/// δw the rounding of the lerp weight 1 − μ, which the GPU takes as
+/// 1 − f32(μ) (up to u·μ/(2(1 − μ)) relative: 4u at μ = 0.95). The params then move by lr·ratio·O per step, each step's
 /// O error adding lr·ratio·tol·‖O‖_F to ‖θ_GPU − θ_ref‖_F.
 ///
 /// ```
@@ -155,12 +159,24 @@ impl Muon {
     /// matrix (see the **Tolerance** section): 3 products per step, each
     /// within λ·√K·u of its operands' norms (K ≤ the long side), amplified
     /// by at most 4 per later step, plus the normalization's sum of
-    /// squares and root.
+    /// squares (λ·√numel·u, or its depth's worst case where smaller) and
+    /// root.
     pub fn o_tolerance(&self, rows: usize, cols: usize) -> f64 {
         let k = rows.max(cols) as f64;
         let per_step = 3.0 * LAMBDA * k.sqrt() * U + 8.0 * U;
         let steps: f64 = (0..=self.ns_steps).map(|j| 4f64.powi(j as i32)).sum();
-        (LAMBDA * ((rows * cols) as f64).sqrt() * U + 14.0 * U) * 4f64.powi(self.ns_steps as i32) + per_step * steps
+        let numel = (rows * cols) as u64;
+        let norm_sum = (LAMBDA * (numel as f64).sqrt()).min(super::rows::sum_depth(numel) as f64);
+        (norm_sum * U + 14.0 * U) * 4f64.powi(self.ns_steps as i32) + per_step * steps
+    }
+
+    /// One step's error bound of one momentum_buffer element that went from
+    /// `prev` to `now` with grad `g` (see the **Tolerance** section): 4u·|M_t|
+    /// for the lerp's roundings, and its weight's rounding times the distance
+    /// it moves towards G.
+    pub fn momentum_tolerance(&self, prev: f64, g: f64, now: f64) -> f64 {
+        let gpu_weight = (1.0f32 - self.momentum as f32) as f64;
+        4.0 * U * now.abs() + (gpu_weight - (1.0 - self.momentum)).abs() * (g - prev).abs()
     }
 
     /// One f64 reference step of a `rows × cols` param `p` with grad `g`

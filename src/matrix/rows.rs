@@ -1,7 +1,8 @@
 //! The row table of the tensor-wise rules: each workgroup handles one row,
 //! up to [`RowAccess::row_len`] consecutive elements of one tensor, and writes its partial
 //! sums to its row's slot, so a per-tensor reduction is a fixed-order sum
-//! over that tensor's rows (deterministic). Rows are dispatched per
+//! over that tensor's rows (deterministic; a workgroup per tensor,
+//! tensor_total.wgsl). Rows are dispatched per
 //! (param buffer, grad buffer) pair, the bindings of the element-wise passes.
 
 use crate::engine::ParamSlice;
@@ -14,6 +15,24 @@ const ROWS_WGSL: &str = include_str!("../../shaders/matrix/rows.wgsl");
 pub fn source(access: RowAccess, scalars: &str, body: &str) -> String {
     format!("const WG: u32 = {WG}u;\nconst PER_LANE: u32 = {}u;\n{ROWS_WGSL}\n{scalars}\n{body}", access.per_lane)
 }
+
+const TENSOR_TOTAL_WGSL: &str = include_str!("../../shaders/matrix/tensor_total.wgsl");
+
+/// [`source`] with `TOTAL_WG`, `total_sum` and `tensor_total`
+/// (tensor_total.wgsl) before `body`, for a shader whose `sums` holds a
+/// pair of partial sums per row.
+pub fn totals_source(access: RowAccess, scalars: &str, body: &str) -> String {
+    source(access, scalars, &format!("const TOTAL_WG: u32 = {TOTAL_WG}u;\n{TENSOR_TOTAL_WGSL}\n{body}"))
+}
+
+/// Invocations per workgroup of the per-tensor passes (a workgroup per
+/// tensor). 64 rather than [`WG`]: on lavapipe a model of 1000 tensors
+/// took 5 ms more per LAMB step with 256 (each workgroup's barriers cost
+/// there), while a GPU's 4096 rows of a 2^24 tensor are still 64 loads
+/// per lane.
+pub const TOTAL_WG: u32 = 64;
+// tensor_total.wgsl's total_sum is a tree of 8 × 8 values.
+const _: () = assert!(TOTAL_WG == 64);
 
 /// Invocations per workgroup of the element-wise passes.
 pub const WG: u32 = 256;
@@ -29,11 +48,14 @@ pub const PER_LANE_CPU: u32 = 64;
 
 /// The depth, in roundings, of a fixed-order sum over the row table of a
 /// tensor of `n` elements, for either row length: a lane's sequential sum
-/// (at most PER_LANE terms plus 2), the workgroup's tree (log₂ WG), then
-/// the tensor's rows in order (at most n / (PER_LANE_GPU·WG)). On a GPU
-/// this is about 48 roundings looser than its own shape needs.
+/// (at most PER_LANE terms plus 2) and the workgroup's tree (log₂ WG) per
+/// row, then tensor_total.wgsl's `tensor_total`: a lane's rows in order
+/// (at most ⌈rows / TOTAL_WG⌉, rows at most ⌈n / (PER_LANE_GPU·WG)⌉) and
+/// its tree (log₂ TOTAL_WG). On a GPU this is about 48 roundings looser
+/// than its own shape needs.
 pub fn sum_depth(n: u64) -> u64 {
-    2 + PER_LANE_CPU as u64 + WG.trailing_zeros() as u64 + n.div_ceil(PER_LANE_GPU as u64 * WG as u64)
+    let rows = n.div_ceil(PER_LANE_GPU as u64 * WG as u64);
+    2 + PER_LANE_CPU as u64 + WG.trailing_zeros() as u64 + rows.div_ceil(TOTAL_WG as u64) + TOTAL_WG.trailing_zeros() as u64
 }
 
 /// A row of the table (`Row` in the shaders).
@@ -65,7 +87,10 @@ pub fn rows(numels: &[u64], row_len: u64) -> (Vec<RowDesc>, Vec<u32>) {
 
 /// The distinct (param buffer, grad buffer) pairs of `params`, each with
 /// the rows of its tensors.
-pub fn windows(params: &[ParamSlice], rows: &[RowDesc]) -> Vec<(wgpu::Buffer, wgpu::Buffer, Vec<RowDesc>)> {
+///
+/// **Errors:** [`crate::OptimError::ExceedsLimits`] if a pair has more rows
+/// than one dispatch of `device` can take (a workgroup each).
+pub fn windows(device: &wgpu::Device, params: &[ParamSlice], rows: &[RowDesc]) -> crate::Result<Vec<(wgpu::Buffer, wgpu::Buffer, Vec<RowDesc>)>> {
     let mut out: Vec<(wgpu::Buffer, wgpu::Buffer, Vec<RowDesc>)> = Vec::new();
     for row in rows {
         let p = &params[row.tensor as usize];
@@ -74,7 +99,11 @@ pub fn windows(params: &[ParamSlice], rows: &[RowDesc]) -> Vec<(wgpu::Buffer, wg
             None => out.push((p.param.clone(), p.grad.clone(), vec![*row])),
         }
     }
-    out
+    let most = device.limits().max_compute_workgroups_per_dimension as usize;
+    match out.iter().find(|(_, _, mine)| mine.len() > most) {
+        Some((_, _, mine)) => Err(crate::OptimError::ExceedsLimits(format!("{} rows of {} elements in one buffer pair: one dispatch takes at most {most} workgroups", mine.len(), mine[0].len))),
+        None => Ok(out),
+    }
 }
 
 /// Each slice's checks (as the fused engine's), buffers within what the
@@ -92,6 +121,20 @@ pub fn check_params(device: &wgpu::Device, params: &[ParamSlice]) -> crate::Resu
                 return Err(OptimError::ExceedsLimits(format!("parameter {index}: a buffer of {} bytes is past the binding limit of {limit} bytes", buffer.size())));
             }
         }
+    }
+    Ok(())
+}
+
+/// [`check_params`], and at most one dispatch's workgroups of tensors: the
+/// per-tensor passes (tensor_total.wgsl) take a workgroup each.
+///
+/// **Errors:** as [`check_params`]; [`crate::OptimError::ExceedsLimits`]
+/// past that many tensors.
+pub fn check_tensors(device: &wgpu::Device, params: &[ParamSlice]) -> crate::Result<()> {
+    check_params(device, params)?;
+    let most = device.limits().max_compute_workgroups_per_dimension;
+    if params.len() > most as usize {
+        return Err(crate::OptimError::ExceedsLimits(format!("{} tensors: the per-tensor passes take a workgroup each, at most {most} in one dispatch", params.len())));
     }
     Ok(())
 }

@@ -71,33 +71,39 @@ struct Setup {
     start: Vec<Vec<f64>>,
 }
 
-fn setup(device: &wgpu::Device, queue: &wgpu::Queue, shapes: &[Vec<u64>], seed: u64) -> Result<Setup> {
+/// The factor of element k of n: 1 + ramp·(k/n)².
+fn ramped(ramp: f32, k: u64, n: u64) -> f32 {
+    1.0 + ramp * (k as f32 / n as f32).powi(2)
+}
+
+fn setup(device: &wgpu::Device, queue: &wgpu::Queue, shapes: &[Vec<u64>], seed: u64, ramp: f32) -> Result<Setup> {
     let lens: Vec<u64> = shapes.iter().map(|s| s.iter().product()).collect();
     let total: u64 = lens.iter().map(|n| n + 3).sum::<u64>() + 3;
-    let p0: Vec<f32> = (0..total).map(|i| 0.5 * uniform(seed, 99, i)).collect();
+    let mut p0: Vec<f32> = (0..total).map(|i| 0.5 * uniform(seed, 99, i)).collect();
     let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
     let (p, g) = crate::error::scoped(device, || {
         let make = |label| device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: 4 * total, usage, mapped_at_creation: false });
         (make("validate params"), make("validate grads"))
     })?;
-    queue.write_buffer(&p, 0, bytemuck::cast_slice(&p0));
     let (mut slices, mut start, mut at) = (Vec::new(), Vec::new(), 3u64);
     for (shape, &n) in shapes.iter().zip(&lens) {
+        (0..n).for_each(|k| p0[(at + k) as usize] *= ramped(ramp, k, n));
         slices.push(ParamSlice::range(&p, at, &g, at, n).with_shape(shape));
         start.push(p0[at as usize..(at + n) as usize].iter().map(|&x| x as f64).collect());
         at += n + 3;
     }
+    queue.write_buffer(&p, 0, bytemuck::cast_slice(&p0));
     Ok(Setup { slices, start })
 }
 
-/// Writes step t's grads (uniform(−1, 1) times a per-element class) and
-/// returns them in f64.
-fn write_grads(queue: &wgpu::Queue, slices: &[ParamSlice], seed: u64, t: u64) -> Vec<Vec<f64>> {
+/// Writes step t's grads (uniform(−1, 1) times a per-element class, and
+/// the ramp) and returns them in f64.
+fn write_grads(queue: &wgpu::Queue, slices: &[ParamSlice], seed: u64, ramp: f32, t: u64) -> Vec<Vec<f64>> {
     slices
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let g: Vec<f32> = (0..s.len()).map(|k| uniform(seed + 10 + i as u64, t, k) * (0.2 + (k % 5) as f32 * 0.4)).collect();
+            let g: Vec<f32> = (0..s.len()).map(|k| uniform(seed + 10 + i as u64, t, k) * (0.2 + (k % 5) as f32 * 0.4) * ramped(ramp, k, s.len())).collect();
             queue.write_buffer(&s.grad, 4 * s.grad_offset, bytemuck::cast_slice(&g));
             g.iter().map(|&x| x as f64).collect()
         })
@@ -113,35 +119,56 @@ fn frobenius(v: &[f64]) -> f64 {
     v.iter().map(|x| x * x).sum::<f64>().sqrt()
 }
 
-/// Runs one case for `steps` steps.
+/// What a case runs on: tensors of `shapes` (Muon: 2-D), `steps` steps of
+/// random data from `seed`; element k of a tensor of n has its start and
+/// grads scaled by 1 + ramp·(k/n)², so that a sum missing part of a tensor
+/// misses more of θ (or G) than of the rest.
+#[derive(Clone, Debug)]
+pub struct TensorWorkload {
+    pub shapes: Vec<Vec<u64>>,
+    pub steps: u32,
+    pub seed: u64,
+    pub ramp: f32,
+}
+
+/// Runs one case for `steps` steps on the rule's validation shapes.
 ///
 /// **Errors:** anything the optimizer or a read-back reports.
 pub fn run_case(device: &wgpu::Device, queue: &wgpu::Queue, name: &str, rule: TensorRule, steps: u32, seed: u64) -> Result<TensorCaseReport> {
-    let shapes = shapes(&rule);
-    let Setup { slices, mut start } = setup(device, queue, &shapes, seed)?;
+    run_case_on(device, queue, name, rule, &TensorWorkload { shapes: shapes(&rule), steps, seed, ramp: 0.0 })
+}
+
+/// Runs one case on `work`.
+///
+/// **Errors:** as [`run_case`].
+pub fn run_case_on(device: &wgpu::Device, queue: &wgpu::Queue, name: &str, rule: TensorRule, work: &TensorWorkload) -> Result<TensorCaseReport> {
+    let TensorWorkload { ref shapes, steps, seed, ramp } = *work;
+    let Setup { slices, mut start } = setup(device, queue, shapes, seed, ramp)?;
     let p = &mut start;
     let (params, state) = match rule {
         TensorRule::Muon(c) => {
             let mut opt = MuonOptimizer::new(device, queue, c, &slices)?;
-            let (mut m, mut p_bound, mut m_scale): (Vec<Vec<f64>>, Vec<f64>, Vec<Vec<f64>>) = (p.iter().map(|x| vec![0.0; x.len()]).collect(), vec![0.0; p.len()], p.iter().map(|x| vec![0.0; x.len()]).collect());
+            let zeros = || p.iter().map(|x| vec![0.0; x.len()]).collect::<Vec<Vec<f64>>>();
+            let (mut m, mut p_bound, mut m_bound) = (zeros(), vec![0.0; p.len()], zeros());
             for t in 0..steps as u64 {
-                let g = write_grads(queue, &slices, seed, t);
+                let g = write_grads(queue, &slices, seed, ramp, t);
                 for i in 0..p.len() {
                     let (r, cols) = (shapes[i][0] as usize, shapes[i][1] as usize);
+                    let prev = m[i].clone();
                     let o = c.reference_step((r, cols), &mut p[i], &g[i], &mut m[i]);
                     p_bound[i] += c.lr * c.adjust_lr_fn.ratio(r as u64, cols as u64) * c.o_tolerance(r, cols) * frobenius(&o) + 4.0 * U * frobenius(&p[i]);
-                    m_scale[i].iter_mut().zip(&m[i]).for_each(|(s, m)| *s += m.abs());
+                    (0..prev.len()).for_each(|k| m_bound[i][k] += c.momentum_tolerance(prev[k], g[i][k], m[i][k]));
                 }
                 opt.step()?;
             }
-            let state = (0..p.len()).map(|i| Ok(worst(&opt.read_state(i)?, &m[i], |k| 4.0 * U * m_scale[i][k]))).collect::<Result<Vec<f64>>>()?;
+            let state = (0..p.len()).map(|i| Ok(worst(&opt.read_state(i)?, &m[i], |k| m_bound[i][k]))).collect::<Result<Vec<f64>>>()?;
             (param_fractions(device, queue, &slices, p, &p_bound)?, state)
         }
         TensorRule::Lamb(c) => {
             let mut opt = LambOptimizer::new(device, queue, c, &slices)?;
             let mut refs: Vec<LambReference> = p.iter().map(|x| LambReference::new(x.len())).collect();
             for t in 1..=steps {
-                let g = write_grads(queue, &slices, seed, t as u64);
+                let g = write_grads(queue, &slices, seed, ramp, t as u64);
                 (0..p.len()).for_each(|i| c.reference_step(t, &mut p[i], &g[i], &mut refs[i]));
                 opt.step()?;
             }
@@ -155,9 +182,9 @@ pub fn run_case(device: &wgpu::Device, queue: &wgpu::Queue, name: &str, rule: Te
         }
         TensorRule::Adafactor(c) => {
             let mut opt = AdafactorOptimizer::new(device, queue, c, &slices)?;
-            let mut refs: Vec<AdafactorReference> = p.iter().zip(&shapes).map(|(x, s)| AdafactorReference::new(x.len() as u64, Some(s))).collect();
+            let mut refs: Vec<AdafactorReference> = p.iter().zip(shapes).map(|(x, s)| AdafactorReference::new(x.len() as u64, Some(s))).collect();
             for t in 1..=steps {
-                let g = write_grads(queue, &slices, seed, t as u64);
+                let g = write_grads(queue, &slices, seed, ramp, t as u64);
                 (0..p.len()).for_each(|i| c.reference_step(t, &mut p[i], &g[i], &mut refs[i]));
                 opt.step()?;
             }

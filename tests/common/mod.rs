@@ -39,14 +39,19 @@ macro_rules! require_gpu {
 }
 
 pub fn storage_buffer(gpu: &Gpu, data: &[f32]) -> wgpu::Buffer {
+    storage_buffer_on(&gpu.device, &gpu.queue, data)
+}
+
+/// A storage buffer (copyable both ways) holding `data`, on `device`.
+pub fn storage_buffer_on(device: &wgpu::Device, queue: &wgpu::Queue, data: &[f32]) -> wgpu::Buffer {
     let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
-    let buf = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+    let buf = device.create_buffer(&wgpu::BufferDescriptor {
         label: None,
         size: (data.len() * 4) as u64,
         usage,
         mapped_at_creation: false,
     });
-    gpu.queue.write_buffer(&buf, 0, bytemuck::cast_slice(data));
+    queue.write_buffer(&buf, 0, bytemuck::cast_slice(data));
     buf
 }
 
