@@ -57,6 +57,9 @@ fn small_benchmark_run_reports_finite_ratios() {
     let m = report.model.as_ref().unwrap();
     assert_eq!((m.tensors, m.elements), (20, 50_000));
     assert!(m.model_ms > 0.0 && m.flat_ms > 0.0 && m.per_tensor_ms > 0.0);
+    let rules: Vec<_> = m.tensor_wise.iter().map(|t| t.rule.as_str()).collect();
+    assert_eq!(rules, ["lamb", "adafactor (factored)"]);
+    assert!(m.tensor_wise.iter().all(|t| t.model_ms > 0.0 && t.flat_ms > 0.0 && t.model_over_flat.is_finite()));
     let mx = report.matrix.as_ref().unwrap();
     assert_eq!((mx.matrices, mx.size, mx.ns_steps), (2, 33, 5));
     assert!(mx.gemm_gflops > 0.0 && mx.fma_peak_gflops > 0.0 && mx.fraction_of_peak.is_finite());

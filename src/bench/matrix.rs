@@ -110,3 +110,43 @@ pub fn tensor_rows(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, (p
     let ada_name = if n % 1024 == 0 { "adafactor (factored)" } else { "adafactor (flat)" };
     Ok(vec![row("lamb", lamb.access().form, 40, lamb_s), row(ada_name, crate::RowForm::Scalar, if n % 1024 == 0 { 28 } else { 32 }, ada_s), row("weight ema", ema.access().form, 12, ema_s)])
 }
+
+/// A tensor-wise rule over the whole-model case's tensors, against one
+/// tensor of the same size: what its per-tensor passes (a workgroup per
+/// tensor) and the tables of many tensors cost.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TensorModelRow {
+    pub rule: String,
+    pub model_ms: f64,
+    pub flat_ms: f64,
+    /// model time ÷ flat time.
+    pub model_over_flat: f64,
+}
+
+/// The shape Adafactor factors a tensor of `n` elements by: [n / c, c], c
+/// the largest divisor of n up to √n (a prime is [1, n]).
+fn matrix_shape(n: u64) -> [u64; 2] {
+    let c = (1..=n.isqrt()).rev().find(|c| n.is_multiple_of(*c)).unwrap_or(1);
+    [c, n / c]
+}
+
+/// LAMB and Adafactor (each tensor shaped as a matrix) over `model`'s
+/// slices and over the flat tensor `flat` of the same total.
+///
+/// **Errors:** anything the optimizers report.
+pub fn model_rows(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, model: &[ParamSlice], flat: &ParamSlice, (reps, steps): (u32, u32)) -> Result<Vec<TensorModelRow>> {
+    let shaped: Vec<ParamSlice> = model.iter().map(|s| s.clone().with_shape(&matrix_shape(s.len()))).collect();
+    let flat_shaped = flat.clone().with_shape(&matrix_shape(flat.len()));
+    let row = |rule: &str, model_s: f64, flat_s: f64| TensorModelRow { rule: rule.into(), model_ms: model_s * 1e3, flat_ms: flat_s * 1e3, model_over_flat: model_s / flat_s };
+    let time_lamb = |slices: &[ParamSlice]| -> Result<f64> {
+        let mut opt = crate::LambOptimizer::new(device, queue, crate::Lamb { weight_decay: 0.01, ..Default::default() }, slices)?;
+        timer.per_step(reps, steps, &mut |e| opt.record_step(e))
+    };
+    let lamb = row("lamb", time_lamb(model)?, time_lamb(std::slice::from_ref(flat))?);
+    let time_adafactor = |slices: &[ParamSlice]| -> Result<f64> {
+        let mut opt = crate::AdafactorOptimizer::new(device, queue, crate::Adafactor::default(), slices)?;
+        timer.per_step(reps, steps, &mut |e| opt.record_step(e))
+    };
+    let adafactor = row("adafactor (factored)", time_adafactor(&shaped)?, time_adafactor(std::slice::from_ref(&flat_shaped))?);
+    Ok(vec![lamb, adafactor])
+}

@@ -200,6 +200,8 @@ pub struct ModelRow {
     /// The access forms of the model and flat optimizers.
     pub model_access: String,
     pub flat_access: String,
+    /// LAMB and Adafactor over the same tensors and the same flat tensor.
+    pub tensor_wise: Vec<matrix::TensorModelRow>,
 }
 
 /// AdamW with each state format (same elements as the rule rows).
@@ -438,6 +440,9 @@ fn model_case(
     let flat_access = format!("{:?}", flat.access());
     drop(flat);
 
+    progress("model: LAMB and Adafactor");
+    let tensor_wise = matrix::model_rows(device, queue, timer, &arena.slices(), &ParamSlice::range(&fp, 0, &fg, 0, total), (options.reps, options.steps))?;
+
     progress("model: one dispatch per tensor");
     let mut per_tensor = scoped(device, || {
         (0..arena.len()).map(|i| Optimizer::with_groups(device, queue, &[config], arena.tensor(i), engine.clone())).collect::<Result<Vec<_>>>()
@@ -458,6 +463,7 @@ fn model_case(
         model_dispatches: model.dispatch_count(),
         model_access: format!("{:?}", model.access()),
         flat_access,
+        tensor_wise,
     })
 }
 
@@ -490,6 +496,9 @@ pub fn format_report(r: &BenchReport) -> String {
             "whole model (AdamW): {} tensors, {} params, {} dispatch(es), {} access (flat: {})\n  model {:.3} ms | flat {:.3} ms | per-tensor {:.3} ms\n  model/flat {:.3} | per-tensor/model {:.2}x\n  host encode per step: model {:.1} us | per-tensor {:.1} us\n",
             m.tensors, m.elements, m.model_dispatches, m.model_access.to_lowercase(), m.flat_access.to_lowercase(), m.model_ms, m.flat_ms, m.per_tensor_ms, m.model_over_flat, m.per_tensor_over_model, m.encode_model_us, m.encode_per_tensor_us
         );
+        for t in &m.tensor_wise {
+            s += &format!("  {} over the same tensors (each a matrix): model {:.3} ms | flat {:.3} ms | model/flat {:.3}\n", t.rule, t.model_ms, t.flat_ms, t.model_over_flat);
+        }
     }
     if let Some(m) = &r.matrix {
         s += &format!(
