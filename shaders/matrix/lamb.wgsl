@@ -9,8 +9,8 @@
 //   apply:   θ ← θ − lr·r·u   (u recomputed from the stored m, v: the same f32 values)
 
 // struct Scalars is generated from the Rust declaration (src/matrix/lamb.rs);
-// Row, PER_LANE, workgroup_sum and rows_of come from rows.wgsl, tensor_total
-// from tensor_total.wgsl.
+// Row, PER_LANE, workgroup_sum and rows_of come from rows.wgsl, TOTAL_WG and
+// tensor_total from tensor_total.wgsl.
 
 struct Tensor {
     param: u32,

@@ -14,7 +14,7 @@
 //
 // struct Scalars is generated from the Rust declaration (src/matrix/mod.rs);
 // Row, PER_LANE, lerp (PyTorch's), workgroup_sum and rows_of come from
-// rows.wgsl, tensor_total from tensor_total.wgsl.
+// rows.wgsl, TOTAL_WG and tensor_total from tensor_total.wgsl.
 
 struct Tensor {
     param: u32,          // element offsets in the bound param / grad buffers

@@ -101,7 +101,7 @@ pub fn windows(device: &wgpu::Device, params: &[ParamSlice], rows: &[RowDesc]) -
     }
     let most = device.limits().max_compute_workgroups_per_dimension as usize;
     match out.iter().find(|(_, _, mine)| mine.len() > most) {
-        Some((_, _, mine)) => Err(crate::OptimError::ExceedsLimits(format!("{} rows of {} elements in one buffer pair: one dispatch takes at most {most} workgroups", mine.len(), mine[0].len))),
+        Some((_, _, mine)) => Err(crate::OptimError::ExceedsLimits(format!("{} rows of the row table in one buffer pair: one dispatch takes at most {most} workgroups", mine.len()))),
         None => Ok(out),
     }
 }
