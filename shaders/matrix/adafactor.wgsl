@@ -174,23 +174,21 @@ fn norms(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     if (t.factored != 0u && lid < row.len) {
         at = cursor_at(t, row.start + lid);
     }
-    for (var k = 0u; k < PER_LANE; k++) {
+    for (var k = 0u; k < lane_elements(row.len, lid); k++) {
         let i = k * WG + lid;
-        if (i < row.len) {
-            let e = row.start + i;
-            let g = g_at(t, e);
-            var v: f32;
-            if (t.factored != 0u) {
-                v = factored_v(t, at);
-                if (i + WG < row.len) { at = advance(t, at); }   // (no loads past the tensor)
-            } else {
-                v = lerp(state[t.state + e], g * g, s.w);
-                state[t.state + e] = v;
-            }
-            let theta = param[t.param + e];
-            let u = update(v, g);
-            sq = sq + vec2<f32>(theta * theta, u * u);
+        let e = row.start + i;
+        let g = g_at(t, e);
+        var v: f32;
+        if (t.factored != 0u) {
+            v = factored_v(t, at);
+            if (i + WG < row.len) { at = advance(t, at); }   // (no loads past the tensor)
+        } else {
+            v = lerp(state[t.state + e], g * g, s.w);
+            state[t.state + e] = v;
         }
+        let theta = param[t.param + e];
+        let u = update(v, g);
+        sq = sq + vec2<f32>(theta * theta, u * u);
     }
     let total = workgroup_sum(sq, lid);
     if (lid == 0u) {
@@ -221,18 +219,16 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     if (t.factored != 0u && lid < row.len) {
         at = cursor_at(t, row.start + lid);
     }
-    for (var k = 0u; k < PER_LANE; k++) {
+    for (var k = 0u; k < lane_elements(row.len, lid); k++) {
         let i = k * WG + lid;
-        if (i < row.len) {
-            let e = row.start + i;
-            var v: f32;
-            if (t.factored != 0u) {
-                v = factored_v(t, at);
-                if (i + WG < row.len) { at = advance(t, at); }   // (no loads past the tensor)
-            } else {
-                v = state[t.state + e];
-            }
-            param[t.param + e] = param[t.param + e] * s.decay - step * update(v, g_at(t, e));
+        let e = row.start + i;
+        var v: f32;
+        if (t.factored != 0u) {
+            v = factored_v(t, at);
+            if (i + WG < row.len) { at = advance(t, at); }   // (no loads past the tensor)
+        } else {
+            v = state[t.state + e];
         }
+        param[t.param + e] = param[t.param + e] * s.decay - step * update(v, g_at(t, e));
     }
 }

@@ -53,20 +53,18 @@ fn momentum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     let row = rows[wid.x];
     let t = tensors[row.tensor];
     var sq = 0.0;
-    for (var k = 0u; k < PER_LANE; k++) {
+    for (var k = 0u; k < lane_elements(row.len, lid); k++) {
         let i = k * WG + lid;
-        if (i < row.len) {
-            let e = row.start + i;
-            let g = grad[t.grad + e];
-            let m = lerp(state[t.state + e], g, 1.0 - s.momentum);
-            state[t.state + e] = m;
-            var u = m;
-            if (s.nesterov != 0u) {
-                u = lerp(g, m, s.momentum);
-            }
-            scratch[t.scratch + wide_index(t, e)] = u;
-            sq = sq + u * u;
+        let e = row.start + i;
+        let g = grad[t.grad + e];
+        let m = lerp(state[t.state + e], g, 1.0 - s.momentum);
+        state[t.state + e] = m;
+        var u = m;
+        if (s.nesterov != 0u) {
+            u = lerp(g, m, s.momentum);
         }
+        scratch[t.scratch + wide_index(t, e)] = u;
+        sq = sq + u * u;
     }
     let total = workgroup_sum(vec2<f32>(sq, 0.0), lid);
     if (lid == 0u) {
@@ -90,12 +88,10 @@ fn normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     let row = rows[wid.x];
     let t = tensors[row.tensor];
     let norm = sums[2u * s.n_rows + row.tensor];
-    for (var k = 0u; k < PER_LANE; k++) {
+    for (var k = 0u; k < lane_elements(row.len, lid); k++) {
         let i = k * WG + lid;
-        if (i < row.len) {
-            let x = t.scratch + row.start + i;
-            scratch[x] = scratch[x] / norm;
-        }
+        let x = t.scratch + row.start + i;
+        scratch[x] = scratch[x] / norm;
     }
 }
 
@@ -105,12 +101,10 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     let t = tensors[row.tensor];
     let out = t.scratch + s.final_half * t.rows * t.cols;
     let step = s.lr * t.ratio;
-    for (var k = 0u; k < PER_LANE; k++) {
+    for (var k = 0u; k < lane_elements(row.len, lid); k++) {
         let i = k * WG + lid;
-        if (i < row.len) {
-            let e = row.start + i;
-            let o = scratch[out + wide_index(t, e)];
-            param[t.param + e] = param[t.param + e] * s.decay - step * o;
-        }
+        let e = row.start + i;
+        let o = scratch[out + wide_index(t, e)];
+        param[t.param + e] = param[t.param + e] * s.decay - step * o;
     }
 }
