@@ -88,8 +88,9 @@ fn adafactor_sums_over_more_rows_and_slabs_than_lanes() {
 /// Past what one dispatch takes (a device asking for 2 workgroups per
 /// dimension): more rows in a buffer pair than that (3 rows of one
 /// tensor, or 3 tensors of a row each), or more tensors than that for the
-/// rules with per-tensor passes, is `ExceedsLimits` from `new`, and the
-/// params are untouched; 2 rows are fine.
+/// rules with per-tensor passes, or more line segments than 2 workgroups
+/// of 64 for Adafactor, is `ExceedsLimits` from `new`, and the params are
+/// untouched; 2 rows are fine.
 #[test]
 fn more_rows_or_tensors_than_a_dispatch_takes_is_a_typed_error() {
     let gpu = require_gpu!();
@@ -153,6 +154,11 @@ fn more_rows_or_tensors_than_a_dispatch_takes_is_a_typed_error() {
         AdafactorOptimizer::new(&device, &queue, Adafactor::default(), &apart).map(drop)
     ));
     assert!(WeightEma::new(&device, &queue, 0.9, &apart).is_ok());
+    // One row, but 202 line segments (200 rows and 2 columns): 4 workgroups
+    // of Adafactor's line passes.
+    let tall = [ParamSlice::range(&p, 0, &g, 0, 400).with_shape(&[200, 2])];
+    assert!(exceeds(AdafactorOptimizer::new(&device, &queue, Adafactor::default(), &tall).map(drop)));
+    assert!(LambOptimizer::new(&device, &queue, Lamb::default(), &tall).is_ok());
     let two = &three[..2];
     assert!(
         LambOptimizer::new(&device, &queue, Lamb::default(), two).is_ok()

@@ -3,9 +3,13 @@
 // rest), each with its own factored second moment: row_var (B×R) then
 // col_var (B×C) in the state buffer. Other tensors keep `variance`, one per
 // element. Workgroup b of the element passes handles row b of the row table
-// (rows.rs); the line pass runs one invocation per row or column of a slab.
+// (rows.rs); the line passes run one invocation per segment of at most
+// segment_len elements of a row or column of a slab (src/matrix/adafactor.rs's
+// segment table), then, for lines of several segments, one per line.
 //
-//   lines:  row_var ← lerp(row_var, mean_c(G²), w); col_var ← lerp(col_var, mean_r(G²), w)
+//   segments: partial Σ G² of each segment of a line
+//   lines:  row_var ← lerp(row_var, mean_c(G²), w); col_var ← lerp(col_var, mean_r(G²), w),
+//           the means from the line's segments in order
 //   slab_means: per slab: max(mean(row_var), eps1) (a workgroup per tensor)
 //   norms:  variance ← lerp(variance, G², w) (unfactored);
 //           U = G / max(√V, eps1), V = row_var·col_var / mean (or variance); partial Σθ², ΣU² per row
@@ -31,11 +35,15 @@ struct Tensor {
     pad1: u32,
 }
 
-struct Line {
+struct Segment {
     tensor: u32,
-    column: u32,         // 0: a row of a slab (row_var), 1: a column (col_var)
+    column: u32,         // 0: of a row of a slab (row_var), 1: of a column (col_var)
     slab: u32,
     index: u32,          // the row or column within the slab
+    first: u32,          // its first element along the line
+    count: u32,          // its elements (at most segment_len)
+    slot: u32,           // its partial sum: sums[slot] (a line's segments are consecutive; unused for a line of one)
+    segs: u32,           // on the line's last segment, the line's count of segments; else 0
 }
 
 @group(0) @binding(0) var<uniform> s: Scalars;
@@ -44,8 +52,9 @@ struct Line {
 @group(0) @binding(3) var<storage, read_write> state: array<f32>;
 @group(0) @binding(4) var<storage, read> tensors: array<Tensor>;
 @group(0) @binding(5) var<storage, read> rows: array<Row>;
-@group(0) @binding(6) var<storage, read> lines: array<Line>;
-// per row of the whole table: Σθ², ΣU²; then each tensor's scales (Tensor.scales)
+@group(0) @binding(6) var<storage, read> segments: array<Segment>;
+// per row of the whole table: Σθ², ΣU²; then each tensor's scales
+// (Tensor.scales); then a partial Σ G² per line segment (Segment.slot)
 @group(0) @binding(7) var<storage, read_write> sums: array<f32>;
 
 fn g_at(t: Tensor, e: u32) -> f32 {
@@ -53,28 +62,57 @@ fn g_at(t: Tensor, e: u32) -> f32 {
     return select(g, -g, s.maximize != 0u);
 }
 
-@compute @workgroup_size(64)
-fn lines_pass(@builtin(global_invocation_id) gid: vec3<u32>) {
-    if (gid.x >= arrayLength(&lines)) { return; }
-    let line = lines[gid.x];
-    let t = tensors[line.tensor];
-    let base = line.slab * t.rows * t.cols;
-    var total = 0.0;
-    if (line.column == 0u) {
-        for (var c = 0u; c < t.cols; c++) {
-            let g = grad[t.grad + base + line.index * t.cols + c];
-            total = total + g * g;
-        }
-        let at = t.state + line.slab * t.rows + line.index;
+// row_var or col_var of a segment's line, from the line's Σ G².
+fn store_line_mean(t: Tensor, sg: Segment, total: f32) {
+    if (sg.column == 0u) {
+        let at = t.state + sg.slab * t.rows + sg.index;
         state[at] = lerp(state[at], total / f32(t.cols), s.w);
     } else {
-        for (var r = 0u; r < t.rows; r++) {
-            let g = grad[t.grad + base + r * t.cols + line.index];
-            total = total + g * g;
-        }
-        let at = t.state + t.slabs * t.rows + line.slab * t.cols + line.index;
+        let at = t.state + t.slabs * t.rows + sg.slab * t.cols + sg.index;
         state[at] = lerp(state[at], total / f32(t.rows), s.w);
     }
+}
+
+// A segment's Σ G², in element order (a column's segment steps by C): the
+// line's mean if it is the line's only segment, else its partial sum.
+@compute @workgroup_size(64)
+fn line_segments(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= arrayLength(&segments)) { return; }
+    let sg = segments[gid.x];
+    let t = tensors[sg.tensor];
+    let base = t.grad + sg.slab * t.rows * t.cols;
+    var at = base + sg.index * t.cols + sg.first;
+    var stride = 1u;
+    if (sg.column != 0u) {
+        at = base + sg.first * t.cols + sg.index;
+        stride = t.cols;
+    }
+    var total = 0.0;
+    for (var k = 0u; k < sg.count; k++) {
+        let g = grad[at];
+        total = total + g * g;
+        at = at + stride;
+    }
+    if (sg.segs == 1u) {
+        store_line_mean(t, sg, total);
+    } else {
+        sums[sg.slot] = total;
+    }
+}
+
+// On the last segment of each line of several: the line's mean of G² from
+// its segments' partial sums in order (launched only where there are such
+// lines).
+@compute @workgroup_size(64)
+fn line_means(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= arrayLength(&segments)) { return; }
+    let sg = segments[gid.x];
+    if (sg.segs < 2u) { return; }
+    var total = 0.0;
+    for (var k = sg.slot + 1u - sg.segs; k <= sg.slot; k++) {
+        total = total + sums[k];
+    }
+    store_line_mean(tensors[sg.tensor], sg, total);
 }
 
 // One workgroup per tensor: each slab's clamped mean of row_var, summed in

@@ -45,8 +45,9 @@ pub const F32_EPS: f64 = f32::EPSILON as f64;
 /// `d ≥ 1`, `weight_decay ≥ 0`; every value finite.
 ///
 /// **Tolerance** ([`Adafactor::reference_step`] carries it), from WGSL's
-/// accuracy: each row or column mean is a sequential sum of C (or R)
-/// squares and a division (relative (C + 6)u: the terms are non-negative),
+/// accuracy: each row or column mean is a fixed-order sum of C (or R)
+/// squares, in segments then over them (depth at most C), and a division
+/// (relative (C + 6)u: the terms are non-negative),
 /// and each lerp of non-negative values adds 8u per step; the slab mean of
 /// row_var adds its sum's depth ([`Factoring::slab_sum_depth`]: R, or
 /// ⌈R/64⌉ + 6 for a tree) + 5u, the quotient V 6u, `inverseSqrt` 4u, the product
@@ -309,26 +310,49 @@ struct TensorDesc {
     pad: u32,
 }
 
-/// A row or column of one slab (`Line` in adafactor.wgsl).
+/// Elements per segment of a row or column in the line passes: one
+/// invocation sums a segment's G², another (for lines of several) the
+/// line's segments in order.
+/// 256 on GPUs: a column of a 16384 × 1024 matrix is 64 segments, not
+/// 16,384 loads in one thread. 4096 where `access` has the CPU shape
+/// ([`rows::PER_LANE_CPU`]), where each segment's table entry costs loads
+/// of its own: 256 there took the bench's 4096 × 1024 step on lavapipe
+/// from 74 to 83.5 ms, 4096 left it as it was.
+pub fn segment_len(access: rows::RowAccess) -> u64 {
+    if access.per_lane == rows::PER_LANE_CPU { 4096 } else { 256 }
+}
+
+/// A segment of a row or column of one slab (`Segment` in adafactor.wgsl).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct Line {
+struct Segment {
     tensor: u32,
+    /// 0: of a row (row_var), 1: of a column (col_var).
     column: u32,
     slab: u32,
+    /// The row or column within the slab.
     index: u32,
+    /// Its first element along the line, and its elements.
+    first: u32,
+    count: u32,
+    /// Its partial sum's slot in `sums` (a line's segments are consecutive).
+    slot: u32,
+    /// On a line's last segment, the line's count of segments; else 0.
+    segs: u32,
 }
 
 /// The entry points of adafactor.wgsl, in `Kernels::pipelines` order.
-const ENTRIES: [&str; 5] = ["lines_pass", "slab_means", "norms", "step_size", "apply"];
-/// Bindings 1.. (read-only?): param, grad, state, tensors, rows, lines, sums.
+const ENTRIES: [&str; 6] = ["line_segments", "line_means", "slab_means", "norms", "step_size", "apply"];
+/// Bindings 1.. (read-only?): param, grad, state, tensors, rows, segments, sums.
 const READ_ONLY: [bool; 7] = [false, true, false, true, true, true, false];
 
 /// The passes of one (param buffer, grad buffer) pair.
 struct Window {
     bind_group: wgpu::BindGroup,
     rows: u32,
-    lines: u32,
+    segments: u32,
+    /// Whether a line has several segments (`line_means` runs).
+    split: bool,
 }
 
 /// Where one tensor's state lives.
@@ -349,7 +373,8 @@ impl Placement {
 /// with a shape of 2 or more dims ([`ParamSlice::with_shape`]) are
 /// factored over their last two dims, the rest are not. Each step is one
 /// compute pass recorded into the caller's encoder: the row and column
-/// statistics (one invocation per line), the slab means, RMS(θ) and RMS(U)
+/// statistics (an invocation per segment of a line, [`segment_len`], then
+/// one per line of several segments), the slab means, RMS(θ) and RMS(U)
 /// in one pass over the elements (fixed-order sums: bitwise reproducible),
 /// the update.
 ///
@@ -429,33 +454,50 @@ impl AdafactorOptimizer {
             .collect();
         let device = &self.device;
         let pairs = rows::windows(device, &self.params, &rows)?;
+        let mut slot = scales;
+        let segments: Vec<Vec<Segment>> = pairs.iter().map(|(_, _, mine)| self.segments(mine, &mut slot)).collect();
+        let most = device.limits().max_compute_workgroups_per_dimension as usize;
+        if let Some(many) = segments.iter().find(|s| s.len().div_ceil(64) > most) {
+            return Err(OptimError::ExceedsLimits(format!("{} line segments in one buffer pair: one dispatch of 64 per workgroup takes at most {}", many.len(), 64 * most)));
+        }
         scoped(device, || {
             let tensors = rows::table(device, &self.queue, "adafactor tensors", &descs);
-            let sums = device.create_buffer(&wgpu::BufferDescriptor { label: Some("adafactor sums"), size: 4 * scales.max(4) as u64, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
+            let sums = device.create_buffer(&wgpu::BufferDescriptor { label: Some("adafactor sums"), size: 4 * slot.max(4) as u64, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
             pairs
                 .into_iter()
-                .map(|(param, grad, mine)| {
-                    let lines = self.lines(&mine);
+                .zip(segments)
+                .map(|((param, grad, mine), segments)| {
                     let row_buf = rows::table(device, &self.queue, "adafactor rows", &mine);
-                    let line_buf = rows::table(device, &self.queue, "adafactor lines", &lines);
-                    let resources = vec![self.ring.binding(), param.as_entire_binding(), grad.as_entire_binding(), self.state.as_entire_binding(), tensors.as_entire_binding(), row_buf.as_entire_binding(), line_buf.as_entire_binding(), sums.as_entire_binding()];
-                    Window { bind_group: self.kernels.bind(device, "adafactor", resources), rows: mine.len() as u32, lines: lines.len() as u32 }
+                    let segment_buf = rows::table(device, &self.queue, "adafactor segments", &segments);
+                    let resources = vec![self.ring.binding(), param.as_entire_binding(), grad.as_entire_binding(), self.state.as_entire_binding(), tensors.as_entire_binding(), row_buf.as_entire_binding(), segment_buf.as_entire_binding(), sums.as_entire_binding()];
+                    let split = segments.iter().any(|s| s.segs > 1);
+                    Window { bind_group: self.kernels.bind(device, "adafactor", resources), rows: mine.len() as u32, segments: segments.len() as u32, split }
                 })
                 .collect()
         })
     }
 
-    /// The rows and columns of every slab of the factored tensors that
-    /// `rows` (one window's row table) covers.
-    fn lines(&self, rows: &[RowDesc]) -> Vec<Line> {
+    /// The segments of the rows and columns of every slab of the factored
+    /// tensors that `rows` (one window's row table) covers, their partial
+    /// sums in slots from `slot` on (advanced past them).
+    fn segments(&self, rows: &[RowDesc], slot: &mut u32) -> Vec<Segment> {
         let mut tensors: Vec<u32> = rows.iter().map(|r| r.tensor).collect();
         tensors.dedup();
+        let seg_len = segment_len(self.access);
         let mut out = Vec::new();
         for tensor in tensors {
             let Some(f) = self.places[tensor as usize].factoring else { continue };
             for slab in 0..f.slabs as u32 {
-                out.extend((0..f.rows as u32).map(|index| Line { tensor, column: 0, slab, index }));
-                out.extend((0..f.cols as u32).map(|index| Line { tensor, column: 1, slab, index }));
+                for (column, lines, len) in [(0, f.rows, f.cols), (1, f.cols, f.rows)] {
+                    for index in 0..lines as u32 {
+                        let segs = len.div_ceil(seg_len) as u32;
+                        for (k, from) in (0..len).step_by(seg_len as usize).enumerate() {
+                            let segs = if k as u32 + 1 == segs { segs } else { 0 };
+                            out.push(Segment { tensor, column, slab, index, first: from as u32, count: (len - from).min(seg_len) as u32, slot: *slot, segs });
+                            *slot += 1;
+                        }
+                    }
+                }
             }
         }
         out
@@ -487,11 +529,12 @@ impl AdafactorOptimizer {
                 }
             }
         };
-        launch(&p[0], &|w| w.lines.div_ceil(64), false);
-        launch(&p[1], &|_| n_tensors, true);
-        launch(&p[2], &|w| w.rows, false);
-        launch(&p[3], &|_| n_tensors, true);
-        launch(&p[4], &|w| w.rows, false);
+        launch(&p[0], &|w| w.segments.div_ceil(64), false);
+        launch(&p[1], &|w| if w.split { w.segments.div_ceil(64) } else { 0 }, false);
+        launch(&p[2], &|_| n_tensors, true);
+        launch(&p[3], &|w| w.rows, false);
+        launch(&p[4], &|_| n_tensors, true);
+        launch(&p[5], &|w| w.rows, false);
         Ok(())
     }
 
