@@ -20,6 +20,10 @@ use wgpu_optim::*;
 /// slab of 4,159 rows (a tree: lanes take 64 or 65 row_var each).
 const BIG: [u64; 2] = [4159, 257];
 
+/// Columns of 16,390: two line segments of Adafactor's line passes with
+/// the CPU shape (16,384 each), 65 with the GPU shape (256).
+const LONG: [u64; 2] = [16390, 3];
+
 /// θ and G of element k of n scaled by 1 + 9(k/n)²: the last rows weigh
 /// most, so a sum that misses rows misses more of ‖θ‖ (or ‖U‖) than of the
 /// other norm, and the trust ratio, ‖U‖ or RMS(θ) moves.
@@ -75,13 +79,14 @@ fn muon_norm_over_more_rows_than_lanes() {
 }
 
 /// The step's two RMS values over the rows, one slab's mean over 4,159
-/// row_var (a tree), and 300 slabs of 2 rows (a lane per slab, lanes
-/// taking four or five).
+/// row_var (a tree), 300 slabs of 2 rows (a lane per slab, lanes taking
+/// four or five), and columns of several line segments (`LONG`'s, and
+/// `BIG`'s on GPUs).
 #[test]
 fn adafactor_sums_over_more_rows_and_slabs_than_lanes() {
     check(
         TensorRule::Adafactor(Adafactor::default()),
-        &[BIG.to_vec(), vec![300, 2, 3], vec![7]],
+        &[BIG.to_vec(), vec![300, 2, 3], vec![7], LONG.to_vec()],
     );
 }
 

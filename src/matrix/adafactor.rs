@@ -312,14 +312,13 @@ struct TensorDesc {
 
 /// Elements per segment of a row or column in the line passes: one
 /// invocation sums a segment's G², another (for lines of several) the
-/// line's segments in order.
-/// 256 on GPUs: a column of a 16384 × 1024 matrix is 64 segments, not
-/// 16,384 loads in one thread. 4096 where `access` has the CPU shape
-/// ([`rows::PER_LANE_CPU`]), where each segment's table entry costs loads
-/// of its own: 256 there took the bench's 4096 × 1024 step on lavapipe
-/// from 74 to 83.5 ms, 4096 left it as it was.
+/// line's segments in order. 256 on GPUs: a column of a 16384 × 1024 matrix
+/// is 64 segments, not 16,384 loads in one thread. 16,384 where `access`
+/// has the CPU shape ([`rows::PER_LANE_CPU`]), where segments buy nothing
+/// and cost their table's loads: 256 there took the bench's 4096 × 1024
+/// step on lavapipe from 74 to 83.5 ms; only longer lines are split.
 pub fn segment_len(access: rows::RowAccess) -> u64 {
-    if access.per_lane == rows::PER_LANE_CPU { 4096 } else { 256 }
+    if access.per_lane == rows::PER_LANE_CPU { 16384 } else { 256 }
 }
 
 /// A segment of a row or column of one slab (`Segment` in adafactor.wgsl).
