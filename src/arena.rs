@@ -20,7 +20,7 @@ use crate::error::{scoped, OptimError, Result};
 /// let arena = ParamArena::new(&gpu.device, &[4096, 64, 1000]).unwrap();
 /// arena.write_params(&gpu.queue, 1, &[0.5; 64]).unwrap();
 /// let opt = Optimizer::new(&gpu.device, &gpu.queue, AdamW::default().into(), &arena.slices()).unwrap();
-/// // Your kernels read params and write grads at arena.tensor(i).
+/// // Your kernels read params and write grads at the ranges arena.tensor(i) names.
 /// ```
 ///
 /// **Errors:** [`OptimError::EmptyParams`], [`OptimError::EmptyTensor`],
@@ -170,12 +170,23 @@ impl ParamArena {
         self.write(queue, i, values, true)
     }
 
-    /// Reads tensor `i` back (waits for the GPU).
+    /// Reads tensor `i`'s params back (waits for the GPU).
     ///
     /// **Errors:** [`OptimError::InvalidOptions`] for a bad index, [`OptimError::Readback`].
     pub fn read_params(&self, device: &wgpu::Device, queue: &wgpu::Queue, i: usize) -> Result<Vec<f32>> {
+        self.read(device, queue, i, false)
+    }
+
+    /// Reads tensor `i`'s grads back (waits for the GPU).
+    ///
+    /// **Errors:** as [`ParamArena::read_params`].
+    pub fn read_grads(&self, device: &wgpu::Device, queue: &wgpu::Queue, i: usize) -> Result<Vec<f32>> {
+        self.read(device, queue, i, true)
+    }
+
+    fn read(&self, device: &wgpu::Device, queue: &wgpu::Queue, i: usize, grads: bool) -> Result<Vec<f32>> {
         self.numel(i)?;
-        let ranges: Vec<_> = self.tensors[i].iter().map(|s| (&s.param, s.param_offset, s.len())).collect();
+        let ranges: Vec<_> = self.tensors[i].iter().map(|s| if grads { (&s.grad, s.grad_offset, s.len()) } else { (&s.param, s.param_offset, s.len()) }).collect();
         crate::device::read_ranges_f32(device, queue, &ranges)
     }
 }

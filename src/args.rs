@@ -50,7 +50,7 @@ fn bad(name: &str, word: &str) -> OptimError {
 /// **Errors:** [`OptimError::UnknownOption`] for an unknown optimizer or
 /// option, [`OptimError::InvalidOptionValue`] for a value of the wrong type.
 pub fn pytorch_options(optimizer: &str, words: &[String]) -> Result<Map<String, Value>> {
-    let defaults = match crate::matrix::run::TensorRule::defaults(optimizer) {
+    let defaults = match crate::matrix::TensorRule::defaults(optimizer) {
         Some(defaults) => defaults,
         None => OptimizerConfig::default_for(&optimizer.to_ascii_lowercase())?.to_pytorch(),
     };
@@ -86,9 +86,9 @@ pub fn pytorch_options(optimizer: &str, words: &[String]) -> Result<Map<String, 
 /// `--help`.
 pub fn options_help() -> String {
     let mut s = String::from("Optimizers and their options (torch.optim names, shown with their defaults):\n");
-    let tensor_wise = crate::matrix::run::TensorRule::PYTORCH_NAMES;
+    let tensor_wise = crate::matrix::TensorRule::PYTORCH_NAMES;
     for name in OptimizerConfig::PYTORCH_NAMES.iter().chain(tensor_wise) {
-        let defaults = crate::matrix::run::TensorRule::defaults(name).or_else(|| OptimizerConfig::default_for(name).map(|c| c.to_pytorch()).ok()).unwrap_or_default();
+        let defaults = crate::matrix::TensorRule::defaults(name).or_else(|| OptimizerConfig::default_for(name).map(|c| c.to_pytorch()).ok()).unwrap_or_default();
         let shown = |v: &Value| match v {
             Value::Array(items) => items.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","),
             other => other.to_string(),

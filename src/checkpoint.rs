@@ -8,9 +8,10 @@
 //! metadata  format        "wgpu-optim/1"
 //!           rule          e.g. "adamw"
 //!           param_groups  JSON list, one object per group: the hyperparameters by their
-//!                         PyTorch names and "params": [i, …]
+//!                         PyTorch names, "params": [i, …], and "initial_lr" once a
+//!                         scheduler attached (its base lr)
 //!           lens          JSON list of the parameter lengths
-//!           host_step     steps recorded, skipped ones included
+//!           host_step     steps recorded, skipped ones included (a scheduler's position)
 //!           grad_scaler   JSON {"scale", "_growth_tracker", "skipped"} (GradScaler's state_dict names)
 //! ```
 //!
@@ -55,24 +56,35 @@ fn corrupt(msg: impl std::fmt::Display) -> OptimError {
     OptimError::Checkpoint(msg.to_string())
 }
 
-/// A group's hyperparameters by PyTorch name, plus its param indices.
-fn group_json(config: &OptimizerConfig, params: Vec<usize>) -> Value {
+/// A group's hyperparameters by PyTorch name, plus its param indices and
+/// its `initial_lr` if a scheduler attached.
+fn group_json(config: &OptimizerConfig, params: Vec<usize>, initial_lr: Option<f64>) -> Value {
     let mut v = config.to_pytorch();
     v.insert("params".into(), json!(params));
+    if let Some(lr) = initial_lr {
+        v.insert("initial_lr".into(), json!(lr));
+    }
     Value::Object(v)
 }
 
-/// Parses a group object as a config of the same optimizer as `like`.
-fn group_config(like: &OptimizerConfig, v: &Value) -> Result<OptimizerConfig> {
+/// Parses a group object as a config of the same optimizer as `like`, and
+/// its `initial_lr` if it has one.
+fn group_config(like: &OptimizerConfig, v: &Value) -> Result<(OptimizerConfig, Option<f64>)> {
     let mut options = v.as_object().ok_or_else(|| corrupt("a param group is not a JSON object"))?.clone();
     options.remove("params");
-    OptimizerConfig::from_pytorch(like.pytorch_name(), &options).map_err(|e| corrupt(format!("param group: {e}")))
+    let initial_lr = match options.remove("initial_lr") {
+        None => None,
+        Some(lr) => Some(lr.as_f64().filter(|lr| lr.is_finite() && *lr >= 0.0).ok_or_else(|| corrupt(format!("param group: initial_lr {lr} is not a learning rate")))?),
+    };
+    let config = OptimizerConfig::from_pytorch(like.pytorch_name(), &options).map_err(|e| corrupt(format!("param group: {e}")))?;
+    Ok((config, initial_lr))
 }
 
 /// Everything a checkpoint holds, checked against an optimizer, ready to
 /// be written.
 struct Loaded {
     configs: Vec<OptimizerConfig>,
+    initial_lrs: Vec<Option<f64>>,
     host_step: u32,
     scaler: ScalerState,
     state: Vec<(usize, usize, Vec<f32>)>, // (param, slot, values)
@@ -99,7 +111,7 @@ impl Optimizer {
             .configs()
             .iter()
             .enumerate()
-            .map(|(g, c)| group_json(c, (0..self.params().len()).filter(|&i| self.params()[i].group as usize == g).collect()))
+            .map(|(g, c)| group_json(c, (0..self.params().len()).filter(|&i| self.params()[i].group as usize == g).collect(), self.initial_lrs()[g]))
             .collect();
         let lens: Vec<u64> = self.params().iter().map(|p| p.len()).collect();
         let metadata = HashMap::from([
@@ -122,11 +134,12 @@ impl Optimizer {
     /// crash or a full disk during the save leaves the previous file whole.
     ///
     /// **Errors:** as [`Optimizer::checkpoint_bytes`], and [`OptimError::Io`].
-    pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
-        write_atomic(path, &self.checkpoint_bytes()?)
+    pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<()> {
+        write_atomic(path.as_ref(), &self.checkpoint_bytes()?)
     }
 
-    /// Restores state, step, hyperparameters and GradScaler state from a
+    /// Restores state, step, hyperparameters (with each group's
+    /// `initial_lr`, so a scheduler made afterwards resumes) and GradScaler state from a
     /// checkpoint of an optimizer with the same rule, option flags, param
     /// groups and parameter lengths. Nothing changes unless all of it fits.
     ///
@@ -137,6 +150,7 @@ impl Optimizer {
             self.write_state(*slot, *i, values)?;
         }
         self.replace_configs(loaded.configs)?;
+        self.set_initial_lrs(loaded.initial_lrs);
         self.set_step_count(loaded.host_step);
         self.write_grad_control(loaded.scaler);
         Ok(())
@@ -145,7 +159,8 @@ impl Optimizer {
     /// Reads `path` and loads it as [`Optimizer::load_checkpoint_bytes`].
     ///
     /// **Errors:** [`OptimError::Io`], [`OptimError::Checkpoint`].
-    pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
+    pub fn load_checkpoint(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| OptimError::io(path, e))?;
         self.load_checkpoint_bytes(&bytes)
     }
@@ -170,9 +185,9 @@ impl Optimizer {
         if groups.len() != self.configs().len() {
             return Err(corrupt(format!("{} param groups, this optimizer has {}", groups.len(), self.configs().len())));
         }
-        let mut configs = Vec::with_capacity(groups.len());
+        let (mut configs, mut initial_lrs) = (Vec::with_capacity(groups.len()), Vec::with_capacity(groups.len()));
         for (g, (v, current)) in groups.iter().zip(self.configs()).enumerate() {
-            let c = group_config(current, v)?;
+            let (c, initial_lr) = group_config(current, v)?;
             if c.flags() != current.flags() || c.state_names() != current.state_names() {
                 return Err(corrupt(format!("param group {g} uses other options (flags) than this optimizer")));
             }
@@ -182,6 +197,7 @@ impl Optimizer {
                 return Err(corrupt(format!("param group {g} holds params {members:?}, this optimizer {expected:?}")));
             }
             configs.push(c);
+            initial_lrs.push(initial_lr);
         }
         let host_step: u32 = get("host_step")?.parse().map_err(|_| corrupt("host_step is not a step count"))?;
         let sc: Value = serde_json::from_str(get("grad_scaler")?).map_err(|_| corrupt("grad_scaler is not JSON"))?;
@@ -214,6 +230,6 @@ impl Optimizer {
         if st.len() != expected_tensors {
             return Err(corrupt(format!("{} tensors, expected {expected_tensors}", st.len())));
         }
-        Ok(Loaded { configs, host_step, scaler, state })
+        Ok(Loaded { configs, initial_lrs, host_step, scaler, state })
     }
 }

@@ -26,6 +26,15 @@ impl Gpu {
     }
 }
 
+/// The optional features the engine uses that `adapter` has: request them
+/// (`DeviceDescriptor::required_features`) when you create your device.
+/// Today that is `SHADER_INT64`, which the wide access path needs
+/// ([`crate::WideAccess`]); without it the engine runs the vec4 path, with
+/// bitwise the same results.
+pub fn engine_features(adapter: &wgpu::Adapter) -> wgpu::Features {
+    adapter.features() & wgpu::Features::SHADER_INT64
+}
+
 /// Creates a headless device with the adapter's full limits.
 ///
 /// Honours `WGPU_BACKEND` (e.g. `vulkan`, `gl`) and `WGPU_ADAPTER_NAME`
@@ -51,8 +60,8 @@ async fn headless_async() -> Result<Gpu> {
         },
     };
     let info = adapter.get_info();
-    // Timestamps for the benchmark; 64-bit integers for the wide access path.
-    let features = adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES | wgpu::Features::SHADER_INT64);
+    // Timestamps for the benchmark, and what the engine can use.
+    let features = engine_features(&adapter) | (adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES));
     let (device, queue) = adapter
         .request_device(&wgpu::DeviceDescriptor {
             label: Some("wgpu-optim"),

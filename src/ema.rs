@@ -1,15 +1,13 @@
 //! A weight EMA of many parameter tensors on the GPU, as PyTorch's
 //! `AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))`.
 
-use crate::engine::uniforms::{gpu_struct, Ring};
+use crate::engine::uniforms::{gpu_struct, StepUniform};
 use crate::engine::ParamSlice;
 use crate::error::{scoped, OptimError, Result};
 use crate::matrix::muon::lerp;
 use crate::matrix::rows::{self, Kernels};
 
 const EMA_WGSL: &str = include_str!("../shaders/ema.wgsl");
-/// Updates that can be recorded before a submit.
-const RING_SLOTS: u32 = 16;
 
 gpu_struct! {
     /// The per-update scalars (`Scalars` in ema.wgsl).
@@ -76,7 +74,7 @@ pub struct WeightEma {
     at: Vec<u64>,
     kernels: Kernels,
     windows: Vec<(wgpu::BindGroup, u32)>,
-    ring: Ring<Scalars>,
+    uniform: StepUniform<Scalars>,
     averages: wgpu::Buffer,
     n_averaged: u64,
     access: rows::RowAccess,
@@ -107,9 +105,9 @@ impl WeightEma {
         let operands = [rows::Operand { name: "param", binding: 1, writable: false }, rows::Operand { name: "ema", binding: 2, writable: true }];
         let source = rows::source(access, &Scalars::wgsl(), &format!("{}{EMA_WGSL}", access.operands(&operands)));
         let kernels = Kernels::new(device, "weight ema", &source, &[true, false, true, true], &["update"])?;
-        let (averages, ring) = scoped(device, || {
+        let (averages, uniform) = scoped(device, || {
             let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
-            (device.create_buffer(&wgpu::BufferDescriptor { label: Some("weight ema"), size: 4 * total.max(4), usage, mapped_at_creation: false }), Ring::new(device, RING_SLOTS))
+            (device.create_buffer(&wgpu::BufferDescriptor { label: Some("weight ema"), size: 4 * total.max(4), usage, mapped_at_creation: false }), StepUniform::new(device))
         })?;
         let (table, _) = rows::rows(&lens, access.row_len());
         let descs: Vec<TensorDesc> = params.iter().zip(&at).map(|(p, &ema)| TensorDesc { param: p.param_offset as u32, ema: ema as u32, pad: [0; 2] }).collect();
@@ -120,12 +118,12 @@ impl WeightEma {
                 .into_iter()
                 .map(|(param, _, mine)| {
                     let row_buf = rows::table(device, queue, "ema rows", &mine);
-                    let resources = vec![ring.binding(), param.as_entire_binding(), averages.as_entire_binding(), tensors.as_entire_binding(), row_buf.as_entire_binding()];
+                    let resources = vec![uniform.binding(), param.as_entire_binding(), averages.as_entire_binding(), tensors.as_entire_binding(), row_buf.as_entire_binding()];
                     (kernels.bind(device, "weight ema", resources), mine.len() as u32)
                 })
                 .collect()
         })?;
-        Ok(WeightEma { device: device.clone(), queue: queue.clone(), decay, lens, at, kernels, windows, ring, averages, n_averaged: 0, access })
+        Ok(WeightEma { device: device.clone(), queue: queue.clone(), decay, lens, at, kernels, windows, uniform, averages, n_averaged: 0, access })
     }
 
     /// How the update moves its operands (scalar, vec4 or wide; the same
@@ -134,19 +132,19 @@ impl WeightEma {
         self.access
     }
 
-    /// Records one update into `encoder` (after the optimizer's step); up
-    /// to 16 may be recorded before a submit.
+    /// Records one update into `encoder` (after the optimizer's step); any
+    /// number may be recorded before a submit.
     ///
     /// **Errors:** none today; the `Result` is for symmetry with the
     /// optimizers' `record_step`.
     pub fn record_update(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         let scalars = Scalars { weight: (1.0 - self.decay) as f32, copy: (self.n_averaged == 0) as u32, pad0: 0, pad1: 0 };
-        let offset = self.ring.push(&self.queue, &scalars);
+        self.uniform.record(&self.device, encoder, &scalars)?;
         self.n_averaged += 1;
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("weight ema"), timestamp_writes: None });
         pass.set_pipeline(&self.kernels.pipelines[0]);
         for (bind_group, rows) in &self.windows {
-            pass.set_bind_group(0, bind_group, &[offset]);
+            pass.set_bind_group(0, bind_group, &[]);
             pass.dispatch_workgroups(*rows, 1, 1);
         }
         Ok(())

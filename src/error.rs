@@ -41,8 +41,18 @@ pub enum OptimError {
     #[error("{groups} param groups given; at most {max} are supported")]
     TooManyGroups { groups: usize, max: usize },
     /// A param refers to a group that does not exist.
-    #[error("parameter {index} refers to group {group}, but only {groups} groups exist")]
+    #[error("parameter {index} refers to param group {group}, but the optimizer has {}", count(*groups, "group"))]
     UnknownGroup { index: usize, group: u32, groups: usize },
+    /// A call names a param group that does not exist (`set_lr`, say).
+    #[error("no param group {group}: the optimizer has {}", count(*groups, "group"))]
+    GroupOutOfRange { group: usize, groups: usize },
+    /// Two parameters share elements of one buffer: the overlap would be
+    /// stepped twice, or a grad changed by the step. (Grads may be shared.)
+    #[error("parameters {first} and {second} overlap in one buffer: {what}")]
+    Overlap { first: usize, second: usize, what: &'static str },
+    /// A buffer whose size is not a whole number of f32 elements.
+    #[error("parameter {index}: the {which} buffer has {bytes} bytes, not a whole number of f32 elements")]
+    PartialElement { index: usize, which: &'static str, bytes: u64 },
     /// A tensor's shape does not match its length (or is empty).
     #[error("parameter {index}: shape {shape:?} does not have its {len} elements")]
     ShapeMismatch { index: usize, shape: Vec<u64>, len: u64 },
@@ -91,6 +101,11 @@ impl OptimError {
     pub fn io(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
         OptimError::Io { path: path.display().to_string(), message: e.to_string() }
     }
+}
+
+/// "1 group", "3 groups".
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 
 /// Shorthand for `Result<T, OptimError>`.

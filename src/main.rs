@@ -230,8 +230,8 @@ fn validate_tensor_wise(gpu: &device::Gpu, steps: u32, all: bool, seed: u64) -> 
     println!("\ntensor-wise rules (several tensors of one step; error / derived bound, pass at <= 1):");
     println!("{:<36} {:<30} {:>6} {:>13} {:>13}  pass", "case", "shapes", "steps", "params/bound", "state/bound");
     let mut passed = true;
-    for (name, rule) in wgpu_optim::matrix::validate::cases(all) {
-        let r = wgpu_optim::matrix::validate::run_case(&gpu.device, &gpu.queue, &name, rule, steps, seed)?;
+    for (name, rule) in wgpu_optim::validate::tensor::cases(all) {
+        let r = wgpu_optim::validate::tensor::run_case(&gpu.device, &gpu.queue, &name, rule, steps, seed)?;
         println!("{:<36} {:<30} {:>6} {:>13.4} {:>13.4}  {}", r.name, r.shapes, r.steps, r.params, r.state, if r.passed() { "ok" } else { "FAIL" });
         passed &= r.passed();
     }

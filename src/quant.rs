@@ -2,6 +2,8 @@
 //! is stored as one f32 absmax scale and 8-bit codes into a 256-entry
 //! dynamic quantisation map, so that small values keep relative precision.
 
+use crate::rules::Quantity;
+
 /// bitsandbytes' dynamic map (`create_dynamic_map`, 8 bits, 7 exponent
 /// bits): for each decade 10⁻⁶ … 10⁰, linearly spaced fractions in
 /// [0.1, 1], finer in the larger decades; plus 0 and 1. `signed` mirrors
@@ -59,6 +61,18 @@ pub struct Coding {
     /// code (10⁻⁶ of the absmax) while `exp_avg` does not, and m/√v blows up;
     /// in the root domain both span the same decades.
     pub sqrt: bool,
+}
+
+impl Coding {
+    /// The coding of a slot holding `quantity`: signed maps for signed
+    /// values, the root domain for second moments.
+    pub fn of(quantity: Quantity) -> Coding {
+        match quantity {
+            Quantity::Signed => Coding { signed: true, sqrt: false },
+            Quantity::SecondMoment => Coding { signed: false, sqrt: true },
+            Quantity::NonNegative => Coding { signed: false, sqrt: false },
+        }
+    }
 }
 
 /// Codes and one absmax scale per `block` values.

@@ -121,6 +121,12 @@ impl Schedule {
 }
 
 /// A schedule bound to the base lr of every param group of an optimizer.
+///
+/// Its position is the optimizer's step count (steps recorded, skipped ones
+/// included), PyTorch's `last_epoch` when the scheduler is stepped once per
+/// optimizer step; its base lrs are the groups' `initial_lr`. Both are in
+/// the optimizer's checkpoint, so building the optimizer, loading a
+/// checkpoint and then creating the scheduler resumes exactly.
 #[derive(Clone, Debug)]
 pub struct Scheduler {
     schedule: Schedule,
@@ -128,28 +134,46 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Records the optimizer's current lrs as the base lrs.
+    /// Binds `schedule` to `optimizer`'s groups. A group's base lr is its
+    /// `initial_lr`, set to its current lr if it has none yet (PyTorch's
+    /// `setdefault('initial_lr', lr)`), so a scheduler made after loading a
+    /// checkpoint scales the lr the run started from, not the last
+    /// scheduled one.
     ///
     /// **Errors:** as [`Schedule::validate`].
-    pub fn new(schedule: Schedule, optimizer: &Optimizer) -> Result<Self> {
+    pub fn new(schedule: Schedule, optimizer: &mut Optimizer) -> Result<Self> {
         schedule.validate()?;
-        Ok(Scheduler { schedule, base_lrs: optimizer.configs().iter().map(|c| c.lr()).collect() })
+        Ok(Scheduler { schedule, base_lrs: optimizer.attach_scheduler() })
+    }
+
+    /// The schedule.
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// The base lr of each group (their `initial_lr`).
+    pub fn base_lrs(&self) -> &[f64] {
+        &self.base_lrs
     }
 
     /// The lr of `group` after `t` steps.
+    ///
+    /// **Panics** if `group` is not one of the optimizer's groups.
     pub fn lr(&self, group: usize, t: u64) -> f64 {
         self.base_lrs[group] * self.schedule.factor(t)
     }
 
     /// Sets every group's lr for the optimizer's next step (call before
-    /// recording it).
+    /// recording it): `initial_lr · factor(step_count)`.
     ///
-    /// **Errors:** as [`Optimizer::set_lr`].
+    /// **Errors:** [`OptimError::InvalidOptions`] for an optimizer with
+    /// another number of groups than the one the scheduler was made for
+    /// (nothing changes); as [`Optimizer::set_lr`].
     pub fn apply(&self, optimizer: &mut Optimizer) -> Result<()> {
-        let t = optimizer.step_count() as u64;
-        for group in 0..self.base_lrs.len() {
-            optimizer.set_lr(group, self.lr(group, t))?;
+        if optimizer.configs().len() != self.base_lrs.len() {
+            return Err(OptimError::InvalidOptions("the scheduler was made for an optimizer with another number of param groups"));
         }
-        Ok(())
+        let t = optimizer.step_count() as u64;
+        (0..self.base_lrs.len()).try_for_each(|group| optimizer.set_lr(group, self.lr(group, t)))
     }
 }

@@ -191,8 +191,8 @@ fn adafactor_converges_and_is_reproducible() {
 #[test]
 fn validate_command_cases_pass() {
     let gpu = require_gpu!();
-    for (name, rule) in wgpu_optim::matrix::validate::cases(true) {
-        let r = wgpu_optim::matrix::validate::run_case(&gpu.device, &gpu.queue, &name, rule, 20, 3).unwrap();
+    for (name, rule) in wgpu_optim::validate::tensor::cases(true) {
+        let r = wgpu_optim::validate::tensor::run_case(&gpu.device, &gpu.queue, &name, rule, 20, 3).unwrap();
         assert!(r.passed(), "{name}: params {:.3}, state {:.3} of the bounds", r.params, r.state);
     }
 }

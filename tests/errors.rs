@@ -150,3 +150,54 @@ fn step_counter_overflow_is_an_error() {
     assert_eq!(opt.step_count(), u32::MAX);
     assert_eq!(opt.step(), Err(OptimError::StepOverflow));
 }
+
+/// Overlapping param ranges would be stepped twice (PyTorch rejects a
+/// parameter in two groups); a param range that is another's grad would be
+/// changed by the step. Both are refused naming the pair, by the engine,
+/// the tensor-wise optimizers and the EMA; shared grads are allowed.
+#[test]
+fn overlapping_params_are_refused_naming_both() {
+    let gpu = require_gpu!();
+    let (p, g) = buffers(gpu, 200, 200);
+    let adam = || OptimizerConfig::from(Adam::default());
+    let overlap = [ParamSlice::range(&p, 0, &g, 0, 10), ParamSlice::range(&p, 0, &g, 100, 100), ParamSlice::range(&p, 100, &g, 0, 60).in_group(1)];
+    let e = Optimizer::with_groups(&gpu.device, &gpu.queue, &[adam(), adam()], &overlap, EngineOptions::default()).err();
+    assert_eq!(e, Some(OptimError::Overlap { first: 0, second: 1, what: "their param ranges share elements" }));
+    // [50, 150) meets [0, 100) though it starts after [0, 10) ends.
+    let overlap = [ParamSlice::range(&p, 0, &g, 0, 100), ParamSlice::range(&p, 150, &g, 0, 10), ParamSlice::range(&p, 50, &g, 0, 100)];
+    let e = Optimizer::new(&gpu.device, &gpu.queue, adam(), &overlap).err();
+    assert_eq!(e, Some(OptimError::Overlap { first: 0, second: 2, what: "their param ranges share elements" }));
+    let e = LambOptimizer::new(&gpu.device, &gpu.queue, Lamb::default(), &overlap).err();
+    assert!(matches!(e, Some(OptimError::Overlap { first: 0, second: 2, .. })), "{e:?}");
+    let e = WeightEma::new(&gpu.device, &gpu.queue, 0.9, &overlap).err();
+    assert!(matches!(e, Some(OptimError::Overlap { first: 0, second: 2, .. })), "{e:?}");
+    // Tensor 1's grad is tensor 0's param range: the step would change it.
+    let crossed = [ParamSlice::range(&p, 0, &g, 0, 10), ParamSlice::range(&g, 0, &p, 20, 10)];
+    let e = Optimizer::new(&gpu.device, &gpu.queue, adam(), &crossed).err();
+    assert!(matches!(e, Some(OptimError::Overlap { first: 0, second: 1, .. })), "{e:?}");
+    // Adjacent params and shared grads are fine.
+    let ok = [ParamSlice::range(&p, 0, &g, 0, 100), ParamSlice::range(&p, 100, &g, 0, 100)];
+    Optimizer::new(&gpu.device, &gpu.queue, adam(), &ok).unwrap();
+}
+
+#[test]
+fn a_buffer_of_partial_f32_is_refused() {
+    let gpu = require_gpu!();
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
+    let p = gpu.device.create_buffer(&wgpu::BufferDescriptor { label: None, size: 402, usage, mapped_at_creation: false });
+    let g = common::storage_buffer(gpu, &[0.0; 100]);
+    let e = Optimizer::new(&gpu.device, &gpu.queue, Adam::default().into(), &[ParamSlice::whole(&p, &g)]).err();
+    assert_eq!(e, Some(OptimError::PartialElement { index: 0, which: "param", bytes: 402 }));
+}
+
+#[test]
+fn set_lr_on_a_missing_group_names_the_group() {
+    let gpu = require_gpu!();
+    let (p, g) = buffers(gpu, 10, 10);
+    let mut opt = Optimizer::new(&gpu.device, &gpu.queue, Adam::default().into(), &[ParamSlice::whole(&p, &g)]).unwrap();
+    let e = opt.set_lr(1, 0.1).unwrap_err();
+    assert_eq!(e, OptimError::GroupOutOfRange { group: 1, groups: 1 });
+    assert_eq!(e.to_string(), "no param group 1: the optimizer has 1 group");
+    let e = OptimError::UnknownGroup { index: 3, group: 2, groups: 2 };
+    assert_eq!(e.to_string(), "parameter 3 refers to param group 2, but the optimizer has 2 groups");
+}

@@ -38,14 +38,52 @@ fn upload(gpu: &device::Gpu, g: &wgpu::Buffer, starts: &[usize], grads: &[Vec<f6
     }
 }
 
+/// Two tensors, one per group: grads (3, 0) and (4): the global norm is 5,
+/// the groups' 3 and 4. SGD with lr 1 moves each param by its clipped grad.
 #[test]
-fn clipping_matches_reference_and_norms_are_deterministic() {
+fn clipping_takes_one_norm_over_every_group_by_default() {
+    let gpu = require_gpu!();
+    let sgd = |lr| OptimizerConfig::from(Sgd { lr, ..Sgd::default() });
+    for (scope, norms, clips) in [(ClipScope::Global, vec![5.0f32], [1.0 / (5.0 + 1e-6); 2]), (ClipScope::PerGroup, vec![3.0, 4.0], [1.0 / (3.0 + 1e-6), 1.0 / (4.0 + 1e-6)])] {
+        let p = common::storage_buffer(gpu, &[0.0; 8]);
+        let g = common::storage_buffer(gpu, &[3.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 0.0]);
+        let slices = [ParamSlice::range(&p, 0, &g, 0, 2), ParamSlice::range(&p, 4, &g, 4, 1).in_group(1)];
+        let options = EngineOptions { grad_control: GradControl { max_norm: Some(1.0), clip_scope: scope, ..GradControl::default() }, ..EngineOptions::default() };
+        let mut opt = Optimizer::with_groups(&gpu.device, &gpu.queue, &[sgd(1.0), sgd(1.0)], &slices, options).unwrap();
+        opt.step().unwrap();
+        assert_eq!(opt.read_grad_norms().unwrap(), norms, "{scope:?}");
+        let got = read_f32(&gpu.device, &gpu.queue, &p, 0, 8).unwrap();
+        let want = [-3.0 * clips[0], 0.0, -4.0 * clips[1]];
+        for (got, want) in [got[0], got[1], got[4]].into_iter().zip(want) {
+            assert!((got as f64 - want).abs() < 1e-6, "{scope:?}: {got} vs {want}");
+        }
+    }
+}
+
+#[test]
+fn global_clipping_matches_reference_and_norms_are_deterministic() {
+    clipping_matches_reference(ClipScope::Global);
+}
+
+#[test]
+fn per_group_clipping_matches_reference_and_norms_are_deterministic() {
+    clipping_matches_reference(ClipScope::PerGroup);
+}
+
+/// 15 clipped AdamW steps of two groups against the f64 reference; the
+/// norms of two runs are bitwise equal.
+fn clipping_matches_reference(scope: ClipScope) {
     let gpu = require_gpu!();
     let decay: OptimizerConfig = AdamW { lr: 1e-2, weight_decay: 0.1, ..AdamW::default() }.into();
     let no_decay: OptimizerConfig = AdamW { lr: 1e-2, weight_decay: 0.0, ..AdamW::default() }.into();
     let max_norm = 5.0;
     // 8 KiB bindings: several windows, so partial sums span several launches.
-    let options = EngineOptions { max_binding_bytes: Some(8192), grad_control: GradControl { max_norm: Some(max_norm), scaler: None, ..GradControl::default() }, ..EngineOptions::default() };
+    let options = EngineOptions { max_binding_bytes: Some(8192), grad_control: GradControl { max_norm: Some(max_norm), clip_scope: scope, ..GradControl::default() }, ..EngineOptions::default() };
+    // The groups each norm covers.
+    let covers: Vec<Vec<usize>> = match scope {
+        ClipScope::Global => vec![vec![0, 1]],
+        ClipScope::PerGroup => vec![vec![0], vec![1]],
+    };
     let run = || {
         let (mut opt, p, g, starts, p0) = setup(gpu, options.clone(), &[decay, no_decay]);
         assert!(opt.dispatch_count() > 1);
@@ -61,14 +99,15 @@ fn clipping_matches_reference_and_norms_are_deterministic() {
             upload(gpu, &g, &starts, &grads, 1.0);
             opt.step().unwrap();
             let gpu_norms = opt.read_grad_norms().unwrap();
-            for (group, &gpu_norm) in gpu_norms.iter().enumerate().take(2) {
+            assert_eq!(gpu_norms.len(), covers.len());
+            for (&gpu_norm, groups) in gpu_norms.iter().zip(&covers) {
                 // f64 norm of the f32 grads the GPU saw
-                let sq: f64 = grads.iter().enumerate().filter(|(i, _)| i % 2 == group).flat_map(|(_, v)| v.iter().map(|x| (*x as f32 as f64).powi(2))).sum();
+                let sq: f64 = grads.iter().enumerate().filter(|(i, _)| groups.contains(&(i % 2))).flat_map(|(_, v)| v.iter().map(|x| (*x as f32 as f64).powi(2))).sum();
                 let norm = sq.sqrt();
-                assert!((gpu_norm as f64 - norm).abs() < 1e-5 * norm, "group {group}: norm {gpu_norm} vs {norm}");
+                assert!((gpu_norm as f64 - norm).abs() < 1e-5 * norm, "groups {groups:?}: norm {gpu_norm} vs {norm}");
                 let clip = (max_norm / (norm + 1e-6)).min(1.0);
                 assert!(clip < 1.0, "the test must actually clip");
-                for (i, (r, pr)) in refs.iter_mut().enumerate().filter(|(i, _)| i % 2 == group) {
+                for (i, (r, pr)) in refs.iter_mut().enumerate().filter(|(i, _)| groups.contains(&(i % 2))) {
                     let gs: Vec<f64> = grads[i].iter().map(|x| (*x as f32 as f64) * clip).collect();
                     r.step(pr, &gs).unwrap();
                 }

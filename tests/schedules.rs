@@ -61,7 +61,7 @@ fn scheduled_gpu_run_matches_reference_without_rebuilding_pipelines() {
         schedules: vec![Schedule::LinearWarmup { start_factor: 0.1, total_iters: 5 }, Schedule::CosineWithWarmup { warmup_steps: 0, total_steps: 20, min_factor: 0.0 }],
         milestones: vec![5],
     };
-    let scheduler = Scheduler::new(schedule, &opt).unwrap();
+    let scheduler = Scheduler::new(schedule, &mut opt).unwrap();
     let pipelines = cache.len();
     let mut reference = ReferenceOptimizer::new(cfg.into(), n).unwrap();
     let mut pr: Vec<f64> = p0.iter().map(|&x| x as f64).collect();
@@ -79,4 +79,58 @@ fn scheduled_gpu_run_matches_reference_without_rebuilding_pipelines() {
     let out = device::read_f32(&gpu.device, &gpu.queue, &p, 0, n as u64).unwrap();
     let worst = out.iter().zip(&pr).map(|(a, b)| (*a as f64 - b).abs() / (1e-3 + b.abs())).fold(0.0, f64::max);
     assert!(worst < 1e-5, "scheduled run differs from the reference by {worst}");
+}
+
+/// The natural order (build the optimizer as at the start, load the
+/// checkpoint, then make the scheduler) resumes bitwise for every schedule
+/// kind: the checkpoint keeps each group's `initial_lr` and the step count
+/// that is the scheduler's position.
+#[test]
+fn scheduler_made_after_loading_a_checkpoint_resumes_bitwise() {
+    let gpu = require_gpu!();
+    let n = 700;
+    let warm = Schedule::LinearWarmup { start_factor: 0.2, total_iters: 8 };
+    let kinds = [
+        Schedule::Constant,
+        Schedule::Step { step_size: 5, gamma: 0.5 },
+        Schedule::Exponential { gamma: 0.95 },
+        warm.clone(),
+        Schedule::CosineWithWarmup { warmup_steps: 4, total_steps: 30, min_factor: 0.05 },
+        Schedule::Chain(vec![warm.clone(), Schedule::Exponential { gamma: 0.97 }]),
+        Schedule::Sequential { schedules: vec![warm, Schedule::Step { step_size: 3, gamma: 0.7 }], milestones: vec![10] },
+    ];
+    let build = |params: &[f32]| {
+        let p = common::storage_buffer(gpu, params);
+        let g = common::storage_buffer(gpu, &vec![0.0; n]);
+        let cfg = |lr, weight_decay| OptimizerConfig::from(AdamW { lr, weight_decay, ..AdamW::default() });
+        let slices = [ParamSlice::range(&p, 0, &g, 0, 500), ParamSlice::range(&p, 504, &g, 504, 196).in_group(1)];
+        (Optimizer::with_groups(&gpu.device, &gpu.queue, &[cfg(1e-2, 0.1), cfg(3e-2, 0.0)], &slices, EngineOptions::default()).unwrap(), p, g)
+    };
+    let train = |opt: &mut Optimizer, g: &wgpu::Buffer, scheduler: &Scheduler, steps: std::ops::Range<u64>| {
+        for t in steps {
+            let grads: Vec<f32> = (0..n as u64).map(|i| uniform(52, t, i)).collect();
+            gpu.queue.write_buffer(g, 0, bytemuck::cast_slice(&grads));
+            scheduler.apply(opt).unwrap();
+            opt.step().unwrap();
+        }
+    };
+    let p0 = random_params(53, n);
+    for schedule in kinds {
+        let (mut whole, p, g) = build(&p0);
+        let scheduler = Scheduler::new(schedule.clone(), &mut whole).unwrap();
+        train(&mut whole, &g, &scheduler, 0..30);
+        let want = device::read_f32(&gpu.device, &gpu.queue, &p, 0, n as u64).unwrap();
+
+        let (mut first, p, g) = build(&p0);
+        let scheduler = Scheduler::new(schedule.clone(), &mut first).unwrap();
+        train(&mut first, &g, &scheduler, 0..12);
+        let saved = first.checkpoint_bytes().unwrap();
+        let (mut resumed, p, g) = build(&device::read_f32(&gpu.device, &gpu.queue, &p, 0, n as u64).unwrap());
+        resumed.load_checkpoint_bytes(&saved).unwrap();
+        let scheduler = Scheduler::new(schedule.clone(), &mut resumed).unwrap();
+        assert_eq!(scheduler.base_lrs(), [1e-2, 3e-2], "{schedule:?}");
+        train(&mut resumed, &g, &scheduler, 12..30);
+        let got = device::read_f32(&gpu.device, &gpu.queue, &p, 0, n as u64).unwrap();
+        assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{schedule:?}: the resumed run differs");
+    }
 }

@@ -11,8 +11,8 @@
 
 mod common;
 
-use wgpu_optim::matrix::run::TensorRule;
-use wgpu_optim::matrix::validate::{TensorWorkload, run_case_on};
+use wgpu_optim::matrix::TensorRule;
+use wgpu_optim::validate::tensor::{TensorWorkload, run_case_on};
 use wgpu_optim::matrix::{AdafactorOptimizer, LambOptimizer, MuonOptimizer};
 use wgpu_optim::*;
 

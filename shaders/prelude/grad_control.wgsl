@@ -3,7 +3,8 @@
 // reduce_grads: one partial per workgroup (sum of squares of the unscaled
 // grads of its row, non-finite flag by bit test), in a fixed tree order.
 // finalize_grads: one workgroup sums the partials per group in a fixed order,
-// then sets the grad multipliers, found_inf, the skip count and the scale.
+// then the norm (one over all groups, or each group's with CLIP_PER_GROUP),
+// the grad multipliers, found_inf, the skip count and the scale.
 // Both are deterministic: the same grads give bitwise the same norms.
 
 var<workgroup> red: array<f32, WG>;
@@ -93,8 +94,15 @@ fn finalize_grads(@builtin(local_invocation_index) lid: u32) {
     let found = fbad[0] != 0u;
     var inv_scale = 1.0;
     if (has(SCALER)) { inv_scale = 1.0 / control.scale; }
+    // clip_grad_norm_ over every parameter: the groups' sums added in group
+    // order (unused groups hold 0), unless each group is clipped alone
+    var every = 0.0;
     for (var g = 0u; g < MAX_GROUPS; g++) {
-        let norm = sqrt(fsum[g * FIN]);
+        every = every + fsum[g * FIN];
+    }
+    for (var g = 0u; g < MAX_GROUPS; g++) {
+        var norm = sqrt(every);
+        if (has(CLIP_PER_GROUP)) { norm = sqrt(fsum[g * FIN]); }
         var clip = 1.0;
         if (has(CLIP)) { clip = min(1.0, u.head.max_norm / (norm + 1e-6)); }
         control.groups[g] = vec4<f32>(norm, inv_scale * clip, 0.0, 0.0);

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use crate::rules::unfused::{Buf, Instr, Op};
 use crate::rules::OptimizerConfig;
 use crate::error::{scoped, OptimError, Result};
 
@@ -13,57 +14,11 @@ const WG: u32 = 256;
 /// Most operations one step of any rule launches.
 const MAX_OPS: u64 = 16;
 
-/// Elementwise operations of `shaders/bench/elementwise.wgsl` (the `OP` constant).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Op {
-    MulScalar = 0,
-    AddScaled = 1,
-    Lerp = 2,
-    Addcmul = 3,
-    SqrtOf = 4,
-    DivScalar = 5,
-    AddScalar = 6,
-    Addcdiv = 7,
-    Div = 8,
-    Mul = 9,
-    AddOf = 10,
-    Sqrt = 11,
-    AddScalarOf = 12,
-}
-
-/// Buffers an operation names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Buf {
-    Param,
-    Grad,
-    /// The gradient with the L2 term added (a new tensor, as in PyTorch).
-    GradWd,
-    State0,
-    State1,
-    Tmp0,
-    Tmp1,
-    Unused,
-}
-
-/// One launch: `x ← op(x, y, z, a)`.
-pub type Instr = (Op, Buf, Buf, Buf, f64);
-
-/// The gradient a rule's ops read: with an L2 weight decay, PyTorch's
-/// `grad = grad.add(param, alpha=weight_decay)` (a new tensor) first.
-pub fn l2_grad(weight_decay: f64) -> (Vec<Instr>, Buf) {
-    if weight_decay != 0.0 {
-        (vec![(Op::AddOf, Buf::GradWd, Buf::Grad, Buf::Param, weight_decay)], Buf::GradWd)
-    } else {
-        (Vec::new(), Buf::Grad)
-    }
-}
-
 /// A rule run as one kernel per elementwise operation (see the module docs).
 /// Supports the configs without maximize, amsgrad, centered, RMSprop
 /// momentum or eps_inside_sqrt (the defaults the bench uses).
 pub struct Unfused {
     device: wgpu::Device,
-    queue: wgpu::Queue,
     config: OptimizerConfig,
     layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
@@ -72,7 +27,6 @@ pub struct Unfused {
     buffers: HashMap<Buf, wgpu::Buffer>,
     ring: wgpu::Buffer,
     stride: u64,
-    slot: u64,
     step: u32,
     n4: u32,
     workgroups: (u32, u32),
@@ -134,7 +88,7 @@ impl Unfused {
             buffers.insert(Buf::Unused, make("unfused unused", 16));
             let ring = device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("unfused scalars"),
-                size: stride * MAX_OPS * 64,
+                size: stride * MAX_OPS,
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             });
@@ -147,7 +101,6 @@ impl Unfused {
         }
         Ok(Unfused {
             device: device.clone(),
-            queue: queue.clone(),
             config,
             layout,
             pipeline_layout,
@@ -156,7 +109,6 @@ impl Unfused {
             buffers,
             ring,
             stride,
-            slot: 0,
             step: 0,
             n4: n4 as u32,
             workgroups: (gx as u32, blocks.div_ceil(gx) as u32),
@@ -213,30 +165,28 @@ impl Unfused {
         bg
     }
 
-    /// Records one step: one compute pass per operation. At most 64 steps
-    /// between submits.
+    /// Records one step: the upload of its operations' scalars (in encoder
+    /// order, as the engine's step) and one compute pass per operation.
     ///
     /// **Errors:** [`OptimError::Wgpu`] if a pipeline fails to build.
     pub fn record_step(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         self.step += 1;
         let program = self.program(self.step);
-        let base = self.slot * MAX_OPS * self.stride;
         let mut scalars = vec![0u8; (MAX_OPS * self.stride) as usize];
         for (i, instr) in program.iter().enumerate() {
             let at = i * self.stride as usize;
             let words: [u32; 4] = [(instr.4 as f32).to_bits(), 0, self.n4, self.workgroups.0];
             scalars[at..at + 16].copy_from_slice(bytemuck::bytes_of(&words));
         }
-        self.queue.write_buffer(&self.ring, base, &scalars);
+        crate::engine::uniforms::record_upload(&self.device, encoder, &self.ring, 0, &scalars)?;
         for (i, &(op, x, y, z, _)) in program.iter().enumerate() {
             let pipeline = self.pipeline(op)?;
             let bg = self.bind_group(x, y, z);
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("unfused op"), timestamp_writes: None });
             pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &bg, &[(base + i as u64 * self.stride) as u32]);
+            pass.set_bind_group(0, &bg, &[(i as u64 * self.stride) as u32]);
             pass.dispatch_workgroups(self.workgroups.0, self.workgroups.1, 1);
         }
-        self.slot = (self.slot + 1) % 64;
         Ok(())
     }
 

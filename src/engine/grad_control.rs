@@ -26,11 +26,25 @@ impl Default for GradScaler {
     }
 }
 
+/// Which grads one clipping norm covers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClipScope {
+    /// One norm over every tensor of every param group, as
+    /// `clip_grad_norm_(model.parameters(), max_norm)`.
+    #[default]
+    Global,
+    /// Each param group clipped by its own norm, as calling
+    /// `clip_grad_norm_(group["params"], max_norm)` once per group (not
+    /// PyTorch's usual recipe: an explicit choice).
+    PerGroup,
+}
+
 /// What happens to the grads on the GPU before the update, in the same
-/// recorded step: optional global-norm clipping per param group
+/// recorded step: optional global-norm clipping
 /// (`torch.nn.utils.clip_grad_norm_`: scale by
-/// `min(1, max_norm/(norm + 1e-6))`, norm over every tensor of the group,
-/// after unscaling), and optional dynamic loss scaling.
+/// `min(1, max_norm/(norm + 1e-6))`, the norm taken after unscaling over
+/// every tensor of every group, or of each group with
+/// [`ClipScope::PerGroup`]), and optional dynamic loss scaling.
 ///
 /// Without a scaler, `skip_nonfinite` guards training against a bad batch:
 /// a step whose grads hold a NaN or an infinity (found by the same exponent
@@ -41,6 +55,8 @@ impl Default for GradScaler {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct GradControl {
     pub max_norm: Option<f64>,
+    /// What one norm covers (default [`ClipScope::Global`]).
+    pub clip_scope: ClipScope,
     pub scaler: Option<GradScaler>,
     pub skip_nonfinite: bool,
 }
@@ -75,7 +91,8 @@ impl GradControl {
 
     /// The step-uniform flags these settings turn on.
     pub fn flags(&self) -> u32 {
-        flags::bit(self.max_norm.is_some(), flags::CLIP) | flags::bit(self.scaler.is_some(), flags::SCALER) | flags::bit(self.device_step(), flags::SKIP_NONFINITE)
+        let per_group = self.clip_scope == ClipScope::PerGroup;
+        flags::bit(self.max_norm.is_some(), flags::CLIP) | flags::bit(self.scaler.is_some(), flags::SCALER) | flags::bit(self.device_step(), flags::SKIP_NONFINITE) | flags::bit(per_group && self.active(), flags::CLIP_PER_GROUP)
     }
 
     /// Whether non-finite steps are skipped on the device, so that the
@@ -86,7 +103,7 @@ impl GradControl {
 
     /// Whether the reduce and finalize passes run before the update.
     pub fn active(&self) -> bool {
-        self.flags() != 0
+        self.max_norm.is_some() || self.device_step()
     }
 }
 
@@ -156,8 +173,10 @@ impl Optimizer {
         Ok(())
     }
 
-    /// Per-group total grad norms of the last recorded step (after
-    /// unscaling, before clipping), read back (waits for the GPU). Only
+    /// The total grad norms of the last recorded step (after unscaling,
+    /// before clipping) as the clip scope takes them: one norm over every
+    /// group with [`ClipScope::Global`], one per group with
+    /// [`ClipScope::PerGroup`]. Read back (waits for the GPU). Only
     /// computed with clipping or loss scaling on.
     ///
     /// **Errors:** [`OptimError::InvalidOptions`] without grad control; [`OptimError::Readback`].
@@ -166,7 +185,11 @@ impl Optimizer {
             return Err(OptimError::InvalidOptions("grad norms are computed only with clipping or loss scaling"));
         }
         let head = crate::device::read_f32(&self.device, &self.queue, &self.shared.control, 0, CONTROL_HEAD / 4)?;
-        Ok((0..self.configs.len()).map(|g| head[4 + 4 * g]).collect())
+        let norms = match self.grad_control.clip_scope {
+            ClipScope::Global => 1,
+            ClipScope::PerGroup => self.configs.len(),
+        };
+        Ok((0..norms).map(|g| head[4 + 4 * g]).collect())
     }
 
     /// The GradScaler state on the GPU (waits for the GPU).

@@ -4,12 +4,14 @@
 //! explicit readback helpers.
 //!
 //! Rooms: [`params`] (the tensors and input checks), [`plan`] (windows and
-//! the parameter table, no GPU needed), [`pipeline`] (the cache),
+//! the parameter table, no GPU needed), [`key`] (what a pipeline is),
+//! [`pipeline`] (the cache),
 //! [`shader`] (assembly), [`state`] (state formats and buffers),
-//! [`uniforms`] (the per-step uniform ring), [`grad_control`] (clipping
+//! [`uniforms`] (the per-step uniform), [`grad_control`] (clipping
 //! and loss scaling); this file is the [`Optimizer`] facade.
 
 pub mod grad_control;
+pub mod key;
 pub mod params;
 pub mod pipeline;
 pub mod plan;
@@ -19,9 +21,10 @@ pub mod uniforms;
 
 use std::sync::Arc;
 
-pub use grad_control::{GradControl, GradScaler, ScalerState};
+pub use grad_control::{ClipScope, GradControl, GradScaler, ScalerState};
 pub use params::ParamSlice;
-pub use pipeline::{Access, Entry, Kernel, PipelineCache, PipelineKey};
+pub use key::{Access, Entry, Kernel, PipelineKey};
+pub use pipeline::PipelineCache;
 pub use state::{bf16_round, StateFormat, StateKind};
 pub use uniforms::{StepHead, StepScalars};
 
@@ -29,7 +32,7 @@ use crate::error::{scoped, OptimError, Result};
 use crate::rules::{flags, OptimizerConfig, Rule};
 use plan::{Launch, PlanLimits, TensorRange, Window, TABLE_BYTES, TABLE_ROWS};
 use state::StateStore;
-use uniforms::Ring;
+use uniforms::StepUniform;
 
 /// Maximum number of param groups one optimizer can hold (size of the
 /// `groups` array of the step uniform).
@@ -55,9 +58,6 @@ pub struct EngineOptions {
     /// Caps the bytes bound per storage binding below the device limit, to
     /// force chunking (testing). `None`: use the device limits.
     pub max_binding_bytes: Option<u64>,
-    /// Number of per-step uniform slots: how many steps can be recorded
-    /// before a submit. Default 64.
-    pub ring_slots: u32,
     /// Shared pipeline cache; `None` makes a private one.
     pub cache: Option<Arc<PipelineCache>>,
     /// Use 16-byte vector loads where every tensor starts at a multiple of
@@ -80,7 +80,7 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { workgroup_size: 256, chunks_per_invocation: 4, max_binding_bytes: None, ring_slots: 64, cache: None, vec4: true, wide: WideAccess::Auto, ceiling: false, grad_control: GradControl::default(), state_format: StateFormat::F32 }
+        EngineOptions { workgroup_size: 256, chunks_per_invocation: 4, max_binding_bytes: None, cache: None, vec4: true, wide: WideAccess::Auto, ceiling: false, grad_control: GradControl::default(), state_format: StateFormat::F32 }
     }
 }
 
@@ -127,7 +127,7 @@ struct Dispatch {
 /// Engine-owned buffers every window's bind group shares.
 struct Shared {
     layout: wgpu::BindGroupLayout,
-    ring: Ring,
+    uniform: StepUniform,
     unused: [wgpu::Buffer; 3],
     control: wgpu::Buffer,
     factors: wgpu::Buffer,
@@ -146,7 +146,7 @@ impl Shared {
         let state_res = |slot: usize| state[slot].as_ref().unwrap_or(&self.unused[slot]).as_entire_binding();
         let table = wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: table, offset: 0, size: wgpu::BufferSize::new(TABLE_BYTES) });
         let resources = [
-            self.ring.binding(),
+            self.uniform.binding(),
             elements(&param.0, param.1, param.2),
             elements(&grad.0, grad.1, grad.2),
             state_res(0),
@@ -204,6 +204,8 @@ pub struct Optimizer {
     device: wgpu::Device,
     queue: wgpu::Queue,
     configs: Vec<OptimizerConfig>,
+    /// Each group's `initial_lr` once a scheduler attached (PyTorch's key).
+    initial_lrs: Vec<Option<f64>>,
     params: Vec<ParamSlice>,
     pipelines: Pipelines,
     grad_control: GradControl,
@@ -218,6 +220,9 @@ pub struct Optimizer {
     /// The tensors as planned, and which of them the step updates.
     tensors: Vec<TensorRange>,
     active: Vec<bool>,
+    /// Parameter tables of a changed activity mask, one per dispatch,
+    /// uploaded by the next recorded step (empty when none is pending).
+    pending_tables: Vec<Vec<u8>>,
     /// Elements per table row and bytes between table chunks.
     per_block: u64,
     table_stride: u64,
@@ -338,6 +343,7 @@ impl Optimizer {
             device: device.clone(),
             queue: queue.clone(),
             configs: configs.to_vec(),
+            initial_lrs: vec![None; configs.len()],
             params: params.to_vec(),
             pipelines,
             grad_control: options.grad_control,
@@ -350,6 +356,7 @@ impl Optimizer {
             scalars: bytemuck::Zeroable::zeroed(),
             access: planned.access,
             active: vec![true; planned.tensors.len()],
+            pending_tables: Vec::new(),
             tensors: planned.tensors,
             per_block: per_block(&options, planned.access),
             table_stride: TABLE_BYTES.next_multiple_of(device.limits().min_uniform_buffer_offset_alignment as u64),
@@ -369,7 +376,7 @@ impl Optimizer {
         let unused = std::array::from_fn(|_| device.create_buffer(&wgpu::BufferDescriptor { label: Some("wgpu-optim unused state"), size: 32, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false }));
         let factors = device.create_buffer(&wgpu::BufferDescriptor { label: Some("wgpu-optim step factors"), size: 16, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
         let control = grad_control::control_buffer(device, queue, &options.grad_control, total_blocks);
-        let shared = Shared { layout: cache.layout().clone(), ring: Ring::new(device, options.ring_slots), unused, control, factors };
+        let shared = Shared { layout: cache.layout().clone(), uniform: StepUniform::new(device), unused, control, factors };
         let state = StateStore::new(device, queue, configs, windows, tensors, options.state_format, limits.state_align);
         let (mut first_block, mut state_base) = (0u32, 0u64);
         let mut dispatches = Vec::with_capacity(windows.len());
@@ -410,10 +417,11 @@ impl Optimizer {
         }
     }
 
-    /// Records one fused step into `encoder`: writes this step's scalars to
-    /// the next uniform slot (`Queue::write_buffer`) and records one compute
-    /// pass. No CPU–GPU synchronisation. At most
-    /// [`EngineOptions::ring_slots`] steps may be recorded between submits.
+    /// Records one fused step into `encoder`: the upload of this step's
+    /// scalars (a copy from a small staging buffer, in the encoder's order)
+    /// and one compute pass. No CPU–GPU synchronisation. Any number of steps
+    /// may be recorded before a submit, into one encoder or several: each
+    /// reads its own scalars, bitwise as with one submit per step.
     ///
     /// **Errors:** [`OptimError::StepOverflow`] after `u32::MAX` steps.
     pub fn record_step(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
@@ -425,20 +433,23 @@ impl Optimizer {
         for (slot, c) in self.scalars.groups.iter_mut().zip(&self.configs) {
             *slot = c.coeffs(step);
         }
-        let offset = self.shared.ring.push(&self.queue, &self.scalars);
-        self.record_passes(encoder, offset);
+        self.shared.uniform.record(&self.device, encoder, &self.scalars)?;
+        for (d, table) in self.dispatches.iter().zip(self.pending_tables.drain(..)) {
+            uniforms::record_upload(&self.device, encoder, &d.table, 0, &table)?;
+        }
+        self.record_passes(encoder);
         self.step = step;
         Ok(())
     }
 
     /// The step's compute pass: grad control (reduce, finalize), then the update.
-    fn record_passes(&self, encoder: &mut wgpu::CommandEncoder, offset: u32) {
+    fn record_passes(&self, encoder: &mut wgpu::CommandEncoder) {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("wgpu-optim step"), timestamp_writes: None });
         let launch = |pass: &mut wgpu::ComputePass, pipeline: &wgpu::ComputePipeline| {
             pass.set_pipeline(pipeline);
             for d in &self.dispatches {
                 for l in &d.launches {
-                    pass.set_bind_group(0, &d.bind_group, &[offset, l.table_offset]);
+                    pass.set_bind_group(0, &d.bind_group, &[l.table_offset]);
                     pass.dispatch_workgroups(l.workgroups, 1, 1);
                 }
             }
@@ -446,7 +457,7 @@ impl Optimizer {
         if let Some((reduce, finalize)) = &self.pipelines.control {
             launch(&mut pass, reduce);
             pass.set_pipeline(finalize);
-            pass.set_bind_group(0, &self.dispatches[0].bind_group, &[offset, 0]);
+            pass.set_bind_group(0, &self.dispatches[0].bind_group, &[0]);
             pass.dispatch_workgroups(1, 1, 1);
         }
         launch(&mut pass, &self.pipelines.update);
@@ -491,15 +502,35 @@ impl Optimizer {
     /// step, no pipeline is rebuilt.
     ///
     /// **Errors:** [`OptimError::InvalidHyperparameter`] for a negative or
-    /// non-finite lr; [`OptimError::UnknownGroup`].
+    /// non-finite lr; [`OptimError::GroupOutOfRange`].
     pub fn set_lr(&mut self, group: usize, lr: f64) -> Result<()> {
         let groups = self.configs.len();
-        let c = self.configs.get_mut(group).ok_or(OptimError::UnknownGroup { index: 0, group: group as u32, groups })?;
+        let c = self.configs.get_mut(group).ok_or(OptimError::GroupOutOfRange { group, groups })?;
         let mut new = *c;
         new.set_lr(lr);
         new.validate()?;
         *c = new;
         Ok(())
+    }
+
+    /// Each group's `initial_lr`: the base lr a [`crate::schedule::Scheduler`]
+    /// scales, set when the first scheduler attaches and kept by
+    /// checkpoints (PyTorch's `param_group['initial_lr']`).
+    pub fn initial_lrs(&self) -> &[Option<f64>] {
+        &self.initial_lrs
+    }
+
+    /// Sets each group's `initial_lr` (a checkpoint's).
+    pub(crate) fn set_initial_lrs(&mut self, initial_lrs: Vec<Option<f64>>) {
+        debug_assert_eq!(initial_lrs.len(), self.configs.len());
+        self.initial_lrs = initial_lrs;
+    }
+
+    /// Gives each group without an `initial_lr` its current lr, as
+    /// PyTorch's `group.setdefault('initial_lr', group['lr'])` when a
+    /// scheduler is built, and returns them all.
+    pub(crate) fn attach_scheduler(&mut self) -> Vec<f64> {
+        self.initial_lrs.iter_mut().zip(&self.configs).map(|(init, c)| *init.get_or_insert(c.lr())).collect()
     }
 
     /// The parameter tensors, in the order given.

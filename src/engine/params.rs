@@ -103,6 +103,9 @@ pub(crate) fn check_slice(index: usize, p: &ParamSlice, groups: usize) -> Result
         return Err(OptimError::UnknownGroup { index, group: p.group, groups });
     }
     for (which, buf, off, len) in [("param", &p.param, p.param_offset, p.param_len), ("grad", &p.grad, p.grad_offset, p.grad_len)] {
+        if buf.size() % 4 != 0 {
+            return Err(OptimError::PartialElement { index, which, bytes: buf.size() });
+        }
         if !buf.usage().contains(wgpu::BufferUsages::STORAGE) {
             return Err(OptimError::MissingUsage { index, which, missing: wgpu::BufferUsages::STORAGE - buf.usage() });
         }
@@ -130,7 +133,48 @@ pub fn check_inputs(configs: &[OptimizerConfig], params: &[ParamSlice]) -> Resul
     if params.is_empty() {
         return Err(OptimError::EmptyParams);
     }
-    params.iter().enumerate().try_for_each(|(i, p)| check_slice(i, p, configs.len()))
+    params.iter().enumerate().try_for_each(|(i, p)| check_slice(i, p, configs.len()))?;
+    check_disjoint(params)
+}
+
+/// Checks that no two parameters share a param element, and that no param
+/// range is another's grad: PyTorch rejects a parameter that appears
+/// twice, and here the shared elements would be stepped twice or a grad
+/// changed by the step. Grads may overlap each other (they are only read).
+///
+/// **Errors:** [`OptimError::Overlap`] naming the first such pair.
+pub fn check_disjoint(params: &[ParamSlice]) -> Result<()> {
+    // (buffer, start, end, parameter, is_grad), sorted by buffer and start.
+    let (buffers, _) = tensor_ranges(params);
+    let id = |b: &wgpu::Buffer| buffers.iter().position(|x| x == b).unwrap_or(usize::MAX);
+    let mut spans: Vec<(usize, u64, u64, usize, bool)> = Vec::with_capacity(2 * params.len());
+    for (i, p) in params.iter().enumerate() {
+        spans.push((id(&p.param), p.param_offset, p.param_offset + p.param_len, i, false));
+        spans.push((id(&p.grad), p.grad_offset, p.grad_offset + p.grad_len, i, true));
+    }
+    spans.sort_unstable_by_key(|s| (s.0, s.1, s.2));
+    // The param span reaching furthest so far on this buffer, and the grad
+    // span likewise, as (buffer, end, parameter): a new span overlaps one
+    // of them, or nothing before it.
+    type Reach = Option<(usize, u64, usize)>;
+    let (mut param, mut grad): (Reach, Reach) = (None, None);
+    for &(buf, start, end, i, is_grad) in &spans {
+        let live = |last: Reach| last.filter(|&(b, e, _)| b == buf && e > start).map(|(_, _, j)| j);
+        let clash = match (is_grad, live(param), live(grad)) {
+            (false, Some(j), _) => Some((j, "their param ranges share elements")),
+            (false, None, Some(j)) => Some((j, "the param range of one holds grad elements of the other")),
+            (true, Some(j), _) => Some((j, "the param range of one holds grad elements of the other")),
+            _ => None,
+        };
+        if let Some((j, what)) = clash {
+            return Err(OptimError::Overlap { first: i.min(j), second: i.max(j), what });
+        }
+        let slot = if is_grad { &mut grad } else { &mut param };
+        if slot.is_none_or(|(b, e, _)| b != buf || end > e) {
+            *slot = Some((buf, end, i));
+        }
+    }
+    Ok(())
 }
 
 /// The distinct buffers of the slices, and each slice as a [`TensorRange`]
@@ -155,8 +199,10 @@ impl Optimizer {
     /// Which tensors the following steps update: a tensor that is not
     /// active is left untouched, params and state, as PyTorch skips a param
     /// whose `grad` is None (a frozen layer, a branch the loss did not
-    /// reach). Rewrites the parameter table only when the mask changes;
-    /// takes effect from the next submission (`Queue::write_buffer`).
+    /// reach). Rewrites the parameter table only when the mask changes,
+    /// by an upload the next recorded step records before its pass: the
+    /// mask holds from that step on, in encoder order, however many steps
+    /// share a submit.
     ///
     /// **Errors:** [`OptimError::LengthMismatch`] unless there is one flag
     /// per tensor.
@@ -168,11 +214,12 @@ impl Optimizer {
             return Ok(());
         }
         self.active = active.to_vec();
+        self.pending_tables.clear();
         let (mut first_block, mut state_base) = (0u32, 0u64);
         for d in &self.dispatches {
             let rows = d.window.rows(&self.tensors, self.per_block, self.state.block, &self.active);
             let (bytes, _) = plan::table(&rows, self.table_stride, first_block, state_base, d.window.state_len);
-            self.queue.write_buffer(&d.table, 0, &bytes);
+            self.pending_tables.push(bytes);
             first_block += rows.len() as u32;
             state_base += d.window.state_len;
         }

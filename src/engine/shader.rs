@@ -3,7 +3,7 @@
 //! `at_step`), the generated operand access functions, the shared prelude
 //! (`shaders/prelude/`) and the rule's update body (`shaders/rules/`).
 
-use super::pipeline::{Access, Kernel, PipelineKey};
+use super::key::{Access, Kernel, PipelineKey};
 use super::plan::TABLE_ROWS;
 use super::state::StateKind;
 use super::{uniforms, MAX_GROUPS, Q8_MAX_CHUNKS};
@@ -182,7 +182,7 @@ fn scalar_access(name: &str, binding: u32, writable: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::pipeline::Entry;
+    use crate::engine::key::Entry;
     use crate::rules::Rule;
 
     fn key(rule: Rule, access: Access, state: StateKind, entry: Entry) -> PipelineKey {

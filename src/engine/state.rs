@@ -97,7 +97,7 @@ pub fn bf16_round(x: f32) -> u16 {
 /// Slots whose 8-bit codes use the signed map, and (bits 8–10) those
 /// quantised in the square-root domain.
 pub fn q8_mask(layout: &StateLayout) -> u32 {
-    layout.used().fold(0, |m, (i, s)| m | (s.coding.signed as u32) << i | (s.coding.sqrt as u32) << (8 + i))
+    layout.used().map(|(i, s)| (i, quant::Coding::of(s.quantity))).fold(0, |m, (i, c)| m | (c.signed as u32) << i | (c.sqrt as u32) << (8 + i))
 }
 
 /// A contiguous piece of one tensor's state in one window.
@@ -145,7 +145,7 @@ impl StateStore {
                 for (&(i, _, len), &offset) in window.segments.iter().zip(&offsets) {
                     let init = configs[tensors[i].group as usize].initial_state(slot) as f32;
                     if init != 0.0 {
-                        store.fill(queue, &buf, offset, len.next_multiple_of(block), init, s.coding);
+                        store.fill(queue, &buf, offset, len.next_multiple_of(block), init, quant::Coding::of(s.quantity));
                     }
                 }
                 Some(buf)
@@ -218,7 +218,7 @@ impl StateStore {
                 }
             }
             StateFormat::Int8Blockwise => {
-                let coding = self.layout.get(slot).map(|s| s.coding).unwrap_or_default();
+                let coding = self.layout.get(slot).map(|s| quant::Coding::of(s.quantity)).unwrap_or_default();
                 for (p, buf) in &ranges {
                     let scale_at = self.scale_offsets[p.window] + p.state_offset / self.block;
                     let raw = crate::device::read_ranges_f32(device, queue, &[(buf, p.state_offset / 4, p.len.div_ceil(4)), (buf, scale_at, p.len.div_ceil(self.block))])?;
@@ -238,7 +238,7 @@ impl StateStore {
         if total != values.len() as u64 {
             return Err(OptimError::LengthMismatch { index: param_index, param_len: total, grad_len: values.len() as u64 });
         }
-        let coding = self.layout.get(slot).map(|s| s.coding).unwrap_or_default();
+        let coding = self.layout.get(slot).map(|s| quant::Coding::of(s.quantity)).unwrap_or_default();
         let mut at = 0usize;
         for (p, buf) in ranges {
             let part = &values[at..at + p.len as usize];

@@ -1,10 +1,11 @@
 //! The per-step uniform (binding 0): a header of flags, the step counter and
-//! the grad-control settings, then each param group's scalars. Written once
-//! per recorded step into the next slot of a ring, so up to `ring_slots`
-//! steps can be recorded before a submit. The WGSL `StepHead` is generated
-//! from the Rust declaration below.
+//! the grad-control settings, then each param group's scalars. Uploaded by
+//! a copy recorded into the step's own encoder ([`record_upload`]), so any
+//! number of steps can be recorded before a submit and each reads its own
+//! scalars. The WGSL `StepHead` is generated from the Rust declaration below.
 
 use super::MAX_GROUPS;
+use crate::error::{OptimError, Result};
 use crate::rules::Packed;
 
 /// Declares a `#[repr(C)]` struct of 4-byte scalars and its WGSL twin.
@@ -64,41 +65,59 @@ pub fn wgsl() -> String {
     format!("{}\nstruct StepScalars {{\n    head: StepHead,\n    groups: array<Coeffs, {MAX_GROUPS}>,\n}}\n", StepHead::wgsl())
 }
 
-/// The ring of per-step uniform slots, each holding a `T`.
-pub struct Ring<T = StepScalars> {
+/// Records into `encoder` a copy of `bytes` to `dst` at byte `offset`, from
+/// a fresh staging buffer that holds them, so the write lands in the
+/// encoder's own order: between the passes recorded before and after it.
+/// (`Queue::write_buffer` lands before the whole next submission, so two
+/// writes to one place recorded before a submit would both precede every
+/// pass.) `bytes.len()` and `offset` must be multiples of 4.
+///
+/// **Errors:** [`OptimError::Wgpu`] if the staging buffer cannot be
+/// mapped (the device is lost or out of memory).
+pub fn record_upload(device: &wgpu::Device, encoder: &mut wgpu::CommandEncoder, dst: &wgpu::Buffer, offset: u64, bytes: &[u8]) -> Result<()> {
+    let staging = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("wgpu-optim upload"),
+        size: bytes.len() as u64,
+        usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: true,
+    });
+    staging.get_mapped_range_mut(..).map_err(|e| OptimError::Wgpu(format!("staging upload: {e}")))?.copy_from_slice(bytes);
+    staging.unmap();
+    encoder.copy_buffer_to_buffer(&staging, 0, dst, offset, bytes.len() as u64);
+    Ok(())
+}
+
+/// A uniform holding one `T` per step: each recorded step uploads its own
+/// value in encoder order ([`record_upload`]), so steps recorded before one
+/// submit see bitwise what one submit per step would.
+pub struct StepUniform<T = StepScalars> {
     pub buffer: wgpu::Buffer,
-    /// Bytes between slots (the device's uniform offset alignment).
-    pub stride: u64,
-    pub slots: u32,
-    next: u32,
     kind: std::marker::PhantomData<T>,
 }
 
-impl<T: bytemuck::Pod> Ring<T> {
-    /// A ring of `slots` uniform slots.
-    pub fn new(device: &wgpu::Device, slots: u32) -> Self {
-        let stride = (std::mem::size_of::<T>() as u64).next_multiple_of(device.limits().min_uniform_buffer_offset_alignment as u64);
-        let slots = slots.max(1);
+impl<T: bytemuck::Pod> StepUniform<T> {
+    /// An uninitialised uniform of one `T`.
+    pub fn new(device: &wgpu::Device) -> Self {
         let buffer = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgpu-optim step scalars"),
-            size: stride * slots as u64,
+            size: (std::mem::size_of::<T>() as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT),
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Ring { buffer, stride, slots, next: 0, kind: std::marker::PhantomData }
+        StepUniform { buffer, kind: std::marker::PhantomData }
     }
 
-    /// Writes `scalars` into the next slot; returns its dynamic offset.
-    pub fn push(&mut self, queue: &wgpu::Queue, scalars: &T) -> u32 {
-        let offset = self.next as u64 * self.stride;
-        queue.write_buffer(&self.buffer, offset, bytemuck::bytes_of(scalars));
-        self.next = (self.next + 1) % self.slots;
-        offset as u32
+    /// Records the upload of this step's `value` into `encoder`, to be
+    /// followed by the step's passes.
+    ///
+    /// **Errors:** as [`record_upload`].
+    pub fn record(&self, device: &wgpu::Device, encoder: &mut wgpu::CommandEncoder, value: &T) -> Result<()> {
+        record_upload(device, encoder, &self.buffer, 0, bytemuck::bytes_of(value))
     }
 
-    /// The binding of one slot.
+    /// The binding of the uniform.
     pub fn binding(&self) -> wgpu::BindingResource<'_> {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &self.buffer, offset: 0, size: wgpu::BufferSize::new(std::mem::size_of::<T>() as u64) })
+        self.buffer.as_entire_binding()
     }
 }
 

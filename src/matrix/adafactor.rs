@@ -6,14 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use super::muon::lerp;
 use super::rows::{self, Kernels, RowDesc};
-use crate::engine::uniforms::{gpu_struct, Ring};
+use crate::engine::uniforms::{gpu_struct, StepUniform};
 use crate::engine::ParamSlice;
 use crate::error::{scoped, OptimError, Result};
 use crate::rules::pieces::{budget, check_finite_nonneg};
 
 const ADAFACTOR_WGSL: &str = include_str!("../../shaders/matrix/adafactor.wgsl");
-/// Steps that can be recorded before a submit.
-const RING_SLOTS: u32 = 16;
 /// f32's machine epsilon, PyTorch's `eps[0] = None` for f32 params.
 pub const F32_EPS: f64 = f32::EPSILON as f64;
 
@@ -394,7 +392,7 @@ pub struct AdafactorOptimizer {
     places: Vec<Placement>,
     kernels: Kernels,
     windows: Vec<Window>,
-    ring: Ring<Scalars>,
+    uniform: StepUniform<Scalars>,
     state: wgpu::Buffer,
     step: u32,
     access: rows::RowAccess,
@@ -427,8 +425,8 @@ impl AdafactorOptimizer {
         let source = rows::totals_source(access, &Scalars::wgsl(), ADAFACTOR_WGSL);
         let kernels = Kernels::new(device, "adafactor", &source, &READ_ONLY, &ENTRIES)?;
         let state = scoped(device, || device.create_buffer(&wgpu::BufferDescriptor { label: Some("adafactor state"), size: 4 * at.max(4), usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false }))?;
-        let ring = scoped(device, || Ring::new(device, RING_SLOTS))?;
-        let mut opt = AdafactorOptimizer { device: device.clone(), queue: queue.clone(), config, params: params.to_vec(), places, kernels, windows: Vec::new(), ring, state, step: 0, access };
+        let uniform = scoped(device, || StepUniform::new(device))?;
+        let mut opt = AdafactorOptimizer { device: device.clone(), queue: queue.clone(), config, params: params.to_vec(), places, kernels, windows: Vec::new(), uniform, state, step: 0, access };
         opt.windows = opt.build_windows()?;
         Ok(opt)
     }
@@ -468,7 +466,7 @@ impl AdafactorOptimizer {
                 .map(|((param, grad, mine), segments)| {
                     let row_buf = rows::table(device, &self.queue, "adafactor rows", &mine);
                     let segment_buf = rows::table(device, &self.queue, "adafactor segments", &segments);
-                    let resources = vec![self.ring.binding(), param.as_entire_binding(), grad.as_entire_binding(), self.state.as_entire_binding(), tensors.as_entire_binding(), row_buf.as_entire_binding(), segment_buf.as_entire_binding(), sums.as_entire_binding()];
+                    let resources = vec![self.uniform.binding(), param.as_entire_binding(), grad.as_entire_binding(), self.state.as_entire_binding(), tensors.as_entire_binding(), row_buf.as_entire_binding(), segment_buf.as_entire_binding(), sums.as_entire_binding()];
                     let split = segments.iter().any(|s| s.segs > 1);
                     Window { bind_group: self.kernels.bind(device, "adafactor", resources), rows: mine.len() as u32, segments: segments.len() as u32, split }
                 })
@@ -510,10 +508,10 @@ impl AdafactorOptimizer {
     }
 
     /// Records the next step into `encoder` (nothing is submitted or waited
-    /// for); up to 16 steps may be recorded before a submit.
+    /// for); any number may be recorded before a submit.
     pub fn record_step(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         let t = self.step.checked_add(1).ok_or(OptimError::StepOverflow)?;
-        let offset = self.ring.push(&self.queue, &self.scalars(t));
+        self.uniform.record(&self.device, encoder, &self.scalars(t))?;
         self.step = t;
         let n_tensors = self.params.len() as u32;
         let p = &self.kernels.pipelines;
@@ -523,7 +521,7 @@ impl AdafactorOptimizer {
             for w in self.windows.iter().take(if once { 1 } else { usize::MAX }) {
                 let n = count(w);
                 if n > 0 {
-                    pass.set_bind_group(0, &w.bind_group, &[offset]);
+                    pass.set_bind_group(0, &w.bind_group, &[]);
                     pass.dispatch_workgroups(n, 1, 1);
                 }
             }

@@ -23,7 +23,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde_json::Value;
 
 use super::adafactor::StateTensor;
-use super::run::TensorRule;
+use super::TensorRule;
 use super::{AdafactorOptimizer, LambOptimizer, MuonOptimizer};
 use crate::error::{OptimError, Result};
 
@@ -85,8 +85,8 @@ pub fn to_bytes(opt: &impl TensorState) -> Result<Vec<u8>> {
 /// [`crate::checkpoint::write_atomic`]).
 ///
 /// **Errors:** as [`to_bytes`], and [`OptimError::Io`].
-pub fn save(opt: &impl TensorState, path: &Path) -> Result<()> {
-    crate::checkpoint::write_atomic(path, &to_bytes(opt)?)
+pub fn save(opt: &impl TensorState, path: impl AsRef<Path>) -> Result<()> {
+    crate::checkpoint::write_atomic(path.as_ref(), &to_bytes(opt)?)
 }
 
 /// Restores `opt` from checkpoint bytes; on any error nothing changed.
@@ -136,7 +136,8 @@ pub fn load_bytes(opt: &mut impl TensorState, bytes: &[u8]) -> Result<()> {
 /// Restores `opt` from the checkpoint at `path`.
 ///
 /// **Errors:** [`OptimError::Io`], and as [`load_bytes`].
-pub fn load(opt: &mut impl TensorState, path: &Path) -> Result<()> {
+pub fn load(opt: &mut impl TensorState, path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| OptimError::io(path, e))?;
     load_bytes(opt, &bytes)
 }

@@ -4,14 +4,12 @@
 use serde::{Deserialize, Serialize};
 
 use super::rows::{self, Kernels, RowDesc};
-use crate::engine::uniforms::{gpu_struct, Ring};
+use crate::engine::uniforms::{gpu_struct, StepUniform};
 use crate::engine::ParamSlice;
 use crate::error::{scoped, OptimError, Result};
 use crate::rules::pieces::{bias_correction, budget, check_adam_like};
 
 const LAMB_WGSL: &str = include_str!("../../shaders/matrix/lamb.wgsl");
-/// Steps that can be recorded before a submit.
-const RING_SLOTS: u32 = 16;
 
 /// When the trust ratio scales the update.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,7 +237,7 @@ pub struct LambOptimizer {
     state_at: Vec<u64>,
     kernels: Kernels,
     windows: Vec<Window>,
-    ring: Ring<Scalars>,
+    uniform: StepUniform<Scalars>,
     exp_avg: wgpu::Buffer,
     exp_avg_sq: wgpu::Buffer,
     n_rows: u32,
@@ -270,14 +268,14 @@ impl LambOptimizer {
         let (rows, first) = rows::rows(&numels, access.row_len());
         let source = rows::totals_source(access, &Scalars::wgsl(), &format!("{}{LAMB_WGSL}", access.operands(&OPERANDS)));
         let kernels = Kernels::new(device, "lamb", &source, &READ_ONLY, &ENTRIES)?;
-        let (ring, exp_avg, exp_avg_sq, tensors, sums) = scoped(device, || {
+        let (uniform, exp_avg, exp_avg_sq, tensors, sums) = scoped(device, || {
             let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
             let buffer = |label, elements: u64| device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: 4 * elements.max(4), usage: storage, mapped_at_creation: false });
-            (Ring::new(device, RING_SLOTS), buffer("exp_avg", state_len), buffer("exp_avg_sq", state_len), buffer("lamb tensors", 8 * numels.len() as u64), buffer("lamb sums", 2 * rows.len() as u64 + numels.len() as u64))
+            (StepUniform::new(device), buffer("exp_avg", state_len), buffer("exp_avg_sq", state_len), buffer("lamb tensors", 8 * numels.len() as u64), buffer("lamb sums", 2 * rows.len() as u64 + numels.len() as u64))
         })?;
         let descs: Vec<TensorDesc> = params.iter().zip(&state_at).zip(&first).map(|((p, &state), &first_row)| TensorDesc { param: p.param_offset as u32, grad: p.grad_offset as u32, state: state as u32, numel: p.len() as u32, first_row, pad: [0; 3] }).collect();
         queue.write_buffer(&tensors, 0, bytemuck::cast_slice(&descs));
-        let mut opt = LambOptimizer { device: device.clone(), queue: queue.clone(), config, params: params.to_vec(), state_at, kernels, windows: Vec::new(), ring, exp_avg, exp_avg_sq, n_rows: rows.len() as u32, step: 0, access };
+        let mut opt = LambOptimizer { device: device.clone(), queue: queue.clone(), config, params: params.to_vec(), state_at, kernels, windows: Vec::new(), uniform, exp_avg, exp_avg_sq, n_rows: rows.len() as u32, step: 0, access };
         opt.windows = opt.build_windows(&rows, &tensors, &sums)?;
         Ok(opt)
     }
@@ -291,7 +289,7 @@ impl LambOptimizer {
                 .into_iter()
                 .map(|(param, grad, mine)| {
                     let row_buf = rows::table(device, &self.queue, "lamb rows", &mine);
-                    let resources = vec![self.ring.binding(), param.as_entire_binding(), grad.as_entire_binding(), self.exp_avg.as_entire_binding(), self.exp_avg_sq.as_entire_binding(), tensors.as_entire_binding(), row_buf.as_entire_binding(), sums.as_entire_binding()];
+                    let resources = vec![self.uniform.binding(), param.as_entire_binding(), grad.as_entire_binding(), self.exp_avg.as_entire_binding(), self.exp_avg_sq.as_entire_binding(), tensors.as_entire_binding(), row_buf.as_entire_binding(), sums.as_entire_binding()];
                     Window { bind_group: self.kernels.bind(device, "lamb", resources), rows: mine.len() as u32 }
                 })
                 .collect()
@@ -318,23 +316,23 @@ impl LambOptimizer {
     }
 
     /// Records the next step into `encoder` (nothing is submitted or waited
-    /// for); up to 16 steps may be recorded before a submit.
+    /// for); any number may be recorded before a submit.
     pub fn record_step(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         let t = self.step.checked_add(1).ok_or(OptimError::StepOverflow)?;
-        let offset = self.ring.push(&self.queue, &self.scalars(t));
+        self.uniform.record(&self.device, encoder, &self.scalars(t))?;
         self.step = t;
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("lamb step"), timestamp_writes: None });
         let per_window = |pass: &mut wgpu::ComputePass<'_>, pipeline: &wgpu::ComputePipeline| {
             pass.set_pipeline(pipeline);
             for w in self.windows.iter().filter(|w| w.rows > 0) {
-                pass.set_bind_group(0, &w.bind_group, &[offset]);
+                pass.set_bind_group(0, &w.bind_group, &[]);
                 pass.dispatch_workgroups(w.rows, 1, 1);
             }
         };
         let pipelines = &self.kernels.pipelines;
         per_window(&mut pass, &pipelines[0]);
         pass.set_pipeline(&pipelines[1]);
-        pass.set_bind_group(0, &self.windows[0].bind_group, &[offset]);
+        pass.set_bind_group(0, &self.windows[0].bind_group, &[]);
         pass.dispatch_workgroups(self.params.len() as u32, 1, 1);
         per_window(&mut pass, &pipelines[2]);
         Ok(())

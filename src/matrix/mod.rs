@@ -14,15 +14,15 @@ pub mod lamb;
 pub mod muon;
 pub mod checkpoint;
 pub mod rows;
-pub mod run;
-pub mod validate;
+pub mod rule;
 
 pub use adafactor::{Adafactor, AdafactorOptimizer};
 pub use lamb::{Lamb, LambOptimizer, TrustRatio};
 pub use muon::{AdjustLr, Muon};
+pub use rule::TensorRule;
 use rows::RowDesc;
 
-use crate::engine::uniforms::gpu_struct;
+use crate::engine::uniforms::{gpu_struct, StepUniform};
 use crate::engine::ParamSlice;
 use crate::error::{scoped, OptimError, Result};
 use gemm::{Gemm, Item, Stage};
@@ -140,7 +140,7 @@ pub struct MuonOptimizer {
     gemm: Gemm,
     stages: Vec<Stage>,
     windows: Vec<Window>,
-    scalars: wgpu::Buffer,
+    uniform: StepUniform<Scalars>,
     state: wgpu::Buffer,
     scratch: wgpu::Buffer,
     n_tensors: u32,
@@ -165,20 +165,19 @@ impl MuonOptimizer {
         let n_rows: u64 = places.iter().map(|p| p.numel().div_ceil(access.row_len())).sum();
         let state_len: u64 = places.iter().map(Placement::numel).sum();
         let scratch_len: u64 = places.iter().map(Placement::scratch_len).sum();
-        let (scalars, state, scratch, tensors, sums) = scoped(device, || {
+        let (uniform, state, scratch, tensors, sums) = scoped(device, || {
             let buffer = |label, elements: u64, usage| device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: 4 * elements.max(4), usage, mapped_at_creation: false });
             let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
             (
-                buffer("muon scalars", 8, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST),
+                StepUniform::new(device),
                 buffer("momentum_buffer", state_len, storage),
                 buffer("muon scratch", scratch_len, storage),
                 buffer("muon tensors", 8 * places.len() as u64, storage),
                 buffer("muon sums", 2 * n_rows + places.len() as u64, storage),
             )
         })?;
-        let mut opt = MuonOptimizer { device: device.clone(), queue: queue.clone(), config, params: params.to_vec(), places, kernels, gemm, stages: Vec::new(), windows: Vec::new(), scalars, state, scratch, n_tensors: params.len() as u32, access };
+        let mut opt = MuonOptimizer { device: device.clone(), queue: queue.clone(), config, params: params.to_vec(), places, kernels, gemm, stages: Vec::new(), windows: Vec::new(), uniform, state, scratch, n_tensors: params.len() as u32, access };
         opt.build(&tensors, &sums, n_rows as u32)?;
-        opt.write_scalars(n_rows as u32);
         Ok(opt)
     }
 
@@ -195,7 +194,7 @@ impl MuonOptimizer {
                 .map(|(param, grad, mine)| {
                     let row_buf = device.create_buffer(&wgpu::BufferDescriptor { label: Some("muon rows"), size: 16 * mine.len() as u64, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
                     self.queue.write_buffer(&row_buf, 0, bytemuck::cast_slice(&mine));
-                    let resources = [self.scalars.as_entire_binding(), param.as_entire_binding(), grad.as_entire_binding(), self.state.as_entire_binding(), self.scratch.as_entire_binding(), tensors.as_entire_binding(), row_buf.as_entire_binding(), sums.as_entire_binding()];
+                    let resources = [self.uniform.binding(), param.as_entire_binding(), grad.as_entire_binding(), self.state.as_entire_binding(), self.scratch.as_entire_binding(), tensors.as_entire_binding(), row_buf.as_entire_binding(), sums.as_entire_binding()];
                     let bind_group = self.kernels.bind(&device, "muon", resources.to_vec());
                     Window { bind_group, rows: mine.len() as u32 }
                 })
@@ -242,18 +241,18 @@ impl MuonOptimizer {
         (descs, rows)
     }
 
-    fn write_scalars(&self, n_rows: u32) {
+    /// The scalars of the next step, computed in f64.
+    fn scalars(&self) -> Scalars {
         let c = &self.config;
-        let scalars = Scalars {
+        Scalars {
             decay: (1.0 - c.lr * c.weight_decay) as f32,
             lr: c.lr as f32,
             momentum: c.momentum as f32,
             eps: c.eps as f32,
             nesterov: c.nesterov as u32,
             final_half: c.ns_steps % 2,
-            n_rows,
-        };
-        self.queue.write_buffer(&self.scalars, 0, bytemuck::bytes_of(&scalars));
+            n_rows: self.n_rows(),
+        }
     }
 
     fn n_rows(&self) -> u32 {
@@ -262,18 +261,19 @@ impl MuonOptimizer {
 
     /// Records one step into `encoder` (nothing is submitted or waited for).
     pub fn record_step(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        self.uniform.record(&self.device, encoder, &self.scalars())?;
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("muon step"), timestamp_writes: None });
         let per_window = |pass: &mut wgpu::ComputePass<'_>, pipeline: &wgpu::ComputePipeline| {
             pass.set_pipeline(pipeline);
             for w in self.windows.iter().filter(|w| w.rows > 0) {
-                pass.set_bind_group(0, &w.bind_group, &[0]);
+                pass.set_bind_group(0, &w.bind_group, &[]);
                 pass.dispatch_workgroups(w.rows, 1, 1);
             }
         };
         let [momentum, norms, normalize, apply] = [0, 1, 2, 3].map(|i| &self.kernels.pipelines[i]);
         per_window(&mut pass, momentum);
         pass.set_pipeline(norms);
-        pass.set_bind_group(0, &self.windows[0].bind_group, &[0]);
+        pass.set_bind_group(0, &self.windows[0].bind_group, &[]);
         pass.dispatch_workgroups(self.n_tensors, 1, 1);
         per_window(&mut pass, normalize);
         for stage in &self.stages {
@@ -303,7 +303,6 @@ impl MuonOptimizer {
         let config = Muon { lr, ..self.config };
         config.validate()?;
         self.config = config;
-        self.write_scalars(self.n_rows());
         Ok(())
     }
 
@@ -318,7 +317,6 @@ impl MuonOptimizer {
             self.config = old;
             return Err(e);
         }
-        self.write_scalars(self.n_rows());
         Ok(())
     }
 

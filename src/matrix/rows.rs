@@ -106,8 +106,8 @@ pub fn windows(device: &wgpu::Device, params: &[ParamSlice], rows: &[RowDesc]) -
     }
 }
 
-/// Each slice's checks (as the fused engine's), buffers within what the
-/// kernels can bind and address.
+/// Each slice's checks and the overlap check (as the fused engine's),
+/// buffers within what the kernels can bind and address.
 pub fn check_params(device: &wgpu::Device, params: &[ParamSlice]) -> crate::Result<()> {
     use crate::error::OptimError;
     if params.is_empty() {
@@ -122,7 +122,7 @@ pub fn check_params(device: &wgpu::Device, params: &[ParamSlice]) -> crate::Resu
             }
         }
     }
-    Ok(())
+    crate::engine::params::check_disjoint(params)
 }
 
 /// [`check_params`], and at most one dispatch's workgroups of tensors: the
@@ -140,8 +140,7 @@ pub fn check_tensors(device: &wgpu::Device, params: &[ParamSlice]) -> crate::Res
 }
 
 /// A shader's entry points over one bind group layout: binding 0 a uniform
-/// with a dynamic offset (a [`crate::engine::uniforms::Ring`] slot), then
-/// storage buffers.
+/// (a [`crate::engine::uniforms::StepUniform`]), then storage buffers.
 pub struct Kernels {
     /// One per entry point, in the order given.
     pub pipelines: Vec<wgpu::ComputePipeline>,
@@ -154,7 +153,7 @@ impl Kernels {
     pub fn new(device: &wgpu::Device, label: &str, source: &str, read_only: &[bool], entries: &[&str]) -> crate::Result<Self> {
         crate::error::scoped(device, || {
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(label), source: wgpu::ShaderSource::Wgsl(source.into()) });
-            let uniform = wgpu::BindGroupLayoutEntry { binding: 0, visibility: wgpu::ShaderStages::COMPUTE, ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: true, min_binding_size: None }, count: None };
+            let uniform = crate::engine::pipeline::uniform_entry(0, None, false);
             let mut layout_entries = vec![uniform];
             layout_entries.extend(read_only.iter().enumerate().map(|(i, &ro)| crate::engine::pipeline::storage_entry(i as u32 + 1, ro)));
             let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries: &layout_entries });

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::flags::{bit, MAXIMIZE};
 use super::pieces::{budget, check_finite_nonneg, check_positive, check_unit_closed, effective_grad};
 use super::{RefState, Rule, RuleConfig, Slot, StateLayout};
-use crate::bench::unfused::{Buf::*, Instr, Op::*};
+use super::unfused::{Buf::*, Instr, Op::*};
 use crate::error::Result;
 
 /// Adadelta, `torch.optim.Adadelta`.
@@ -131,7 +131,7 @@ impl RuleConfig for Adadelta {
         if self.maximize {
             return None;
         }
-        let (mut out, g) = crate::bench::unfused::l2_grad(self.weight_decay);
+        let (mut out, g) = super::unfused::l2_grad(self.weight_decay);
         out.push((MulScalar, State0, Unused, Unused, self.rho));
         out.push((Addcmul, State0, g, g, 1.0 - self.rho));
         out.push((AddScalarOf, Tmp0, State0, Unused, self.eps));

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::flags::{bit, EPS_INSIDE_SQRT, MAXIMIZE};
 use super::pieces::{budget, check_finite_nonneg, check_positive, effective_grad};
 use super::{RefState, Rule, RuleConfig, Slot, StateLayout};
-use crate::bench::unfused::{Buf::*, Instr, Op::*};
+use super::unfused::{Buf::*, Instr, Op::*};
 use crate::error::Result;
 
 /// Adagrad, `torch.optim.Adagrad`.
@@ -145,7 +145,7 @@ impl RuleConfig for Adagrad {
         if self.maximize || self.eps_inside_sqrt {
             return None;
         }
-        let (mut out, g) = crate::bench::unfused::l2_grad(self.weight_decay);
+        let (mut out, g) = super::unfused::l2_grad(self.weight_decay);
         let clr = self.lr / (1.0 + (t as f64 - 1.0) * self.lr_decay);
         out.push((Addcmul, State0, g, g, 1.0));
         out.push((SqrtOf, Tmp0, State0, Unused, 0.0));

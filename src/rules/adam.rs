@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::flags::{bit, AMSGRAD, DECOUPLED, EPS_INSIDE_SQRT, MAXIMIZE};
 use super::pieces::{bias_correction, budget, check_adam_like, effective_grad};
 use super::{RefState, Rule, RuleConfig, Slot, StateLayout};
-use crate::bench::unfused::{Buf::*, Instr, Op::*};
+use super::unfused::{Buf::*, Instr, Op::*};
 use crate::error::Result;
 
 /// Adam, `torch.optim.Adam` (weight decay is an L2 term added to the gradient).
@@ -150,7 +150,7 @@ impl AdamLike {
         if self.maximize || self.eps_inside_sqrt || self.amsgrad {
             return None;
         }
-        let (mut out, g) = crate::bench::unfused::l2_grad(if self.decoupled { 0.0 } else { self.weight_decay });
+        let (mut out, g) = super::unfused::l2_grad(if self.decoupled { 0.0 } else { self.weight_decay });
         if self.decoupled && self.weight_decay != 0.0 {
             out.push((MulScalar, Param, Unused, Unused, 1.0 - self.lr * self.weight_decay));
         }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::adam::{AdamCoeffs, AdamLike};
 use super::pieces::check_adam_like;
 use super::{RefState, Rule, RuleConfig, StateLayout};
-use crate::bench::unfused::Instr;
+use super::unfused::Instr;
 use crate::error::Result;
 
 /// AdamW, `torch.optim.AdamW` (decoupled weight decay).

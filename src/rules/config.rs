@@ -5,16 +5,29 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{CoeffSet, OptimizerConfig, Rule};
-use crate::bench::unfused::Instr;
+use super::unfused::Instr;
 use crate::error::Result;
-use crate::quant::Coding;
 
-/// One state tensor of a rule: its PyTorch `state_dict` name and how 8-bit
-/// state codes it.
+/// What values a state slot holds; the engine picks its 8-bit coding from
+/// this (`crate::quant::Coding::of`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Quantity {
+    /// Any sign: a moment (`exp_avg`, `momentum_buffer`, …) or an input.
+    #[default]
+    Signed,
+    /// A non-negative second moment (`exp_avg_sq`, `sum`, …), whose dynamic
+    /// range is the square of the gradient's.
+    SecondMoment,
+    /// A non-negative quantity of the gradient's own range.
+    NonNegative,
+}
+
+/// One state tensor of a rule: its PyTorch `state_dict` name and what it
+/// holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slot {
     pub name: &'static str,
-    pub coding: Coding,
+    pub quantity: Quantity,
     /// The user writes it before each step (Newton's `hessian`); the rule
     /// only reads it.
     pub input: bool,
@@ -23,23 +36,22 @@ pub struct Slot {
 impl Slot {
     /// A signed moment (`exp_avg`, `momentum_buffer`, …).
     pub const fn signed(name: &'static str) -> Slot {
-        Slot { name, coding: Coding { signed: true, sqrt: false }, input: false }
+        Slot { name, quantity: Quantity::Signed, input: false }
     }
 
-    /// A non-negative second moment (`exp_avg_sq`, `sum`, …): 8-bit state
-    /// quantises its square root.
+    /// A non-negative second moment (`exp_avg_sq`, `sum`, …).
     pub const fn second_moment(name: &'static str) -> Slot {
-        Slot { name, coding: Coding { signed: false, sqrt: true }, input: false }
+        Slot { name, quantity: Quantity::SecondMoment, input: false }
     }
 
     /// A non-negative quantity kept in its own domain.
     pub const fn unsigned(name: &'static str) -> Slot {
-        Slot { name, coding: Coding { signed: false, sqrt: false }, input: false }
+        Slot { name, quantity: Quantity::NonNegative, input: false }
     }
 
     /// A signed input the user writes before each step.
     pub const fn input(name: &'static str) -> Slot {
-        Slot { name, coding: Coding { signed: true, sqrt: false }, input: true }
+        Slot { name, quantity: Quantity::Signed, input: true }
     }
 }
 

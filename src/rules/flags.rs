@@ -22,7 +22,7 @@ flag_bits! {
     EPS_INSIDE_SQRT = 16,
     /// A momentum buffer is kept (RMSprop momentum, Newton's β₁).
     MOMENTUM = 32,
-    /// Clip each group's grads to a total L2 norm (`GradControl::max_norm`).
+    /// Clip the grads to a total L2 norm (`GradControl::max_norm`).
     CLIP = 64,
     /// Dynamic loss scaling with non-finite skip (`GradControl::scaler`).
     SCALER = 128,
@@ -36,6 +36,9 @@ flag_bits! {
     /// with the optimizer's step counted on the device (on with a GradScaler,
     /// or alone with `GradControl::skip_nonfinite`).
     SKIP_NONFINITE = 2048,
+    /// Clip (and report) each param group by its own norm instead of the
+    /// one norm over every group (`ClipScope::PerGroup`).
+    CLIP_PER_GROUP = 4096,
 }
 
 /// `bit` if `on`, else 0.

@@ -13,10 +13,11 @@ mod coeffs;
 mod config;
 pub mod flags;
 pub mod pieces;
+pub mod unfused;
 mod registry;
 
 pub use coeffs::{wgsl as coeffs_wgsl, CoeffSet, Factors, Packed, N_COEFFS};
-pub use config::{RefState, RuleConfig, Slot, StateLayout};
+pub use config::{Quantity, RefState, RuleConfig, Slot, StateLayout};
 pub use registry::Case;
 
 registry::registry! {

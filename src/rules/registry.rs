@@ -5,7 +5,7 @@
 //! matches over rules.
 
 use super::{CoeffSet, Packed, RefState, Rule, RuleConfig, StateLayout};
-use crate::bench::unfused::Instr;
+use super::unfused::Instr;
 use crate::error::{OptimError, Result};
 
 /// A named config to validate.

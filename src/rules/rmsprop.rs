@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::flags::{bit, CENTERED, EPS_INSIDE_SQRT, MAXIMIZE, MOMENTUM};
 use super::pieces::{budget, check_finite_nonneg, check_positive, check_unit_halfopen, effective_grad};
 use super::{RefState, Rule, RuleConfig, Slot, StateLayout};
-use crate::bench::unfused::{Buf::*, Instr, Op::*};
+use super::unfused::{Buf::*, Instr, Op::*};
 use crate::error::Result;
 
 /// RMSprop, `torch.optim.RMSprop`.
@@ -160,7 +160,7 @@ impl RuleConfig for RmsProp {
         if self.maximize || self.eps_inside_sqrt || self.centered || self.momentum != 0.0 {
             return None;
         }
-        let (mut out, g) = crate::bench::unfused::l2_grad(self.weight_decay);
+        let (mut out, g) = super::unfused::l2_grad(self.weight_decay);
         out.push((MulScalar, State0, Unused, Unused, self.alpha));
         out.push((Addcmul, State0, g, g, 1.0 - self.alpha));
         out.push((SqrtOf, Tmp0, State0, Unused, 0.0));

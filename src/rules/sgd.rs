@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::flags::{bit, MAXIMIZE};
 use super::pieces::{budget, check_finite_nonneg, check_unit_closed, effective_grad};
 use super::{RefState, Rule, RuleConfig, Slot, StateLayout};
-use crate::bench::unfused::{Buf::*, Instr, Op::*};
+use super::unfused::{Buf::*, Instr, Op::*};
 use crate::error::{OptimError, Result};
 
 /// Stochastic gradient descent, `torch.optim.SGD`.
@@ -179,7 +179,7 @@ impl RuleConfig for Sgd {
         if self.maximize {
             return None;
         }
-        let (mut out, g) = crate::bench::unfused::l2_grad(self.weight_decay);
+        let (mut out, g) = super::unfused::l2_grad(self.weight_decay);
         if self.momentum == 0.0 {
             out.push((AddScaled, Param, g, Unused, -self.lr));
             return Some(out);

@@ -7,7 +7,7 @@ use std::path::Path;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
-use wgpu_optim::{EngineOptions, GradControl, Optimizer, OptimizerConfig, ParamSlice};
+use wgpu_optim::{ClipScope, EngineOptions, GradControl, Optimizer, OptimizerConfig, ParamSlice};
 
 use crate::adopt::{adopt, Layout, ParamInfo};
 use crate::buffers::{buffer_of, TensorBuffer};
@@ -43,9 +43,17 @@ impl Builder {
         self
     }
 
-    /// `clip_grad_norm_(max_norm)` over each group, on the GPU.
+    /// `clip_grad_norm_(model.parameters(), max_norm)` on the GPU: one
+    /// norm over every parameter of every group.
     pub fn clip_grad_norm(mut self, max_norm: f64) -> Self {
         self.options.grad_control.max_norm = Some(max_norm);
+        self
+    }
+
+    /// What one clipping norm covers: [`ClipScope::Global`] (the default,
+    /// as PyTorch's `clip_grad_norm_`) or [`ClipScope::PerGroup`].
+    pub fn clip_scope(mut self, scope: ClipScope) -> Self {
+        self.options.grad_control.clip_scope = scope;
         self
     }
 
@@ -191,7 +199,7 @@ impl FusedOptimizer {
     /// The model's parameters are saved by burn (its records).
     ///
     /// **Errors:** [`Error::Engine`].
-    pub fn save(&self, path: &Path) -> Result<()> {
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         Ok(self.engine.save_checkpoint(path)?)
     }
 
@@ -199,7 +207,7 @@ impl FusedOptimizer {
     ///
     /// **Errors:** [`Error::Engine`] (a checkpoint that does not fit
     /// changes nothing).
-    pub fn load(&mut self, path: &Path) -> Result<()> {
+    pub fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
         Ok(self.engine.load_checkpoint(path)?)
     }
 }

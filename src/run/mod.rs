@@ -13,7 +13,9 @@
 //!      step    []            T
 //! ```
 //! OUT is f32 from the GPU and f64 from the reference. The tensor-wise
-//! rules (Muon, LAMB, Adafactor) run through [`crate::matrix::run`].
+//! rules (Muon, LAMB, Adafactor) run through [`tensor`].
+
+pub mod tensor;
 
 use std::path::Path;
 
@@ -210,7 +212,7 @@ pub fn run_reference(config: OptimizerConfig, input: &RunInput, steps: u32) -> R
 #[derive(Clone, Copy, Debug)]
 pub enum RunRule {
     Elementwise(OptimizerConfig),
-    Tensor(crate::matrix::run::TensorRule),
+    Tensor(crate::matrix::TensorRule),
 }
 
 impl RunRule {
@@ -218,8 +220,8 @@ impl RunRule {
     ///
     /// **Errors:** as [`OptimizerConfig::from_pytorch`].
     pub fn from_pytorch(name: &str, options: &serde_json::Map<String, serde_json::Value>) -> Result<Self> {
-        match crate::matrix::run::TensorRule::defaults(name) {
-            Some(_) => crate::matrix::run::TensorRule::from_pytorch(name, options).map(RunRule::Tensor),
+        match crate::matrix::TensorRule::defaults(name) {
+            Some(_) => crate::matrix::TensorRule::from_pytorch(name, options).map(RunRule::Tensor),
             None => OptimizerConfig::from_pytorch(name, options).map(RunRule::Elementwise),
         }
     }
@@ -239,7 +241,6 @@ impl RunRule {
 pub fn run_files(gpu: Option<(&wgpu::Device, &wgpu::Queue)>, rule: RunRule, input: &Path, steps: u32, out: &Path) -> Result<RunOutput> {
     let bytes = std::fs::read(input).map_err(|e| OptimError::io(input, e))?;
     let parsed = RunInput::parse(&bytes)?;
-    use crate::matrix::run as tensor;
     let (result, dtype) = match (gpu, rule) {
         (Some((device, queue)), RunRule::Elementwise(config)) => (run_gpu(device, queue, config, &parsed, steps)?, Dtype::F32),
         (Some((device, queue)), RunRule::Tensor(rule)) => (tensor::run_gpu(device, queue, rule, &parsed, steps)?, Dtype::F32),

@@ -3,15 +3,13 @@
 //! random grads, T steps; the GPU's params normwise and its state element by
 //! element against the bounds each reference derives.
 
-use super::adafactor::AdafactorReference;
-use super::checkpoint::TensorState;
-use super::lamb::LambReference;
-use super::run::TensorRule;
-use super::{AdafactorOptimizer, AdjustLr, Lamb, LambOptimizer, Muon, MuonOptimizer, TrustRatio};
+use super::uniform;
 use crate::engine::ParamSlice;
 use crate::error::Result;
-use crate::validate::uniform;
-use crate::Adafactor;
+use crate::matrix::adafactor::AdafactorReference;
+use crate::matrix::checkpoint::TensorState;
+use crate::matrix::lamb::LambReference;
+use crate::matrix::{Adafactor, AdafactorOptimizer, AdjustLr, Lamb, LambOptimizer, Muon, MuonOptimizer, TensorRule, TrustRatio};
 
 /// u = 2⁻²⁴.
 const U: f64 = 1.0 / (1u64 << 24) as f64;

@@ -12,6 +12,8 @@
 //! f32 roundings a step may contribute, stated per rule by [`tolerance_k`],
 //! independent of the number of steps.
 
+pub mod tensor;
+
 use crate::device::read_f32;
 use crate::engine::{EngineOptions, Optimizer, ParamSlice};
 use crate::error::Result;
