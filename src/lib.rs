@@ -39,3 +39,29 @@ pub use matrix::rows::{RowAccess, RowForm};
 pub use matrix::{Adafactor, AdafactorOptimizer, AdjustLr, Lamb, LambOptimizer, Muon, MuonOptimizer, TrustRatio};
 pub use engine::{Access, ClipScope, EngineOptions, Entry, GradControl, GradScaler, Kernel, Optimizer, ParamSlice, PipelineCache, PipelineKey, ScalerState, StateFormat, StepScalars, WideAccess};
 pub use error::{OptimError, Result};
+
+/// The README's and the guides' Rust blocks, compiled as doctests so that
+/// they cannot drift from the API.
+#[cfg(doctest)]
+mod guides {
+    #[doc = include_str!("../README.md")]
+    struct Readme;
+    #[doc = include_str!("../docs/embedding.md")]
+    struct Embedding;
+    #[doc = include_str!("../docs/training-loop.md")]
+    struct TrainingLoop;
+    #[doc = include_str!("../docs/tensor-wise.md")]
+    struct TensorWise;
+    #[doc = include_str!("../docs/rules.md")]
+    struct Rules;
+    #[doc = include_str!("../docs/semantics.md")]
+    struct Semantics;
+    #[doc = include_str!("../docs/correctness.md")]
+    struct Correctness;
+    #[doc = include_str!("../docs/benchmarks.md")]
+    struct Benchmarks;
+    #[doc = include_str!("../docs/commands.md")]
+    struct Commands;
+    #[doc = include_str!("../docs/layout.md")]
+    struct Layout;
+}

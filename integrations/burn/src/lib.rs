@@ -41,3 +41,8 @@ pub use buffers::{buffer_of, TensorBuffer};
 pub use device::SharedDevice;
 pub use error::{Error, Result};
 pub use optimizer::{Builder, FusedOptimizer, GroupFn};
+
+/// `docs/burn.md`'s Rust blocks, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/burn.md")]
+struct Guide;
