@@ -276,6 +276,10 @@ fn tensors_split_across_buffers_match_one_buffer_bitwise() {
             for (i, &len) in lens.iter().enumerate() {
                 let g: Vec<f32> = (0..len).map(|j| uniform(40 + i as u64, t, j)).collect();
                 arena.write_grads(&gpu.queue, i, &g).unwrap();
+                if t == 9 {
+                    // read_grads gives back what was written, across the split pieces too
+                    assert_eq!(arena.read_grads(&gpu.device, &gpu.queue, i).unwrap(), g, "tensor {i}'s grads");
+                }
             }
             opt.step().unwrap();
         }
