@@ -24,6 +24,7 @@ pub mod matrix;
 #[cfg(feature = "cli")]
 pub mod plot;
 pub mod quant;
+pub mod random;
 pub mod reference;
 pub mod rules;
 pub mod run;

@@ -8,7 +8,7 @@
 mod common;
 
 use wgpu_optim::device::read_f32;
-use wgpu_optim::matrix::checkpoint::{self, TensorState};
+use wgpu_optim::checkpoint::tensor::{self as checkpoint, TensorState};
 use wgpu_optim::matrix::TensorRule;
 use wgpu_optim::validate::uniform;
 use wgpu_optim::*;

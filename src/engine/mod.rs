@@ -4,7 +4,8 @@
 //! explicit readback helpers.
 //!
 //! Rooms: [`params`] (the tensors and input checks), [`plan`] (windows and
-//! the parameter table, no GPU needed), [`key`] (what a pipeline is),
+//! the parameter table, no GPU needed), [`options`] (the knobs), [`key`]
+//! (what a pipeline is),
 //! [`pipeline`] (the cache),
 //! [`shader`] (assembly), [`state`] (state formats and buffers),
 //! [`uniforms`] (the per-step uniform), [`grad_control`] (clipping
@@ -12,9 +13,11 @@
 
 pub mod grad_control;
 pub mod key;
+pub mod options;
 pub mod params;
 pub mod pipeline;
 pub mod plan;
+mod sizing;
 pub mod shader;
 pub mod state;
 pub mod uniforms;
@@ -24,13 +27,15 @@ use std::sync::Arc;
 pub use grad_control::{ClipScope, GradControl, GradScaler, ScalerState};
 pub use params::ParamSlice;
 pub use key::{Access, Entry, Kernel, PipelineKey};
+pub use options::{EngineOptions, WideAccess};
 pub use pipeline::PipelineCache;
 pub use state::{bf16_round, StateFormat, StateKind};
 pub use uniforms::{StepHead, StepScalars};
 
 use crate::error::{scoped, OptimError, Result};
 use crate::rules::{flags, OptimizerConfig, Rule};
-use plan::{Launch, PlanLimits, TensorRange, Window, TABLE_BYTES, TABLE_ROWS};
+use plan::{Launch, TensorRange, Window, TABLE_BYTES};
+use sizing::{chunks, per_block, plan, plan_limits, wanted_access, Planned};
 use state::StateStore;
 use uniforms::StepUniform;
 
@@ -41,78 +46,6 @@ pub const MAX_GROUPS: usize = 8;
 /// Most chunks per invocation with 8-bit state, whose kernel keeps a
 /// block's new state in registers until the block's absmax is known.
 pub const Q8_MAX_CHUNKS: u32 = 4;
-
-/// Engine knobs. Defaults suit every adapter.
-#[derive(Clone)]
-pub struct EngineOptions {
-    /// Workgroup size (the shader's `override WG`). Default 256.
-    pub workgroup_size: u32,
-    /// Chunks of 4 elements each invocation updates (the shader's `override
-    /// CHUNKS`; a table row is 4·WG·CHUNKS elements). Default 4: on lavapipe
-    /// a step at 2^20 elements is about twice as fast as with 1, because an
-    /// invocation's fixed costs are shared by more elements. 8-bit state
-    /// uses at most 4 (its blocks are table rows of 4·WG·chunks values). The
-    /// wide access path moves 8 elements per unit and runs half as many
-    /// units (at least 1), so its rows match the vec4 path's.
-    pub chunks_per_invocation: u32,
-    /// Caps the bytes bound per storage binding below the device limit, to
-    /// force chunking (testing). `None`: use the device limits.
-    pub max_binding_bytes: Option<u64>,
-    /// Shared pipeline cache; `None` makes a private one.
-    pub cache: Option<Arc<PipelineCache>>,
-    /// Use 16-byte vector loads where every tensor starts at a multiple of
-    /// 4 elements (and the bound ranges can be rounded up to whole vec4s).
-    /// Default `true`; `false` forces the scalar-access kernel. Both give
-    /// bitwise-identical results.
-    pub vec4: bool,
-    /// When to use the wide access path ([`Access::Wide`]: 64-bit packed
-    /// loads and stores, 8 elements each) over vec4. Default
-    /// [`WideAccess::Auto`].
-    pub wide: WideAccess,
-    /// Benchmarks only: run the engine-overhead ceiling kernel (same bytes,
-    /// no arithmetic) instead of the rule. Params and state become garbage.
-    pub ceiling: bool,
-    /// Clipping and loss scaling on the GPU (default: none).
-    pub grad_control: GradControl,
-    /// Precision of the optimizer state (default f32).
-    pub state_format: StateFormat,
-}
-
-impl Default for EngineOptions {
-    fn default() -> Self {
-        EngineOptions { workgroup_size: 256, chunks_per_invocation: 4, max_binding_bytes: None, cache: None, vec4: true, wide: WideAccess::Auto, ceiling: false, grad_control: GradControl::default(), state_format: StateFormat::F32 }
-    }
-}
-
-/// When the engine uses [`Access::Wide`]. It needs the device feature
-/// `SHADER_INT64` (request it when creating the device; [`crate::device::headless`]
-/// does), f32 or bf16 state, vec4 access allowed, and every tensor on a
-/// multiple of 8 elements; otherwise the engine uses vec4 (or scalar)
-/// access. Results are bitwise the same either way.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum WideAccess {
-    /// Only on a CPU adapter (lavapipe, SwiftShader), where the number of
-    /// memory instructions is the cost and the wide path was measured
-    /// faster. GPUs coalesce vec4 loads already.
-    #[default]
-    Auto,
-    /// Wherever the device allows it.
-    Always,
-    /// Never.
-    Never,
-}
-
-impl WideAccess {
-    pub(crate) fn wanted(self, device: &wgpu::Device) -> bool {
-        let allowed = device.features().contains(wgpu::Features::SHADER_INT64);
-        allowed
-            && match self {
-                WideAccess::Auto => device.adapter_info().device_type == wgpu::DeviceType::Cpu,
-                WideAccess::Always => true,
-                WideAccess::Never => false,
-            }
-    }
-}
 
 /// One binding window on the GPU: its bind group, launches and bound ranges.
 struct Dispatch {
@@ -226,86 +159,6 @@ pub struct Optimizer {
     /// Elements per table row and bytes between table chunks.
     per_block: u64,
     table_stride: u64,
-}
-
-/// Access units per invocation: at most [`Q8_MAX_CHUNKS`] for 8-bit state
-/// (a block is a table row), 1 for the scalar-access kernel (whose
-/// lane-by-lane loads, repeated in a loop, lavapipe runs about 100 times
-/// slower); for the wide path, as many as give the vec4 path's rows (so the
-/// same reductions).
-fn chunks(options: &EngineOptions, access: Access) -> u32 {
-    let vec4_chunks = options.chunks_per_invocation.max(1);
-    match access {
-        _ if options.state_format == StateFormat::Int8Blockwise => vec4_chunks.min(Q8_MAX_CHUNKS),
-        Access::Scalar => 1,
-        Access::Vec4 => vec4_chunks,
-        Access::Wide => (vec4_chunks * 4 / Access::Wide.unit(options.state_format.kind()) as u32).max(1),
-    }
-}
-
-/// Elements of one table row.
-fn per_block(options: &EngineOptions, access: Access) -> u64 {
-    access.unit(options.state_format.kind()) * options.workgroup_size as u64 * chunks(options, access) as u64
-}
-
-/// The plan limits of `device` under `options`, or why it cannot run.
-fn plan_limits(device: &wgpu::Device, options: &EngineOptions) -> Result<PlanLimits> {
-    let limits = device.limits();
-    let wg = options.workgroup_size;
-    if wg == 0 || wg > limits.max_compute_workgroup_size_x || wg > limits.max_compute_invocations_per_workgroup {
-        return Err(OptimError::ExceedsLimits(format!("workgroup size {wg} not supported by the device")));
-    }
-    let widest = per_block(options, Access::Vec4).max(per_block(options, Access::Wide));
-    if widest > 0xffff {
-        return Err(OptimError::ExceedsLimits(format!("{widest} elements per table row (4 · workgroup size · chunks per invocation) exceed 65535")));
-    }
-    let power_of_two_needed = options.state_format == StateFormat::Int8Blockwise || options.grad_control.active();
-    if power_of_two_needed && !wg.is_power_of_two() {
-        return Err(OptimError::InvalidOptions("8-bit state, grad clipping and loss scaling need a power-of-two workgroup size"));
-    }
-    if limits.max_uniform_buffer_binding_size < TABLE_BYTES || (limits.max_compute_workgroups_per_dimension as usize) < TABLE_ROWS {
-        return Err(OptimError::ExceedsLimits("the device allows less than 16 KiB per uniform binding or 1023 workgroups per dispatch".into()));
-    }
-    let align = (limits.min_storage_buffer_offset_alignment as u64 / 4).max(1);
-    let limit_bytes = options.max_binding_bytes.map_or(u64::MAX, |cap| cap).min(limits.max_storage_buffer_binding_size).min(limits.max_buffer_size);
-    // A multiple of the alignment (and so of every access unit), so bound
-    // ranges rounded up to whole units stay within it.
-    let binding = (limit_bytes / 4).min(u32::MAX as u64 / 2) / align * align;
-    if binding < 2 * align {
-        return Err(OptimError::ExceedsLimits(format!("binding limit of {limit_bytes} bytes is too small")));
-    }
-    // Every segment's state starts on a whole access unit of any form.
-    let state_align = if options.state_format == StateFormat::Int8Blockwise { per_block(options, Access::Vec4) } else { Access::Wide.alignment() };
-    Ok(PlanLimits { binding, align, state_align })
-}
-
-/// The dispatch plan of an optimizer.
-struct Planned {
-    /// The distinct user buffers; windows and tensors name them by index.
-    buffers: Vec<wgpu::Buffer>,
-    tensors: Vec<TensorRange>,
-    windows: Vec<Window>,
-    limits: PlanLimits,
-    /// The access form every window allows.
-    access: Access,
-}
-
-/// The access forms `options` allow on `device`, widest first.
-fn wanted_access(device: &wgpu::Device, options: &EngineOptions) -> Vec<Access> {
-    let wide = options.vec4 && options.state_format != StateFormat::Int8Blockwise && options.wide.wanted(device);
-    let vec4 = options.vec4.then_some(Access::Vec4);
-    wide.then_some(Access::Wide).into_iter().chain(vec4).collect()
-}
-
-/// Plans the windows of `params`, and the widest of the `wanted` access
-/// forms (else scalar) every window allows.
-fn plan(params: &[ParamSlice], limits: PlanLimits, wanted: &[Access]) -> Planned {
-    let (buffers, tensors) = params::tensor_ranges(params);
-    let mut windows = plan::plan_windows(&tensors, &limits);
-    let fits = |unit| windows.iter().all(|w| w.aligned_to(unit, &tensors, buffers[w.param_buf].size() / 4, buffers[w.grad_buf].size() / 4));
-    let access = wanted.iter().copied().find(|a| fits(a.alignment())).unwrap_or(Access::Scalar);
-    windows.iter_mut().for_each(|w| w.round_to(access.alignment()));
-    Planned { buffers, tensors, windows, limits, access }
 }
 
 /// What `with_groups` builds inside one error scope.

@@ -304,7 +304,7 @@ mod tests {
             }
         }
         xs.extend((0..200_000u64).map(|i| {
-            let u = crate::validate::uniform(17, 0, i) as f64;
+            let u = crate::random::uniform(17, 0, i) as f64;
             let magnitude = 10f64.powf(-9.0 * (u.abs()));
             (if u < 0.0 { -magnitude } else { magnitude }) as f32
         }));

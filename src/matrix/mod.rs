@@ -12,7 +12,6 @@ pub mod adafactor;
 pub mod gemm;
 pub mod lamb;
 pub mod muon;
-pub mod checkpoint;
 pub mod rows;
 pub mod rule;
 

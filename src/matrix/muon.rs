@@ -283,7 +283,7 @@ mod tests {
     #[test]
     fn reference_newton_schulz_flattens_the_spectrum() {
         let (rows, cols) = (24, 40);
-        let g: Vec<f64> = (0..rows * cols).map(|i| crate::validate::uniform(3, 0, i as u64) as f64 * (1.0 + (i / cols % 5) as f64)).collect();
+        let g: Vec<f64> = (0..rows * cols).map(|i| crate::random::uniform(3, 0, i as u64) as f64 * (1.0 + (i / cols % 5) as f64)).collect();
         let sv = singular_values(&Muon::default().newton_schulz(&g, rows, cols), rows, cols);
         assert!(sv.iter().all(|&s| (0.6..1.25).contains(&s)), "{sv:?}");
         let before = singular_values(&g, rows, cols);

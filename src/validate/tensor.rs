@@ -7,7 +7,7 @@ use super::uniform;
 use crate::engine::ParamSlice;
 use crate::error::Result;
 use crate::matrix::adafactor::AdafactorReference;
-use crate::matrix::checkpoint::TensorState;
+use crate::checkpoint::tensor::TensorState;
 use crate::matrix::lamb::LambReference;
 use crate::matrix::{Adafactor, AdafactorOptimizer, AdjustLr, Lamb, LambOptimizer, Muon, MuonOptimizer, TensorRule, TrustRatio};
 

@@ -19,6 +19,8 @@
 //! another rule, other option flags, other parameter shapes, or a corrupt or
 //! truncated file is an [`OptimError::Checkpoint`] and changes nothing.
 
+pub mod tensor;
+
 use std::collections::HashMap;
 use std::path::Path;
 

@@ -22,9 +22,8 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde_json::Value;
 
-use super::adafactor::StateTensor;
-use super::TensorRule;
-use super::{AdafactorOptimizer, LambOptimizer, MuonOptimizer};
+use crate::matrix::adafactor::StateTensor;
+use crate::matrix::{AdafactorOptimizer, LambOptimizer, MuonOptimizer, TensorRule};
 use crate::error::{OptimError, Result};
 
 const FORMAT: &str = "wgpu-optim-tensor/1";
@@ -82,11 +81,11 @@ pub fn to_bytes(opt: &impl TensorState) -> Result<Vec<u8>> {
 }
 
 /// Writes the checkpoint of `opt` to `path` atomically (see
-/// [`crate::checkpoint::write_atomic`]).
+/// [`super::write_atomic`]).
 ///
 /// **Errors:** as [`to_bytes`], and [`OptimError::Io`].
 pub fn save(opt: &impl TensorState, path: impl AsRef<Path>) -> Result<()> {
-    crate::checkpoint::write_atomic(path.as_ref(), &to_bytes(opt)?)
+    super::write_atomic(path.as_ref(), &to_bytes(opt)?)
 }
 
 /// Restores `opt` from checkpoint bytes; on any error nothing changed.
