@@ -18,6 +18,8 @@ fn parse_value(name: &str, word: &str, like: &Value) -> Result<Value> {
             (_, Value::String(_)) => Ok(Value::String(w.to_string())),
             (_, Value::Number(n)) if n.is_u64() => w.parse::<u64>().map(Value::from).map_err(|_| bad(name, w)),
             _ => match w.parse::<f64>() {
+                // JSON has no NaN or infinity: say so here, not as a type error later.
+                Ok(x) if !x.is_finite() => Err(OptimError::NonFiniteOption { option: name.to_string(), value: x }),
                 Ok(x) => Ok(serde_json::json!(x)),
                 Err(_) if like.is_null() => Ok(Value::String(w.to_string())),
                 Err(_) => Err(bad(name, w)),
@@ -27,6 +29,9 @@ fn parse_value(name: &str, word: &str, like: &Value) -> Result<Value> {
     match like {
         Value::Array(items) => {
             let parts: Vec<&str> = word.split(',').collect();
+            if parts.len() != items.len() {
+                return Err(OptimError::OptionArity { option: name.to_string(), expected: items.len(), got: parts.len() });
+            }
             let typed = parts.iter().enumerate().map(|(i, p)| scalar(p.trim(), items.get(i).unwrap_or(&Value::Null)));
             typed.collect::<Result<Vec<_>>>().map(Value::Array)
         }
@@ -47,9 +52,12 @@ fn bad(name: &str, word: &str) -> OptimError {
 /// assert_eq!(opts["betas"], serde_json::json!([0.8, 0.99]));
 /// ```
 ///
-/// **Errors:** [`OptimError::UnknownOption`] for an unknown optimizer or
-/// option, [`OptimError::InvalidOptionValue`] for a value of the wrong type.
+/// **Errors:** [`OptimError::UnknownOptimizer`], [`OptimError::UnknownOption`],
+/// [`OptimError::InvalidOptionValue`] for a value of the wrong type,
+/// [`OptimError::NonFiniteOption`] for NaN or an infinity,
+/// [`OptimError::OptionArity`] for a list of the wrong length.
 pub fn pytorch_options(optimizer: &str, words: &[String]) -> Result<Map<String, Value>> {
+    known_optimizer(optimizer)?;
     let defaults = match crate::matrix::TensorRule::defaults(optimizer) {
         Some(defaults) => defaults,
         None => OptimizerConfig::default_for(&optimizer.to_ascii_lowercase())?.to_pytorch(),
@@ -82,12 +90,28 @@ pub fn pytorch_options(optimizer: &str, words: &[String]) -> Result<Map<String, 
     Ok(out)
 }
 
+/// Every optimizer name `run` accepts: the element-wise rules', then the
+/// tensor-wise ones'.
+pub fn optimizer_names() -> Vec<&'static str> {
+    OptimizerConfig::PYTORCH_NAMES.iter().chain(crate::matrix::TensorRule::PYTORCH_NAMES).copied().collect()
+}
+
+/// Checks that `name` (any case) is an optimizer `run` accepts.
+///
+/// **Errors:** [`OptimError::UnknownOptimizer`] listing every name.
+pub fn known_optimizer(name: &str) -> Result<()> {
+    let names = optimizer_names();
+    match names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+        true => Ok(()),
+        false => Err(OptimError::UnknownOptimizer { name: name.to_string(), known: names.join(", ") }),
+    }
+}
+
 /// Every registered optimizer with its options and PyTorch defaults, for
 /// `--help`.
 pub fn options_help() -> String {
     let mut s = String::from("Optimizers and their options (torch.optim names, shown with their defaults):\n");
-    let tensor_wise = crate::matrix::TensorRule::PYTORCH_NAMES;
-    for name in OptimizerConfig::PYTORCH_NAMES.iter().chain(tensor_wise) {
+    for name in optimizer_names() {
         let defaults = crate::matrix::TensorRule::defaults(name).or_else(|| OptimizerConfig::default_for(name).map(|c| c.to_pytorch()).ok()).unwrap_or_default();
         let shown = |v: &Value| match v {
             Value::Array(items) => items.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","),
@@ -134,7 +158,7 @@ mod tests {
         assert_eq!(o["weight_decay"], serde_json::json!(0.5));
         assert!(matches!(pytorch_options("adam", &words(&["--rho", "1"])), Err(OptimError::UnknownOption { .. })));
         assert!(matches!(pytorch_options("adam", &words(&["--lr", "fast"])), Err(OptimError::InvalidOptionValue { .. })));
-        assert!(matches!(pytorch_options("nosuch", &words(&[])), Err(OptimError::UnknownOption { .. })));
+        assert!(matches!(pytorch_options("nosuch", &words(&[])), Err(OptimError::UnknownOptimizer { .. })));
         assert!(options_help().contains("lion:"));
     }
 }

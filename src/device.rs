@@ -8,9 +8,13 @@ use crate::error::{OptimError, Result};
 
 /// A device, its queue, and what was chosen.
 pub struct Gpu {
+    /// The logical device.
     pub device: wgpu::Device,
+    /// The device's queue.
     pub queue: wgpu::Queue,
+    /// The adapter the device was created on.
     pub adapter: wgpu::Adapter,
+    /// The adapter's name, backend, device type and driver.
     pub info: wgpu::AdapterInfo,
 }
 

@@ -16,7 +16,9 @@ gpu_struct! {
         pub weight: f32,
         /// 1 on the first update (n_averaged = 0): copy θ.
         pub copy: u32,
+        /// Padding to 16 bytes.
         pub pad0: u32,
+        /// Padding to 16 bytes.
         pub pad1: u32,
     }
 }

@@ -12,53 +12,177 @@ pub enum OptimError {
     EmptyParams,
     /// A parameter tensor has zero elements.
     #[error("parameter {index} has zero elements")]
-    EmptyTensor { index: usize },
+    EmptyTensor {
+        /// Index of the parameter in the list given.
+        index: usize,
+    },
     /// A param and its grad disagree in length.
     #[error("parameter {index}: param has {param_len} elements but grad has {grad_len}")]
-    LengthMismatch { index: usize, param_len: u64, grad_len: u64 },
+    LengthMismatch {
+        /// Index of the parameter in the list given.
+        index: usize,
+        /// Elements in the param (or the tensor written).
+        param_len: u64,
+        /// Elements in the grad (or the values given).
+        grad_len: u64,
+    },
     /// A slice reaches past the end of its buffer.
     #[error("parameter {index}: {which} range [{start}, {end}) elements exceeds buffer of {buffer_len} elements")]
-    OutOfBounds { index: usize, which: &'static str, start: u64, end: u64, buffer_len: u64 },
+    OutOfBounds {
+        /// Index of the parameter in the list given.
+        index: usize,
+        /// Which slice is out of bounds: `"param"` or `"grad"`.
+        which: &'static str,
+        /// First element of the slice (its offset in the buffer).
+        start: u64,
+        /// One past the last element of the slice.
+        end: u64,
+        /// Size of the buffer in f32 elements.
+        buffer_len: u64,
+    },
     /// A buffer lacks a usage the engine needs.
     #[error("parameter {index}: {which} buffer lacks usage {missing:?}")]
-    MissingUsage { index: usize, which: &'static str, missing: wgpu::BufferUsages },
+    MissingUsage {
+        /// Index of the parameter in the list given.
+        index: usize,
+        /// Which buffer lacks the usage: `"param"` or `"grad"`.
+        which: &'static str,
+        /// The usages the buffer lacks.
+        missing: wgpu::BufferUsages,
+    },
     /// A hyperparameter is outside its valid domain.
     #[error("invalid hyperparameter {name} = {value}: {requirement}")]
-    InvalidHyperparameter { name: &'static str, value: f64, requirement: &'static str },
+    InvalidHyperparameter {
+        /// Name of the hyperparameter, as PyTorch spells it.
+        name: &'static str,
+        /// The value given.
+        value: f64,
+        /// The domain it must lie in, e.g. `"must be in [0, 1)"`.
+        requirement: &'static str,
+    },
     /// An option combination PyTorch also rejects (e.g. nesterov without momentum).
     #[error("invalid option combination: {0}")]
     InvalidOptions(&'static str),
     /// An optimizer name or a PyTorch option name that does not apply.
     #[error("{optimizer}: no option {option:?} (options: {known})")]
-    UnknownOption { optimizer: String, option: String, known: String },
+    UnknownOption {
+        /// The optimizer name given.
+        optimizer: String,
+        /// The option name given, or `"(optimizer name)"` when the optimizer itself is unknown.
+        option: String,
+        /// The valid option (or optimizer) names, comma-separated.
+        known: String,
+    },
     /// A command-line option value of the wrong type.
     #[error("option {option}: cannot use {value:?} (expected a number, true/false, a comma-separated list or none)")]
-    InvalidOptionValue { option: String, value: String },
+    InvalidOptionValue {
+        /// The option the value was given for.
+        option: String,
+        /// The value given, as written.
+        value: String,
+    },
+    /// A command-line option given NaN or an infinity (JSON, which carries
+    /// options, has neither).
+    #[error("invalid hyperparameter {option} = {value}: must be finite")]
+    NonFiniteOption {
+        /// The option the value was given for.
+        option: String,
+        /// The value given.
+        value: f64,
+    },
+    /// A command-line list of the wrong length (`--betas 0.9,0.99,0.5`).
+    #[error("{option} takes {expected} numbers, got {got}")]
+    OptionArity {
+        /// The option the list was given for.
+        option: String,
+        /// The length the option takes.
+        expected: usize,
+        /// The length given.
+        got: usize,
+    },
+    /// An optimizer name that no rule answers to.
+    #[error("unknown optimizer {name:?} (known: {known})")]
+    UnknownOptimizer {
+        /// The name given.
+        name: String,
+        /// Every name accepted, comma-separated.
+        known: String,
+    },
     /// Param groups of one optimizer must share the update rule and flag options.
     #[error("param group {index} uses a different rule or option flags than group 0")]
-    GroupMismatch { index: usize },
+    GroupMismatch {
+        /// Index of the first param group that differs from group 0.
+        index: usize,
+    },
     /// More param groups than the step uniform can hold.
     #[error("{groups} param groups given; at most {max} are supported")]
-    TooManyGroups { groups: usize, max: usize },
+    TooManyGroups {
+        /// Number of param groups given.
+        groups: usize,
+        /// Most param groups supported.
+        max: usize,
+    },
     /// A param refers to a group that does not exist.
     #[error("parameter {index} refers to param group {group}, but the optimizer has {}", count(*groups, "group"))]
-    UnknownGroup { index: usize, group: u32, groups: usize },
+    UnknownGroup {
+        /// Index of the parameter in the list given.
+        index: usize,
+        /// The param group it refers to.
+        group: u32,
+        /// Number of param groups the optimizer has.
+        groups: usize,
+    },
     /// A call names a param group that does not exist (`set_lr`, say).
     #[error("no param group {group}: the optimizer has {}", count(*groups, "group"))]
-    GroupOutOfRange { group: usize, groups: usize },
+    GroupOutOfRange {
+        /// The param group named.
+        group: usize,
+        /// Number of param groups the optimizer has.
+        groups: usize,
+    },
     /// Two parameters share elements of one buffer: the overlap would be
     /// stepped twice, or a grad changed by the step. (Grads may be shared.)
     #[error("parameters {first} and {second} overlap in one buffer: {what}")]
-    Overlap { first: usize, second: usize, what: &'static str },
+    Overlap {
+        /// Index of the first of the two parameters (the lower).
+        first: usize,
+        /// Index of the second of the two parameters (the higher).
+        second: usize,
+        /// Which ranges overlap, in words.
+        what: &'static str,
+    },
     /// A buffer whose size is not a whole number of f32 elements.
     #[error("parameter {index}: the {which} buffer has {bytes} bytes, not a whole number of f32 elements")]
-    PartialElement { index: usize, which: &'static str, bytes: u64 },
+    PartialElement {
+        /// Index of the parameter in the list given.
+        index: usize,
+        /// Which buffer: `"param"` or `"grad"`.
+        which: &'static str,
+        /// Size of the buffer in bytes.
+        bytes: u64,
+    },
     /// A tensor's shape does not match its length (or is empty).
     #[error("parameter {index}: shape {shape:?} does not have its {len} elements")]
-    ShapeMismatch { index: usize, shape: Vec<u64>, len: u64 },
+    ShapeMismatch {
+        /// Index of the parameter in the list given.
+        index: usize,
+        /// The shape given.
+        shape: Vec<u64>,
+        /// Number of elements in the tensor.
+        len: u64,
+    },
     /// A rule needs a tensor's shape and it has none, or not one it supports.
     #[error("parameter {index}: {rule} needs {need} (ParamSlice::with_shape); got {shape:?}")]
-    ShapeRequired { index: usize, rule: &'static str, need: &'static str, shape: Option<Vec<u64>> },
+    ShapeRequired {
+        /// Index of the parameter in the list given.
+        index: usize,
+        /// The rule that needs the shape, e.g. `"muon"`.
+        rule: &'static str,
+        /// The shape it needs, e.g. `"a 2-D shape"`.
+        need: &'static str,
+        /// The shape the tensor has, if any.
+        shape: Option<Vec<u64>>,
+    },
     /// A size the device cannot represent.
     #[error("size exceeds device limits: {0}")]
     ExceedsLimits(String),
@@ -67,7 +191,10 @@ pub enum OptimError {
     StepOverflow,
     /// No adapter could be found (not even a software one).
     #[error("no wgpu adapter found (backends: {backends}); install mesa-vulkan-drivers for lavapipe or libegl-mesa0 for llvmpipe")]
-    NoAdapter { backends: String },
+    NoAdapter {
+        /// The wgpu backends searched, debug-formatted.
+        backends: String,
+    },
     /// `WGPU_ADAPTER_NAME` was set but nothing matched.
     #[error("WGPU_ADAPTER_NAME={0:?} matches no adapter")]
     AdapterNotFound(String),
@@ -90,10 +217,24 @@ pub enum OptimError {
     Readback(String),
     /// Reading or writing a file failed.
     #[error("{path}: {message}")]
-    Io { path: String, message: String },
-    /// A checkpoint or input file is malformed or does not fit this optimizer.
+    Io {
+        /// The file path.
+        path: String,
+        /// The underlying I/O error message.
+        message: String,
+    },
+    /// A checkpoint is malformed or does not fit this optimizer.
     #[error("checkpoint error: {0}")]
     Checkpoint(String),
+    /// An input file (`wgpu-optim run`'s) lacks a tensor or has one of the
+    /// wrong type or shape.
+    #[error("{file}: {message}")]
+    Input {
+        /// The file, as given.
+        file: String,
+        /// What is wrong, naming the tensor.
+        message: String,
+    },
 }
 
 impl OptimError {

@@ -4,13 +4,15 @@
 //! the whole step (moment updates, bias correction, weight decay) in one pass
 //! over the parameter, gradient and state buffers; per-step scalars are
 //! computed on the host in f64. Every rule has an f64 CPU reference in
-//! [`reference`] with the same config types, and semantics follow PyTorch's
+//! [`reference`](mod@reference) with the same config types, and semantics follow PyTorch's
 //! documented `torch.optim` equations with the same option names and
 //! defaults.
 //!
 //! Set up once with your `&wgpu::Device` and `&wgpu::Queue`, then record one
 //! step per iteration into your own `CommandEncoder` with
 //! [`Optimizer::record_step`].
+
+#![warn(missing_docs)]
 
 pub mod arena;
 pub mod args;

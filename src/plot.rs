@@ -20,10 +20,15 @@ const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 /// One panel of the figure.
 #[derive(Clone, Debug)]
 pub struct Panel {
+    /// The function the rules minimize.
     pub surface: Surface,
+    /// The (x, y) every path starts from.
     pub start: [f32; 2],
+    /// Steps each rule takes.
     pub steps: u32,
+    /// The plotted x range (min, max); paths are cut where they leave it.
     pub x: (f64, f64),
+    /// The plotted y range (min, max); paths are cut where they leave it.
     pub y: (f64, f64),
     /// (label, config) per rule, with hyperparameters suited to the surface.
     pub rules: Vec<(&'static str, OptimizerConfig)>,
@@ -32,7 +37,9 @@ pub struct Panel {
 /// A computed path.
 #[derive(Clone, Debug)]
 pub struct Path2 {
+    /// The rule's label in the legend (e.g. "Adam").
     pub label: &'static str,
+    /// The (x, y) after each step, the start first: `steps + 1` points.
     pub points: Vec<[f32; 2]>,
 }
 

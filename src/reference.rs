@@ -18,6 +18,7 @@ use crate::rules::{OptimizerConfig, RefState};
 /// ```
 #[derive(Clone, Debug)]
 pub struct ReferenceOptimizer {
+    /// The rule and its hyperparameters.
     pub config: OptimizerConfig,
     /// Steps taken so far.
     pub step: u32,

@@ -31,13 +31,49 @@ use crate::error::{OptimError, Result};
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub enum Schedule {
+    /// The base lr at every step (factor 1).
     Constant,
-    Step { step_size: u64, gamma: f64 },
-    Exponential { gamma: f64 },
-    LinearWarmup { start_factor: f64, total_iters: u64 },
-    CosineWithWarmup { warmup_steps: u64, total_steps: u64, min_factor: f64 },
+    /// `StepLR`: the lr decays by `gamma` every `step_size` steps.
+    Step {
+        /// Period of the decay, in steps; at least 1.
+        step_size: u64,
+        /// Multiplicative factor of the decay, applied once per period.
+        gamma: f64,
+    },
+    /// `ExponentialLR`: the lr decays by `gamma` every step.
+    Exponential {
+        /// Multiplicative factor of the decay, applied every step.
+        gamma: f64,
+    },
+    /// `LinearLR` with `end_factor = 1`: the factor rises linearly from
+    /// `start_factor` to 1 over `total_iters` steps, then stays 1.
+    LinearWarmup {
+        /// The factor at step 0, in (0, 1].
+        start_factor: f64,
+        /// Steps until the factor reaches 1; at least 1.
+        total_iters: u64,
+    },
+    /// Hugging Face's cosine schedule with warmup: linear from 0 to 1 over
+    /// the warmup, then a half cosine from 1 down to `min_factor`.
+    CosineWithWarmup {
+        /// Steps of linear warmup from factor 0 to 1 (`num_warmup_steps`).
+        warmup_steps: u64,
+        /// Step at which the cosine reaches `min_factor` and stays there
+        /// (`num_training_steps`); must exceed `warmup_steps`.
+        total_steps: u64,
+        /// The factor the cosine ends at, in [0, 1] (`min_lr_rate`).
+        min_factor: f64,
+    },
+    /// `ChainedScheduler`: the product of the schedules' factors at each step.
     Chain(Vec<Schedule>),
-    Sequential { schedules: Vec<Schedule>, milestones: Vec<u64> },
+    /// `SequentialLR`: each schedule in turn, switching at the milestones.
+    Sequential {
+        /// The schedules, in order; one more than the milestones.
+        schedules: Vec<Schedule>,
+        /// Strictly increasing steps at which the next schedule takes over,
+        /// its own step count starting from 0 there.
+        milestones: Vec<u64>,
+    },
 }
 
 impl Schedule {

@@ -92,12 +92,17 @@ fn bad_runs_fail_with_messages() {
         args.extend(extra);
         wgpu_optim(&args)
     };
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 9] = [
         (&["--optimizer", "adam", "--steps", "2", "--rho", "0.9"], "no option \"rho\""),
         (&["--optimizer", "lbfgs", "--steps", "2"], "lbfgs"),
-        (&["--optimizer", "adam", "--steps", "9"], "grads has 3 rows"),
+        (&["--optimizer", "adam", "--steps", "9"], "but tensor \"grads\" has 3 rows"),
         (&["--optimizer", "adam", "--steps", "2", "--lr=-1"], "lr"),
         (&["--optimizer", "sgd", "--steps", "2", "--nesterov"], "nesterov"),
+        // what a user can act on: the value, the count, every name run takes
+        (&["--optimizer", "adam", "--steps", "2", "--lr", "nan"], "invalid hyperparameter lr = NaN: must be finite"),
+        (&["--optimizer", "adam", "--steps", "2", "--betas", "0.9,0.99,0.5"], "betas takes 2 numbers, got 3"),
+        (&["--optimizer", "adan", "--steps", "2"], "unknown optimizer \"adan\""),
+        (&["--optimizer", "adan", "--steps", "2"], "adafactor"),
     ];
     for (extra, needle) in cases {
         let o = run(extra);
@@ -105,6 +110,13 @@ fn bad_runs_fail_with_messages() {
         assert_eq!(o.status.code(), Some(2), "{extra:?}: {err}");
         assert!(err.contains(needle), "{extra:?}: {err}");
     }
+    // grads whose rows are not the params' shape: an input error naming the file and the tensors
+    let (pb, gb) = (vec![0u8; 4 * 5], vec![0u8; 4 * 2 * 6]);
+    let views = vec![("params".to_string(), TensorView::new(Dtype::F32, vec![5], &pb).unwrap()), ("grads".to_string(), TensorView::new(Dtype::F32, vec![2, 6], &gb).unwrap())];
+    std::fs::write(&input, safetensors::serialize(views, None).unwrap()).unwrap();
+    let err = String::from_utf8_lossy(&run(&["--optimizer", "adam", "--steps", "1"]).stderr).to_string();
+    let named = format!("{}: tensor \"grads\" has rows of shape [6], but \"params\" has shape [5]", input.display());
+    assert!(err.contains(&named) && !err.contains("checkpoint"), "{err}");
     std::fs::write(&input, b"not safetensors").unwrap();
     let o = run(&["--optimizer", "adam", "--steps", "1"]);
     assert_eq!(o.status.code(), Some(2));

@@ -14,7 +14,9 @@ const FMA_WGSL: &str = include_str!("../../shaders/bench/fma.wgsl");
 pub struct MatrixRow {
     /// Matrices of `size × size`.
     pub matrices: usize,
+    /// Rows (and columns) of each matrix.
     pub size: u64,
+    /// Newton–Schulz iterations per Muon step.
     pub ns_steps: u32,
     /// One whole Muon step (momentum, norms, GEMMs, update).
     pub step_ms: f64,
@@ -76,14 +78,18 @@ pub fn measure(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, matric
 /// A tensor-wise rule (or the weight EMA) over one large tensor.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TensorRow {
+    /// "lamb", "adafactor (factored)", "adafactor (flat)" or "weight ema".
     pub rule: String,
     /// How its element passes moved memory (wide, vec4 or scalar; Muon
     /// and Adafactor read scalars whatever the form).
     pub access: String,
+    /// Elements of the tensor.
     pub elements: u64,
     /// Bytes per element its passes move at the least (each pass's reads and writes).
     pub bytes_per_element: u64,
+    /// Median ms per step (per update for the weight EMA).
     pub ms: f64,
+    /// bytes_per_element × elements / step time, in GB/s.
     pub gbps: f64,
     /// AdamW's f32 step in the same run ÷ this step.
     pub speed_vs_adamw: f64,
@@ -116,8 +122,11 @@ pub fn tensor_rows(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, (p
 /// tensor) and the tables of many tensors cost.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TensorModelRow {
+    /// "lamb" or "adafactor (factored)".
     pub rule: String,
+    /// Median ms per step over the whole-model case's tensors.
     pub model_ms: f64,
+    /// Median ms per step over one tensor of the same total elements.
     pub flat_ms: f64,
     /// model time ÷ flat time.
     pub model_over_flat: f64,

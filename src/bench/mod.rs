@@ -39,6 +39,7 @@ pub struct BenchOptions {
     pub model_elements: u64,
     /// Square matrices of the Muon (GEMM) case, and their size; 0 skips it.
     pub matrices: usize,
+    /// Rows (and columns) of each Muon matrix; 0 skips the case.
     pub matrix_size: u64,
 }
 
@@ -51,10 +52,13 @@ impl Default for BenchOptions {
 /// One rule's figures.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct RuleRow {
+    /// The rule's name (`Rule::name`).
     pub rule: String,
+    /// Elements of the flat parameter vector.
     pub elements: u64,
     /// Minimum bytes read + written per element by one step.
     pub bytes_per_element: u64,
+    /// Median ms per fused step.
     pub fused_ms: f64,
     /// bytes_per_element × elements / fused time.
     pub fused_gbps: f64,
@@ -62,7 +66,7 @@ pub struct RuleRow {
     /// (`shaders/bench/stream.wgsl`), best of the sweep.
     pub stream_gbps: f64,
     /// Its workgroup size, units per invocation and element type ("vec4",
-    /// or "wide": vec4<u64> where the device has `SHADER_INT64`).
+    /// or "wide": `vec4<u64>` where the device has `SHADER_INT64`).
     pub stream_config: (u32, u32, String),
     /// How the engine's kernel accessed memory ("Vec4", "Wide", "Scalar").
     pub access: String,
@@ -79,6 +83,7 @@ pub struct RuleRow {
     pub fraction_of_engine_ceiling: f64,
     /// `None` for rules without an unfused baseline.
     pub unfused_ms: Option<f64>,
+    /// Kernel launches per unfused step (`None` as for `unfused_ms`).
     pub unfused_kernels: Option<usize>,
     /// unfused time ÷ fused time.
     pub fused_speedup: Option<f64>,
@@ -87,7 +92,9 @@ pub struct RuleRow {
 /// The whole-model case (AdamW).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ModelRow {
+    /// Tensors in the model.
     pub tensors: usize,
+    /// Parameter elements over all tensors.
     pub elements: u64,
     /// All tensors, one table-driven dispatch per binding window.
     pub model_ms: f64,
@@ -103,9 +110,11 @@ pub struct ModelRow {
     pub encode_model_us: f64,
     /// Host time to record one step as one dispatch per tensor.
     pub encode_per_tensor_us: f64,
+    /// Dispatches per step of the model optimizer.
     pub model_dispatches: usize,
-    /// The access forms of the model and flat optimizers.
+    /// How the model optimizer's kernel accessed memory ("Vec4", "Wide", "Scalar").
     pub model_access: String,
+    /// How the flat optimizer's kernel accessed memory.
     pub flat_access: String,
     /// LAMB and Adafactor over the same tensors and the same flat tensor.
     pub tensor_wise: Vec<matrix::TensorModelRow>,
@@ -114,9 +123,11 @@ pub struct ModelRow {
 /// AdamW with each state format (same elements as the rule rows).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct StateRow {
+    /// The state format: "f32", "bf16" or "int8" (blockwise).
     pub format: String,
     /// Bytes of optimizer state per parameter.
     pub state_bytes_per_param: u64,
+    /// Median ms per AdamW step with this state.
     pub fused_ms: f64,
     /// f32-state time ÷ this time.
     pub speedup_over_f32: f64,
@@ -125,16 +136,23 @@ pub struct StateRow {
 /// The adapter a report was measured on, and what the engine used of it.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct AdapterReport {
+    /// The adapter's name.
     pub name: String,
+    /// The wgpu backend (e.g. "Vulkan", "Metal").
     pub backend: String,
+    /// The device type (e.g. "DiscreteGpu", "Cpu").
     pub device_type: String,
+    /// The driver's name.
     pub driver: String,
+    /// The driver's version and other details.
     pub driver_info: String,
     /// `SHADER_INT64` enabled on the device (the wide access path).
     pub shader_int64: bool,
     /// GPU timestamps enabled (else the clock is the host's wall clock).
     pub timestamps: bool,
+    /// The device's limit on one storage binding, in bytes.
     pub max_storage_buffer_binding_size: u64,
+    /// The device's limit on a compute workgroup's x size, in invocations.
     pub max_compute_workgroup_size_x: u32,
     /// The crate version that measured it.
     pub wgpu_optim_version: String,
@@ -165,10 +183,15 @@ impl AdapterReport {
 pub struct BenchReport {
     /// One line describing the adapter.
     pub adapter: String,
+    /// The adapter, and what the engine used of it.
     pub adapter_details: AdapterReport,
+    /// How the times were taken.
     pub clock: Clock,
+    /// One row per rule measured.
     pub rules: Vec<RuleRow>,
+    /// AdamW with f32, bf16 and int8 state.
     pub state_formats: Vec<StateRow>,
+    /// The whole-model case; `None` when it was skipped.
     pub model: Option<ModelRow>,
     /// Muon's GEMMs against the arithmetic peak.
     pub matrix: Option<matrix::MatrixRow>,

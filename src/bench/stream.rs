@@ -36,10 +36,12 @@ const FORMS: [Form; 2] = [
 pub struct Ceilings {
     /// Seconds per step of the best stream kernel.
     pub stream_s: f64,
-    /// Its workgroup size, units per invocation and element type
-    /// ("vec4" or "wide").
+    /// Workgroup size of the best stream kernel.
     pub stream_wg: u32,
+    /// Its units (one of its element type each) per invocation.
     pub stream_epi: u32,
+    /// Its element type ("vec4" or "wide"), with " interleaved" where an
+    /// invocation's units lie a workgroup apart.
     pub stream_form: &'static str,
     /// Seconds of `copy_buffer_to_buffer` moving the same bytes (half read, half written).
     pub copy_s: f64,

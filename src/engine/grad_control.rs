@@ -13,9 +13,13 @@ use crate::rules::flags;
 /// clean steps in a row it is multiplied by `growth_factor`. No host sync.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GradScaler {
+    /// Initial loss scale (default 2^16).
     pub init_scale: f64,
+    /// Factor the scale grows by after `growth_interval` clean steps (default 2.0).
     pub growth_factor: f64,
+    /// Factor the scale shrinks by on a step with a non-finite grad (default 0.5).
     pub backoff_factor: f64,
+    /// Clean steps in a row before the scale grows (default 2000).
     pub growth_interval: u32,
 }
 
@@ -54,10 +58,13 @@ pub enum ClipScope {
 /// into NaN).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct GradControl {
+    /// Clipping threshold of the grads' L2 norm, taken per `clip_scope` (`None`: no clipping; default).
     pub max_norm: Option<f64>,
     /// What one norm covers (default [`ClipScope::Global`]).
     pub clip_scope: ClipScope,
+    /// Dynamic loss scaling (`None`: grads are not scaled; default).
     pub scaler: Option<GradScaler>,
+    /// Without a scaler, skip (and count) a step whose grads hold a NaN or an infinity (default false).
     pub skip_nonfinite: bool,
 }
 
@@ -112,7 +119,9 @@ impl GradControl {
 #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C)]
 pub struct ScalerState {
+    /// The current loss scale (1 without a scaler).
     pub scale: f32,
+    /// Clean steps since the last scale change (PyTorch's `_growth_tracker`).
     pub growth_tracker: u32,
     /// Steps skipped so far (the optimizer's step is the host count less this).
     pub skipped: u32,

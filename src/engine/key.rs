@@ -67,8 +67,11 @@ impl Access {
 /// access form, and the state slots it reads and writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PipelineKey {
+    /// What the pipeline computes.
     pub kernel: Kernel,
+    /// Which entry point of the step module.
     pub entry: Entry,
+    /// Invocations per workgroup (the shader's `override WG`).
     pub workgroup_size: u32,
     /// Access units per invocation (the shader's `override CHUNKS`; a table
     /// row is `access.unit(state)`·WG·CHUNKS elements).

@@ -28,7 +28,7 @@ pub struct EngineOptions {
     /// Default `true`; `false` forces the scalar-access kernel. Both give
     /// bitwise-identical results.
     pub vec4: bool,
-    /// When to use the wide access path ([`Access::Wide`]: 64-bit packed
+    /// When to use the wide access path ([`Access::Wide`](super::Access::Wide): 64-bit packed
     /// loads and stores, 8 elements each) over vec4. Default
     /// [`WideAccess::Auto`].
     pub wide: WideAccess,
@@ -47,7 +47,7 @@ impl Default for EngineOptions {
     }
 }
 
-/// When the engine uses [`Access::Wide`]. It needs the device feature
+/// When the engine uses [`Access::Wide`](super::Access::Wide). It needs the device feature
 /// `SHADER_INT64` (request it when creating the device; [`crate::device::headless`]
 /// does), f32 or bf16 state, vec4 access allowed, and every tensor on a
 /// multiple of 8 elements; otherwise the engine uses vec4 (or scalar)

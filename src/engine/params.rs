@@ -12,11 +12,17 @@ use crate::rules::OptimizerConfig;
 /// the matrix rules (Muon) need.
 #[derive(Clone, Debug)]
 pub struct ParamSlice {
+    /// The user's param buffer (f32), updated in place.
     pub param: wgpu::Buffer,
+    /// First element of the tensor in `param` (elements).
     pub param_offset: u64,
+    /// Length of the tensor in `param` (elements).
     pub param_len: u64,
+    /// The user's grad buffer (f32), only read.
     pub grad: wgpu::Buffer,
+    /// First element of the tensor's grad in `grad` (elements).
     pub grad_offset: u64,
+    /// Length of the grad range (elements; must equal `param_len`).
     pub grad_len: u64,
     /// Index of the param group (into the configs given to the optimizer).
     pub group: u32,

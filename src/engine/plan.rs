@@ -18,11 +18,17 @@ pub const TABLE_BYTES: u64 = 16 + 16 * TABLE_ROWS as u64;
 /// a grad buffer (buffers named by index), and its param group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TensorRange {
+    /// Index of the param buffer.
     pub param_buf: usize,
+    /// First element of the tensor in its param buffer (elements).
     pub param_offset: u64,
+    /// Index of the grad buffer.
     pub grad_buf: usize,
+    /// First element of the tensor's grad in its grad buffer (elements).
     pub grad_offset: u64,
+    /// Length of the tensor (elements).
     pub len: u64,
+    /// Index of the tensor's param group.
     pub group: u32,
 }
 
@@ -46,9 +52,13 @@ pub struct PlanLimits {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Block {
+    /// First param element of the row, relative to the window's bound param range (elements).
     pub param_offset: u32,
+    /// First grad element of the row, relative to the window's bound grad range (elements).
     pub grad_offset: u32,
+    /// First state element of the row within the window's state (elements).
     pub state_offset: u32,
+    /// `len | group << 16`: the row's length in elements (0: tensor skipped) and its param group.
     pub len_group: u32,
 }
 
@@ -58,15 +68,21 @@ pub type Segment = (usize, u64, u64);
 /// A window of one param buffer and one grad buffer, bound once per dispatch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Window {
+    /// Index of the param buffer.
     pub param_buf: usize,
+    /// Index of the grad buffer.
     pub grad_buf: usize,
     /// Bound element ranges `[lo, hi)` of both buffers.
     pub p_lo: u64,
+    /// End (exclusive) of the bound param range (elements).
     pub p_hi: u64,
+    /// Start of the bound grad range (elements).
     pub g_lo: u64,
+    /// End (exclusive) of the bound grad range (elements).
     pub g_hi: u64,
     /// Elements of state (segments padded to `state_align`).
     pub state_len: u64,
+    /// The pieces of tensors the window covers, in state order.
     pub segments: Vec<Segment>,
 }
 
@@ -190,8 +206,11 @@ pub fn plan_windows(tensors: &[TensorRange], limits: &PlanLimits) -> Vec<Window>
 /// workgroups, and the index of its first workgroup over all windows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Launch {
+    /// Byte offset of the launch's table chunk (its dynamic uniform offset).
     pub table_offset: u32,
+    /// Workgroups of the launch: rows in its chunk.
     pub workgroups: u32,
+    /// Index of the launch's first workgroup over all windows.
     pub first_block: u32,
 }
 

@@ -19,7 +19,10 @@ pub enum StateFormat {
     /// with a counter-based hash of (seed, step, element), so a run is
     /// reproducible and the rounding is unbiased (a small update to a large
     /// moment is kept in expectation instead of being rounded away).
-    Bf16 { seed: u32 },
+    Bf16 {
+        /// Seed of the stochastic-rounding hash.
+        seed: u32,
+    },
     /// Blockwise 8-bit (bitsandbytes style): one byte per element, a code
     /// into a 256-entry dynamic map (`quant::dynamic_map`: signed for
     /// moments that can be negative, unsigned otherwise), scaled by the
@@ -32,8 +35,11 @@ pub enum StateFormat {
 /// How a pipeline reads and writes the state slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StateKind {
+    /// f32 slots ([`StateFormat::F32`]).
     F32,
+    /// bf16 slots, two per u32 ([`StateFormat::Bf16`]).
     Bf16,
+    /// Blockwise 8-bit codes and block scales ([`StateFormat::Int8Blockwise`]).
     Int8,
 }
 
@@ -111,7 +117,9 @@ struct Piece {
 
 /// The state buffers of every window, and where each tensor's state is.
 pub struct StateStore {
+    /// How the state is stored.
     pub format: StateFormat,
+    /// The rule's state slots in binding order.
     pub layout: StateLayout,
     /// Elements per state block (8-bit scales; 4 otherwise).
     pub block: u64,

@@ -33,20 +33,29 @@ pub(crate) use gpu_struct;
 gpu_struct! {
     /// Header of the per-step uniform.
     pub struct StepHead {
+        /// Flag bits (`rules::flags`): the rule's options, grad control's, and `FIRST_STEP` on step 1.
         pub flags: u32,
         /// Host step count, 1-based (this step).
         pub step: u32,
         /// Workgroups over all windows (number of GradControl partial sums).
         pub partials: u32,
+        /// GradScaler's clean steps before the scale grows.
         pub growth_interval: u32,
+        /// Clipping threshold of the grad norm (0 without clipping).
         pub max_norm: f32,
+        /// GradScaler's growth factor.
         pub growth_factor: f32,
+        /// GradScaler's backoff factor.
         pub backoff_factor: f32,
+        /// Number of param groups.
         pub n_groups: u32,
         /// Seed of the stochastic rounding of bf16 state.
         pub seed: u32,
+        /// Padding to three vec4s.
         pub pad0: u32,
+        /// Padding to three vec4s.
         pub pad1: u32,
+        /// Padding to three vec4s.
         pub pad2: u32,
     }
 }
@@ -56,7 +65,9 @@ gpu_struct! {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct StepScalars {
+    /// Flags, step counter and grad-control settings.
     pub head: StepHead,
+    /// Each param group's rule scalars (`Coeffs` in WGSL); unused groups are zero.
     pub groups: [Packed; MAX_GROUPS],
 }
 
@@ -91,6 +102,7 @@ pub fn record_upload(device: &wgpu::Device, encoder: &mut wgpu::CommandEncoder, 
 /// value in encoder order ([`record_upload`]), so steps recorded before one
 /// submit see bitwise what one submit per step would.
 pub struct StepUniform<T = StepScalars> {
+    /// The uniform buffer, `size_of::<T>()` rounded up to the copy alignment (bytes).
     pub buffer: wgpu::Buffer,
     kind: std::marker::PhantomData<T>,
 }

@@ -41,17 +41,29 @@ const GEMM_WGSL: &str = include_str!("../../shaders/matrix/gemm.wgsl");
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Item {
+    /// Rows of A, C and D.
     pub m: u32,
+    /// Columns of B, C and D.
     pub n: u32,
+    /// Columns of A and rows of B (the inner dimension).
     pub k: u32,
+    /// Offset of A in the scratch buffer (elements).
     pub a_off: u32,
+    /// Row stride of A (elements).
     pub a_rs: u32,
+    /// Column stride of A (elements).
     pub a_cs: u32,
+    /// Offset of B in the scratch buffer (elements).
     pub b_off: u32,
+    /// Row stride of B (elements).
     pub b_rs: u32,
+    /// Column stride of B (elements).
     pub b_cs: u32,
+    /// Offset of D in the scratch buffer (elements; read only where beta ≠ 0).
     pub d_off: u32,
+    /// Offset of C, the output, in the scratch buffer (elements).
     pub c_off: u32,
+    /// Padding to 48 bytes (three vec4s).
     pub pad: u32,
 }
 

@@ -63,11 +63,17 @@ pub enum TrustRatio {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Lamb {
+    /// Learning rate (default 1e-3).
     pub lr: f64,
+    /// Decay rates (β₁, β₂) of the first and second moment EMAs (default (0.9, 0.999)).
     pub betas: (f64, f64),
+    /// Term added to the denominator √(v/bc₂) (default 1e-6).
     pub eps: f64,
+    /// Decoupled weight decay: weight_decay·θ is added to the update u (default 0.0).
     pub weight_decay: f64,
+    /// Divide the moments by bcᵢ = 1 − βᵢᵗ (default true).
     pub bias_correction: bool,
+    /// When the trust ratio scales the update (default [`TrustRatio::Always`]).
     pub trust_ratio: TrustRatio,
 }
 
@@ -83,10 +89,13 @@ const U: f64 = 1.0 / (1u64 << 24) as f64;
 /// One tensor's f64 reference state, with the bounds of the GPU's error.
 #[derive(Clone, Debug, Default)]
 pub struct LambReference {
+    /// First moment m, one per element.
     pub exp_avg: Vec<f64>,
+    /// Second moment v, one per element.
     pub exp_avg_sq: Vec<f64>,
     /// Per element: bounds of |exp_avg_GPU − exp_avg|, |exp_avg_sq_GPU − exp_avg_sq|.
     pub exp_avg_err: Vec<f64>,
+    /// Per element: bound of |exp_avg_sq_GPU − exp_avg_sq|.
     pub exp_avg_sq_err: Vec<f64>,
     /// Bound of ‖θ_GPU − θ‖₂ over the tensor.
     pub param_err: f64,
@@ -167,14 +176,23 @@ impl Lamb {
 gpu_struct! {
     /// The per-step scalars (`Scalars` in lamb.wgsl), from f64.
     pub struct Scalars {
+        /// Learning rate.
         pub lr: f32,
+        /// β₁.
         pub beta1: f32,
+        /// 1 − β₁, rounded from f64.
         pub one_minus_beta1: f32,
+        /// β₂.
         pub beta2: f32,
+        /// 1 − β₂, rounded from f64.
         pub one_minus_beta2: f32,
+        /// 1/bc₁ of this step (1 without bias correction).
         pub inv_bc1: f32,
+        /// 1/bc₂ of this step (1 without bias correction).
         pub inv_bc2: f32,
+        /// Term added to the denominator.
         pub eps: f32,
+        /// Decoupled weight decay.
         pub weight_decay: f32,
         /// 1: scale by the trust ratio.
         pub adapt: u32,

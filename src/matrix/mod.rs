@@ -33,9 +33,13 @@ gpu_struct! {
     pub struct Scalars {
         /// 1 − lr·weight_decay.
         pub decay: f32,
+        /// Learning rate, before the per-matrix `adjust_lr_fn` ratio.
         pub lr: f32,
+        /// Momentum factor μ.
         pub momentum: f32,
+        /// Floor of ‖X‖_F in the normalization.
         pub eps: f32,
+        /// 1: Nesterov momentum.
         pub nesterov: u32,
         /// 1: the last Newton–Schulz step wrote X' (odd ns_steps).
         pub final_half: u32,

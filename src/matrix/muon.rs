@@ -86,13 +86,21 @@ impl AdjustLr {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Muon {
+    /// Learning rate (default 1e-3).
     pub lr: f64,
+    /// Decoupled weight decay, scaled by the unadjusted lr (default 0.1).
     pub weight_decay: f64,
+    /// Momentum factor μ of the momentum EMA (default 0.95).
     pub momentum: f64,
+    /// Orthogonalize the Nesterov mix lerp(G, M, μ) instead of M (default true).
     pub nesterov: bool,
+    /// Coefficients (a, b, c) of the quintic Newton–Schulz step (default (3.4445, -4.775, 2.0315)).
     pub ns_coefficients: (f64, f64, f64),
+    /// Floor of ‖X‖_F in the normalization before Newton–Schulz (default 1e-7).
     pub eps: f64,
+    /// Number of Newton–Schulz steps (default 5).
     pub ns_steps: u32,
+    /// Learning-rate multiplier by the matrix's shape (default [`AdjustLr::Original`]).
     pub adjust_lr_fn: AdjustLr,
 }
 

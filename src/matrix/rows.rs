@@ -62,9 +62,11 @@ pub fn sum_depth(n: u64) -> u64 {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct RowDesc {
+    /// Index of the tensor the row belongs to.
     pub tensor: u32,
     /// First element of the tensor the row covers.
     pub start: u32,
+    /// Elements the row covers (the row length, less at the tensor's end).
     pub len: u32,
     /// The row's index over all rows (its partial-sum slot).
     pub index: u32,
@@ -144,6 +146,7 @@ pub fn check_tensors(device: &wgpu::Device, params: &[ParamSlice]) -> crate::Res
 pub struct Kernels {
     /// One per entry point, in the order given.
     pub pipelines: Vec<wgpu::ComputePipeline>,
+    /// The bind group layout every entry point shares.
     pub layout: wgpu::BindGroupLayout,
 }
 
@@ -187,8 +190,11 @@ pub fn submit(device: &wgpu::Device, queue: &wgpu::Queue, label: &str, record: i
 /// A storage operand of a tensor-wise shader (an `array<f32>` of elements).
 #[derive(Clone, Copy, Debug)]
 pub struct Operand {
+    /// The WGSL variable name, also the suffix of its accessors (`ld_X`, `st_X`).
     pub name: &'static str,
+    /// Its binding in group 0.
     pub binding: u32,
+    /// Whether it is bound `read_write` (and gets a store accessor).
     pub writable: bool,
 }
 
@@ -216,8 +222,11 @@ pub enum RowForm {
 /// contiguous and rows take [`PER_LANE_GPU`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowAccess {
+    /// How the operands are bound and loaded.
     pub form: RowForm,
+    /// Consecutive elements an invocation takes at a time (4 or 8).
     pub unit: u32,
+    /// Elements per invocation of a row.
     pub per_lane: u32,
 }
 

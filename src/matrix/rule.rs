@@ -9,8 +9,11 @@ use crate::error::{OptimError, Result};
 /// A tensor-wise rule's config.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum TensorRule {
+    /// Muon (`torch.optim.Muon`, PyTorch name `muon`).
     Muon(Muon),
+    /// LAMB (PyTorch name `lamb`; not in `torch.optim`).
     Lamb(Lamb),
+    /// Adafactor (`torch.optim.Adafactor`, PyTorch name `adafactor`).
     Adafactor(Adafactor),
 }
 

@@ -39,10 +39,15 @@ use crate::error::Result;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Adadelta {
+    /// Learning rate: a factor on the update Δ (default 1.0).
     pub lr: f64,
+    /// Coefficient of the running averages of g² and Δ² (default 0.9).
     pub rho: f64,
+    /// Term added inside both square roots for numerical stability (default 1e-6).
     pub eps: f64,
+    /// Weight decay: an L2 penalty `weight_decay·θ` added to the gradient (default 0).
     pub weight_decay: f64,
+    /// Maximize the objective instead of minimizing it: the gradient is negated (default false).
     pub maximize: bool,
 }
 

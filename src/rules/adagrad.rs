@@ -39,12 +39,19 @@ use crate::error::Result;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Adagrad {
+    /// Learning rate (default 1e-2).
     pub lr: f64,
+    /// Learning-rate decay: step t uses `lr/(1 + (t − 1)·lr_decay)` (default 0).
     pub lr_decay: f64,
+    /// Weight decay: an L2 penalty `weight_decay·θ` added to the gradient (default 0).
     pub weight_decay: f64,
+    /// Starting value of every element of the `sum` state (default 0).
     pub initial_accumulator_value: f64,
+    /// Term added to the denominator for numerical stability (default 1e-10).
     pub eps: f64,
+    /// Maximize the objective instead of minimizing it: the gradient is negated (default false).
     pub maximize: bool,
+    /// Add eps inside the square root, `√(sum + eps)`, instead of after it, `√sum + eps` (default false).
     pub eps_inside_sqrt: bool,
 }
 

@@ -42,12 +42,19 @@ use crate::error::Result;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Adam {
+    /// Learning rate (default 1e-3).
     pub lr: f64,
+    /// Coefficients (β₁, β₂) of the running averages of the gradient and its square (default (0.9, 0.999)).
     pub betas: (f64, f64),
+    /// Term added to the denominator for numerical stability (default 1e-8).
     pub eps: f64,
+    /// Weight decay: an L2 penalty `weight_decay·θ` added to the gradient (default 0).
     pub weight_decay: f64,
+    /// Use the AMSGrad variant: divide by the running maximum of `exp_avg_sq` (default false).
     pub amsgrad: bool,
+    /// Maximize the objective instead of minimizing it: the gradient is negated (default false).
     pub maximize: bool,
+    /// Add eps inside the square root, `√(v̂ + eps)`, instead of after it, `√v̂ + eps` (default false).
     pub eps_inside_sqrt: bool,
 }
 

@@ -31,10 +31,15 @@ use crate::error::Result;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Adamax {
+    /// Learning rate (default 2e-3).
     pub lr: f64,
+    /// Coefficients (β₁, β₂) of the running average of the gradient and the decay of its infinity norm (default (0.9, 0.999)).
     pub betas: (f64, f64),
+    /// Term added to |g| in the infinity norm for numerical stability (default 1e-8).
     pub eps: f64,
+    /// Weight decay: an L2 penalty `weight_decay·θ` added to the gradient (default 0).
     pub weight_decay: f64,
+    /// Maximize the objective instead of minimizing it: the gradient is negated (default false).
     pub maximize: bool,
 }
 

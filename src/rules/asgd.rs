@@ -40,11 +40,17 @@ use crate::error::{OptimError, Result};
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Asgd {
+    /// Learning rate (default 1e-2).
     pub lr: f64,
+    /// Decay term λ of the step size η and of θ (default 1e-4).
     pub lambd: f64,
+    /// Power of the step-size decay, `η = lr/(1 + λ·lr·(t − 1))^alpha` (default 0.75).
     pub alpha: f64,
+    /// Step at which averaging starts (default 1e6).
     pub t0: f64,
+    /// Weight decay: an L2 penalty `weight_decay·θ` added to the gradient (default 0).
     pub weight_decay: f64,
+    /// Maximize the objective instead of minimizing it: the gradient is negated (default false).
     pub maximize: bool,
 }
 

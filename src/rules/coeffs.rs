@@ -13,9 +13,13 @@ pub type Packed = [f32; N_COEFFS];
 /// `at_step(c, f)` sees them (`f.x` … `f.w`).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Factors {
+    /// Factor 0, `f.x` in `at_step`.
     pub x: f64,
+    /// Factor 1, `f.y` in `at_step`.
     pub y: f64,
+    /// Factor 2, `f.z` in `at_step`.
     pub z: f64,
+    /// Factor 3, `f.w` in `at_step`.
     pub w: f64,
 }
 
@@ -80,7 +84,10 @@ macro_rules! coefficients {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, Default, PartialEq)]
         pub struct $name {
-            $(pub $field: f64,)+
+            $(
+                #[doc = concat!("The per-step scalar `", stringify!($field), "`, rounded to f32 in the step uniform.")]
+                pub $field: f64,
+            )+
         }
 
         const _: () = assert!([$(stringify!($field)),+].len() <= $crate::rules::N_COEFFS, "too many coefficients for the step uniform");

@@ -26,7 +26,9 @@ pub enum Quantity {
 /// holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slot {
+    /// The state's name in PyTorch's `state_dict` (`exp_avg`, `sum`, …).
     pub name: &'static str,
+    /// What values it holds, which picks its 8-bit coding.
     pub quantity: Quantity,
     /// The user writes it before each step (Newton's `hessian`); the rule
     /// only reads it.

@@ -35,9 +35,13 @@ use crate::error::Result;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Lion {
+    /// Learning rate (default 1e-4).
     pub lr: f64,
+    /// Coefficients (β₁, β₂): β₁ interpolates the update direction, β₂ the momentum `exp_avg` (default (0.9, 0.99)).
     pub betas: (f64, f64),
+    /// Decoupled weight decay: θ is scaled by `1 − lr·weight_decay` each step (default 0).
     pub weight_decay: f64,
+    /// Maximize the objective instead of minimizing it: the gradient is negated (default false).
     pub maximize: bool,
 }
 

@@ -52,12 +52,19 @@ use crate::error::Result;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Newton {
+    /// Learning rate: a factor on the update u (default 1).
     pub lr: f64,
+    /// Term added to `|h̄|` in the denominator (default 1e-8).
     pub damping: f64,
+    /// Weight decay: an L2 penalty `weight_decay·θ` added to the gradient (default 0).
     pub weight_decay: f64,
+    /// Coefficient of the running average of the gradient, `exp_avg`; 0 uses the gradient itself (default 0).
     pub beta1: f64,
+    /// Coefficient of the running average of the Hessian diagonal, `hessian_ema`; 0 uses it as given (default 0).
     pub beta2: f64,
+    /// Clamp each coordinate of the update to [−clip, clip]; 0 turns clipping off (default 0).
     pub clip: f64,
+    /// Maximize the objective instead of minimizing it: the gradient is negated (default false).
     pub maximize: bool,
 }
 

@@ -35,11 +35,17 @@ use crate::error::Result;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RAdam {
+    /// Learning rate (default 1e-3).
     pub lr: f64,
+    /// Coefficients (β₁, β₂) of the running averages of the gradient and its square (default (0.9, 0.999)).
     pub betas: (f64, f64),
+    /// Term added to the denominator for numerical stability (default 1e-8).
     pub eps: f64,
+    /// Weight decay: an L2 penalty, or decoupled with `decoupled_weight_decay` (default 0).
     pub weight_decay: f64,
+    /// Scale θ by `1 − lr·weight_decay` (AdamW-style) instead of adding an L2 term (default false).
     pub decoupled_weight_decay: bool,
+    /// Maximize the objective instead of minimizing it: the gradient is negated (default false).
     pub maximize: bool,
 }
 

@@ -11,7 +11,9 @@ use crate::error::{OptimError, Result};
 /// A named config to validate.
 #[derive(Clone, Debug)]
 pub struct Case {
+    /// The case's name, shown in test and `validate` output.
     pub name: String,
+    /// The config to validate.
     pub config: super::OptimizerConfig,
 }
 
@@ -115,7 +117,10 @@ macro_rules! registry {
         /// The fused kernels, one WGSL file each in `shaders/rules/`.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Rule {
-            $($($rule,)+)+
+            $($(
+                #[doc = concat!("The `", $name, "` kernel, `shaders/rules/", $name, ".wgsl`, run by [`", stringify!($config), "`](", stringify!($module), "::", stringify!($config), ").")]
+                $rule,
+            )+)+
         }
 
         impl Rule {
@@ -160,7 +165,10 @@ macro_rules! registry {
         /// Any supported optimizer configuration.
         #[derive(Clone, Copy, Debug, PartialEq)]
         pub enum OptimizerConfig {
-            $($config($module::$config),)+
+            $(
+                #[doc = concat!("A [`", stringify!($config), "`](", stringify!($module), "::", stringify!($config), ") config.")]
+                $config($module::$config),
+            )+
         }
 
         $(impl From<$module::$config> for OptimizerConfig {
@@ -335,7 +343,7 @@ impl super::OptimizerConfig {
     ///
     /// **Errors:** [`OptimError::UnknownOption`] for an unknown name or an
     /// option of another optimizer; [`OptimError::InvalidHyperparameter`] and
-    /// [`OptimError::InvalidOptions`] as [`OptimizerConfig::validate`].
+    /// [`OptimError::InvalidOptions`] as [`OptimizerConfig::validate`](crate::rules::OptimizerConfig::validate).
     pub fn from_pytorch(name: &str, options: &serde_json::Map<String, serde_json::Value>) -> Result<Self> {
         let lower = name.to_ascii_lowercase();
         let default = Self::default_for(&lower).map_err(|_| unknown_optimizer(name, Self::PYTORCH_NAMES))?;

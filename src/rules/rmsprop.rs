@@ -42,13 +42,21 @@ use crate::error::Result;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RmsProp {
+    /// Learning rate (default 1e-2).
     pub lr: f64,
+    /// Smoothing constant of the running average of g² (default 0.99).
     pub alpha: f64,
+    /// Term added to the denominator for numerical stability (default 1e-8).
     pub eps: f64,
+    /// Weight decay: an L2 penalty `weight_decay·θ` added to the gradient (default 0).
     pub weight_decay: f64,
+    /// Momentum factor; 0 keeps no momentum buffer (default 0).
     pub momentum: f64,
+    /// Normalize by an estimate of the gradient's variance, `v − ḡ²`, instead of `v` (default false).
     pub centered: bool,
+    /// Maximize the objective instead of minimizing it: the gradient is negated (default false).
     pub maximize: bool,
+    /// Add eps inside the square root, `√(ṽ + eps)`, instead of after it, `√ṽ + eps` (default false).
     pub eps_inside_sqrt: bool,
 }
 

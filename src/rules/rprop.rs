@@ -38,9 +38,13 @@ use crate::error::{OptimError, Result};
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Rprop {
+    /// Learning rate: the initial per-element step size (default 1e-2).
     pub lr: f64,
+    /// Multiplicative decrease and increase factors (etaminus, etaplus) (default (0.5, 1.2)).
     pub etas: (f64, f64),
+    /// Minimal and maximal step sizes (default (1e-6, 50)).
     pub step_sizes: (f64, f64),
+    /// Maximize the objective instead of minimizing it: the gradient is negated (default false).
     pub maximize: bool,
 }
 

@@ -54,11 +54,17 @@ use crate::error::{OptimError, Result};
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Sgd {
+    /// Learning rate (default 1e-3).
     pub lr: f64,
+    /// Momentum factor; 0 is plain SGD (default 0).
     pub momentum: f64,
+    /// Dampening for momentum: the gradient enters the buffer times `1 − dampening` (default 0).
     pub dampening: f64,
+    /// Weight decay: an L2 penalty `weight_decay·θ` added to the gradient (default 0).
     pub weight_decay: f64,
+    /// Use Nesterov momentum (default false).
     pub nesterov: bool,
+    /// Maximize the objective instead of minimizing it: the gradient is negated (default false).
     pub maximize: bool,
 }
 

@@ -6,32 +6,52 @@
 /// Elementwise operations of `shaders/bench/elementwise.wgsl` (the `OP` constant).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
+    /// `x ← x·a` (`x.mul_(a)`).
     MulScalar = 0,
+    /// `x ← x + a·y` (`x.add_(y, alpha=a)`).
     AddScaled = 1,
+    /// `x ← x + a·(y − x)` (`x.lerp_(y, a)`).
     Lerp = 2,
+    /// `x ← x + a·y·z` (`x.addcmul_(y, z, value=a)`).
     Addcmul = 3,
+    /// `x ← √y` (`x = y.sqrt()`).
     SqrtOf = 4,
+    /// `x ← x/a` (`x.div_(a)`).
     DivScalar = 5,
+    /// `x ← x + a` (`x.add_(a)`).
     AddScalar = 6,
+    /// `x ← x + a·y/z` (`x.addcdiv_(y, z, value=a)`).
     Addcdiv = 7,
+    /// `x ← x/y` (`x.div_(y)`).
     Div = 8,
+    /// `x ← x·y` (`x.mul_(y)`).
     Mul = 9,
+    /// `x ← y + a·z` (`x = y.add(z, alpha=a)`).
     AddOf = 10,
+    /// `x ← √x` (`x.sqrt_()`).
     Sqrt = 11,
+    /// `x ← y + a` (`x = y.add(a)`).
     AddScalarOf = 12,
 }
 
 /// Buffers an operation names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Buf {
+    /// The parameter tensor.
     Param,
+    /// The gradient, as given.
     Grad,
     /// The gradient with the L2 term added (a new tensor, as in PyTorch).
     GradWd,
+    /// State slot 0 of the rule.
     State0,
+    /// State slot 1 of the rule.
     State1,
+    /// A scratch tensor.
     Tmp0,
+    /// A second scratch tensor.
     Tmp1,
+    /// No operand: a placeholder for one the op does not read.
     Unused,
 }
 

@@ -26,16 +26,29 @@ use crate::engine::{Optimizer, ParamSlice};
 use crate::error::{OptimError, Result};
 use crate::reference::ReferenceOptimizer;
 
-fn bad(msg: impl std::fmt::Display) -> OptimError {
-    OptimError::Checkpoint(msg.to_string())
+/// An error in the run's input file (named "input" until [`in_file`]
+/// names it).
+fn input_error(msg: impl std::fmt::Display) -> OptimError {
+    OptimError::Input { file: "input".into(), message: msg.to_string() }
+}
+
+/// `e`, with the input file named `path` if it is an input error.
+fn in_file(e: OptimError, path: &Path) -> OptimError {
+    match e {
+        OptimError::Input { message, .. } => OptimError::Input { file: path.display().to_string(), message },
+        other => other,
+    }
 }
 
 /// The inputs of a run: parameters and `T' × N` gradients.
 pub struct RunInput {
+    /// The initial parameters, row-major.
     pub params: Vec<f32>,
     /// The params' shape (`[N]` or `[R, C]`).
     pub shape: Vec<usize>,
+    /// The gradient of every step, one row per step.
     pub grads: Vec<f32>,
+    /// Rows of `grads`: the most steps the input allows.
     pub rows: usize,
     /// Hessian diagonals, same shape as the grads (Newton's input).
     pub hessians: Option<Vec<f32>>,
@@ -44,13 +57,13 @@ pub struct RunInput {
 impl RunInput {
     /// Parses IN.
     ///
-    /// **Errors:** [`OptimError::Checkpoint`] for a missing or misshapen tensor.
+    /// **Errors:** [`OptimError::Input`] for a missing or misshapen tensor.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("input is not safetensors: {e}")))?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| input_error(format!("not a safetensors file: {e}")))?;
         let read = |name: &str, ranks: &[usize]| -> Result<(Vec<f32>, Vec<usize>)> {
-            let t = st.tensor(name).map_err(|_| bad(format!("input lacks tensor {name:?}")))?;
+            let t = st.tensor(name).map_err(|_| input_error(format!("no tensor {name:?}")))?;
             if t.dtype() != Dtype::F32 || !ranks.contains(&t.shape().len()) {
-                return Err(bad(format!("{name} must be f32 of rank {ranks:?}, is {:?} {:?}", t.dtype(), t.shape())));
+                return Err(input_error(format!("tensor {name:?} must be f32 of rank {ranks:?}, is {:?} {:?}", t.dtype(), t.shape())));
             }
             Ok((t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(), t.shape().to_vec()))
         };
@@ -60,13 +73,13 @@ impl RunInput {
             return Err(OptimError::EmptyParams);
         }
         if shape[1..] != param_shape[..] {
-            return Err(bad(format!("grads has rows of shape {:?}, params has {param_shape:?}", &shape[1..])));
+            return Err(input_error(format!("tensor \"grads\" has rows of shape {:?}, but \"params\" has shape {param_shape:?}", &shape[1..])));
         }
         let hessians = match st.tensor("hessians") {
             Ok(_) => {
                 let (h, hshape) = read("hessians", &[shape.len()])?;
                 if hshape != shape {
-                    return Err(bad(format!("hessians is {hshape:?}, grads {shape:?}")));
+                    return Err(input_error(format!("tensor \"hessians\" has shape {hshape:?}, but \"grads\" has {shape:?}")));
                 }
                 Some(h)
             }
@@ -94,15 +107,21 @@ impl RunInput {
 pub struct StateOut {
     /// PyTorch's name.
     pub name: &'static str,
+    /// Its shape (PyTorch's).
     pub shape: Vec<usize>,
+    /// Its values, row-major.
     pub values: Vec<f64>,
 }
 
 /// Result of a run: the params (in the input's shape) and each state tensor.
 pub struct RunOutput {
+    /// The params after the run, row-major.
     pub params: Vec<f64>,
+    /// Their shape (the input's).
     pub shape: Vec<usize>,
+    /// Each state tensor, by PyTorch name.
     pub state: Vec<StateOut>,
+    /// Steps taken.
     pub steps: u32,
 }
 
@@ -126,17 +145,17 @@ impl RunOutput {
             .iter()
             .map(|(n, s, d)| TensorView::new(dtype, s.clone(), d).map(|v| (n.clone(), v)))
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(bad)?;
-        safetensors::serialize(views, None).map_err(bad)
+            .map_err(|e| OptimError::Checkpoint(format!("writing the output: {e}")))?;
+        safetensors::serialize(views, None).map_err(|e| OptimError::Checkpoint(format!("writing the output: {e}")))
     }
 }
 
 impl RunInput {
-    /// **Errors:** [`OptimError::Checkpoint`] if the grads have fewer than
+    /// **Errors:** [`OptimError::Input`] if the grads have fewer than
     /// `steps` rows.
     pub(crate) fn check_steps(&self, steps: u32) -> Result<()> {
         if steps as usize > self.rows {
-            return Err(bad(format!("{steps} steps asked, grads has {} rows", self.rows)));
+            return Err(input_error(format!("{steps} steps asked, but tensor \"grads\" has {} rows", self.rows)));
         }
         Ok(())
     }
@@ -164,8 +183,8 @@ pub(crate) fn run_buffers(device: &wgpu::Device, queue: &wgpu::Queue, input: &Ru
 
 /// Runs `steps` steps on the GPU, feeding row t of the grads at step t.
 ///
-/// **Errors:** anything the engine reports; [`OptimError::Checkpoint`] if
-/// the grads have fewer than `steps` rows.
+/// **Errors:** anything the engine reports; [`OptimError::Input`] if the
+/// grads have fewer than `steps` rows.
 pub fn run_gpu(device: &wgpu::Device, queue: &wgpu::Queue, config: OptimizerConfig, input: &RunInput, steps: u32) -> Result<RunOutput> {
     input.check_steps(steps)?;
     let n = input.params.len() as u64;
@@ -211,15 +230,19 @@ pub fn run_reference(config: OptimizerConfig, input: &RunInput, steps: u32) -> R
 /// The optimizer of a run: a registered element-wise rule or a tensor-wise one.
 #[derive(Clone, Copy, Debug)]
 pub enum RunRule {
+    /// A registered element-wise rule, run by the fused engine.
     Elementwise(OptimizerConfig),
+    /// Muon, LAMB or Adafactor.
     Tensor(crate::matrix::TensorRule),
 }
 
 impl RunRule {
     /// The rule `name` with `options` by PyTorch name.
     ///
-    /// **Errors:** as [`OptimizerConfig::from_pytorch`].
+    /// **Errors:** [`OptimError::UnknownOptimizer`]; as
+    /// [`OptimizerConfig::from_pytorch`].
     pub fn from_pytorch(name: &str, options: &serde_json::Map<String, serde_json::Value>) -> Result<Self> {
+        crate::args::known_optimizer(name)?;
         match crate::matrix::TensorRule::defaults(name) {
             Some(_) => crate::matrix::TensorRule::from_pytorch(name, options).map(RunRule::Tensor),
             None => OptimizerConfig::from_pytorch(name, options).map(RunRule::Elementwise),
@@ -237,10 +260,12 @@ impl RunRule {
 
 /// Reads IN, runs, writes OUT (f32 from the GPU, f64 from the reference).
 ///
-/// **Errors:** [`OptimError::Io`], and as [`run_gpu`] / [`run_reference`].
+/// **Errors:** [`OptimError::Io`], [`OptimError::Input`] naming `input`
+/// and the tensor, and as [`run_gpu`] / [`run_reference`].
 pub fn run_files(gpu: Option<(&wgpu::Device, &wgpu::Queue)>, rule: RunRule, input: &Path, steps: u32, out: &Path) -> Result<RunOutput> {
     let bytes = std::fs::read(input).map_err(|e| OptimError::io(input, e))?;
-    let parsed = RunInput::parse(&bytes)?;
+    let parsed = RunInput::parse(&bytes).map_err(|e| in_file(e, input))?;
+    parsed.check_steps(steps).map_err(|e| in_file(e, input))?;
     let (result, dtype) = match (gpu, rule) {
         (Some((device, queue)), RunRule::Elementwise(config)) => (run_gpu(device, queue, config, &parsed, steps)?, Dtype::F32),
         (Some((device, queue)), RunRule::Tensor(rule)) => (tensor::run_gpu(device, queue, rule, &parsed, steps)?, Dtype::F32),

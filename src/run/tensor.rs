@@ -21,7 +21,7 @@ fn shape_of(input: &RunInput) -> (Vec<u64>, Option<(usize, usize)>) {
 ///
 /// **Errors:** anything the optimizer reports (e.g.
 /// [`OptimError::ShapeRequired`] for Muon on a 1-D input);
-/// [`OptimError::Checkpoint`] if the grads have fewer than `steps` rows.
+/// [`OptimError::Input`] if the grads have fewer than `steps` rows.
 pub fn run_gpu(device: &wgpu::Device, queue: &wgpu::Queue, rule: TensorRule, input: &RunInput, steps: u32) -> Result<RunOutput> {
     input.check_steps(steps)?;
     let n = input.params.len() as u64;

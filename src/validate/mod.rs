@@ -94,6 +94,7 @@ pub fn avoid_l2_cancellation(config: &OptimizerConfig, params: &[f64], grads: &m
 /// Error of one quantity (params or a state buffer).
 #[derive(Clone, Debug)]
 pub struct QuantityError {
+    /// "param", or the state slot's name.
     pub name: &'static str,
     /// max |gpu − ref|.
     pub max_abs: f64,
@@ -117,11 +118,17 @@ const SENTINEL: f32 = 12345.678;
 /// Result of validating one case at one size.
 #[derive(Clone, Debug)]
 pub struct CaseReport {
+    /// The case's name.
     pub name: String,
+    /// The rule the case configures.
     pub rule: Rule,
+    /// Elements of the tensor.
     pub n: usize,
+    /// Steps run.
     pub steps: u32,
+    /// The bound's `k` for the config ([`tolerance_k`]).
     pub k: f64,
+    /// Errors of the params, then of each state buffer the rule uses.
     pub quantities: Vec<QuantityError>,
     /// The final GPU params (for further checks such as determinism).
     pub gpu_params: Vec<f32>,
@@ -202,8 +209,11 @@ impl Track {
 /// random params and grads.
 #[derive(Clone, Copy, Debug)]
 pub struct Workload {
+    /// Elements of the tensor.
     pub n: usize,
+    /// Steps to run.
     pub steps: u32,
+    /// Seed of the random params and grads.
     pub seed: u64,
 }
 

@@ -17,9 +17,11 @@ const U: f64 = 1.0 / (1u64 << 24) as f64;
 /// One validation case's outcome.
 #[derive(Clone, Debug)]
 pub struct TensorCaseReport {
+    /// The case's name (as in [`cases`]).
     pub name: String,
     /// The tensors' shapes, e.g. "33x17 40x30 1x37".
     pub shapes: String,
+    /// Steps run.
     pub steps: u32,
     /// ‖θ_GPU − θ_ref‖ over its bound, worst tensor.
     pub params: f64,
@@ -28,6 +30,7 @@ pub struct TensorCaseReport {
 }
 
 impl TensorCaseReport {
+    /// Whether both the params and the state are within their bounds (ratios ≤ 1).
     pub fn passed(&self) -> bool {
         self.params <= 1.0 && self.state <= 1.0
     }
@@ -123,9 +126,13 @@ fn frobenius(v: &[f64]) -> f64 {
 /// misses more of θ (or G) than of the rest.
 #[derive(Clone, Debug)]
 pub struct TensorWorkload {
+    /// The tensors' shapes, all in one buffer pair (Muon: 2-D only).
     pub shapes: Vec<Vec<u64>>,
+    /// Steps to run.
     pub steps: u32,
+    /// Seed of the random start params and grads.
     pub seed: u64,
+    /// The ramp of the per-element scale 1 + ramp·(k/n)²; 0: no ramp.
     pub ramp: f32,
 }
 

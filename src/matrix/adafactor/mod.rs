@@ -1,6 +1,6 @@
 //! Adafactor: `torch.optim.Adafactor` — options, validation, the state
 //! layout and the f64 reference with its error bound; the GPU optimizer
-//! [`AdafactorOptimizer`] is in [`optimizer`].
+//! [`AdafactorOptimizer`] is in `optimizer.rs`.
 
 mod optimizer;
 
@@ -63,12 +63,17 @@ pub const F32_EPS: f64 = f32::EPSILON as f64;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Adafactor {
+    /// Learning rate, the cap of the relative step size rho (default 1e-2).
     pub lr: f64,
+    /// Decay exponent of the second-moment averaging weight `t^beta2_decay` (default -0.8).
     pub beta2_decay: f64,
     /// `(eps1, eps2)`; `None` is f32's machine epsilon.
     pub eps: (Option<f64>, f64),
+    /// Clipping threshold of the update's RMS (default 1.0).
     pub d: f64,
+    /// Decoupled weight decay, scaled by lr (default 0.0).
     pub weight_decay: f64,
+    /// Maximize the objective instead of minimizing (default false).
     pub maximize: bool,
 }
 
@@ -89,8 +94,11 @@ const LERP: f64 = 8.0;
 /// How a tensor's second moment is kept: B slabs of R × C, or unfactored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Factoring {
+    /// Number of R × C slabs B: the product of the leading dims.
     pub slabs: u64,
+    /// Rows R of each slab: the second-to-last dim.
     pub rows: u64,
+    /// Columns C of each slab: the last dim.
     pub cols: u64,
 }
 
@@ -154,6 +162,7 @@ pub fn split_state<T: Clone>(layout: Vec<(&'static str, Vec<u64>)>, values: &[T]
 /// One tensor's f64 reference state, with the bounds of the GPU's error.
 #[derive(Clone, Debug)]
 pub struct AdafactorReference {
+    /// How the second moment is kept (`None`: unfactored).
     pub factoring: Option<Factoring>,
     /// row_var (B·R) then col_var (B·C), or variance (numel).
     pub state: Vec<f64>,

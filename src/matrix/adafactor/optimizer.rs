@@ -15,12 +15,17 @@ gpu_struct! {
     pub struct Scalars {
         /// t^beta2_decay.
         pub w: f32,
+        /// Relative step size min(lr, 1/√t).
         pub rho: f32,
         /// 1 − lr·weight_decay.
         pub decay: f32,
+        /// Floor of the second moment's root and of the row_var slab mean (`eps[0]` resolved).
         pub eps1: f32,
+        /// Floor of RMS(θ) in the step size (`eps[1]`).
         pub eps2: f32,
+        /// Clipping threshold of RMS(U).
         pub d: f32,
+        /// 1: negate the grad (maximize).
         pub maximize: u32,
     }
 }
@@ -28,8 +33,11 @@ gpu_struct! {
 /// One state tensor of one parameter, as PyTorch's `state_dict` holds it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StateTensor {
+    /// PyTorch's state name: `row_var`, `col_var` or `variance`.
     pub name: &'static str,
+    /// PyTorch's shape of the tensor (`[.., R, 1]`, `[.., 1, C]`, or the param's).
     pub shape: Vec<u64>,
+    /// The values, row-major, as many as the shape's product.
     pub values: Vec<f32>,
 }
 
