@@ -223,6 +223,15 @@ pub enum OptimError {
         /// The underlying I/O error message.
         message: String,
     },
+    /// Data-parallel ranks that build different models (or one that refused
+    /// its inputs): every rank returns this at construction.
+    #[error("ranks disagree about the model: rank {rank} differs in {what}")]
+    RanksDisagree {
+        /// The first rank that differs from rank 0 (or refused).
+        rank: usize,
+        /// What differs.
+        what: &'static str,
+    },
     /// A checkpoint is malformed or does not fit this optimizer.
     #[error("checkpoint error: {0}")]
     Checkpoint(String),

@@ -31,6 +31,7 @@ pub mod reference;
 pub mod rules;
 pub mod run;
 pub mod schedule;
+pub mod shard;
 pub mod surfaces;
 pub mod validate;
 
@@ -67,4 +68,6 @@ mod guides {
     struct Commands;
     #[doc = include_str!("../docs/layout.md")]
     struct Layout;
+    #[doc = include_str!("../docs/sharding.md")]
+    struct Sharding;
 }

@@ -4,7 +4,7 @@
 //!
 //! Layers, from the top: the CLI (`main.rs`), the tools (`validate`,
 //! `bench`, `run`, `plot`, `surfaces`, `args`), the loop (`checkpoint`,
-//! `schedule`, `arena`, `ema`), the engine and the tensor-wise rules
+//! `schedule`, `arena`, `ema`, `shard`), the engine and the tensor-wise rules
 //! (`engine`, `matrix`, `quant`), the rules (`rules`, `reference`), the
 //! ground (`error`, `device`, `random`).
 
@@ -23,6 +23,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("quant", 2),
     ("checkpoint", 3),
     ("schedule", 3),
+    ("shard", 3),
     ("arena", 3),
     ("ema", 3),
     ("validate", 4),

@@ -1,0 +1,70 @@
+//! Real `mpirun` ranks on one machine (lavapipe on each): the sharded
+//! optimizer against one process, ranks that disagree, a rank that panics.
+//! Every launch has a deadline, so a hang fails the test instead of eating
+//! the CI budget.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `mpirun -n ranks shard-check mode`: the exit code (None if killed at the
+/// deadline), the output, and how long it took.
+fn mpirun(ranks: usize, mode: &str, deadline: Duration) -> (Option<i32>, String, Duration) {
+    let start = Instant::now();
+    let mut child = Command::new("mpirun")
+        .args(["-n", &ranks.to_string(), "--oversubscribe", "--bind-to", "none", "--mca", "btl", "self,vader"])
+        .arg(env!("CARGO_BIN_EXE_shard-check"))
+        .arg(mode)
+        // Open MPI refuses root without both (CI runs as root).
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mpirun (Debian: openmpi-bin) is installed");
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("mpirun runs") {
+            break status.code();
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("mpirun's output");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (code, text, start.elapsed())
+}
+
+/// At N = 1, 2, 3 and 4, every element-wise rule: params and gathered state
+/// after 6 steps bitwise equal to one process fed the mean grads (whose
+/// sums over ranks are exact by construction), on every rank.
+#[test]
+fn sharded_steps_equal_one_process_bitwise_at_one_to_four_ranks() {
+    for ranks in 1..=4 {
+        let (code, out, _) = mpirun(ranks, "bitwise", Duration::from_secs(120));
+        assert_eq!(code, Some(0), "{ranks} ranks:\n{out}");
+        assert_eq!(out.matches("bitwise ok").count(), ranks, "{ranks} ranks:\n{out}");
+    }
+}
+
+/// A rank that builds another model: every rank returns RanksDisagree at
+/// construction (no deadlock in a later collective).
+#[test]
+fn ranks_that_disagree_all_fail_at_construction() {
+    for ranks in [2, 3] {
+        let (code, out, _) = mpirun(ranks, "disagree", Duration::from_secs(60));
+        assert_eq!(code, Some(0), "{ranks} ranks:\n{out}");
+        assert_eq!(out.matches("ranks disagree about the model: rank 1 differs in the parameter tensors").count(), ranks, "{out}");
+    }
+}
+
+/// A rank that panics while the others wait in a collective ends the whole
+/// job within seconds, with a non-zero code.
+#[test]
+fn a_panicking_rank_ends_the_job() {
+    let (code, out, took) = mpirun(2, "panic", Duration::from_secs(60));
+    assert!(code.is_some_and(|c| c != 0), "exit {code:?} after {took:?}:\n{out}");
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert!(out.contains("rank 1 fails on purpose"), "{out}");
+}
