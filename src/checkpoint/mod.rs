@@ -28,7 +28,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde_json::{json, Value};
 
 use crate::rules::OptimizerConfig;
-use crate::engine::{Optimizer, ScalerState};
+use crate::engine::{Optimizer, ParamSlice, ScalerState};
 use crate::error::{OptimError, Result};
 
 const FORMAT: &str = "wgpu-optim/1";
@@ -82,46 +82,58 @@ fn group_config(like: &OptimizerConfig, v: &Value) -> Result<(OptimizerConfig, O
     Ok((config, initial_lr))
 }
 
-/// Everything a checkpoint holds, checked against an optimizer, ready to
-/// be written.
-struct Loaded {
-    configs: Vec<OptimizerConfig>,
-    initial_lrs: Vec<Option<f64>>,
-    host_step: u32,
-    scaler: ScalerState,
-    state: Vec<(usize, usize, Vec<f32>)>, // (param, slot, values)
+/// The model a checkpoint describes: the rule, the groups' configs and
+/// `initial_lr`s, the parameter tensors (lengths, groups) and the state
+/// slots' names.
+pub(crate) struct Model<'a> {
+    pub rule: &'static str,
+    pub configs: &'a [OptimizerConfig],
+    pub initial_lrs: &'a [Option<f64>],
+    pub params: &'a [ParamSlice],
+    pub names: Vec<&'static str>,
 }
 
-impl Optimizer {
-    /// The checkpoint as safetensors bytes (reads the state back: waits for
-    /// the GPU).
-    ///
-    /// **Errors:** [`OptimError::Readback`], [`OptimError::Checkpoint`].
-    pub fn checkpoint_bytes(&self) -> Result<Vec<u8>> {
-        let names = self.state_names();
-        let scaler = self.read_grad_control()?;
-        let device_step = (self.step_count() - scaler.skipped) as f32;
+/// Everything a checkpoint holds, checked against a model, ready to be
+/// written.
+pub(crate) struct Loaded {
+    pub configs: Vec<OptimizerConfig>,
+    pub initial_lrs: Vec<Option<f64>>,
+    pub host_step: u32,
+    pub scaler: ScalerState,
+    /// (param, slot, values)
+    pub state: Vec<(usize, usize, Vec<f32>)>,
+}
+
+/// The checkpoint of `model` after `host_step` steps, its state read by
+/// `state(slot, param)`: one optimizer's, or the shards of many ranks
+/// gathered.
+///
+/// **Errors:** what `state` returns; [`OptimError::Checkpoint`] if
+/// serialising fails.
+pub(crate) fn encode(model: &Model, host_step: u32, scaler: ScalerState, mut state: impl FnMut(usize, usize) -> Result<Vec<f32>>) -> Result<Vec<u8>> {
+        let names = &model.names;
+        let device_step = (host_step - scaler.skipped) as f32;
         let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-        for i in 0..self.params().len() {
+        for i in 0..model.params.len() {
             for (slot, name) in names.iter().enumerate().filter(|(_, n)| !n.is_empty()) {
-                let values = self.read_state(slot, i)?;
+                let values = state(slot, i)?;
                 owned.push((format!("state.{i}.{name}"), vec![values.len()], bytemuck::cast_slice(&values).to_vec()));
             }
             owned.push((format!("state.{i}.step"), vec![], device_step.to_le_bytes().to_vec()));
         }
-        let groups: Vec<Value> = self
-            .configs()
+        let groups: Vec<Value> = model
+            .configs
             .iter()
             .enumerate()
-            .map(|(g, c)| group_json(c, (0..self.params().len()).filter(|&i| self.params()[i].group as usize == g).collect(), self.initial_lrs()[g]))
+            .map(|(g, c)| group_json(c, (0..model.params.len()).filter(|&i| model.params[i].group as usize == g).collect(), model.initial_lrs[g]))
             .collect();
-        let lens: Vec<u64> = self.params().iter().map(|p| p.len()).collect();
+        let lens: Vec<u64> = model.params.iter().map(|p| p.len()).collect();
         let metadata = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
-            ("rule".to_string(), self.rule().name().to_string()),
+            ("rule".to_string(), model.rule.to_string()),
             ("param_groups".to_string(), Value::Array(groups).to_string()),
             ("lens".to_string(), json!(lens).to_string()),
-            ("host_step".to_string(), self.step_count().to_string()),
+            ("host_step".to_string(), host_step.to_string()),
             ("grad_scaler".to_string(), json!({"scale": scaler.scale, "_growth_tracker": scaler.growth_tracker, "skipped": scaler.skipped}).to_string()),
         ]);
         let views = owned
@@ -130,6 +142,20 @@ impl Optimizer {
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(corrupt)?;
         safetensors::serialize(views, Some(metadata)).map_err(corrupt)
+}
+
+impl Optimizer {
+    /// The model its checkpoints describe.
+    fn model(&self) -> Model<'_> {
+        Model { rule: self.rule().name(), configs: self.configs(), initial_lrs: self.initial_lrs(), params: self.params(), names: self.state_names() }
+    }
+
+    /// The checkpoint as safetensors bytes (reads the state back: waits for
+    /// the GPU).
+    ///
+    /// **Errors:** [`OptimError::Readback`], [`OptimError::Checkpoint`].
+    pub fn checkpoint_bytes(&self) -> Result<Vec<u8>> {
+        encode(&self.model(), self.step_count(), self.read_grad_control()?, |slot, i| self.read_state(slot, i))
     }
 
     /// Writes the checkpoint to `path` atomically ([`write_atomic`]): a
@@ -147,7 +173,7 @@ impl Optimizer {
     ///
     /// **Errors:** [`OptimError::Checkpoint`] naming what does not fit.
     pub fn load_checkpoint_bytes(&mut self, bytes: &[u8]) -> Result<()> {
-        let loaded = self.check_checkpoint(bytes)?;
+        let loaded = decode(&self.model(), bytes)?;
         for (i, slot, values) in &loaded.state {
             self.write_state(*slot, *i, values)?;
         }
@@ -166,72 +192,75 @@ impl Optimizer {
         let bytes = std::fs::read(path).map_err(|e| OptimError::io(path, e))?;
         self.load_checkpoint_bytes(&bytes)
     }
+}
 
-    fn check_checkpoint(&self, bytes: &[u8]) -> Result<Loaded> {
-        let st = SafeTensors::deserialize(bytes).map_err(|e| corrupt(format!("not a safetensors file: {e}")))?;
-        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| corrupt(format!("bad header: {e}")))?;
-        let meta = meta.metadata().as_ref().ok_or_else(|| corrupt("no metadata"))?;
-        let get = |k: &str| meta.get(k).ok_or_else(|| corrupt(format!("metadata lacks {k:?}")));
-        if get("format")? != FORMAT {
-            return Err(corrupt(format!("format {:?} is not {FORMAT:?}", get("format")?)));
-        }
-        if get("rule")? != self.rule().name() {
-            return Err(corrupt(format!("checkpoint of {:?}, this optimizer runs {:?}", get("rule")?, self.rule().name())));
-        }
-        let lens: Vec<u64> = serde_json::from_str(get("lens")?).map_err(|_| corrupt("lens is not a list of lengths"))?;
-        let ours: Vec<u64> = self.params().iter().map(|p| p.len()).collect();
-        if lens != ours {
-            return Err(corrupt(format!("parameter lengths {lens:?} differ from this optimizer's {ours:?}")));
-        }
-        let groups: Vec<Value> = serde_json::from_str(get("param_groups")?).map_err(|_| corrupt("param_groups is not a JSON list"))?;
-        if groups.len() != self.configs().len() {
-            return Err(corrupt(format!("{} param groups, this optimizer has {}", groups.len(), self.configs().len())));
-        }
-        let (mut configs, mut initial_lrs) = (Vec::with_capacity(groups.len()), Vec::with_capacity(groups.len()));
-        for (g, (v, current)) in groups.iter().zip(self.configs()).enumerate() {
-            let (c, initial_lr) = group_config(current, v)?;
-            if c.flags() != current.flags() || c.state_names() != current.state_names() {
-                return Err(corrupt(format!("param group {g} uses other options (flags) than this optimizer")));
-            }
-            let members: Vec<usize> = serde_json::from_value(v["params"].clone()).map_err(|_| corrupt(format!("param group {g} lacks its params list")))?;
-            let expected: Vec<usize> = (0..ours.len()).filter(|&i| self.params()[i].group as usize == g).collect();
-            if members != expected {
-                return Err(corrupt(format!("param group {g} holds params {members:?}, this optimizer {expected:?}")));
-            }
-            configs.push(c);
-            initial_lrs.push(initial_lr);
-        }
-        let host_step: u32 = get("host_step")?.parse().map_err(|_| corrupt("host_step is not a step count"))?;
-        let sc: Value = serde_json::from_str(get("grad_scaler")?).map_err(|_| corrupt("grad_scaler is not JSON"))?;
-        let scaler = ScalerState {
-            scale: sc["scale"].as_f64().filter(|s| s.is_finite() && *s > 0.0).ok_or_else(|| corrupt("grad_scaler.scale"))? as f32,
-            growth_tracker: sc["_growth_tracker"].as_u64().and_then(|v| u32::try_from(v).ok()).ok_or_else(|| corrupt("grad_scaler._growth_tracker"))?,
-            skipped: sc["skipped"].as_u64().and_then(|v| u32::try_from(v).ok()).filter(|&s| s <= host_step).ok_or_else(|| corrupt("grad_scaler.skipped"))?,
-            found_inf: 0,
-        };
-        let f32_tensor = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
-            let t = st.tensor(name).map_err(|_| corrupt(format!("missing tensor {name}")))?;
-            if t.dtype() != Dtype::F32 || t.shape() != shape {
-                return Err(corrupt(format!("tensor {name} is {:?} {:?}, expected F32 {shape:?}", t.dtype(), t.shape())));
-            }
-            Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
-        };
-        let names = self.state_names();
-        let mut state = Vec::new();
-        let device_step = (host_step - scaler.skipped) as f32;
-        for (i, &len) in ours.iter().enumerate() {
-            for (slot, name) in names.iter().enumerate().filter(|(_, n)| !n.is_empty()) {
-                state.push((i, slot, f32_tensor(&format!("state.{i}.{name}"), &[len as usize])?));
-            }
-            let step = f32_tensor(&format!("state.{i}.step"), &[])?;
-            if step[0] != device_step {
-                return Err(corrupt(format!("state.{i}.step = {} disagrees with host_step − skipped = {device_step}", step[0])));
-            }
-        }
-        let expected_tensors = ours.len() * (1 + names.iter().filter(|n| !n.is_empty()).count());
-        if st.len() != expected_tensors {
-            return Err(corrupt(format!("{} tensors, expected {expected_tensors}", st.len())));
-        }
-        Ok(Loaded { configs, initial_lrs, host_step, scaler, state })
+/// Everything `bytes` holds, checked against `model`; nothing is changed.
+///
+/// **Errors:** [`OptimError::Checkpoint`] naming what does not fit.
+pub(crate) fn decode(model: &Model, bytes: &[u8]) -> Result<Loaded> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| corrupt(format!("not a safetensors file: {e}")))?;
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| corrupt(format!("bad header: {e}")))?;
+    let meta = meta.metadata().as_ref().ok_or_else(|| corrupt("no metadata"))?;
+    let get = |k: &str| meta.get(k).ok_or_else(|| corrupt(format!("metadata lacks {k:?}")));
+    if get("format")? != FORMAT {
+        return Err(corrupt(format!("format {:?} is not {FORMAT:?}", get("format")?)));
     }
+    if get("rule")? != model.rule {
+        return Err(corrupt(format!("checkpoint of {:?}, this optimizer runs {:?}", get("rule")?, model.rule)));
+    }
+    let lens: Vec<u64> = serde_json::from_str(get("lens")?).map_err(|_| corrupt("lens is not a list of lengths"))?;
+    let ours: Vec<u64> = model.params.iter().map(|p| p.len()).collect();
+    if lens != ours {
+        return Err(corrupt(format!("parameter lengths {lens:?} differ from this optimizer's {ours:?}")));
+    }
+    let groups: Vec<Value> = serde_json::from_str(get("param_groups")?).map_err(|_| corrupt("param_groups is not a JSON list"))?;
+    if groups.len() != model.configs.len() {
+        return Err(corrupt(format!("{} param groups, this optimizer has {}", groups.len(), model.configs.len())));
+    }
+    let (mut configs, mut initial_lrs) = (Vec::with_capacity(groups.len()), Vec::with_capacity(groups.len()));
+    for (g, (v, current)) in groups.iter().zip(model.configs).enumerate() {
+        let (c, initial_lr) = group_config(current, v)?;
+        if c.flags() != current.flags() || c.state_names() != current.state_names() {
+            return Err(corrupt(format!("param group {g} uses other options (flags) than this optimizer")));
+        }
+        let members: Vec<usize> = serde_json::from_value(v["params"].clone()).map_err(|_| corrupt(format!("param group {g} lacks its params list")))?;
+        let expected: Vec<usize> = (0..ours.len()).filter(|&i| model.params[i].group as usize == g).collect();
+        if members != expected {
+            return Err(corrupt(format!("param group {g} holds params {members:?}, this optimizer {expected:?}")));
+        }
+        configs.push(c);
+        initial_lrs.push(initial_lr);
+    }
+    let host_step: u32 = get("host_step")?.parse().map_err(|_| corrupt("host_step is not a step count"))?;
+    let sc: Value = serde_json::from_str(get("grad_scaler")?).map_err(|_| corrupt("grad_scaler is not JSON"))?;
+    let scaler = ScalerState {
+        scale: sc["scale"].as_f64().filter(|s| s.is_finite() && *s > 0.0).ok_or_else(|| corrupt("grad_scaler.scale"))? as f32,
+        growth_tracker: sc["_growth_tracker"].as_u64().and_then(|v| u32::try_from(v).ok()).ok_or_else(|| corrupt("grad_scaler._growth_tracker"))?,
+        skipped: sc["skipped"].as_u64().and_then(|v| u32::try_from(v).ok()).filter(|&s| s <= host_step).ok_or_else(|| corrupt("grad_scaler.skipped"))?,
+        found_inf: 0,
+    };
+    let f32_tensor = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+        let t = st.tensor(name).map_err(|_| corrupt(format!("missing tensor {name}")))?;
+        if t.dtype() != Dtype::F32 || t.shape() != shape {
+            return Err(corrupt(format!("tensor {name} is {:?} {:?}, expected F32 {shape:?}", t.dtype(), t.shape())));
+        }
+        Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    };
+    let names = &model.names;
+    let mut state = Vec::new();
+    let device_step = (host_step - scaler.skipped) as f32;
+    for (i, &len) in ours.iter().enumerate() {
+        for (slot, name) in names.iter().enumerate().filter(|(_, n)| !n.is_empty()) {
+            state.push((i, slot, f32_tensor(&format!("state.{i}.{name}"), &[len as usize])?));
+        }
+        let step = f32_tensor(&format!("state.{i}.step"), &[])?;
+        if step[0] != device_step {
+            return Err(corrupt(format!("state.{i}.step = {} disagrees with host_step − skipped = {device_step}", step[0])));
+        }
+    }
+    let expected_tensors = ours.len() * (1 + names.iter().filter(|n| !n.is_empty()).count());
+    if st.len() != expected_tensors {
+        return Err(corrupt(format!("{} tensors, expected {expected_tensors}", st.len())));
+    }
+    Ok(Loaded { configs, initial_lrs, host_step, scaler, state })
 }

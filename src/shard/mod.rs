@@ -10,6 +10,7 @@
 //! and params travel through host memory (one mapped read of the grads and
 //! one of the shard's params per step), so a step waits for the GPU.
 
+mod checkpoint;
 pub mod plan;
 
 pub use plan::{Piece, Shard, ShardPlan, Sharding};
@@ -150,8 +151,8 @@ pub struct ShardedOptimizer<C: Collectives> {
     device: wgpu::Device,
     queue: wgpu::Queue,
     plan: ShardPlan,
-    /// Group 0's config (the rule and its state slots).
-    config: OptimizerConfig,
+    /// Each group's config.
+    configs: Vec<OptimizerConfig>,
     params: Vec<ParamSlice>,
     /// The fused step over this rank's pieces (`None` for an empty shard).
     engine: Option<Optimizer>,
@@ -190,7 +191,7 @@ impl<C: Collectives> ShardedOptimizer<C> {
             true => None,
             false => Some(Optimizer::with_groups(device, queue, configs, &slices, options)?),
         };
-        Ok(ShardedOptimizer { comm, device: device.clone(), queue: queue.clone(), plan, config: configs[0], params: params.to_vec(), engine, shard_grads, steps: 0 })
+        Ok(ShardedOptimizer { comm, device: device.clone(), queue: queue.clone(), plan, configs: configs.to_vec(), params: params.to_vec(), engine, shard_grads, steps: 0 })
     }
 
     /// One data-parallel step from the grads in every rank's grad buffers:
@@ -268,7 +269,7 @@ impl<C: Collectives> ShardedOptimizer<C> {
 
     /// The state names of the rule, by slot (empty where a slot is unused).
     pub fn state_names(&self) -> Vec<&'static str> {
-        self.config.state_names()
+        self.configs[0].state_names()
     }
 
     /// Bytes of optimizer state this rank holds.

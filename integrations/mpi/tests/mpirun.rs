@@ -13,7 +13,7 @@ fn mpirun(ranks: usize, mode: &str, deadline: Duration) -> (Option<i32>, String,
     let mut child = Command::new("mpirun")
         .args(["-n", &ranks.to_string(), "--oversubscribe", "--bind-to", "none", "--mca", "btl", "self,vader"])
         .arg(env!("CARGO_BIN_EXE_shard-check"))
-        .arg(mode)
+        .args(mode.split(' '))
         // Open MPI refuses root without both (CI runs as root).
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
@@ -67,4 +67,25 @@ fn a_panicking_rank_ends_the_job() {
     assert!(code.is_some_and(|c| c != 0), "exit {code:?} after {took:?}:\n{out}");
     assert!(took < Duration::from_secs(30), "took {took:?}");
     assert!(out.contains("rank 1 fails on purpose"), "{out}");
+}
+
+/// Save at N = 4, load at N = 2, 3 and 1, and continue: bitwise the
+/// uninterrupted run. The merged checkpoint also resumes one process's
+/// `Optimizer`.
+#[test]
+fn checkpoints_reshard_and_merge() {
+    let dir = std::env::temp_dir().join(format!("wgpu-optim-mpi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = dir.to_str().unwrap().to_string();
+    let run = |ranks: usize, mode: &str| {
+        let (code, out, _) = mpirun(ranks, &format!("{mode} {dir}"), Duration::from_secs(120));
+        assert_eq!(code, Some(0), "{mode} at {ranks} ranks:\n{out}");
+        assert_eq!(out.matches(&format!("{mode} ok")).count(), ranks, "{mode} at {ranks} ranks:\n{out}");
+    };
+    run(4, "save");
+    for ranks in [2, 3, 1] {
+        run(ranks, "resume");
+    }
+    run(1, "merged");
+    std::fs::remove_dir_all(&dir).ok();
 }
