@@ -136,6 +136,22 @@ fn check_local(configs: &[OptimizerConfig], params: &[ParamSlice], options: &Eng
     Ok(())
 }
 
+/// The phases of a sharded step, in order (see
+/// [`ShardedOptimizer::step_observed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// The grads read back to the host.
+    ReadGrads,
+    /// The reduce-scatter of the grads over the ranks.
+    ReduceScatter,
+    /// The mean grads uploaded, the shard stepped, its params read back.
+    ShardStep,
+    /// The all-gather of the updated params.
+    AllGather,
+    /// The params written to the param buffers (queued for the next submit).
+    WriteParams,
+}
+
 /// A data-parallel optimizer whose state is sharded across ranks.
 ///
 /// Built on every rank from the same configs and tensors (checked); each
@@ -201,40 +217,45 @@ impl<C: Collectives> ShardedOptimizer<C> {
     /// **Errors:** [`OptimError::StepOverflow`], the readbacks' and the
     /// transport's failures, and as [`Optimizer::step`].
     pub fn step(&mut self) -> Result<()> {
+        self.step_observed(|_| {})
+    }
+
+    /// [`ShardedOptimizer::step`], calling `done` as each [`Phase`] ends
+    /// (for timing).
+    ///
+    /// **Errors:** as [`ShardedOptimizer::step`].
+    pub fn step_observed(&mut self, mut done: impl FnMut(Phase)) -> Result<()> {
         let steps = self.steps.checked_add(1).ok_or(OptimError::StepOverflow)?;
         let counts = self.plan.counts();
         let grad_ranges: Vec<_> = self.params.iter().map(|p| (&p.grad, p.grad_offset, p.len())).collect();
         let grads = crate::device::read_ranges_f32(&self.device, &self.queue, &grad_ranges)?;
+        done(Phase::ReadGrads);
         let mut mine = vec![0.0f32; counts[self.comm.rank()]];
         self.comm.reduce_scatter_sum(&grads, &counts, &mut mine)?;
+        done(Phase::ReduceScatter);
         let ranks = self.comm.ranks() as f32;
         mine.iter_mut().for_each(|g| *g /= ranks);
-        if let Some(engine) = &mut self.engine {
-            self.queue.write_buffer(&self.shard_grads, 0, bytemuck::cast_slice(&mine));
-            engine.step()?;
-        }
-        let shard_params = self.read_shard(|engine, i| (&engine.params()[i].param, engine.params()[i].param_offset, engine.params()[i].len()))?;
+        let shard_params = match &mut self.engine {
+            Some(engine) => {
+                self.queue.write_buffer(&self.shard_grads, 0, bytemuck::cast_slice(&mine));
+                engine.step()?;
+                let ranges: Vec<_> = engine.params().iter().map(|p| (&p.param, p.param_offset, p.len())).collect();
+                crate::device::read_ranges_f32(&self.device, &self.queue, &ranges)?
+            }
+            None => Vec::new(),
+        };
+        done(Phase::ShardStep);
         let mut flat = vec![0.0f32; self.plan.total() as usize];
         self.comm.all_gather(&shard_params, &counts, &mut flat)?;
+        done(Phase::AllGather);
         let mut at = 0usize;
         for p in &self.params {
             self.queue.write_buffer(&p.param, 4 * p.param_offset, bytemuck::cast_slice(&flat[at..at + p.len() as usize]));
             at += p.len() as usize;
         }
+        done(Phase::WriteParams);
         self.steps = steps;
         Ok(())
-    }
-
-    /// The values of this rank's pieces, read back in shard order; `range`
-    /// names piece i's buffer range.
-    fn read_shard<'a>(&'a self, range: impl Fn(&'a Optimizer, usize) -> (&'a wgpu::Buffer, u64, u64)) -> Result<Vec<f32>> {
-        match &self.engine {
-            Some(engine) => {
-                let ranges: Vec<_> = (0..engine.params().len()).map(|i| range(engine, i)).collect();
-                crate::device::read_ranges_f32(&self.device, &self.queue, &ranges)
-            }
-            None => Ok(Vec::new()),
-        }
     }
 
     /// State slot `slot` of every tensor, gathered from all ranks into the

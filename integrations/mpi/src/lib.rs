@@ -9,6 +9,8 @@
 //! use wgpu_optim::{device, shard::ShardedOptimizer, AdamW, EngineOptions, ParamArena};
 //! use wgpu_optim_mpi::MpiCollectives;
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // wgpu_optim_mpi::run_rank(|comm| { ... }) wraps a rank's main: an error or a
+//! // panic on any rank ends the whole job instead of leaving the others waiting.
 //! let comm = MpiCollectives::init()?; // MPI_Init; a panic on any rank now ends the job
 //! let gpu = device::headless()?;
 //! let arena = ParamArena::new(&gpu.device, &[4096, 64])?; // the same model on every rank
@@ -50,6 +52,27 @@ impl MpiCollectives {
     pub fn world(&self) -> &SimpleCommunicator {
         &self.world
     }
+}
+
+/// Runs a rank's `main` with an initialised MPI world and ends the process:
+/// on `Ok`, MPI is finalised and the process exits 0; on an error, it is
+/// printed and the whole job is aborted (`MPI_Abort`, exit code 1), so the
+/// other ranks do not wait forever in a collective for this one. Panics
+/// abort the job too ([`abort_on_panic`]).
+pub fn run_rank(main: impl FnOnce(&MpiCollectives) -> std::result::Result<(), Box<dyn std::error::Error>>) -> ! {
+    let comm = match MpiCollectives::init() {
+        Ok(comm) => comm,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = main(&comm) {
+        eprintln!("rank {} of {}: {e}", comm.rank(), comm.ranks());
+        comm.world.abort(1);
+    }
+    drop(comm);
+    std::process::exit(0);
 }
 
 /// Makes a panic on this rank end the whole job (`MPI_Abort`), instead of

@@ -59,14 +59,17 @@ fn ranks_that_disagree_all_fail_at_construction() {
     }
 }
 
-/// A rank that panics while the others wait in a collective ends the whole
-/// job within seconds, with a non-zero code.
+/// A rank that panics, or returns an error from its main, while the others
+/// wait in a collective ends the whole job within seconds, with a non-zero
+/// code.
 #[test]
-fn a_panicking_rank_ends_the_job() {
-    let (code, out, took) = mpirun(2, "panic", Duration::from_secs(60));
-    assert!(code.is_some_and(|c| c != 0), "exit {code:?} after {took:?}:\n{out}");
-    assert!(took < Duration::from_secs(30), "took {took:?}");
-    assert!(out.contains("rank 1 fails on purpose"), "{out}");
+fn a_failing_rank_ends_the_job() {
+    for (mode, says) in [("panic", "rank 1 fails on purpose"), ("error", "rank 1 returns an error on purpose")] {
+        let (code, out, took) = mpirun(2, mode, Duration::from_secs(60));
+        assert!(code.is_some_and(|c| c != 0), "{mode}: exit {code:?} after {took:?}:\n{out}");
+        assert!(took < Duration::from_secs(30), "{mode}: took {took:?}");
+        assert!(out.contains(says), "{mode}: {out}");
+    }
 }
 
 /// Save at N = 4, load at N = 2, 3 and 1, and continue: bitwise the

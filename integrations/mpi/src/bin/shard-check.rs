@@ -5,6 +5,7 @@
 //! mpirun -n 3 shard-check bitwise    every element-wise rule: sharded = one process on the mean grads, bitwise
 //! mpirun -n 2 shard-check disagree   rank 1 builds another model: every rank gets RanksDisagree
 //! mpirun -n 2 shard-check panic      rank 1 panics before its first step: the job ends, non-zero
+//! mpirun -n 2 shard-check error      rank 1 returns an error instead: the same
 //! mpirun -n 4 shard-check save DIR   3 steps, then the merged checkpoint and the params in DIR
 //! mpirun -n 2 shard-check resume DIR loads them, 3 more steps: bitwise 6 steps of one process
 //! mpirun -n 1 shard-check merged DIR the same, resumed by one process's Optimizer
@@ -43,53 +44,14 @@ fn mean_grad(ranks: usize, t: u64, i: u64) -> f32 {
     (0..ranks).map(|r| grad(r, t, i)).sum::<f32>() / ranks as f32
 }
 
-/// Params, then every state slot, after `STEPS` steps: sharded over the
-/// world, or one process fed the mean grads.
-fn run(gpu: &Gpu, comm: Option<&MpiCollectives>, config: OptimizerConfig, ranks: usize, rank: usize) -> Result<Vec<u32>, OptimError> {
-    let size = (starts()[4] + 64 + 3) as usize;
-    let (p, g) = (buffer(gpu, &random_params(5, size)), buffer(gpu, &vec![0.0; size]));
-    let slices: Vec<ParamSlice> = starts().iter().zip(LENS).enumerate().map(|(i, (&s, len))| ParamSlice::range(&p, s, &g, s, len).in_group((i % 2) as u32)).collect();
-    let mut group1 = config;
-    group1.set_lr(config.lr() * 0.5);
-    let configs = [config, group1];
-    let write_grads = |f: &dyn Fn(u64) -> f32| {
-        let values: Vec<f32> = (0..size as u64).map(f).collect();
-        gpu.queue.write_buffer(&g, 0, bytemuck::cast_slice(&values));
-    };
-    let mut out = Vec::new();
-    match comm {
-        Some(comm) => {
-            let mut opt = ShardedOptimizer::new(comm, &gpu.device, &gpu.queue, &configs, &slices, EngineOptions::default())?;
-            for t in 0..STEPS {
-                write_grads(&|i| grad(rank, t, i));
-                opt.step()?;
-            }
-            out.extend(read_f32(&gpu.device, &gpu.queue, &p, 0, size as u64)?.iter().map(|x| x.to_bits()));
-            for (slot, _) in opt.state_names().iter().enumerate().filter(|(_, n)| !n.is_empty()) {
-                out.extend(opt.gather_state(slot)?.iter().map(|x| x.to_bits()));
-            }
-        }
-        None => {
-            let mut opt = Optimizer::with_groups(&gpu.device, &gpu.queue, &configs, &slices, EngineOptions::default())?;
-            for t in 0..STEPS {
-                write_grads(&|i| mean_grad(ranks, t, i));
-                opt.step()?;
-            }
-            out.extend(read_f32(&gpu.device, &gpu.queue, &p, 0, size as u64)?.iter().map(|x| x.to_bits()));
-            for (slot, _) in opt.state_names().iter().enumerate().filter(|(_, n)| !n.is_empty()) {
-                out.extend((0..LENS.len()).map(|i| opt.read_state(slot, i)).collect::<Result<Vec<_>, _>>()?.concat().iter().map(|x| x.to_bits()));
-            }
-        }
-    }
-    Ok(out)
-}
-
 fn bitwise(gpu: &Gpu, comm: &MpiCollectives) -> Result<bool, OptimError> {
     let (rank, ranks) = (comm.rank(), comm.ranks());
+    let params = random_params(5, size());
     let mut ok = true;
     for case in one_case_per_rule() {
-        let sharded = run(gpu, Some(comm), case.config, ranks, rank)?;
-        let single = run(gpu, None, case.config, ranks, rank)?;
+        let (mine, mean) = (|t, i| grad(rank, t, i), |t, i| mean_grad(ranks, t, i));
+        let sharded = train(gpu, Some(comm), &Run { configs: groups(case.config), params: &params, grad: &mine, steps: 0..STEPS, load: None, save: None })?;
+        let single = train(gpu, None, &Run { configs: groups(case.config), params: &params, grad: &mean, steps: 0..STEPS, load: None, save: None })?;
         let differ = sharded.iter().zip(&single).filter(|(a, b)| a != b).count() + sharded.len().abs_diff(single.len());
         if differ > 0 {
             eprintln!("rank {rank}/{ranks}: {}: {differ} of {} words differ from one process", case.name, single.len());
@@ -131,53 +93,67 @@ fn same_grad(t: u64, i: u64) -> f32 {
     grad(0, t, i)
 }
 
-/// AdamW over the tensors from `params`, stepped from step `from` to `to`
-/// on the same grads: sharded over the world (loading `checkpoint` first
-/// if given), or in one process. Returns the params and every state slot.
-fn resume(gpu: &Gpu, comm: Option<&MpiCollectives>, params: &[f32], checkpoint: Option<&str>, from: u64, to: u64, save: Option<&str>) -> Result<Vec<u32>, OptimError> {
-    let (p, g) = (buffer(gpu, params), buffer(gpu, &vec![0.0; params.len()]));
+/// One training run over the tensors: the configs (two groups), the
+/// params it starts from, the grad of (step, element) each rank writes,
+/// the steps, and a checkpoint to load first or to save at the end.
+struct Run<'a> {
+    configs: [OptimizerConfig; 2],
+    params: &'a [f32],
+    grad: &'a dyn Fn(u64, u64) -> f32,
+    steps: std::ops::Range<u64>,
+    load: Option<&'a str>,
+    save: Option<&'a str>,
+}
+
+/// The params, then every state slot, after `run`: sharded over the world
+/// (`comm`), or in one process.
+fn train(gpu: &Gpu, comm: Option<&MpiCollectives>, run: &Run) -> Result<Vec<u32>, OptimError> {
+    let n = run.params.len() as u64;
+    let (p, g) = (buffer(gpu, run.params), buffer(gpu, &vec![0.0; n as usize]));
     let slices: Vec<ParamSlice> = starts().iter().zip(LENS).enumerate().map(|(i, (&s, len))| ParamSlice::range(&p, s, &g, s, len).in_group((i % 2) as u32)).collect();
-    let decay = |weight_decay| OptimizerConfig::from(wgpu_optim::AdamW { lr: 1e-2, weight_decay, ..wgpu_optim::AdamW::default() });
-    let configs = [decay(0.1), decay(0.0)];
     let grads = |t: u64| {
-        let values: Vec<f32> = (0..params.len() as u64).map(|i| same_grad(t, i)).collect();
+        let values: Vec<f32> = (0..n).map(|i| (run.grad)(t, i)).collect();
         gpu.queue.write_buffer(&g, 0, bytemuck::cast_slice(&values));
     };
-    let mut out = Vec::new();
+    let read = |read_state: &dyn Fn(usize) -> Result<Vec<f32>, OptimError>, names: Vec<&str>| -> Result<Vec<u32>, OptimError> {
+        let mut out: Vec<u32> = read_f32(&gpu.device, &gpu.queue, &p, 0, n)?.iter().map(|x| x.to_bits()).collect();
+        for (slot, _) in names.iter().enumerate().filter(|(_, n)| !n.is_empty()) {
+            out.extend(read_state(slot)?.iter().map(|x| x.to_bits()));
+        }
+        Ok(out)
+    };
     match comm {
         Some(comm) => {
-            let mut opt = ShardedOptimizer::new(comm, &gpu.device, &gpu.queue, &configs, &slices, EngineOptions::default())?;
-            if let Some(path) = checkpoint {
-                opt.load_checkpoint(path)?;
-            }
-            for t in from..to {
+            let mut opt = ShardedOptimizer::new(comm, &gpu.device, &gpu.queue, &run.configs, &slices, EngineOptions::default())?;
+            run.load.map(|path| opt.load_checkpoint(path)).transpose()?;
+            for t in run.steps.clone() {
                 grads(t);
                 opt.step()?;
             }
-            if let Some(path) = save {
-                opt.save_checkpoint(path)?;
-            }
-            out.extend(read_f32(&gpu.device, &gpu.queue, &p, 0, params.len() as u64)?.iter().map(|x| x.to_bits()));
-            for (slot, _) in opt.state_names().iter().enumerate().filter(|(_, n)| !n.is_empty()) {
-                out.extend(opt.gather_state(slot)?.iter().map(|x| x.to_bits()));
-            }
+            run.save.map(|path| opt.save_checkpoint(path)).transpose()?;
+            read(&|slot| opt.gather_state(slot), opt.state_names())
         }
         None => {
-            let mut opt = Optimizer::with_groups(&gpu.device, &gpu.queue, &configs, &slices, EngineOptions::default())?;
-            if let Some(path) = checkpoint {
-                opt.load_checkpoint(path)?;
-            }
-            for t in from..to {
+            let mut opt = Optimizer::with_groups(&gpu.device, &gpu.queue, &run.configs, &slices, EngineOptions::default())?;
+            run.load.map(|path| opt.load_checkpoint(path)).transpose()?;
+            for t in run.steps.clone() {
                 grads(t);
                 opt.step()?;
             }
-            out.extend(read_f32(&gpu.device, &gpu.queue, &p, 0, params.len() as u64)?.iter().map(|x| x.to_bits()));
-            for (slot, _) in opt.state_names().iter().enumerate().filter(|(_, n)| !n.is_empty()) {
-                out.extend((0..LENS.len()).map(|i| opt.read_state(slot, i)).collect::<Result<Vec<_>, _>>()?.concat().iter().map(|x| x.to_bits()));
-            }
+            read(&|slot| Ok((0..LENS.len()).map(|i| opt.read_state(slot, i)).collect::<Result<Vec<_>, _>>()?.concat()), opt.state_names())
         }
     }
-    Ok(out)
+}
+
+/// Group 0's config, and group 1's at half its lr.
+fn groups(config: OptimizerConfig) -> [OptimizerConfig; 2] {
+    let mut half = config;
+    half.set_lr(config.lr() * 0.5);
+    [config, half]
+}
+
+fn size() -> usize {
+    (starts()[4] + 64 + 3) as usize
 }
 
 /// `save DIR`: 3 sharded steps, then the merged checkpoint and the params
@@ -186,20 +162,21 @@ fn resume(gpu: &Gpu, comm: Option<&MpiCollectives>, params: &[f32], checkpoint: 
 /// uninterrupted steps of one process. `merged DIR`: the same, resumed by
 /// one process's `Optimizer` from the merged checkpoint.
 fn checkpoints(gpu: &Gpu, comm: &MpiCollectives, mode: &str, dir: &str) -> Result<bool, OptimError> {
-    let size = (starts()[4] + 64 + 3) as usize;
     let (state, params) = (format!("{dir}/optimizer.safetensors"), format!("{dir}/params.f32"));
+    let adamw = |weight_decay| OptimizerConfig::from(wgpu_optim::AdamW { lr: 1e-2, weight_decay, ..wgpu_optim::AdamW::default() });
+    let start = random_params(5, size());
+    let run = |params, steps, load, save| Run { configs: [adamw(0.1), adamw(0.0)], params, grad: &same_grad, steps, load, save };
+    let io = |e: std::io::Error| OptimError::io(std::path::Path::new(&params), e);
     if mode == "save" {
-        let out = resume(gpu, Some(comm), &random_params(5, size), None, 0, 3, Some(&state))?;
+        let out = train(gpu, Some(comm), &run(&start, 0..3, None, Some(&state)))?;
         if comm.rank() == 0 {
-            let bits: Vec<u8> = out[..size].iter().flat_map(|b| b.to_le_bytes()).collect();
-            std::fs::write(&params, bits).map_err(|e| OptimError::io(std::path::Path::new(&params), e))?;
+            std::fs::write(&params, out[..size()].iter().flat_map(|b| b.to_le_bytes()).collect::<Vec<u8>>()).map_err(io)?;
         }
         return Ok(true);
     }
-    let bytes = std::fs::read(&params).map_err(|e| OptimError::io(std::path::Path::new(&params), e))?;
-    let saved: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    let resumed = resume(gpu, (mode == "resume").then_some(comm), &saved, Some(&state), 3, 6, None)?;
-    let whole = resume(gpu, None, &random_params(5, size), None, 0, 6, None)?;
+    let saved: Vec<f32> = std::fs::read(&params).map_err(io)?.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let resumed = train(gpu, (mode == "resume").then_some(comm), &run(&saved, 3..6, Some(&state), None))?;
+    let whole = train(gpu, None, &run(&start, 0..6, None, None))?;
     let differ = resumed.iter().zip(&whole).filter(|(a, b)| a != b).count() + resumed.len().abs_diff(whole.len());
     if differ > 0 {
         eprintln!("rank {}/{}: {mode}: {differ} of {} words differ from the uninterrupted run", comm.rank(), comm.ranks(), whole.len());
@@ -207,23 +184,34 @@ fn checkpoints(gpu: &Gpu, comm: &MpiCollectives, mode: &str, dir: &str) -> Resul
     Ok(differ == 0)
 }
 
-fn main() {
-    let mode = std::env::args().nth(1).unwrap_or_default();
-    let comm = MpiCollectives::init().expect("MPI initialises once");
-    let gpu = device::headless().expect("a GPU adapter on every rank");
-    let ok = match mode.as_str() {
-        "bitwise" => bitwise(&gpu, &comm).unwrap_or_else(|e| panic!("rank {}: {e}", comm.rank())),
-        "disagree" => disagree(&gpu, &comm),
-        "panic" => panic_on_rank_one(&gpu, &comm).unwrap_or_else(|e| panic!("{e}")),
-        "save" | "resume" | "merged" => {
-            let dir = std::env::args().nth(2).expect("a directory for the checkpoint");
-            checkpoints(&gpu, &comm, &mode, &dir).unwrap_or_else(|e| panic!("rank {}: {e}", comm.rank()))
-        }
-        other => panic!("unknown mode {other:?}: bitwise, disagree, panic, save, resume or merged"),
-    };
-    if ok {
-        println!("rank {}/{}: {mode} ok", comm.rank(), comm.ranks());
+/// Rank 1 fails with an error (not a panic) before its first step.
+fn error_on_rank_one(gpu: &Gpu, comm: &MpiCollectives) -> Result<bool, OptimError> {
+    let (p, g) = (buffer(gpu, &[0.5; 64]), buffer(gpu, &[0.0; 64]));
+    let mut opt = ShardedOptimizer::new(comm, &gpu.device, &gpu.queue, &[wgpu_optim::AdamW::default().into()], &[ParamSlice::whole(&p, &g)], EngineOptions::default())?;
+    if comm.rank() == 1 {
+        return Err(OptimError::InvalidOptions("rank 1 returns an error on purpose"));
     }
-    drop(comm);
-    std::process::exit(if ok { 0 } else { 1 });
+    opt.step()?; // the other ranks wait here for rank 1
+    Ok(true)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args.get(1).cloned().unwrap_or_default();
+    wgpu_optim_mpi::run_rank(|comm| {
+        let gpu = device::headless()?;
+        let ok = match mode.as_str() {
+            "bitwise" => bitwise(&gpu, comm)?,
+            "disagree" => disagree(&gpu, comm),
+            "panic" => panic_on_rank_one(&gpu, comm)?,
+            "error" => error_on_rank_one(&gpu, comm)?,
+            "save" | "resume" | "merged" => checkpoints(&gpu, comm, &mode, args.get(2).ok_or("a directory for the checkpoint")?)?,
+            other => return Err(format!("unknown mode {other:?}: bitwise, disagree, panic, error, save, resume or merged").into()),
+        };
+        if !ok {
+            return Err(format!("{mode} failed").into());
+        }
+        println!("rank {}/{}: {mode} ok", comm.rank(), comm.ranks());
+        Ok(())
+    })
 }

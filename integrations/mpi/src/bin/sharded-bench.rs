@@ -1,0 +1,174 @@
+//! The sharded step against plain DDP and against the raw MPI collectives
+//! on the same bytes, at 1–4 ranks on one machine, in one run:
+//!
+//! ```text
+//! cargo run --release -p wgpu-optim-mpi --bin sharded-bench -- [--ranks 4] [--size 4194304] [--json OUT]
+//! ```
+//!
+//! It launches `mpirun -n N` of itself for each N (`--worker`); rank 0 of
+//! each run prints one JSON object, which the launcher tabulates.
+
+use std::process::Command;
+use std::time::Instant;
+
+use mpi::collective::SystemOperation;
+use mpi::traits::*;
+use serde_json::{json, Value};
+use wgpu_optim::bench::model_sizes;
+use wgpu_optim::device::{self, read_ranges_f32};
+use wgpu_optim::random::uniform;
+use wgpu_optim::shard::{Collectives, Phase, ShardedOptimizer};
+use wgpu_optim::{AdamW, EngineOptions, OptimError, Optimizer, OptimizerConfig, ParamArena};
+use wgpu_optim_mpi::MpiCollectives;
+
+const TENSORS: usize = 1000;
+const STEPS: usize = 3;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// One rank's run: sharded, DDP and raw collectives; rank 0's figures.
+fn worker(comm: &MpiCollectives, size: u64) -> Result<Option<Value>, OptimError> {
+    let (rank, ranks) = (comm.rank(), comm.ranks());
+    let gpu = device::headless()?;
+    let lens = model_sizes(TENSORS, size);
+    let arena = ParamArena::new(&gpu.device, &lens)?;
+    for (i, &len) in lens.iter().enumerate() {
+        let g: Vec<f32> = (0..len).map(|j| uniform(rank as u64, i as u64, j)).collect();
+        arena.write_grads(&gpu.queue, i, &g)?;
+    }
+    let config: OptimizerConfig = AdamW::default().into();
+    let slices = arena.slices();
+    let world = comm.world();
+
+    // Sharded: the phases of each step, after one warm-up step.
+    let mut sharded = ShardedOptimizer::new(comm, &gpu.device, &gpu.queue, &[config], &slices, EngineOptions::default())?;
+    sharded.step()?;
+    let mut phases: Vec<[f64; 5]> = Vec::new();
+    for _ in 0..STEPS {
+        world.barrier();
+        let (mut last, mut times, mut k) = (Instant::now(), [0.0; 5], 0);
+        sharded.step_observed(|_: Phase| {
+            times[k] = last.elapsed().as_secs_f64() * 1e3;
+            last = Instant::now();
+            k += 1;
+        })?;
+        phases.push(times);
+    }
+    let phase = |k: usize| median(phases.iter().map(|p| p[k]).collect());
+    let sharded_ms = median(phases.iter().map(|p| p.iter().sum()).collect());
+
+    // DDP: all-reduce of the grads, the full step on every rank.
+    let mut ddp = Optimizer::new(&gpu.device, &gpu.queue, config, &slices)?;
+    let grad_ranges: Vec<_> = slices.iter().map(|s| (&s.grad, s.grad_offset, s.len())).collect();
+    let mut ddp_times = Vec::new();
+    for step in 0..=STEPS {
+        world.barrier();
+        let start = Instant::now();
+        let grads = read_ranges_f32(&gpu.device, &gpu.queue, &grad_ranges)?;
+        let mut sum = vec![0.0f32; grads.len()];
+        world.all_reduce_into(&grads[..], &mut sum[..], SystemOperation::sum());
+        let mut at = 0;
+        for (s, mean) in slices.iter().map(|s| (s, s.len() as usize)) {
+            let values: Vec<f32> = sum[at..at + mean].iter().map(|g| g / ranks as f32).collect();
+            gpu.queue.write_buffer(&s.grad, 4 * s.grad_offset, bytemuck::cast_slice(&values));
+            at += mean;
+        }
+        ddp.step()?;
+        gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| OptimError::Readback(e.to_string()))?;
+        if step > 0 {
+            ddp_times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+
+    // The raw collectives on the same counts, host memory only.
+    let counts = sharded.plan().counts();
+    let total = sharded.plan().total() as usize;
+    let send: Vec<f32> = (0..total).map(|i| i as f32).collect();
+    let (mut mine, mut flat) = (vec![0.0f32; counts[rank]], vec![0.0f32; total]);
+    let mut raw = Vec::new();
+    for _ in 0..=STEPS {
+        world.barrier();
+        let start = Instant::now();
+        comm.reduce_scatter_sum(&send, &counts, &mut mine)?;
+        comm.all_gather(&mine, &counts, &mut flat)?;
+        raw.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let raw_ms = median(raw[1..].to_vec());
+    let collective_ms = phase(1) + phase(3);
+    let ring = 2.0 * (ranks as f64 - 1.0) / ranks as f64 * 4.0 * total as f64;
+    Ok((rank == 0).then(|| {
+        json!({
+            "ranks": ranks,
+            "params": total,
+            "tensors": TENSORS,
+            "state_bytes_per_rank": sharded.state_bytes(),
+            "unsharded_state_bytes": 8 * total as u64,
+            "bytes_sent_per_rank": ring,
+            "ddp_bytes_sent_per_rank": ring,
+            "sharded_step_ms": sharded_ms,
+            "phases_ms": {"read_grads": phase(0), "reduce_scatter": phase(1), "shard_step": phase(2), "all_gather": phase(3), "write_params": phase(4)},
+            "ddp_step_ms": median(ddp_times),
+            "raw_collectives_ms": raw_ms,
+            "collective_fraction_of_raw": raw_ms / collective_ms,
+        })
+    }))
+}
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() {
+    let size: u64 = arg("--size").map_or(1 << 22, |s| s.parse().expect("--size takes a number of params"));
+    if std::env::args().any(|a| a == "--worker") {
+        wgpu_optim_mpi::run_rank(|comm| {
+            if let Some(report) = worker(comm, size)? {
+                println!("REPORT {report}");
+            }
+            Ok(())
+        });
+    }
+    let max_ranks: usize = arg("--ranks").map_or(4, |s| s.parse().expect("--ranks takes a number"));
+    let me = std::env::current_exe().expect("the benchmark's own path");
+    let mut runs = Vec::new();
+    println!("{:>5} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}", "ranks", "state/rank", "unsharded", "sharded", "rs", "shard", "ag", "ddp", "raw coll", "of raw");
+    for ranks in 1..=max_ranks {
+        let out = Command::new("mpirun")
+            .args(["-n", &ranks.to_string(), "--oversubscribe", "--bind-to", "none", "--mca", "btl", "self,vader"])
+            .arg(&me)
+            .args(["--worker", "--size", &size.to_string()])
+            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+            .output()
+            .expect("mpirun (Debian: openmpi-bin) is installed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let Some(report) = text.lines().find_map(|l| l.strip_prefix("REPORT ")) else {
+            panic!("{ranks} ranks gave no report:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+        };
+        let r: Value = serde_json::from_str(report).expect("a JSON report");
+        let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        let p = |k: &str| r["phases_ms"][k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{:>5} {:>9.1}M {:>9.1}M {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>8.2}",
+            ranks,
+            f("state_bytes_per_rank") / 1e6,
+            f("unsharded_state_bytes") / 1e6,
+            f("sharded_step_ms"),
+            p("reduce_scatter"),
+            p("shard_step"),
+            p("all_gather"),
+            f("ddp_step_ms"),
+            f("raw_collectives_ms"),
+            f("collective_fraction_of_raw")
+        );
+        runs.push(r);
+    }
+    if let Some(path) = arg("--json") {
+        std::fs::write(&path, serde_json::to_string_pretty(&json!({ "runs": runs })).expect("JSON")).expect("--json is writable");
+        println!("wrote {path}");
+    }
+}
