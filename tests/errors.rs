@@ -201,3 +201,14 @@ fn set_lr_on_a_missing_group_names_the_group() {
     let e = OptimError::UnknownGroup { index: 3, group: 2, groups: 2 };
     assert_eq!(e.to_string(), "parameter 3 refers to param group 2, but the optimizer has 2 groups");
 }
+
+#[test]
+fn an_upload_of_partial_words_is_refused() {
+    let gpu = require_gpu!();
+    let dst = common::storage_buffer(gpu, &[0.0; 4]);
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    for (offset, bytes) in [(0, &[0u8; 3][..]), (2, &[0u8; 4][..])] {
+        let e = wgpu_optim::engine::uniforms::record_upload(&gpu.device, &mut encoder, &dst, offset, bytes).err();
+        assert!(matches!(e, Some(OptimError::InvalidOptions(_))), "{e:?}");
+    }
+}

@@ -83,9 +83,14 @@ pub fn wgsl() -> String {
 /// writes to one place recorded before a submit would both precede every
 /// pass.) `bytes.len()` and `offset` must be multiples of 4.
 ///
-/// **Errors:** [`OptimError::Wgpu`] if the staging buffer cannot be
-/// mapped (the device is lost or out of memory).
+/// **Errors:** [`OptimError::InvalidOptions`] for a length or offset that
+/// is not a multiple of 4 (nothing is recorded); [`OptimError::Wgpu`] if
+/// the staging buffer cannot be mapped (the device is lost or out of
+/// memory).
 pub fn record_upload(device: &wgpu::Device, encoder: &mut wgpu::CommandEncoder, dst: &wgpu::Buffer, offset: u64, bytes: &[u8]) -> Result<()> {
+    if !bytes.len().is_multiple_of(4) || !offset.is_multiple_of(4) {
+        return Err(OptimError::InvalidOptions("an upload's length and offset must be multiples of 4 bytes"));
+    }
     let staging = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("wgpu-optim upload"),
         size: bytes.len() as u64,

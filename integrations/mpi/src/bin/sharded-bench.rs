@@ -122,7 +122,18 @@ fn arg(name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
 }
 
+const USAGE: &str = "sharded-bench [--ranks N (default 4)] [--size PARAMS (default 4194304)] [--json OUT]: the sharded step against DDP and the raw MPI collectives at 1..N ranks";
+
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(bad) = args.iter().filter(|a| a.starts_with('-')).find(|a| !["--ranks", "--size", "--json", "--worker", "--help", "-h"].contains(&a.as_str())) {
+        eprintln!("unknown option {bad}\n{USAGE}");
+        std::process::exit(2);
+    }
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return;
+    }
     let size: u64 = arg("--size").map_or(1 << 22, |s| s.parse().expect("--size takes a number of params"));
     if std::env::args().any(|a| a == "--worker") {
         wgpu_optim_mpi::run_rank(|comm| {
