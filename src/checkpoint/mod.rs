@@ -194,17 +194,28 @@ impl Optimizer {
     }
 }
 
+/// The tensors and metadata of a safetensors checkpoint whose `format`
+/// metadata is `format`.
+///
+/// **Errors:** [`OptimError::Checkpoint`] for a file that is not
+/// safetensors, has no metadata, or is of another format.
+pub(crate) fn open<'a>(bytes: &'a [u8], format: &str) -> Result<(SafeTensors<'a>, HashMap<String, String>)> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| corrupt(format!("not a safetensors file: {e}")))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| corrupt(format!("bad header: {e}")))?;
+    let meta = header.metadata().clone().ok_or_else(|| corrupt("no metadata"))?;
+    match meta.get("format") {
+        Some(f) if f == format => Ok((st, meta)),
+        Some(other) => Err(corrupt(format!("format {other:?} is not {format:?}"))),
+        None => Err(corrupt("metadata lacks \"format\"")),
+    }
+}
+
 /// Everything `bytes` holds, checked against `model`; nothing is changed.
 ///
 /// **Errors:** [`OptimError::Checkpoint`] naming what does not fit.
 pub(crate) fn decode(model: &Model, bytes: &[u8]) -> Result<Loaded> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| corrupt(format!("not a safetensors file: {e}")))?;
-    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| corrupt(format!("bad header: {e}")))?;
-    let meta = meta.metadata().as_ref().ok_or_else(|| corrupt("no metadata"))?;
+    let (st, meta) = open(bytes, FORMAT)?;
     let get = |k: &str| meta.get(k).ok_or_else(|| corrupt(format!("metadata lacks {k:?}")));
-    if get("format")? != FORMAT {
-        return Err(corrupt(format!("format {:?} is not {FORMAT:?}", get("format")?)));
-    }
     if get("rule")? != model.rule {
         return Err(corrupt(format!("checkpoint of {:?}, this optimizer runs {:?}", get("rule")?, model.rule)));
     }

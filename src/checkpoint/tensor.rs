@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, TensorView};
 use serde_json::Value;
 
 use crate::matrix::adafactor::StateTensor;
@@ -94,13 +94,8 @@ pub fn save(opt: &impl TensorState, path: impl AsRef<Path>) -> Result<()> {
 /// another rule, tensor count, name or shape; the config's validation
 /// errors.
 pub fn load_bytes(opt: &mut impl TensorState, bytes: &[u8]) -> Result<()> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| corrupt(format!("not a safetensors file: {e}")))?;
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| corrupt(format!("bad header: {e}")))?;
-    let meta = header.metadata().as_ref().ok_or_else(|| corrupt("no metadata"))?;
+    let (st, meta) = super::open(bytes, FORMAT)?;
     let get = |k: &str| meta.get(k).ok_or_else(|| corrupt(format!("metadata lacks {k:?}")));
-    if get("format")? != FORMAT {
-        return Err(corrupt(format!("format {:?} is not {FORMAT:?}", get("format")?)));
-    }
     let mine = opt.rule().pytorch_name();
     if get("rule")? != mine {
         return Err(corrupt(format!("a checkpoint of {:?}, not {mine:?}", get("rule")?)));
