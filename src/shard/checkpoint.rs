@@ -27,8 +27,7 @@ impl<C: Collectives> ShardedOptimizer<C> {
         let slots: Vec<Vec<f32>> = (0..names.len()).map(|slot| if names[slot].is_empty() { Ok(Vec::new()) } else { self.gather_state(slot) }).collect::<Result<_>>()?;
         let starts: Vec<usize> = self.params.iter().scan(0, |at, p| Some(std::mem::replace(at, *at + p.len() as usize))).collect();
         let initial_lrs = vec![None; self.configs.len()];
-        let no_scaler = ScalerState { scale: 1.0, growth_tracker: 0, skipped: 0, found_inf: 0 };
-        encode(&self.model(&initial_lrs), self.steps, no_scaler, |slot, i| Ok(slots[slot][starts[i]..starts[i] + self.params[i].len() as usize].to_vec()))
+        encode(&self.model(&initial_lrs), self.steps, self.control.state(), |slot, i| Ok(slots[slot][starts[i]..starts[i] + self.params[i].len() as usize].to_vec()))
     }
 
     /// Writes the merged checkpoint to `path` from rank 0, atomically (see
@@ -49,14 +48,10 @@ impl<C: Collectives> ShardedOptimizer<C> {
     /// optimizer of any number of ranks or by one process's optimizer of
     /// the same model. Nothing changes unless all of it fits.
     ///
-    /// **Errors:** [`OptimError::Checkpoint`] naming what does not fit,
-    /// including a GradScaler state (which sharding does not support).
+    /// **Errors:** [`OptimError::Checkpoint`] naming what does not fit.
     pub fn load_checkpoint_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         let initial_lrs = vec![None; self.configs.len()];
         let loaded = decode(&self.model(&initial_lrs), bytes)?;
-        if loaded.scaler.skipped != 0 || loaded.scaler.scale != 1.0 {
-            return Err(OptimError::Checkpoint("a checkpoint with a GradScaler state: sharding does not support loss scaling yet".into()));
-        }
         if let Some(engine) = &mut self.engine {
             let pieces = &self.plan.shards[self.comm.rank()].pieces;
             for (i, slot, values) in &loaded.state {
@@ -65,8 +60,9 @@ impl<C: Collectives> ShardedOptimizer<C> {
                 }
             }
             engine.replace_configs(loaded.configs.clone())?;
-            engine.set_step_count(loaded.host_step);
+            engine.set_step_count(loaded.host_step - loaded.scaler.skipped);
         }
+        self.control.set_state(ScalerState { found_inf: 0, ..loaded.scaler });
         self.configs = loaded.configs;
         self.steps = loaded.host_step;
         Ok(())

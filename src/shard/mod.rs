@@ -11,11 +11,13 @@
 //! one of the shard's params per step), so a step waits for the GPU.
 
 mod checkpoint;
+pub mod control;
 pub mod plan;
 
+pub use control::{Decision, ShardControl};
 pub use plan::{Piece, Shard, ShardPlan, Sharding};
 
-use crate::engine::{params, EngineOptions, Optimizer, ParamSlice, StateFormat};
+use crate::engine::{params, EngineOptions, GradControl, Optimizer, ParamSlice, ScalerState, StateFormat};
 use crate::error::{OptimError, Result};
 use crate::rules::OptimizerConfig;
 
@@ -130,8 +132,8 @@ fn agree(comm: &impl Collectives, local: Result<()>, mine: [u64; 3]) -> Result<(
 fn check_local(configs: &[OptimizerConfig], params: &[ParamSlice], options: &EngineOptions) -> Result<()> {
     params::check_inputs(configs, params)?;
     options.grad_control.validate()?;
-    if options.grad_control.active() || options.state_format != StateFormat::F32 {
-        return Err(OptimError::InvalidOptions("a sharded optimizer does not yet support clipping, loss scaling or bf16 and 8-bit state"));
+    if options.state_format != StateFormat::F32 {
+        return Err(OptimError::InvalidOptions("a sharded optimizer keeps f32 state: 8-bit blocks would straddle shard boundaries, and bf16's stochastic rounding is keyed by the state's position, which sharding moves"));
     }
     Ok(())
 }
@@ -144,6 +146,9 @@ pub enum Phase {
     ReadGrads,
     /// The reduce-scatter of the grads over the ranks.
     ReduceScatter,
+    /// The norms and the found-inf flag all-gathered (with clipping or
+    /// loss scaling only).
+    Control,
     /// The mean grads uploaded, the shard stepped, its params read back.
     ShardStep,
     /// The all-gather of the updated params.
@@ -160,8 +165,11 @@ pub enum Phase {
 /// result is the single-process [`Optimizer`]'s fed the mean grads: bitwise,
 /// where the transport sums the grads exactly (see the crate docs).
 ///
-/// Element-wise rules with f32 state; clipping, loss scaling and 8-bit or
-/// bf16 state are refused with a typed error.
+/// Element-wise rules with f32 state (bf16 and 8-bit state are refused
+/// with a typed error). Clipping and loss scaling ([`GradControl`]) are
+/// computed on the host from every rank's partial sums, added in rank
+/// order (see [`control`]): the norms and the skip decision are bitwise
+/// the same on every rank.
 pub struct ShardedOptimizer<C: Collectives> {
     comm: C,
     device: wgpu::Device,
@@ -173,6 +181,8 @@ pub struct ShardedOptimizer<C: Collectives> {
     /// The fused step over this rank's pieces (`None` for an empty shard).
     engine: Option<Optimizer>,
     shard_grads: wgpu::Buffer,
+    control: ShardControl,
+    /// Steps recorded, skipped ones included (as [`Optimizer::step_count`]).
     steps: u32,
 }
 
@@ -181,8 +191,7 @@ impl<C: Collectives> ShardedOptimizer<C> {
     /// same order on every rank), in param groups as [`Optimizer::with_groups`].
     ///
     /// **Errors:** the input checks of [`Optimizer::with_groups`];
-    /// [`OptimError::InvalidOptions`] for grad control or a state format
-    /// other than f32; [`OptimError::RanksDisagree`] when the ranks build
+    /// [`OptimError::InvalidOptions`] for bf16 or 8-bit state; [`OptimError::RanksDisagree`] when the ranks build
     /// different models, or another rank refused its inputs. All ranks
     /// return an error together; none is left waiting.
     pub fn new(comm: C, device: &wgpu::Device, queue: &wgpu::Queue, configs: &[OptimizerConfig], params: &[ParamSlice], options: EngineOptions) -> Result<Self> {
@@ -205,9 +214,10 @@ impl<C: Collectives> ShardedOptimizer<C> {
             .collect();
         let engine = match slices.is_empty() {
             true => None,
-            false => Some(Optimizer::with_groups(device, queue, configs, &slices, options)?),
+            false => Some(Optimizer::with_groups(device, queue, configs, &slices, EngineOptions { grad_control: GradControl::default(), ..options })?),
         };
-        Ok(ShardedOptimizer { comm, device: device.clone(), queue: queue.clone(), plan, configs: configs.to_vec(), params: params.to_vec(), engine, shard_grads, steps: 0 })
+        let control = ShardControl::new(options.grad_control);
+        Ok(ShardedOptimizer { comm, device: device.clone(), queue: queue.clone(), plan, configs: configs.to_vec(), params: params.to_vec(), engine, shard_grads, control, steps: 0 })
     }
 
     /// One data-parallel step from the grads in every rank's grad buffers:
@@ -235,6 +245,14 @@ impl<C: Collectives> ShardedOptimizer<C> {
         done(Phase::ReduceScatter);
         let ranks = self.comm.ranks() as f32;
         mine.iter_mut().for_each(|g| *g /= ranks);
+        if self.control.active() {
+            let skip = self.control_grads(&mut mine)?;
+            done(Phase::Control);
+            if skip {
+                self.steps = steps;
+                return Ok(());
+            }
+        }
         let shard_params = match &mut self.engine {
             Some(engine) => {
                 self.queue.write_buffer(&self.shard_grads, 0, bytemuck::cast_slice(&mine));
@@ -256,6 +274,40 @@ impl<C: Collectives> ShardedOptimizer<C> {
         done(Phase::WriteParams);
         self.steps = steps;
         Ok(())
+    }
+
+    /// Clipping and loss scaling of this rank's mean grads, as every rank
+    /// decides alike: whether to skip the step.
+    fn control_grads(&mut self, mine: &mut [f32]) -> Result<bool> {
+        let shard = &self.plan.shards[self.comm.rank()];
+        let mut groups = Vec::with_capacity(mine.len());
+        for piece in &shard.pieces {
+            groups.extend(std::iter::repeat_n(self.params[piece.tensor].group as usize, piece.len as usize));
+        }
+        let (sums, found) = control::partials(mine, |i| groups[i], self.configs.len(), self.control.state().scale);
+        let decision = self.control.decide(&self.comm, &sums, found)?;
+        if !decision.skip {
+            mine.iter_mut().zip(&groups).for_each(|(g, &k)| *g *= decision.multipliers[k]);
+        }
+        Ok(decision.skip)
+    }
+
+    /// The norms of the last step, the same on every rank: one over every
+    /// group ([`crate::ClipScope::Global`]) or one per group.
+    ///
+    /// **Errors:** [`OptimError::InvalidOptions`] without clipping or loss scaling.
+    pub fn grad_norms(&self) -> Result<Vec<f32>> {
+        match self.control.active() {
+            true => Ok(self.control.norms().to_vec()),
+            false => Err(OptimError::InvalidOptions("grad norms are computed only with clipping or loss scaling")),
+        }
+    }
+
+    /// The GradScaler's state, the same on every rank (scale 1 without
+    /// one); `skipped` counts the steps skipped for non-finite grads.
+    /// Multiply your loss by `scale` before the backward pass.
+    pub fn scaler_state(&self) -> ScalerState {
+        self.control.state()
     }
 
     /// State slot `slot` of every tensor, gathered from all ranks into the
@@ -283,7 +335,8 @@ impl<C: Collectives> ShardedOptimizer<C> {
         &self.comm
     }
 
-    /// Steps taken (the same on every rank).
+    /// Steps recorded, skipped ones included (the same on every rank; as
+    /// [`Optimizer::step_count`]).
     pub fn step_count(&self) -> u32 {
         self.steps
     }

@@ -48,6 +48,18 @@ fn sharded_steps_equal_one_process_bitwise_at_one_to_four_ranks() {
     }
 }
 
+/// At N = 1-4, clipping (both scopes) with a GradScaler whose grads hold a
+/// NaN on the last rank at one step: norms, scale and params bitwise the
+/// same on every rank, the step skipped everywhere, close to one process.
+#[test]
+fn clipping_and_loss_scaling_agree_on_every_rank() {
+    for ranks in 1..=4 {
+        let (code, out, _) = mpirun(ranks, "control", Duration::from_secs(120));
+        assert_eq!(code, Some(0), "{ranks} ranks:\n{out}");
+        assert_eq!(out.matches("control ok").count(), ranks, "{ranks} ranks:\n{out}");
+    }
+}
+
 /// A rank that builds another model: every rank returns RanksDisagree at
 /// construction (no deadlock in a later collective).
 #[test]

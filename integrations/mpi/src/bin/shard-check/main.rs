@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! mpirun -n 3 shard-check bitwise    every element-wise rule: sharded = one process on the mean grads, bitwise
+//! mpirun -n 3 shard-check control    clipping and a GradScaler: the same on every rank, a NaN on one rank skips everywhere
 //! mpirun -n 2 shard-check disagree   rank 1 builds another model: every rank gets RanksDisagree
 //! mpirun -n 2 shard-check panic      rank 1 panics before its first step: the job ends, non-zero
 //! mpirun -n 2 shard-check error      rank 1 returns an error instead: the same
@@ -10,6 +11,8 @@
 //! mpirun -n 2 shard-check resume DIR loads them, 3 more steps: bitwise 6 steps of one process
 //! mpirun -n 1 shard-check merged DIR the same, resumed by one process's Optimizer
 //! ```
+
+mod control;
 
 use wgpu_optim::device::{self, read_f32, Gpu};
 use wgpu_optim::random::{random_params, uniform};
@@ -202,11 +205,12 @@ fn main() {
         let gpu = device::headless()?;
         let ok = match mode.as_str() {
             "bitwise" => bitwise(&gpu, comm)?,
+            "control" => control::check(&gpu, comm)?,
             "disagree" => disagree(&gpu, comm),
             "panic" => panic_on_rank_one(&gpu, comm)?,
             "error" => error_on_rank_one(&gpu, comm)?,
             "save" | "resume" | "merged" => checkpoints(&gpu, comm, &mode, args.get(2).ok_or("a directory for the checkpoint")?)?,
-            other => return Err(format!("unknown mode {other:?}: bitwise, disagree, panic, error, save, resume or merged").into()),
+            other => return Err(format!("unknown mode {other:?}: bitwise, control, disagree, panic, error, save, resume or merged").into()),
         };
         if !ok {
             return Err(format!("{mode} failed").into());
