@@ -61,7 +61,7 @@ pub trait TensorState {
 ///
 /// **Errors:** [`OptimError::Readback`] / [`OptimError::DeviceLost`];
 /// [`OptimError::Checkpoint`] if serialising fails.
-pub fn to_bytes(opt: &impl TensorState) -> Result<Vec<u8>> {
+pub fn to_bytes(opt: &(impl TensorState + ?Sized)) -> Result<Vec<u8>> {
     let mut owned = Vec::new();
     for i in 0..opt.tensor_count() {
         for s in opt.named_state(i)? {
@@ -93,7 +93,7 @@ pub fn save(opt: &impl TensorState, path: impl AsRef<Path>) -> Result<()> {
 /// **Errors:** [`OptimError::Checkpoint`] for a corrupt file or one of
 /// another rule, tensor count, name or shape; the config's validation
 /// errors.
-pub fn load_bytes(opt: &mut impl TensorState, bytes: &[u8]) -> Result<()> {
+pub fn load_bytes(opt: &mut (impl TensorState + ?Sized), bytes: &[u8]) -> Result<()> {
     let (st, meta) = super::open(bytes, FORMAT)?;
     let get = |k: &str| meta.get(k).ok_or_else(|| corrupt(format!("metadata lacks {k:?}")));
     let mine = opt.rule().pytorch_name();
@@ -152,7 +152,7 @@ impl TensorState for MuonOptimizer {
         0
     }
     fn state_layout(&self, index: usize) -> Vec<(&'static str, Vec<u64>)> {
-        self.params().get(index).map_or_else(Vec::new, |p| vec![("momentum_buffer", p.shape.clone().unwrap_or_else(|| vec![p.len()]))])
+        self.params().get(index).map_or_else(Vec::new, |p| self.rule().state_layout(p.shape.as_deref().unwrap_or(&[p.len()])))
     }
     fn named_state(&self, index: usize) -> Result<Vec<StateTensor>> {
         let values = self.read_state(index)?;
@@ -178,10 +178,7 @@ impl TensorState for LambOptimizer {
         self.step_count()
     }
     fn state_layout(&self, index: usize) -> Vec<(&'static str, Vec<u64>)> {
-        self.params().get(index).map_or_else(Vec::new, |p| {
-            let shape = p.shape.clone().unwrap_or_else(|| vec![p.len()]);
-            vec![("exp_avg", shape.clone()), ("exp_avg_sq", shape)]
-        })
+        self.params().get(index).map_or_else(Vec::new, |p| self.rule().state_layout(p.shape.as_deref().unwrap_or(&[p.len()])))
     }
     fn named_state(&self, index: usize) -> Result<Vec<StateTensor>> {
         let (m, v) = self.read_state(index)?;

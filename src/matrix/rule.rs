@@ -88,6 +88,18 @@ impl TensorRule {
         value.ok().and_then(|v| v.as_object().cloned()).unwrap_or_default()
     }
 
+    /// The state tensors of a parameter of `shape` (its length as one dim
+    /// where it has none), by PyTorch name and shape, in the order of the
+    /// optimizer's state: `momentum_buffer` (Muon); `exp_avg`, `exp_avg_sq`
+    /// (LAMB); `row_var` and `col_var`, or `variance` (Adafactor).
+    pub fn state_layout(&self, shape: &[u64]) -> Vec<(&'static str, Vec<u64>)> {
+        match self {
+            TensorRule::Muon(_) => vec![("momentum_buffer", shape.to_vec())],
+            TensorRule::Lamb(_) => vec![("exp_avg", shape.to_vec()), ("exp_avg_sq", shape.to_vec())],
+            TensorRule::Adafactor(_) => super::adafactor::state_layout(shape),
+        }
+    }
+
     /// The PyTorch name.
     pub fn pytorch_name(&self) -> &'static str {
         match self {

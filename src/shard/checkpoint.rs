@@ -6,15 +6,24 @@
 
 use std::path::Path;
 
-use super::{Collectives, ShardedOptimizer};
+use super::{Collectives, Local, ShardRule, ShardedOptimizer};
+use crate::rules::OptimizerConfig;
 use crate::checkpoint::{decode, encode, write_atomic, Model};
 use crate::engine::ScalerState;
 use crate::error::{OptimError, Result};
 
 impl<C: Collectives> ShardedOptimizer<C> {
+    /// The element-wise rule's configs.
+    fn configs(&self) -> Result<&[OptimizerConfig]> {
+        match &self.rule {
+            ShardRule::Fused(configs) => Ok(configs),
+            ShardRule::Tensor(_) => Err(OptimError::InvalidOptions("a tensor-wise rule's checkpoints are the tensor-wise format (save_tensor_checkpoint)")),
+        }
+    }
+
     /// The model its checkpoints describe (no scheduler's `initial_lr`).
-    fn model<'a>(&'a self, initial_lrs: &'a [Option<f64>]) -> Model<'a> {
-        Model { rule: self.configs[0].rule().name(), configs: &self.configs, initial_lrs, params: &self.params, names: self.state_names() }
+    fn model<'a>(&'a self, configs: &'a [OptimizerConfig], initial_lrs: &'a [Option<f64>]) -> Model<'a> {
+        Model { rule: configs[0].rule().name(), configs, initial_lrs, params: &self.params, names: self.state_names() }
     }
 
     /// The merged checkpoint, as one process's optimizer would write it,
@@ -26,8 +35,9 @@ impl<C: Collectives> ShardedOptimizer<C> {
         let names = self.state_names();
         let slots: Vec<Vec<f32>> = (0..names.len()).map(|slot| if names[slot].is_empty() { Ok(Vec::new()) } else { self.gather_state(slot) }).collect::<Result<_>>()?;
         let starts: Vec<usize> = self.params.iter().scan(0, |at, p| Some(std::mem::replace(at, *at + p.len() as usize))).collect();
-        let initial_lrs = vec![None; self.configs.len()];
-        encode(&self.model(&initial_lrs), self.steps, self.control.state(), |slot, i| Ok(slots[slot][starts[i]..starts[i] + self.params[i].len() as usize].to_vec()))
+        let configs = self.configs()?;
+        let initial_lrs = vec![None; configs.len()];
+        encode(&self.model(configs, &initial_lrs), self.steps, self.control.state(), |slot, i| Ok(slots[slot][starts[i]..starts[i] + self.params[i].len() as usize].to_vec()))
     }
 
     /// Writes the merged checkpoint to `path` from rank 0, atomically (see
@@ -50,9 +60,10 @@ impl<C: Collectives> ShardedOptimizer<C> {
     ///
     /// **Errors:** [`OptimError::Checkpoint`] naming what does not fit.
     pub fn load_checkpoint_bytes(&mut self, bytes: &[u8]) -> Result<()> {
-        let initial_lrs = vec![None; self.configs.len()];
-        let loaded = decode(&self.model(&initial_lrs), bytes)?;
-        if let Some(engine) = &mut self.engine {
+        let configs = self.configs()?;
+        let initial_lrs = vec![None; configs.len()];
+        let loaded = decode(&self.model(configs, &initial_lrs), bytes)?;
+        if let Local::Fused(engine) = &mut self.local {
             let pieces = &self.plan.shards[self.comm.rank()].pieces;
             for (i, slot, values) in &loaded.state {
                 for (k, piece) in pieces.iter().enumerate().filter(|(_, p)| p.tensor == *i) {
@@ -63,7 +74,7 @@ impl<C: Collectives> ShardedOptimizer<C> {
             engine.set_step_count(loaded.host_step - loaded.scaler.skipped);
         }
         self.control.set_state(ScalerState { found_inf: 0, ..loaded.scaler });
-        self.configs = loaded.configs;
+        self.rule = ShardRule::Fused(loaded.configs);
         self.steps = loaded.host_step;
         Ok(())
     }

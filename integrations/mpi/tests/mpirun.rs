@@ -60,6 +60,18 @@ fn clipping_and_loss_scaling_agree_on_every_rank() {
     }
 }
 
+/// At N = 1-4, LAMB, Adafactor and Muon sharded by whole tensors: params
+/// and gathered state bitwise one process fed the mean grads; the merged
+/// checkpoint resumes sharded and one-process runs bitwise.
+#[test]
+fn tensorwise_rules_shard_by_whole_tensors() {
+    for ranks in 1..=4 {
+        let (code, out, _) = mpirun(ranks, "tensorwise", Duration::from_secs(180));
+        assert_eq!(code, Some(0), "{ranks} ranks:\n{out}");
+        assert_eq!(out.matches("tensorwise ok").count(), ranks, "{ranks} ranks:\n{out}");
+    }
+}
+
 /// A rank that builds another model: every rank returns RanksDisagree at
 /// construction (no deadlock in a later collective).
 #[test]
