@@ -73,6 +73,11 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         words: Vec<String>,
     },
+    /// Work with checkpoint files (no adapter needed).
+    Checkpoint {
+        #[command(subcommand)]
+        action: CheckpointAction,
+    },
     /// Draw the paths of the classic rules (SGD, Momentum, NAG, Adagrad,
     /// RMSprop, Adadelta, Adam, AdamW) on Beale, Rosenbrock and the saddle
     /// (computed on the GPU) into a PNG.
@@ -81,6 +86,32 @@ enum Command {
         #[arg(long, default_value = "trajectories.png")]
         out: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum CheckpointAction {
+    /// Merge a sharded checkpoint set (its `NAME.index.json`, one file per
+    /// rank) into the ordinary one-process checkpoint, which
+    /// `Optimizer::load_checkpoint` reads.
+    Merge {
+        /// The set's index.
+        #[arg(long)]
+        index: PathBuf,
+        /// Where to write the merged checkpoint.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn checkpoint_command(action: &CheckpointAction) -> Result<bool, wgpu_optim::OptimError> {
+    match action {
+        CheckpointAction::Merge { index, out } => {
+            let merged = wgpu_optim::shard::files::merge(index)?;
+            wgpu_optim::checkpoint::write_atomic(out, &merged)?;
+            println!("merged {} into {} ({} bytes)", index.display(), out.display(), merged.len());
+            Ok(true)
+        }
+    }
 }
 
 /// `wgpu-optim run`'s own arguments; every other word is an optimizer option.
@@ -240,11 +271,11 @@ fn validate_tensor_wise(gpu: &device::Gpu, steps: u32, all: bool, seed: u64) -> 
 
 fn main() {
     let cli = Cli::parse();
-    let result = if let Some(Command::Run { words }) = &cli.command {
+    let result = match &cli.command {
         // The reference needs no adapter; the GPU path opens its own.
-        run_command(words)
-    } else {
-        with_gpu(cli.command)
+        Some(Command::Run { words }) => run_command(words),
+        Some(Command::Checkpoint { action }) => checkpoint_command(action),
+        _ => with_gpu(cli.command),
     };
     report(result);
 }
@@ -259,7 +290,7 @@ fn with_gpu(command: Option<Command>) -> Result<bool, wgpu_optim::OptimError> {
                 bench(&gpu, BenchOptions { elements: size, reps, steps, rules, model_tensors, model_elements: model_size, matrices, matrix_size }, json)
             }
             Some(Command::Plot { out }) => plot(&gpu, &out),
-            Some(Command::Run { .. }) => unreachable!("handled before opening a device"),
+            Some(Command::Run { .. } | Command::Checkpoint { .. }) => unreachable!("handled before opening a device"),
         }
     })
 }

@@ -43,13 +43,16 @@ fn what_sharding_does_not_support_is_a_typed_error() {
     let p = common::storage_buffer(gpu, &[0.5; 64]);
     let g = common::storage_buffer(gpu, &[0.0; 64]);
     let slices = [ParamSlice::whole(&p, &g)];
-    let clip = EngineOptions { grad_control: GradControl { max_norm: Some(1.0), ..GradControl::default() }, ..EngineOptions::default() };
+    let int8 = EngineOptions { state_format: StateFormat::Int8Blockwise, ..EngineOptions::default() };
     let bf16 = EngineOptions { state_format: StateFormat::Bf16 { seed: 1 }, ..EngineOptions::default() };
-    for options in [clip, bf16] {
+    for options in [int8, bf16] {
         let e = ShardedOptimizer::new(SingleProcess, &gpu.device, &gpu.queue, &[AdamW::default().into()], &slices, options).err();
         assert!(matches!(e, Some(OptimError::InvalidOptions(_))), "{e:?}");
     }
     let overlap = [ParamSlice::range(&p, 0, &g, 0, 10), ParamSlice::range(&p, 5, &g, 0, 10)];
     let e = ShardedOptimizer::new(SingleProcess, &gpu.device, &gpu.queue, &[AdamW::default().into()], &overlap, EngineOptions::default()).err();
     assert!(matches!(e, Some(OptimError::Overlap { .. })), "{e:?}");
+    let muon = wgpu_optim::matrix::TensorRule::Muon(Muon::default());
+    let e = ShardedOptimizer::tensorwise(SingleProcess, &gpu.device, &gpu.queue, muon, &slices, EngineOptions::default()).err();
+    assert!(matches!(e, Some(OptimError::ShapeRequired { index: 0, .. })), "{e:?}");
 }

@@ -40,6 +40,20 @@ impl<C: Collectives> ShardedOptimizer<C> {
         encode(&self.model(configs, &initial_lrs), self.steps, self.control.state(), |slot, i| Ok(slots[slot][starts[i]..starts[i] + self.params[i].len() as usize].to_vec()))
     }
 
+    /// This rank's file of a sharded set: the merged layout, each tensor
+    /// holding only the elements this rank owns (see [`super::files`]).
+    ///
+    /// **Errors:** the readbacks' failures; [`OptimError::Checkpoint`].
+    pub(super) fn own_fused_file(&self) -> Result<Vec<u8>> {
+        let configs = self.configs()?;
+        let initial_lrs = vec![None; configs.len()];
+        let pieces = &self.plan.shards[self.comm.rank()].pieces;
+        encode(&self.model(configs, &initial_lrs), self.steps, self.control.state(), |slot, i| match (&self.local, pieces.iter().position(|p| p.tensor == i)) {
+            (Local::Fused(engine), Some(k)) => engine.read_state(slot, k),
+            _ => Ok(Vec::new()),
+        })
+    }
+
     /// Writes the merged checkpoint to `path` from rank 0, atomically (see
     /// [`write_atomic`]); every rank must call it.
     ///

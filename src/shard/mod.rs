@@ -14,8 +14,10 @@ mod agree;
 mod checkpoint;
 mod collectives;
 pub mod control;
+pub mod files;
 pub mod local;
 pub mod plan;
+mod sets;
 mod tensorwise;
 
 pub use collectives::{Collectives, SingleProcess};

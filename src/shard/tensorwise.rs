@@ -133,6 +133,21 @@ impl<C: Collectives> ShardedOptimizer<C> {
             .collect())
     }
 
+    /// This rank's file of a sharded set: every tensor's state names, the
+    /// tensors it owns whole, the others empty (see [`super::files`]).
+    ///
+    /// **Errors:** the readbacks' failures; [`OptimError::Checkpoint`].
+    pub(super) fn own_tensor_file(&self) -> Result<Vec<u8>> {
+        let rule = self.tensor_rule()?;
+        let mut tensors: Vec<Vec<StateTensor>> = self.layouts(&rule).into_iter().map(|l| l.into_iter().map(|(name, _)| StateTensor { name, shape: vec![0], values: Vec::new() }).collect()).collect();
+        if let Some(opt) = self.local.tensor_state() {
+            for (k, piece) in self.plan.shards[self.comm.rank()].pieces.iter().enumerate() {
+                tensors[piece.tensor] = opt.named_state(k)?;
+            }
+        }
+        tensor::to_bytes(&Gathered { rule, steps: self.steps - self.control.state().skipped, tensors })
+    }
+
     /// The merged tensor-wise checkpoint, as one process's optimizer
     /// writes it, on every rank (every rank must call it).
     ///

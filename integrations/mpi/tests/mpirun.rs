@@ -65,11 +65,14 @@ fn clipping_and_loss_scaling_agree_on_every_rank() {
 /// checkpoint resumes sharded and one-process runs bitwise.
 #[test]
 fn tensorwise_rules_shard_by_whole_tensors() {
+    let dir = std::env::temp_dir().join(format!("wgpu-optim-mpi-tensorwise-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
     for ranks in 1..=4 {
-        let (code, out, _) = mpirun(ranks, "tensorwise", Duration::from_secs(180));
+        let (code, out, _) = mpirun(ranks, &format!("tensorwise {}", dir.display()), Duration::from_secs(180));
         assert_eq!(code, Some(0), "{ranks} ranks:\n{out}");
         assert_eq!(out.matches("tensorwise ok").count(), ranks, "{ranks} ranks:\n{out}");
     }
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// A rank that builds another model: every rank returns RanksDisagree at
@@ -98,7 +101,8 @@ fn a_failing_rank_ends_the_job() {
 
 /// Save at N = 4, load at N = 2, 3 and 1, and continue: bitwise the
 /// uninterrupted run. The merged checkpoint also resumes one process's
-/// `Optimizer`.
+/// `Optimizer`; so does the set of four per-rank files, which also
+/// resumes 2 and 3 ranks.
 #[test]
 fn checkpoints_reshard_and_merge() {
     let dir = std::env::temp_dir().join(format!("wgpu-optim-mpi-{}", std::process::id()));
@@ -114,5 +118,9 @@ fn checkpoints_reshard_and_merge() {
         run(ranks, "resume");
     }
     run(1, "merged");
+    for ranks in [2, 3] {
+        run(ranks, "resume-set");
+    }
+    run(1, "merged-set");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -4,13 +4,14 @@
 //! ```text
 //! mpirun -n 3 shard-check bitwise    every element-wise rule: sharded = one process on the mean grads, bitwise
 //! mpirun -n 3 shard-check control    clipping and a GradScaler: the same on every rank, a NaN on one rank skips everywhere
-//! mpirun -n 3 shard-check tensorwise LAMB, Adafactor, Muon by whole tensors: bitwise one process; checkpoints resume
+//! mpirun -n 3 shard-check tensorwise DIR  LAMB, Adafactor, Muon by whole tensors: bitwise one process; checkpoints resume
 //! mpirun -n 2 shard-check disagree   rank 1 builds another model: every rank gets RanksDisagree
 //! mpirun -n 2 shard-check panic      rank 1 panics before its first step: the job ends, non-zero
 //! mpirun -n 2 shard-check error      rank 1 returns an error instead: the same
 //! mpirun -n 4 shard-check save DIR   3 steps, then the merged checkpoint and the params in DIR
 //! mpirun -n 2 shard-check resume DIR loads them, 3 more steps: bitwise 6 steps of one process
 //! mpirun -n 1 shard-check merged DIR the same, resumed by one process's Optimizer
+//! mpirun -n 3 shard-check resume-set DIR, merged-set DIR: the same from the set of per-rank files
 //! ```
 
 mod control;
@@ -110,6 +111,12 @@ struct Run<'a> {
     save: Option<&'a str>,
 }
 
+/// Loads `path`: a sharded set by its index (`*.index.json`), else a
+/// merged checkpoint.
+fn is_set(path: &str) -> bool {
+    path.ends_with(".index.json")
+}
+
 /// The params, then every state slot, after `run`: sharded over the world
 /// (`comm`), or in one process.
 fn train(gpu: &Gpu, comm: Option<&MpiCollectives>, run: &Run) -> Result<Vec<u32>, OptimError> {
@@ -130,17 +137,18 @@ fn train(gpu: &Gpu, comm: Option<&MpiCollectives>, run: &Run) -> Result<Vec<u32>
     match comm {
         Some(comm) => {
             let mut opt = ShardedOptimizer::new(comm, &gpu.device, &gpu.queue, &run.configs, &slices, EngineOptions::default())?;
-            run.load.map(|path| opt.load_checkpoint(path)).transpose()?;
+            run.load.map(|path| if is_set(path) { opt.load_sharded(path) } else { opt.load_checkpoint(path) }).transpose()?;
             for t in run.steps.clone() {
                 grads(t);
                 opt.step()?;
             }
-            run.save.map(|path| opt.save_checkpoint(path)).transpose()?;
+            // the merged checkpoint, and the set of one file per rank beside it
+            run.save.map(|path| opt.save_checkpoint(path).and_then(|()| opt.save_sharded(format!("{path}.set")))).transpose()?;
             read(&|slot| opt.gather_state(slot), opt.state_names())
         }
         None => {
             let mut opt = Optimizer::with_groups(&gpu.device, &gpu.queue, &run.configs, &slices, EngineOptions::default())?;
-            run.load.map(|path| opt.load_checkpoint(path)).transpose()?;
+            run.load.map(|path| if is_set(path) { wgpu_optim::shard::files::merge(path.as_ref()).and_then(|b| opt.load_checkpoint_bytes(&b)) } else { opt.load_checkpoint(path) }).transpose()?;
             for t in run.steps.clone() {
                 grads(t);
                 opt.step()?;
@@ -162,25 +170,29 @@ fn size() -> usize {
 }
 
 /// `save DIR`: 3 sharded steps, then the merged checkpoint and the params
-/// (rank 0 writes `DIR/optimizer.safetensors` and `DIR/params.f32`).
+/// (rank 0 writes `DIR/optimizer.safetensors` and `DIR/params.f32`), and
+/// the set of per-rank files `DIR/optimizer.safetensors.set.*`.
 /// `resume DIR`: loads both, 3 more sharded steps, and compares with 6
 /// uninterrupted steps of one process. `merged DIR`: the same, resumed by
-/// one process's `Optimizer` from the merged checkpoint.
+/// one process's `Optimizer` from the merged checkpoint. `resume-set` and
+/// `merged-set` load the set of per-rank files instead.
 fn checkpoints(gpu: &Gpu, comm: &MpiCollectives, mode: &str, dir: &str) -> Result<bool, OptimError> {
-    let (state, params) = (format!("{dir}/optimizer.safetensors"), format!("{dir}/params.f32"));
+    let (merged, params) = (format!("{dir}/optimizer.safetensors"), format!("{dir}/params.f32"));
+    let set = format!("{merged}.set.index.json");
+    let state = if mode.ends_with("-set") { &set } else { &merged };
     let adamw = |weight_decay| OptimizerConfig::from(wgpu_optim::AdamW { lr: 1e-2, weight_decay, ..wgpu_optim::AdamW::default() });
     let start = random_params(5, size());
     let run = |params, steps, load, save| Run { configs: [adamw(0.1), adamw(0.0)], params, grad: &same_grad, steps, load, save };
     let io = |e: std::io::Error| OptimError::io(std::path::Path::new(&params), e);
     if mode == "save" {
-        let out = train(gpu, Some(comm), &run(&start, 0..3, None, Some(&state)))?;
+        let out = train(gpu, Some(comm), &run(&start, 0..3, None, Some(&merged)))?;
         if comm.rank() == 0 {
             std::fs::write(&params, out[..size()].iter().flat_map(|b| b.to_le_bytes()).collect::<Vec<u8>>()).map_err(io)?;
         }
         return Ok(true);
     }
     let saved: Vec<f32> = std::fs::read(&params).map_err(io)?.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    let resumed = train(gpu, (mode == "resume").then_some(comm), &run(&saved, 3..6, Some(&state), None))?;
+    let resumed = train(gpu, mode.starts_with("resume").then_some(comm), &run(&saved, 3..6, Some(state), None))?;
     let whole = train(gpu, None, &run(&start, 0..6, None, None))?;
     let differ = resumed.iter().zip(&whole).filter(|(a, b)| a != b).count() + resumed.len().abs_diff(whole.len());
     if differ > 0 {
@@ -208,11 +220,11 @@ fn main() {
         let ok = match mode.as_str() {
             "bitwise" => bitwise(&gpu, comm)?,
             "control" => control::check(&gpu, comm)?,
-            "tensorwise" => tensorwise::check(&gpu, comm)?,
+            "tensorwise" => tensorwise::check(&gpu, comm, std::path::Path::new(args.get(2).ok_or("a directory for the checkpoints")?))?,
             "disagree" => disagree(&gpu, comm),
             "panic" => panic_on_rank_one(&gpu, comm)?,
             "error" => error_on_rank_one(&gpu, comm)?,
-            "save" | "resume" | "merged" => checkpoints(&gpu, comm, &mode, args.get(2).ok_or("a directory for the checkpoint")?)?,
+            "save" | "resume" | "merged" | "resume-set" | "merged-set" => checkpoints(&gpu, comm, &mode, args.get(2).ok_or("a directory for the checkpoint")?)?,
             other => return Err(format!("unknown mode {other:?}: bitwise, control, tensorwise, disagree, panic, error, save, resume or merged").into()),
         };
         if !ok {

@@ -1,8 +1,9 @@
 //! `shard-check tensorwise`: LAMB, Adafactor and Muon sharded by whole
 //! tensors. For each rule: T steps give params and gathered state bitwise
 //! equal to one process's optimizer fed the mean grads; the merged
-//! checkpoint after 3 steps resumes a sharded optimizer and one process's
-//! optimizer, and 3 more steps are bitwise 6 uninterrupted ones.
+//! checkpoint after 3 steps, and the set of per-rank files, each resume a
+//! sharded optimizer and one process's optimizer, and 3 more steps are
+//! bitwise 6 uninterrupted ones.
 
 use wgpu_optim::checkpoint::tensor;
 use wgpu_optim::device::{read_f32, Gpu};
@@ -10,7 +11,9 @@ use wgpu_optim::matrix::TensorRule;
 use wgpu_optim::random::random_params;
 use wgpu_optim::matrix::adafactor::StateTensor;
 use wgpu_optim::shard::local::Local;
-use wgpu_optim::shard::{Collectives, ShardRule, ShardedOptimizer};
+use std::path::Path;
+
+use wgpu_optim::shard::{files, Collectives, ShardRule, ShardedOptimizer};
 use wgpu_optim::{Adafactor, EngineOptions, Lamb, Muon, OptimError, ParamSlice};
 use wgpu_optim_mpi::MpiCollectives;
 
@@ -66,29 +69,46 @@ impl Model {
     }
 }
 
-/// Steps `steps` sharded over the world, from `load` (checkpoint bytes)
-/// if given; the words, and the merged checkpoint at the end.
-fn sharded(gpu: &Gpu, comm: &MpiCollectives, rule: TensorRule, start: Option<(&[f32], &[u8])>, steps: std::ops::Range<u64>) -> Result<(Vec<u32>, Vec<u8>), OptimError> {
+/// A checkpoint to start from: merged bytes, or a set of per-rank files
+/// by its index.
+#[derive(Clone, Copy)]
+enum Saved<'a> {
+    Merged(&'a [u8]),
+    Set(&'a Path),
+}
+
+/// Steps `steps` sharded over the world, from `start` (params and a
+/// checkpoint) if given; the words, and the merged checkpoint at the end
+/// (and the set of per-rank files `set`, if given).
+fn sharded(gpu: &Gpu, comm: &MpiCollectives, rule: TensorRule, start: Option<(&[f32], Saved)>, steps: std::ops::Range<u64>, set: Option<&Path>) -> Result<(Vec<u32>, Vec<u8>), OptimError> {
     let m = model(gpu, &rule);
     let mut opt = ShardedOptimizer::tensorwise(comm, &gpu.device, &gpu.queue, rule, &m.slices, EngineOptions::default())?;
-    if let Some((params, bytes)) = start {
+    if let Some((params, saved)) = start {
         gpu.queue.write_buffer(&m.p, 0, bytemuck::cast_slice(params));
-        opt.load_tensor_checkpoint_bytes(bytes)?;
+        match saved {
+            Saved::Merged(bytes) => opt.load_tensor_checkpoint_bytes(bytes)?,
+            Saved::Set(index) => opt.load_sharded(index)?,
+        }
     }
     for t in steps {
         m.write_grads(gpu, t, &|t, i| grad(comm.rank(), t, i));
         opt.step()?;
     }
+    set.map(|name| opt.save_sharded(name)).transpose()?;
     Ok((m.words(gpu, opt.gather_tensor_state()?)?, opt.tensor_checkpoint_bytes()?))
 }
 
 /// The same in one process, fed the mean grads of `ranks` ranks.
-fn single(gpu: &Gpu, ranks: usize, rule: TensorRule, start: Option<(&[f32], &[u8])>, steps: std::ops::Range<u64>) -> Result<Vec<u32>, OptimError> {
+fn single(gpu: &Gpu, ranks: usize, rule: TensorRule, start: Option<(&[f32], Saved)>, steps: std::ops::Range<u64>) -> Result<Vec<u32>, OptimError> {
     let m = model(gpu, &rule);
     let mut opt = Local::new(&gpu.device, &gpu.queue, &ShardRule::Tensor(rule), &m.slices, EngineOptions::default())?;
-    if let Some((params, bytes)) = start {
+    if let Some((params, saved)) = start {
         gpu.queue.write_buffer(&m.p, 0, bytemuck::cast_slice(params));
-        tensor::load_bytes(opt.tensor_state_mut().expect("a tensor-wise optimizer"), bytes)?;
+        let bytes = match saved {
+            Saved::Merged(bytes) => bytes.to_vec(),
+            Saved::Set(index) => files::merge(index)?,
+        };
+        tensor::load_bytes(opt.tensor_state_mut().expect("a tensor-wise optimizer"), &bytes)?;
     }
     for t in steps {
         m.write_grads(gpu, t, &|t, i| mean_grad(ranks, t, i));
@@ -106,19 +126,23 @@ fn report(comm: &MpiCollectives, what: &str, a: &[u32], b: &[u32]) -> bool {
     differ == 0
 }
 
-pub fn check(gpu: &Gpu, comm: &MpiCollectives) -> Result<bool, OptimError> {
+pub fn check(gpu: &Gpu, comm: &MpiCollectives, dir: &Path) -> Result<bool, OptimError> {
     let rules = [TensorRule::Lamb(Lamb { weight_decay: 0.01, ..Lamb::default() }), TensorRule::Adafactor(Adafactor::default()), TensorRule::Muon(Muon::default())];
     let mut ok = true;
     for rule in rules {
         let name = rule.pytorch_name();
-        let (whole, _) = sharded(gpu, comm, rule, None, 0..6)?;
+        let (whole, _) = sharded(gpu, comm, rule, None, 0..6, None)?;
         ok &= report(comm, &format!("{name}: sharded against one process"), &whole, &single(gpu, comm.ranks(), rule, None, 0..6)?);
-        let (first, saved) = sharded(gpu, comm, rule, None, 0..3)?;
+        let set = dir.join(name);
+        let (first, saved) = sharded(gpu, comm, rule, None, 0..3, Some(&set))?;
         let params: Vec<f32> = first[..model(gpu, &rule).n as usize].iter().map(|&b| f32::from_bits(b)).collect();
-        let (resumed, _) = sharded(gpu, comm, rule, Some((&params, &saved)), 3..6)?;
-        ok &= report(comm, &format!("{name}: resumed sharded"), &resumed, &whole);
-        let one = single(gpu, comm.ranks(), rule, Some((&params, &saved)), 3..6)?;
-        ok &= report(comm, &format!("{name}: merged checkpoint resumed by one process"), &one, &whole);
+        let index = files::index_path(&set);
+        for (what, from) in [("merged checkpoint", Saved::Merged(&saved)), ("set of per-rank files", Saved::Set(&index))] {
+            let (resumed, _) = sharded(gpu, comm, rule, Some((&params, from)), 3..6, None)?;
+            ok &= report(comm, &format!("{name}: {what} resumed sharded"), &resumed, &whole);
+            let one = single(gpu, comm.ranks(), rule, Some((&params, from)), 3..6)?;
+            ok &= report(comm, &format!("{name}: {what} resumed by one process"), &one, &whole);
+        }
     }
     Ok(ok)
 }
