@@ -3,17 +3,23 @@
 //! Every launch has a deadline, so a hang fails the test instead of eating
 //! the CI budget.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// `mpirun -n ranks shard-check mode`: the exit code (None if killed at the
 /// deadline), the output, and how long it took.
 fn mpirun(ranks: usize, mode: &str, deadline: Duration) -> (Option<i32>, String, Duration) {
+    mpirun_exe(ranks, Path::new(env!("CARGO_BIN_EXE_shard-check")), mode, deadline)
+}
+
+/// `mpirun -n ranks exe args` (args split at spaces), as [`mpirun`].
+fn mpirun_exe(ranks: usize, exe: &Path, args: &str, deadline: Duration) -> (Option<i32>, String, Duration) {
     let start = Instant::now();
     let mut child = Command::new("mpirun")
         .args(["-n", &ranks.to_string(), "--oversubscribe", "--bind-to", "none", "--mca", "btl", "self,vader"])
-        .arg(env!("CARGO_BIN_EXE_shard-check"))
-        .args(mode.split(' '))
+        .arg(exe)
+        .args(args.split(' '))
         // Open MPI refuses root without both (CI runs as root).
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
@@ -123,4 +129,37 @@ fn checkpoints_reshard_and_merge() {
     }
     run(1, "merged-set");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The examples cargo built beside this test (target/…/examples/).
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    exe.parent().and_then(Path::parent).expect("target/…/deps").join("examples").join(name)
+}
+
+/// The final epoch's test accuracy in a `train_mlp_dp` table.
+fn final_test_accuracy(out: &str) -> f64 {
+    let last = out.lines().rev().find(|l| l.trim_end().ends_with('%')).unwrap_or_else(|| panic!("no table:\n{out}"));
+    last.split_whitespace().last().and_then(|a| a.trim_end_matches('%').parse().ok()).unwrap_or_else(|| panic!("{last}"))
+}
+
+/// The digits MLP trained data-parallel at 2 and 3 ranks (rows of every
+/// batch split over the ranks, the state sharded) reaches the one-rank
+/// run's test accuracy within one point (the one-rank run is the
+/// one-process `train_mlp`'s, bitwise: the sharded step at N = 1 is the
+/// plain optimizer's).
+#[test]
+fn data_parallel_training_matches_one_process() {
+    let exe = example("train_mlp_dp");
+    let accuracy = |ranks| {
+        let (code, out, _) = mpirun_exe(ranks, &exe, "--epochs 10 --optimizer adamw", Duration::from_secs(180));
+        assert_eq!(code, Some(0), "{ranks} ranks:\n{out}");
+        final_test_accuracy(&out)
+    };
+    let one = accuracy(1);
+    assert!(one > 90.0, "one rank: {one}%");
+    for ranks in [2, 3] {
+        let many = accuracy(ranks);
+        assert!((many - one).abs() <= 1.0, "{ranks} ranks: {many}% against one rank's {one}%");
+    }
 }
