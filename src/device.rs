@@ -108,6 +108,26 @@ async fn pick_adapter(backends: wgpu::Backends) -> Result<wgpu::Adapter> {
     }
 }
 
+/// Maps `staging` (unmapped, `MAP_READ`, its copies submitted) for reading
+/// and waits for the GPU; read it with `get_mapped_range`, then `unmap`.
+///
+/// **Errors:** [`OptimError::DeviceLost`] when the device is gone,
+/// [`OptimError::Readback`] if mapping fails otherwise.
+pub fn map_read(device: &wgpu::Device, staging: &wgpu::Buffer) -> Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    // An unmapped MAP_READ buffer can fail mapping validation only by being
+    // invalid, which a lost (destroyed, reset) device makes of every buffer
+    // it creates.
+    crate::error::scoped(device, || {
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        })
+    })
+    .map_err(|e| OptimError::DeviceLost(e.to_string()))?;
+    device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| OptimError::Readback(e.to_string()))?;
+    rx.recv().map_err(|e| OptimError::Readback(e.to_string()))?.map_err(|e| OptimError::Readback(e.to_string()))
+}
+
 /// Copies `len` f32 elements starting at element `offset` of `buffer` (which
 /// needs `COPY_SRC`) back to the host. This waits for the GPU.
 ///
@@ -141,22 +161,7 @@ pub fn read_ranges_f32(device: &wgpu::Device, queue: &wgpu::Queue, ranges: &[(&w
         queue.submit([enc.finish()]);
         staging
     })?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    // The staging buffer is fresh, unmapped and MAP_READ: the only way
-    // mapping it can fail validation is that it is invalid, which a lost
-    // (destroyed, reset) device makes of every buffer it creates.
-    crate::error::scoped(device, || {
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        })
-    })
-    .map_err(|e| OptimError::DeviceLost(e.to_string()))?;
-    device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| OptimError::Readback(e.to_string()))?;
-    rx.recv()
-        .map_err(|e| OptimError::Readback(e.to_string()))?
-        .map_err(|e| OptimError::Readback(e.to_string()))?;
+    map_read(device, &staging)?;
     let out = {
         let view = staging.get_mapped_range(..).map_err(|e| OptimError::Readback(format!("{e:?}")))?;
         bytemuck::cast_slice::<u8, f32>(&view).to_vec()

@@ -18,6 +18,7 @@ pub mod files;
 pub mod local;
 pub mod plan;
 mod sets;
+pub mod staging;
 mod tensorwise;
 
 pub use collectives::{Collectives, SingleProcess};
@@ -46,7 +47,8 @@ pub enum Phase {
     ShardStep,
     /// The all-gather of the updated params.
     AllGather,
-    /// The params written to the param buffers (queued for the next submit).
+    /// The gathered params written to the param buffers (one upload, one
+    /// GPU copy per tensor, submitted).
     WriteParams,
 }
 
@@ -76,6 +78,7 @@ pub struct ShardedOptimizer<C: Collectives> {
     /// The optimizer of this rank's shard.
     local: Local,
     shard_grads: wgpu::Buffer,
+    stage: staging::Stage,
     control: ShardControl,
     /// Steps recorded, skipped ones included (as [`Optimizer::step_count`](crate::Optimizer::step_count)).
     steps: u32,
@@ -131,7 +134,8 @@ impl<C: Collectives> ShardedOptimizer<C> {
             .collect();
         let local = Local::new(device, queue, &rule, &slices, EngineOptions { grad_control: GradControl::default(), ..options })?;
         let control = ShardControl::new(options.grad_control);
-        Ok(ShardedOptimizer { comm, device: device.clone(), queue: queue.clone(), plan, rule, params: params.to_vec(), local, shard_grads, control, steps: 0 })
+        let stage = staging::Stage::new(device, params, local.params())?;
+        Ok(ShardedOptimizer { comm, device: device.clone(), queue: queue.clone(), plan, rule, params: params.to_vec(), local, shard_grads, stage, control, steps: 0 })
     }
 
     /// One data-parallel step from the grads in every rank's grad buffers:
@@ -151,40 +155,34 @@ impl<C: Collectives> ShardedOptimizer<C> {
     pub fn step_observed(&mut self, mut done: impl FnMut(Phase)) -> Result<()> {
         let steps = self.steps.checked_add(1).ok_or(OptimError::StepOverflow)?;
         let counts = self.plan.counts();
-        let grad_ranges: Vec<_> = self.params.iter().map(|p| (&p.grad, p.grad_offset, p.len())).collect();
-        let grads = crate::device::read_ranges_f32(&self.device, &self.queue, &grad_ranges)?;
+        let st = &mut self.stage;
+        st.grads_in.read(&self.device, &self.queue, &mut st.grads)?;
         done(Phase::ReadGrads);
-        let mut mine = vec![0.0f32; counts[self.comm.rank()]];
-        self.comm.reduce_scatter_sum(&grads, &counts, &mut mine)?;
+        self.comm.reduce_scatter_sum(&st.grads, &counts, &mut st.mine)?;
         done(Phase::ReduceScatter);
         let ranks = self.comm.ranks() as f32;
-        mine.iter_mut().for_each(|g| *g /= ranks);
+        st.mine.iter_mut().for_each(|g| *g /= ranks);
         if self.control.active() {
-            let skip = self.control_grads(&mut mine)?;
+            let mut mine = std::mem::take(&mut self.stage.mine);
+            let skip = self.control_grads(&mut mine);
+            self.stage.mine = mine;
             done(Phase::Control);
-            if skip {
+            if skip? {
                 self.steps = steps;
                 return Ok(());
             }
         }
-        let shard_params = match self.local {
-            Local::Empty => Vec::new(),
-            _ => {
-                self.queue.write_buffer(&self.shard_grads, 0, bytemuck::cast_slice(&mine));
-                self.local.step()?;
-                let ranges: Vec<_> = self.local.params().iter().map(|p| (&p.param, p.param_offset, p.len())).collect();
-                crate::device::read_ranges_f32(&self.device, &self.queue, &ranges)?
-            }
-        };
-        done(Phase::ShardStep);
-        let mut flat = vec![0.0f32; self.plan.total() as usize];
-        self.comm.all_gather(&shard_params, &counts, &mut flat)?;
-        done(Phase::AllGather);
-        let mut at = 0usize;
-        for p in &self.params {
-            self.queue.write_buffer(&p.param, 4 * p.param_offset, bytemuck::cast_slice(&flat[at..at + p.len() as usize]));
-            at += p.len() as usize;
+        let st = &mut self.stage;
+        if !matches!(self.local, Local::Empty) {
+            self.queue.write_buffer(&self.shard_grads, 0, bytemuck::cast_slice(&st.mine));
+            self.local.step()?;
+            st.params_in.read(&self.device, &self.queue, &mut st.shard_params)?;
         }
+        done(Phase::ShardStep);
+        self.comm.all_gather(&st.shard_params, &counts, &mut st.flat)?;
+        done(Phase::AllGather);
+        let own = &self.plan.shards[self.comm.rank()];
+        st.upload.write(&self.device, &self.queue, &st.flat, own.lo..own.hi);
         done(Phase::WriteParams);
         self.steps = steps;
         Ok(())

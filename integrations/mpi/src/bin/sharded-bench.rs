@@ -15,10 +15,11 @@ use mpi::collective::SystemOperation;
 use mpi::traits::*;
 use serde_json::{json, Value};
 use wgpu_optim::bench::model_sizes;
-use wgpu_optim::device::{self, read_ranges_f32};
+use wgpu_optim::device;
 use wgpu_optim::random::uniform;
+use wgpu_optim::shard::staging::{Readback, Upload};
 use wgpu_optim::shard::{Collectives, Phase, ShardedOptimizer};
-use wgpu_optim::{AdamW, EngineOptions, OptimError, Optimizer, OptimizerConfig, ParamArena};
+use wgpu_optim::{AdamW, EngineOptions, OptimError, Optimizer, OptimizerConfig, ParamArena, ParamSlice};
 use wgpu_optim_mpi::MpiCollectives;
 
 const TENSORS: usize = 1000;
@@ -43,46 +44,49 @@ fn worker(comm: &MpiCollectives, size: u64) -> Result<Option<Value>, OptimError>
     let slices = arena.slices();
     let world = comm.world();
 
-    // Sharded: the phases of each step, after one warm-up step.
+    // Sharded: the phases of each step, after one warm-up step. Before each
+    // collective the ranks meet at a barrier, its wait timed apart, so a
+    // collective's time is its own, not the wait for a slower rank.
     let mut sharded = ShardedOptimizer::new(comm, &gpu.device, &gpu.queue, &[config], &slices, EngineOptions::default())?;
     sharded.step()?;
-    let mut phases: Vec<[f64; 5]> = Vec::new();
+    let mut phases: Vec<[f64; 6]> = Vec::new();
     for _ in 0..STEPS {
         world.barrier();
-        let (mut last, mut times, mut k) = (Instant::now(), [0.0; 5], 0);
-        sharded.step_observed(|_: Phase| {
-            times[k] = last.elapsed().as_secs_f64() * 1e3;
+        let (mut last, mut times) = (Instant::now(), [0.0; 6]);
+        sharded.step_observed(|phase: Phase| {
+            let k = [Phase::ReadGrads, Phase::ReduceScatter, Phase::ShardStep, Phase::AllGather, Phase::WriteParams].iter().position(|&p| p == phase).expect("no grad control here");
+            times[k] += last.elapsed().as_secs_f64() * 1e3;
+            if matches!(phase, Phase::ReadGrads | Phase::ShardStep) {
+                let wait = Instant::now();
+                world.barrier();
+                times[5] += wait.elapsed().as_secs_f64() * 1e3;
+            }
             last = Instant::now();
-            k += 1;
         })?;
         phases.push(times);
     }
     let phase = |k: usize| median(phases.iter().map(|p| p[k]).collect());
     let sharded_ms = median(phases.iter().map(|p| p.iter().sum()).collect());
-
-    // DDP: all-reduce of the grads, the full step on every rank.
+    // DDP: all-reduce of the grads, the full step on every rank; the grads
+    // staged as the sharded step stages them (one read, one upload).
     let mut ddp = Optimizer::new(&gpu.device, &gpu.queue, config, &slices)?;
-    let grad_ranges: Vec<_> = slices.iter().map(|s| (&s.grad, s.grad_offset, s.len())).collect();
+    let grads_in = Readback::new(&gpu.device, &slices.iter().map(|s| (&s.grad, s.grad_offset, s.len())).collect::<Vec<_>>())?;
+    let grads_out = Upload::new(&gpu.device, &slices.iter().map(|s| ParamSlice::range(&s.grad, s.grad_offset, &s.grad, s.grad_offset, s.len())).collect::<Vec<_>>())?;
+    let (mut grads, mut sum) = (vec![0.0f32; grads_in.len()], vec![0.0f32; grads_in.len()]);
     let mut ddp_times = Vec::new();
     for step in 0..=STEPS {
         world.barrier();
         let start = Instant::now();
-        let grads = read_ranges_f32(&gpu.device, &gpu.queue, &grad_ranges)?;
-        let mut sum = vec![0.0f32; grads.len()];
+        grads_in.read(&gpu.device, &gpu.queue, &mut grads)?;
         world.all_reduce_into(&grads[..], &mut sum[..], SystemOperation::sum());
-        let mut at = 0;
-        for (s, mean) in slices.iter().map(|s| (s, s.len() as usize)) {
-            let values: Vec<f32> = sum[at..at + mean].iter().map(|g| g / ranks as f32).collect();
-            gpu.queue.write_buffer(&s.grad, 4 * s.grad_offset, bytemuck::cast_slice(&values));
-            at += mean;
-        }
+        sum.iter_mut().for_each(|g| *g /= ranks as f32);
+        grads_out.write(&gpu.device, &gpu.queue, &sum, 0..0);
         ddp.step()?;
         gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| OptimError::Readback(e.to_string()))?;
         if step > 0 {
             ddp_times.push(start.elapsed().as_secs_f64() * 1e3);
         }
     }
-
     // The raw collectives on the same counts, host memory only.
     let counts = sharded.plan().counts();
     let total = sharded.plan().total() as usize;
@@ -109,7 +113,7 @@ fn worker(comm: &MpiCollectives, size: u64) -> Result<Option<Value>, OptimError>
             "bytes_sent_per_rank": ring,
             "ddp_bytes_sent_per_rank": ring,
             "sharded_step_ms": sharded_ms,
-            "phases_ms": {"read_grads": phase(0), "reduce_scatter": phase(1), "shard_step": phase(2), "all_gather": phase(3), "write_params": phase(4)},
+            "phases_ms": {"read_grads": phase(0), "reduce_scatter": phase(1), "shard_step": phase(2), "all_gather": phase(3), "write_params": phase(4), "barrier_wait": phase(5)},
             "ddp_step_ms": median(ddp_times),
             "raw_collectives_ms": raw_ms,
             "collective_fraction_of_raw": raw_ms / collective_ms,
