@@ -42,15 +42,21 @@ fn mpirun_exe(ranks: usize, exe: &Path, args: &str, deadline: Duration) -> (Opti
     (code, text, start.elapsed())
 }
 
+/// `shard-check mode [arg]` at `ranks` ranks exits 0 within `deadline_s`,
+/// every rank reporting "mode ok".
+fn passes(ranks: usize, mode: &str, arg: &str, deadline_s: u64) {
+    let (code, out, _) = mpirun(ranks, format!("{mode} {arg}").trim_end(), Duration::from_secs(deadline_s));
+    assert_eq!(code, Some(0), "{mode} at {ranks} ranks:\n{out}");
+    assert_eq!(out.matches(&format!("{mode} ok")).count(), ranks, "{mode} at {ranks} ranks:\n{out}");
+}
+
 /// At N = 1, 2, 3 and 4, every element-wise rule: params and gathered state
 /// after 6 steps bitwise equal to one process fed the mean grads (whose
 /// sums over ranks are exact by construction), on every rank.
 #[test]
 fn sharded_steps_equal_one_process_bitwise_at_one_to_four_ranks() {
     for ranks in 1..=4 {
-        let (code, out, _) = mpirun(ranks, "bitwise", Duration::from_secs(120));
-        assert_eq!(code, Some(0), "{ranks} ranks:\n{out}");
-        assert_eq!(out.matches("bitwise ok").count(), ranks, "{ranks} ranks:\n{out}");
+        passes(ranks, "bitwise", "", 120);
     }
 }
 
@@ -60,9 +66,7 @@ fn sharded_steps_equal_one_process_bitwise_at_one_to_four_ranks() {
 #[test]
 fn clipping_and_loss_scaling_agree_on_every_rank() {
     for ranks in 1..=4 {
-        let (code, out, _) = mpirun(ranks, "control", Duration::from_secs(120));
-        assert_eq!(code, Some(0), "{ranks} ranks:\n{out}");
-        assert_eq!(out.matches("control ok").count(), ranks, "{ranks} ranks:\n{out}");
+        passes(ranks, "control", "", 120);
     }
 }
 
@@ -74,9 +78,7 @@ fn tensorwise_rules_shard_by_whole_tensors() {
     let dir = std::env::temp_dir().join(format!("wgpu-optim-mpi-tensorwise-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for ranks in 1..=4 {
-        let (code, out, _) = mpirun(ranks, &format!("tensorwise {}", dir.display()), Duration::from_secs(180));
-        assert_eq!(code, Some(0), "{ranks} ranks:\n{out}");
-        assert_eq!(out.matches("tensorwise ok").count(), ranks, "{ranks} ranks:\n{out}");
+        passes(ranks, "tensorwise", &dir.display().to_string(), 180);
     }
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -114,11 +116,7 @@ fn checkpoints_reshard_and_merge() {
     let dir = std::env::temp_dir().join(format!("wgpu-optim-mpi-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let dir = dir.to_str().unwrap().to_string();
-    let run = |ranks: usize, mode: &str| {
-        let (code, out, _) = mpirun(ranks, &format!("{mode} {dir}"), Duration::from_secs(120));
-        assert_eq!(code, Some(0), "{mode} at {ranks} ranks:\n{out}");
-        assert_eq!(out.matches(&format!("{mode} ok")).count(), ranks, "{mode} at {ranks} ranks:\n{out}");
-    };
+    let run = |ranks: usize, mode: &str| passes(ranks, mode, &dir, 120);
     run(4, "save");
     for ranks in [2, 3, 1] {
         run(ranks, "resume");
