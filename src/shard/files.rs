@@ -187,3 +187,19 @@ fn join(name: &str, parts: &[TensorView]) -> Result<(String, Vec<usize>, Vec<u8>
         _ => Err(corrupt(format!("{name}: slices of a multi-dimensional tensor on several ranks, or none"))),
     }
 }
+
+/// Whether two safetensors files hold the same tensors (names, dtypes,
+/// shapes and bytes) and the same metadata, whatever the order they were
+/// serialised in.
+///
+/// **Errors:** [`OptimError::Checkpoint`] for a file that is not safetensors.
+pub fn same_content(a: &[u8], b: &[u8]) -> Result<bool> {
+    let content = |bytes: &[u8]| -> Result<(Vec<(String, Dtype, Vec<usize>, Vec<u8>)>, HashMap<String, String>)> {
+        let st = SafeTensors::deserialize(bytes).map_err(corrupt)?;
+        let mut tensors: Vec<_> = st.tensors().into_iter().map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
+        tensors.sort_by(|x, y| x.0.cmp(&y.0));
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(corrupt)?;
+        Ok((tensors, header.metadata().clone().unwrap_or_default()))
+    };
+    Ok(content(a)? == content(b)?)
+}

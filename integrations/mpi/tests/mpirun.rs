@@ -83,6 +83,18 @@ fn tensorwise_rules_shard_by_whole_tensors() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A sharded save that fails on the last rank (2-4 ranks): every rank
+/// returns an error naming it, and the previous set still loads, bitwise.
+#[test]
+fn a_save_that_fails_on_one_rank_keeps_the_previous_set() {
+    let dir = std::env::temp_dir().join(format!("wgpu-optim-mpi-interrupted-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for ranks in 2..=4 {
+        passes(ranks, "interrupted", &dir.display().to_string(), 120);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// A rank that builds another model: every rank returns RanksDisagree at
 /// construction (no deadlock in a later collective).
 #[test]

@@ -5,6 +5,7 @@
 //! mpirun -n 3 shard-check bitwise    every element-wise rule: sharded = one process on the mean grads, bitwise
 //! mpirun -n 3 shard-check control    clipping and a GradScaler: the same on every rank, a NaN on one rank skips everywhere
 //! mpirun -n 3 shard-check tensorwise DIR  LAMB, Adafactor, Muon by whole tensors: bitwise one process; checkpoints resume
+//! mpirun -n 3 shard-check interrupted DIR  a sharded save that fails on the last rank: all fail, the old set stays
 //! mpirun -n 2 shard-check disagree   rank 1 builds another model: every rank gets RanksDisagree
 //! mpirun -n 2 shard-check panic      rank 1 panics before its first step: the job ends, non-zero
 //! mpirun -n 2 shard-check error      rank 1 returns an error instead: the same
@@ -15,6 +16,7 @@
 //! ```
 
 mod control;
+mod interrupted;
 mod tensorwise;
 
 use wgpu_optim::device::{self, read_f32, Gpu};
@@ -220,12 +222,13 @@ fn main() {
         let ok = match mode.as_str() {
             "bitwise" => bitwise(&gpu, comm)?,
             "control" => control::check(&gpu, comm)?,
+            "interrupted" => interrupted::check(&gpu, comm, std::path::Path::new(args.get(2).ok_or("a directory for the checkpoints")?))?,
             "tensorwise" => tensorwise::check(&gpu, comm, std::path::Path::new(args.get(2).ok_or("a directory for the checkpoints")?))?,
             "disagree" => disagree(&gpu, comm),
             "panic" => panic_on_rank_one(&gpu, comm)?,
             "error" => error_on_rank_one(&gpu, comm)?,
             "save" | "resume" | "merged" | "resume-set" | "merged-set" => checkpoints(&gpu, comm, &mode, args.get(2).ok_or("a directory for the checkpoint")?)?,
-            other => return Err(format!("unknown mode {other:?}: bitwise, control, tensorwise, disagree, panic, error, save, resume or merged").into()),
+            other => return Err(format!("unknown mode {other:?}: bitwise, control, tensorwise, interrupted, disagree, panic, error, save, resume or merged").into()),
         };
         if !ok {
             return Err(format!("{mode} failed").into());
