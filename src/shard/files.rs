@@ -194,7 +194,8 @@ fn join(name: &str, parts: &[TensorView]) -> Result<(String, Vec<usize>, Vec<u8>
 ///
 /// **Errors:** [`OptimError::Checkpoint`] for a file that is not safetensors.
 pub fn same_content(a: &[u8], b: &[u8]) -> Result<bool> {
-    let content = |bytes: &[u8]| -> Result<(Vec<(String, Dtype, Vec<usize>, Vec<u8>)>, HashMap<String, String>)> {
+    type Content = (Vec<(String, Dtype, Vec<usize>, Vec<u8>)>, HashMap<String, String>);
+    let content = |bytes: &[u8]| -> Result<Content> {
         let st = SafeTensors::deserialize(bytes).map_err(corrupt)?;
         let mut tensors: Vec<_> = st.tensors().into_iter().map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
         tensors.sort_by(|x, y| x.0.cmp(&y.0));
