@@ -118,18 +118,19 @@ impl<C: Collectives> ShardedOptimizer<C> {
         };
         let plan = ShardPlan::new(&lens, comm.ranks(), &sharding)?;
         let shard = &plan.shards[comm.rank()];
+        // each piece's grads start on a unit, as its params do within its tensor
+        let grad_at: Vec<u64> = shard.pieces.iter().scan(0, |at, p| Some(std::mem::replace(at, (*at + p.len).next_multiple_of(plan::UNIT)))).collect();
+        let padded = shard.pieces.last().map_or(0, |p| grad_at[grad_at.len() - 1] + p.len);
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
-        let shard_grads = crate::error::scoped(device, || device.create_buffer(&wgpu::BufferDescriptor { label: Some("wgpu-optim shard grads"), size: 4 * shard.len().max(1), usage, mapped_at_creation: false }))?;
-        let mut at = 0;
+        let shard_grads = crate::error::scoped(device, || device.create_buffer(&wgpu::BufferDescriptor { label: Some("wgpu-optim shard grads"), size: 4 * padded.max(1), usage, mapped_at_creation: false }))?;
         let slices: Vec<ParamSlice> = shard
             .pieces
             .iter()
-            .map(|piece| {
+            .zip(&grad_at)
+            .map(|(piece, &at)| {
                 let p = &params[piece.tensor];
                 let whole = piece.len == p.len();
-                let slice = ParamSlice { param_offset: p.param_offset + piece.start, param_len: piece.len, grad: shard_grads.clone(), grad_offset: at, grad_len: piece.len, shape: p.shape.clone().filter(|_| whole), ..p.clone() };
-                at += piece.len;
-                slice
+                ParamSlice { param_offset: p.param_offset + piece.start, param_len: piece.len, grad: shard_grads.clone(), grad_offset: at, grad_len: piece.len, shape: p.shape.clone().filter(|_| whole), ..p.clone() }
             })
             .collect();
         let local = Local::new(device, queue, &rule, &slices, EngineOptions { grad_control: GradControl::default(), ..options })?;
@@ -174,7 +175,8 @@ impl<C: Collectives> ShardedOptimizer<C> {
         }
         let st = &mut self.stage;
         if !matches!(self.local, Local::Empty) {
-            self.queue.write_buffer(&self.shard_grads, 0, bytemuck::cast_slice(&st.mine));
+            st.pad_grads();
+            self.queue.write_buffer(&self.shard_grads, 0, bytemuck::cast_slice(&st.padded));
             self.local.step()?;
             st.params_in.read(&self.device, &self.queue, &mut st.shard_params)?;
         }

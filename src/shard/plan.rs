@@ -6,8 +6,8 @@
 
 use crate::error::{OptimError, Result};
 
-/// Elements of the flat vector between element-wise shard boundaries: the
-/// engine's wide access unit.
+/// Element-wise shard boundaries lie a multiple of this many elements into
+/// a tensor (or at its start): the engine's wide access unit.
 pub const UNIT: u64 = 8;
 
 /// A run of one tensor's elements inside a shard.
@@ -48,8 +48,9 @@ impl Shard {
 /// How a rule's work splits across ranks.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Sharding {
-    /// Element-wise rules: contiguous flat ranges of near-equal length,
-    /// boundaries on multiples of [`UNIT`].
+    /// Element-wise rules: contiguous flat ranges of near-equal length
+    /// (within [`UNIT`]), each boundary a multiple of [`UNIT`] into its
+    /// tensor.
     Elements,
     /// Tensor-wise rules (LAMB, Adafactor, Muon) need whole tensors:
     /// contiguous runs of tensors, balanced by each tensor's cost (elements
@@ -88,7 +89,7 @@ impl ShardPlan {
         let starts: Vec<u64> = lens.iter().scan(0, |at, &l| Some(std::mem::replace(at, *at + l))).collect();
         let total: u64 = lens.iter().sum();
         let bounds = match sharding {
-            Sharding::Elements => (0..=ranks as u64).map(|r| if r == ranks as u64 { total } else { (total * r / ranks as u64) / UNIT * UNIT }).collect::<Vec<_>>(),
+            Sharding::Elements => (0..=ranks as u64).map(|r| if r == ranks as u64 { total } else { unit_below(&starts, total * r / ranks as u64) }).collect::<Vec<_>>(),
             Sharding::WholeTensors { costs } => {
                 if costs.len() != lens.len() {
                     return Err(OptimError::InvalidOptions("one cost per tensor"));
@@ -120,6 +121,15 @@ impl ShardPlan {
         }
         out
     }
+}
+
+/// The last boundary at or before flat element `at` that starts its tensor
+/// or lies a whole number of units into it: every piece then starts on a
+/// unit of its tensor, so a shard's pieces keep the tensors' alignment (and
+/// the engine its vector paths).
+fn unit_below(starts: &[u64], at: u64) -> u64 {
+    let tensor_start = starts[starts.partition_point(|&s| s <= at) - 1];
+    tensor_start + (at - tensor_start) / UNIT * UNIT
 }
 
 /// The pieces of the tensors (starting at `starts`) that `[lo, hi)` covers.
@@ -156,7 +166,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn element_shards_cover_the_vector_on_unit_boundaries() {
+    fn element_shards_cover_the_vector_on_units_of_each_tensor() {
         let lens = [1000, 37, 513, 5];
         for ranks in 1..=7 {
             let plan = ShardPlan::new(&lens, ranks, &Sharding::Elements).unwrap();
@@ -165,8 +175,8 @@ mod tests {
             assert_eq!(plan.shards[ranks - 1].hi, 1555);
             for w in plan.shards.windows(2) {
                 assert_eq!(w[0].hi, w[1].lo);
-                assert_eq!(w[1].lo % UNIT, 0);
             }
+            assert!(plan.shards.iter().flat_map(|s| &s.pieces).all(|p| p.start % UNIT == 0), "{ranks}: {plan:?}");
             for s in &plan.shards {
                 assert_eq!(s.pieces.iter().map(|p| p.len).sum::<u64>(), s.len());
                 assert!(s.len() <= 1555 / ranks as u64 + UNIT, "{ranks}: {s:?}");

@@ -142,6 +142,10 @@ pub struct Stage {
     pub grads: Vec<f32>,
     /// The shard's mean grads.
     pub mine: Vec<f32>,
+    /// The same, each piece at its offset in the shard's grad buffer.
+    pub padded: Vec<f32>,
+    /// (offset in `padded`, elements) per piece.
+    grad_at: Vec<(usize, usize)>,
     /// The shard's params.
     pub shard_params: Vec<f32>,
     /// Every param, gathered.
@@ -158,6 +162,17 @@ impl Stage {
         let shard: Vec<_> = local.iter().map(|p| (&p.param, p.param_offset, p.len())).collect();
         let (grads_in, params_in, upload) = (Readback::new(device, &grads)?, Readback::new(device, &shard)?, Upload::new(device, params)?);
         let (total, mine) = (grads_in.len(), params_in.len());
-        Ok(Stage { grads_in, params_in, upload, grads: vec![0.0; total], mine: vec![0.0; mine], shard_params: vec![0.0; mine], flat: vec![0.0; total] })
+        let grad_at: Vec<(usize, usize)> = local.iter().map(|p| (p.grad_offset as usize, p.len() as usize)).collect();
+        let padded = grad_at.last().map_or(0, |&(at, len)| at + len);
+        Ok(Stage { grads_in, params_in, upload, grads: vec![0.0; total], mine: vec![0.0; mine], padded: vec![0.0; padded], grad_at, shard_params: vec![0.0; mine], flat: vec![0.0; total] })
+    }
+
+    /// Copies the shard's mean grads into their padded layout.
+    pub fn pad_grads(&mut self) {
+        let mut from = 0;
+        for &(at, len) in &self.grad_at {
+            self.padded[at..at + len].copy_from_slice(&self.mine[from..from + len]);
+            from += len;
+        }
     }
 }

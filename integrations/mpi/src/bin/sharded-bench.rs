@@ -23,7 +23,7 @@ use wgpu_optim::{AdamW, EngineOptions, OptimError, Optimizer, OptimizerConfig, P
 use wgpu_optim_mpi::MpiCollectives;
 
 const TENSORS: usize = 1000;
-const STEPS: usize = 3;
+const STEPS: usize = 5;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
