@@ -1,6 +1,7 @@
 //! `shard-check tensorwise`: LAMB, Adafactor and Muon sharded by whole
-//! tensors. For each rule: T steps give params and gathered state bitwise
-//! equal to one process's optimizer fed the mean grads; the merged
+//! tensors. For each rule, with tensors end to end and on multiples of 8
+//! elements (the vector paths): T steps give params and gathered state
+//! bitwise equal to one process's optimizer fed the mean grads; the merged
 //! checkpoint after 3 steps, and the set of per-rank files, each resume a
 //! sharded optimizer and one process's optimizer, and 3 more steps are
 //! bitwise 6 uninterrupted ones.
@@ -39,19 +40,17 @@ struct Model {
     n: u64,
 }
 
-fn model(gpu: &Gpu, rule: &TensorRule) -> Model {
-    let shapes = shapes(rule);
-    let n: u64 = shapes.iter().map(|s| s.iter().product::<u64>()).sum();
+/// A rule, and whether its tensors start on multiples of 8 elements (the
+/// optimizers' vector paths) or end to end.
+type Case = (TensorRule, bool);
+
+fn model(gpu: &Gpu, (rule, aligned): Case) -> Model {
+    let shapes = shapes(&rule);
+    let lens: Vec<u64> = shapes.iter().map(|s| s.iter().product()).collect();
+    let starts: Vec<u64> = lens.iter().scan(0, |at, &l| Some(std::mem::replace(at, if aligned { (*at + l).next_multiple_of(8) } else { *at + l }))).collect();
+    let n = starts[lens.len() - 1] + lens[lens.len() - 1];
     let (p, g) = (buffer(gpu, &random_params(9, n as usize)), buffer(gpu, &vec![0.0; n as usize]));
-    let mut at = 0;
-    let slices = shapes
-        .iter()
-        .map(|s| {
-            let len: u64 = s.iter().product();
-            at += len;
-            ParamSlice::range(&p, at - len, &g, at - len, len).with_shape(s)
-        })
-        .collect();
+    let slices = shapes.iter().zip(starts.iter().zip(&lens)).map(|(s, (&at, &len))| ParamSlice::range(&p, at, &g, at, len).with_shape(s)).collect();
     Model { p, g, slices, n }
 }
 
@@ -80,8 +79,8 @@ enum Saved<'a> {
 /// Steps `steps` sharded over the world, from `start` (params and a
 /// checkpoint) if given; the words, and the merged checkpoint at the end
 /// (and the set of per-rank files `set`, if given).
-fn sharded(gpu: &Gpu, comm: &MpiCollectives, rule: TensorRule, start: Option<(&[f32], Saved)>, steps: std::ops::Range<u64>, set: Option<&Path>) -> Result<(Vec<u32>, Vec<u8>), OptimError> {
-    let m = model(gpu, &rule);
+fn sharded(gpu: &Gpu, comm: &MpiCollectives, (rule, aligned): Case, start: Option<(&[f32], Saved)>, steps: std::ops::Range<u64>, set: Option<&Path>) -> Result<(Vec<u32>, Vec<u8>), OptimError> {
+    let m = model(gpu, (rule, aligned));
     let mut opt = ShardedOptimizer::tensorwise(comm, &gpu.device, &gpu.queue, rule, &m.slices, EngineOptions::default())?;
     if let Some((params, saved)) = start {
         gpu.queue.write_buffer(&m.p, 0, bytemuck::cast_slice(params));
@@ -99,8 +98,8 @@ fn sharded(gpu: &Gpu, comm: &MpiCollectives, rule: TensorRule, start: Option<(&[
 }
 
 /// The same in one process, fed the mean grads of `ranks` ranks.
-fn single(gpu: &Gpu, ranks: usize, rule: TensorRule, start: Option<(&[f32], Saved)>, steps: std::ops::Range<u64>) -> Result<Vec<u32>, OptimError> {
-    let m = model(gpu, &rule);
+fn single(gpu: &Gpu, ranks: usize, (rule, aligned): Case, start: Option<(&[f32], Saved)>, steps: std::ops::Range<u64>) -> Result<Vec<u32>, OptimError> {
+    let m = model(gpu, (rule, aligned));
     let mut opt = Local::new(&gpu.device, &gpu.queue, &ShardRule::Tensor(rule), &m.slices, EngineOptions::default())?;
     if let Some((params, saved)) = start {
         gpu.queue.write_buffer(&m.p, 0, bytemuck::cast_slice(params));
@@ -131,16 +130,20 @@ pub fn check(gpu: &Gpu, comm: &MpiCollectives, dir: &Path) -> Result<bool, Optim
     let mut ok = true;
     for rule in rules {
         let name = rule.pytorch_name();
-        let (whole, _) = sharded(gpu, comm, rule, None, 0..6, None)?;
-        ok &= report(comm, &format!("{name}: sharded against one process"), &whole, &single(gpu, comm.ranks(), rule, None, 0..6)?);
+        let aligned = (rule, true);
+        let end_to_end = (rule, false);
+        let (packed, _) = sharded(gpu, comm, end_to_end, None, 0..6, None)?;
+        ok &= report(comm, &format!("{name}: tensors end to end: sharded against one process"), &packed, &single(gpu, comm.ranks(), end_to_end, None, 0..6)?);
+        let (whole, _) = sharded(gpu, comm, aligned, None, 0..6, None)?;
+        ok &= report(comm, &format!("{name}: sharded against one process"), &whole, &single(gpu, comm.ranks(), aligned, None, 0..6)?);
         let set = dir.join(name);
-        let (first, saved) = sharded(gpu, comm, rule, None, 0..3, Some(&set))?;
-        let params: Vec<f32> = first[..model(gpu, &rule).n as usize].iter().map(|&b| f32::from_bits(b)).collect();
+        let (first, saved) = sharded(gpu, comm, aligned, None, 0..3, Some(&set))?;
+        let params: Vec<f32> = first[..model(gpu, aligned).n as usize].iter().map(|&b| f32::from_bits(b)).collect();
         let index = files::index_path(&set);
         for (what, from) in [("merged checkpoint", Saved::Merged(&saved)), ("set of per-rank files", Saved::Set(&index))] {
-            let (resumed, _) = sharded(gpu, comm, rule, Some((&params, from)), 3..6, None)?;
+            let (resumed, _) = sharded(gpu, comm, aligned, Some((&params, from)), 3..6, None)?;
             ok &= report(comm, &format!("{name}: {what} resumed sharded"), &resumed, &whole);
-            let one = single(gpu, comm.ranks(), rule, Some((&params, from)), 3..6)?;
+            let one = single(gpu, comm.ranks(), aligned, Some((&params, from)), 3..6)?;
             ok &= report(comm, &format!("{name}: {what} resumed by one process"), &one, &whole);
         }
     }
