@@ -52,6 +52,9 @@ fn what_sharding_does_not_support_is_a_typed_error() {
     let overlap = [ParamSlice::range(&p, 0, &g, 0, 10), ParamSlice::range(&p, 5, &g, 0, 10)];
     let e = ShardedOptimizer::new(SingleProcess, &gpu.device, &gpu.queue, &[AdamW::default().into()], &overlap, EngineOptions::default()).err();
     assert!(matches!(e, Some(OptimError::Overlap { .. })), "{e:?}");
+    let no_copy = gpu.device.create_buffer(&wgpu::BufferDescriptor { label: None, size: 256, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
+    let e = ShardedOptimizer::new(SingleProcess, &gpu.device, &gpu.queue, &[AdamW::default().into()], &[ParamSlice::whole(&no_copy, &g)], EngineOptions::default()).err();
+    assert!(matches!(e, Some(OptimError::MissingUsage { index: 0, which: "param", .. })), "{e:?}");
     let muon = wgpu_optim::matrix::TensorRule::Muon(Muon::default());
     let e = ShardedOptimizer::tensorwise(SingleProcess, &gpu.device, &gpu.queue, muon, &slices, EngineOptions::default()).err();
     assert!(matches!(e, Some(OptimError::ShapeRequired { index: 0, .. })), "{e:?}");

@@ -66,10 +66,19 @@ fn an_interrupted_save_leaves_a_loadable_set() {
     let b_index_text = std::fs::read_to_string(&b_index).unwrap().replace("other.rank", "ck.rank");
     std::fs::write(&index, b_index_text).unwrap();
     assert_eq!(merged(), want_b);
-    // published: B
-    std::fs::rename(&next, &file).unwrap();
+    // a new save staged over it before B was published: B is published
+    // first, so a new save that then fails before its commit leaves B
+    let c = files::tag(&a.checkpoint_bytes().unwrap(), 77, 0, 1).unwrap();
+    files::save::stage(&name, 0, 1, &c).unwrap();
     assert_eq!(merged(), want_b);
-    // a rank file of another save and no FILE.next: a typed error
+    std::fs::remove_file(&next).unwrap();
+    // published: B
+    assert_eq!(merged(), want_b);
+    // an index of no ranks, and a rank file of another save with no
+    // FILE.next: typed errors
+    let empty = dir.path().join("empty.index.json");
+    std::fs::write(&empty, r#"{"format": "wgpu-optim-shard-index/1", "save": 1, "ranks": 0, "files": []}"#).unwrap();
+    assert!(matches!(files::merge(&empty), Err(OptimError::Checkpoint(_))));
     copy(&files::rank_path(&name, 0, 1), &next);
     a.save_sharded(dir.path().join("third")).unwrap();
     copy(&files::rank_path(&dir.path().join("third"), 0, 1), &file);

@@ -35,6 +35,18 @@ pub fn agree(comm: &impl Collectives, local: Result<()>, mine: [u64; 3]) -> Resu
     Ok(())
 }
 
+/// Every rank learns whether every rank's `local` succeeded: this rank's
+/// value, or its own error, or [`OptimError::RanksDisagree`] naming the
+/// first other rank that failed (`what` says at what).
+pub fn all_succeed<T>(comm: &impl Collectives, local: Result<T>, what: &'static str) -> Result<T> {
+    let all = comm.all_gather_bytes(&[local.is_ok() as u8])?;
+    let value = local?;
+    match all.iter().position(|&ok| ok == 0) {
+        Some(rank) => Err(OptimError::RanksDisagree { rank, what }),
+        None => Ok(value),
+    }
+}
+
 /// What a sharded optimizer refuses on one rank, before any collective.
 pub fn check_local(device: &wgpu::Device, rule: &ShardRule, params: &[ParamSlice], options: &EngineOptions) -> Result<()> {
     match rule {
@@ -47,9 +59,25 @@ pub fn check_local(device: &wgpu::Device, rule: &ShardRule, params: &[ParamSlice
             }
         }
     }
+    check_copies(params)?;
     options.grad_control.validate()?;
     if options.state_format != StateFormat::F32 {
         return Err(OptimError::InvalidOptions("a sharded optimizer keeps f32 state: 8-bit blocks would straddle shard boundaries, and bf16's stochastic rounding is keyed by the state's position, which sharding moves"));
+    }
+    Ok(())
+}
+
+/// The step copies the grads out (`COPY_SRC`) and the params out and in
+/// (`COPY_SRC | COPY_DST`): a buffer without them is refused here, not by
+/// wgpu in the first step.
+fn check_copies(params: &[ParamSlice]) -> Result<()> {
+    use wgpu::BufferUsages as U;
+    for (index, p) in params.iter().enumerate() {
+        for (buffer, which, need) in [(&p.param, "param", U::COPY_SRC | U::COPY_DST), (&p.grad, "grad", U::COPY_SRC)] {
+            if !buffer.usage().contains(need) {
+                return Err(OptimError::MissingUsage { index, which, missing: need - buffer.usage() });
+            }
+        }
     }
     Ok(())
 }

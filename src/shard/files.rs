@@ -16,7 +16,8 @@
 //! every rank renames `FILE.next` over `FILE`. A reader takes each rank's
 //! file whose `save` matches the index's, `FILE` or else `FILE.next`, so a
 //! save interrupted at any point on any rank leaves the previous set, or
-//! the new one, loadable.
+//! the new one, loadable. A committed `FILE.next` left unpublished by a
+//! crash is published before the next save stages over it.
 //!
 //! Merging concatenates each tensor's non-empty slices in rank order (a
 //! multi-dimensional tensor, of a tensor-wise rule, comes whole from one
@@ -71,10 +72,20 @@ pub mod save {
     use super::*;
 
     /// Step 1: this rank's tagged file, written atomically to `FILE.next`.
+    /// A `FILE.next` that the current index already names (a save that
+    /// committed but did not publish) is published first, so the staging
+    /// never overwrites the only copy of the committed set.
     ///
     /// **Errors:** [`OptimError::Io`].
     pub fn stage(name: &Path, rank: usize, ranks: usize, tagged: &[u8]) -> Result<()> {
-        crate::checkpoint::write_atomic(&next_path(&rank_path(name, rank, ranks)), tagged)
+        let (file, next) = (rank_path(name, rank, ranks), next_path(&rank_path(name, rank, ranks)));
+        if let (Ok(index), Ok(staged)) = (std::fs::read_to_string(index_path(name)), std::fs::read(&next)) {
+            let committed = serde_json::from_str::<Value>(&index).ok().and_then(|v| v["save"].as_u64());
+            if committed.is_some_and(|save| shard_of(&staged).is_ok_and(|s| s == (save, rank, ranks))) {
+                std::fs::rename(&next, &file).map_err(|e| OptimError::io(&file, e))?;
+            }
+        }
+        crate::checkpoint::write_atomic(&next, tagged)
     }
 
     /// Step 2, rank 0 only, once every rank has staged: the index.
@@ -107,6 +118,9 @@ pub fn read_set(index: &Path) -> Result<Vec<Vec<u8>>> {
         return Err(corrupt(format!("{}: format {} is not {INDEX_FORMAT:?}", index.display(), v["format"])));
     }
     let (save, ranks) = (v["save"].as_u64().ok_or_else(|| corrupt("index: save"))?, v["ranks"].as_u64().ok_or_else(|| corrupt("index: ranks"))? as usize);
+    if ranks == 0 {
+        return Err(corrupt("index: a set of no ranks"));
+    }
     let files = v["files"].as_array().filter(|f| f.len() == ranks).ok_or_else(|| corrupt("index: files"))?;
     let dir = index.parent().unwrap_or(Path::new("."));
     files

@@ -117,7 +117,16 @@ impl<C: Collectives> ShardedOptimizer<C> {
             ShardRule::Tensor(r) => Sharding::WholeTensors { costs: params.iter().map(|p| local::tensor_cost(r, p.len(), p.shape.as_deref())).collect() },
         };
         let plan = ShardPlan::new(&lens, comm.ranks(), &sharding)?;
-        let shard = &plan.shards[comm.rank()];
+        // A rank that fails to build its shard (out of memory, a device
+        // limit) tells the others, so that none waits in a first collective.
+        let control = ShardControl::new(options.grad_control);
+        let built = Self::build_shard(device, queue, &rule, params, &plan.shards[comm.rank()], options);
+        let (local, shard_grads, stage) = agree::all_succeed(&comm, built, "building its shard, which failed (see its error)")?;
+        Ok(ShardedOptimizer { comm, device: device.clone(), queue: queue.clone(), plan, rule, params: params.to_vec(), local, shard_grads, stage, control, steps: 0 })
+    }
+
+    /// This rank's optimizer, shard grad buffer and staging.
+    fn build_shard(device: &wgpu::Device, queue: &wgpu::Queue, rule: &ShardRule, params: &[ParamSlice], shard: &Shard, options: EngineOptions) -> Result<(Local, wgpu::Buffer, staging::Stage)> {
         // each piece's grads start on a unit, as its params do within its tensor
         let grad_at: Vec<u64> = shard.pieces.iter().scan(0, |at, p| Some(std::mem::replace(at, (*at + p.len).next_multiple_of(plan::UNIT)))).collect();
         let padded = shard.pieces.last().map_or(0, |p| grad_at[grad_at.len() - 1] + p.len);
@@ -133,10 +142,9 @@ impl<C: Collectives> ShardedOptimizer<C> {
                 ParamSlice { param_offset: p.param_offset + piece.start, param_len: piece.len, grad: shard_grads.clone(), grad_offset: at, grad_len: piece.len, shape: p.shape.clone().filter(|_| whole), ..p.clone() }
             })
             .collect();
-        let local = Local::new(device, queue, &rule, &slices, EngineOptions { grad_control: GradControl::default(), ..options })?;
-        let control = ShardControl::new(options.grad_control);
+        let local = Local::new(device, queue, rule, &slices, EngineOptions { grad_control: GradControl::default(), ..options })?;
         let stage = staging::Stage::new(device, params, local.params())?;
-        Ok(ShardedOptimizer { comm, device: device.clone(), queue: queue.clone(), plan, rule, params: params.to_vec(), local, shard_grads, stage, control, steps: 0 })
+        Ok((local, shard_grads, stage))
     }
 
     /// One data-parallel step from the grads in every rank's grad buffers:

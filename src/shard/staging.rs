@@ -1,8 +1,9 @@
 //! The host staging of a sharded step, allocated once and reused: the
 //! grads read back, the rank's mean grads, its params read back, and the
 //! gathered params written out. Reads copy each buffer's span of the
-//! tensors (gaps of padding included) in one copy per buffer, not one per
-//! tensor; the gathered params go up in one write and are copied into each
+//! tensors (gaps of padding included) in one copy, not one per tensor (a
+//! span ends where a gap exceeds both 1024 elements and the next tensor's
+//! length); the gathered params go up in one write and are copied into each
 //! tensor on the GPU, so padding between tensors is never written.
 
 use crate::device::map_read;

@@ -95,6 +95,16 @@ impl<C: Collectives> ShardedOptimizer<C> {
         }
     }
 
+    /// The step a tensor-wise checkpoint records, as one process's optimizer
+    /// records it: the steps taken (skipped ones not counted; the format
+    /// holds no GradScaler state), and 0 for Muon, which has no step.
+    fn file_steps(&self, rule: &TensorRule) -> u32 {
+        match rule {
+            TensorRule::Muon(_) => 0,
+            _ => self.steps - self.control.state().skipped,
+        }
+    }
+
     /// Each tensor's state layout (names and shapes), computed alike on every rank.
     fn layouts(&self, rule: &TensorRule) -> Vec<Layout> {
         self.params.iter().map(|p| rule.state_layout(p.shape.as_deref().unwrap_or(&[p.len()]))).collect()
@@ -145,7 +155,7 @@ impl<C: Collectives> ShardedOptimizer<C> {
                 tensors[piece.tensor] = opt.named_state(k)?;
             }
         }
-        tensor::to_bytes(&Gathered { rule, steps: self.steps - self.control.state().skipped, tensors })
+        tensor::to_bytes(&Gathered { rule, steps: self.file_steps(&rule), tensors })
     }
 
     /// The merged tensor-wise checkpoint, as one process's optimizer
@@ -155,13 +165,15 @@ impl<C: Collectives> ShardedOptimizer<C> {
     /// [`OptimError::Checkpoint`] if serialising fails.
     pub fn tensor_checkpoint_bytes(&self) -> Result<Vec<u8>> {
         let rule = self.tensor_rule()?;
-        tensor::to_bytes(&Gathered { rule, steps: self.steps - self.control.state().skipped, tensors: self.gather_tensor_state()? })
+        tensor::to_bytes(&Gathered { rule, steps: self.file_steps(&rule), tensors: self.gather_tensor_state()? })
     }
 
     /// Restores the tensors this rank owns, the step count and the config
     /// from a merged tensor-wise checkpoint (of one process, or of a
     /// sharded optimizer of any number of ranks). The whole file is checked
-    /// against the model before anything changes.
+    /// against the model before anything changes. The step count becomes
+    /// the file's (steps taken; 0 for Muon), with no skipped steps: the
+    /// tensor-wise format holds no GradScaler state.
     ///
     /// **Errors:** as [`tensor::load_bytes`]; [`OptimError::InvalidOptions`]
     /// for an element-wise rule.

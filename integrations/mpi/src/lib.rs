@@ -89,7 +89,9 @@ pub fn abort_on_panic() {
 fn partition(counts: &[usize]) -> Result<(Vec<i32>, Vec<i32>)> {
     let too_big = || OptimError::ExceedsLimits("a shard of more than 2^31 elements for one MPI call".into());
     let counts: Vec<i32> = counts.iter().map(|&c| i32::try_from(c).map_err(|_| too_big())).collect::<Result<_>>()?;
-    let displs = counts.iter().scan(0i32, |at, &c| Some(std::mem::replace(at, *at + c))).collect();
+    // Allgatherv's displacements are i32 too: the whole vector must fit.
+    let displs = counts.iter().scan(0i32, |at, &c| Some(at.checked_add(c).map(|next| std::mem::replace(at, next)))).collect::<Option<Vec<i32>>>();
+    let displs = displs.ok_or_else(|| OptimError::ExceedsLimits("a vector of more than 2^31 elements for one MPI call".into()))?;
     Ok((counts, displs))
 }
 
@@ -145,5 +147,19 @@ impl Collectives for MpiCollectives {
         let mut all = vec![0u8; send.len() * self.ranks()];
         self.world.all_gather_into(send, &mut all[..]);
         Ok(all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts and displacements must fit MPI's i32: a typed error, not an
+    /// overflow, when the whole vector does not.
+    #[test]
+    fn partitions_past_i32_are_typed_errors() {
+        assert_eq!(partition(&[3, 5, 2]).unwrap(), (vec![3, 5, 2], vec![0, 3, 8]));
+        assert!(matches!(partition(&[i32::MAX as usize, 2]), Err(OptimError::ExceedsLimits(_))));
+        assert!(matches!(partition(&[1usize << 31]), Err(OptimError::ExceedsLimits(_))));
     }
 }

@@ -12,7 +12,7 @@
 //! mpirun -n 4 shard-check save DIR   3 steps, then the merged checkpoint and the params in DIR
 //! mpirun -n 2 shard-check resume DIR loads them, 3 more steps: bitwise 6 steps of one process
 //! mpirun -n 1 shard-check merged DIR the same, resumed by one process's Optimizer
-//! mpirun -n 3 shard-check resume-set DIR, merged-set DIR: the same from the set of per-rank files
+//! mpirun -n 2 shard-check resume-set DIR  the same from the set of per-rank files (merged-set DIR: by one process)
 //! ```
 
 mod control;
@@ -228,7 +228,7 @@ fn main() {
             "panic" => panic_on_rank_one(&gpu, comm)?,
             "error" => error_on_rank_one(&gpu, comm)?,
             "save" | "resume" | "merged" | "resume-set" | "merged-set" => checkpoints(&gpu, comm, &mode, args.get(2).ok_or("a directory for the checkpoint")?)?,
-            other => return Err(format!("unknown mode {other:?}: bitwise, control, tensorwise, interrupted, disagree, panic, error, save, resume or merged").into()),
+            other => return Err(format!("unknown mode {other:?}: bitwise, control, tensorwise, interrupted, disagree, panic, error, save, resume, merged, resume-set or merged-set").into()),
         };
         if !ok {
             return Err(format!("{mode} failed").into());
