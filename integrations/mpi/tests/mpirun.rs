@@ -50,6 +50,16 @@ fn passes(ranks: usize, mode: &str, arg: &str, deadline_s: u64) {
     assert_eq!(out.matches(&format!("{mode} ok")).count(), ranks, "{mode} at {ranks} ranks:\n{out}");
 }
 
+/// [`passes`] at each of `ranks`, given a fresh temporary directory.
+fn passes_with_a_directory(mode: &str, ranks: std::ops::RangeInclusive<usize>, deadline_s: u64) {
+    let dir = std::env::temp_dir().join(format!("wgpu-optim-mpi-{mode}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for n in ranks {
+        passes(n, mode, &dir.display().to_string(), deadline_s);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// At N = 1, 2, 3 and 4, every element-wise rule: params and gathered state
 /// after 6 steps bitwise equal to one process fed the mean grads (whose
 /// sums over ranks are exact by construction), on every rank.
@@ -75,24 +85,14 @@ fn clipping_and_loss_scaling_agree_on_every_rank() {
 /// checkpoint resumes sharded and one-process runs bitwise.
 #[test]
 fn tensorwise_rules_shard_by_whole_tensors() {
-    let dir = std::env::temp_dir().join(format!("wgpu-optim-mpi-tensorwise-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    for ranks in 1..=4 {
-        passes(ranks, "tensorwise", &dir.display().to_string(), 180);
-    }
-    std::fs::remove_dir_all(&dir).ok();
+    passes_with_a_directory("tensorwise", 1..=4, 180);
 }
 
 /// A sharded save that fails on the last rank (2-4 ranks): every rank
 /// returns an error naming it, and the previous set still loads, bitwise.
 #[test]
 fn a_save_that_fails_on_one_rank_keeps_the_previous_set() {
-    let dir = std::env::temp_dir().join(format!("wgpu-optim-mpi-interrupted-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    for ranks in 2..=4 {
-        passes(ranks, "interrupted", &dir.display().to_string(), 120);
-    }
-    std::fs::remove_dir_all(&dir).ok();
+    passes_with_a_directory("interrupted", 2..=4, 120);
 }
 
 /// A rank that builds another model: every rank returns RanksDisagree at
