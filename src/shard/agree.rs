@@ -39,12 +39,20 @@ pub fn agree(comm: &impl Collectives, local: Result<()>, mine: [u64; 3]) -> Resu
 /// value, or its own error, or [`OptimError::RanksDisagree`] naming the
 /// first other rank that failed (`what` says at what).
 pub fn all_succeed<T>(comm: &impl Collectives, local: Result<T>, what: &'static str) -> Result<T> {
-    let all = comm.all_gather_bytes(&[local.is_ok() as u8])?;
+    let failed = first_failure(comm, local.is_ok())?;
     let value = local?;
-    match all.iter().position(|&ok| ok == 0) {
+    match failed {
         Some(rank) => Err(OptimError::RanksDisagree { rank, what }),
         None => Ok(value),
     }
+}
+
+/// Every rank's `ok`, all-gathered: the first rank that was not (the same
+/// answer on every rank).
+///
+/// **Errors:** the transport's failures.
+pub fn first_failure(comm: &impl Collectives, ok: bool) -> Result<Option<usize>> {
+    Ok(comm.all_gather_bytes(&[ok as u8])?.iter().position(|&ok| ok == 0))
 }
 
 /// What a sharded optimizer refuses on one rank, before any collective.

@@ -29,14 +29,19 @@ pub struct Decision {
 
 /// A rank's contribution: each group's sum of squares of its unscaled
 /// grads, in f64 and element order, and whether any grad is non-finite.
-pub fn partials(grads: &[f32], group_of: impl Fn(usize) -> usize, groups: usize, scale: f32) -> (Vec<f64>, bool) {
+/// `runs` gives the grads' groups as consecutive (elements, group) runs.
+pub fn partials(grads: &[f32], runs: &[(usize, usize)], groups: usize, scale: f32) -> (Vec<f64>, bool) {
     let mut sums = vec![0.0f64; groups];
     let mut found = false;
     let inv = 1.0 / scale as f64;
-    for (i, &g) in grads.iter().enumerate() {
-        found |= !g.is_finite();
-        let u = g as f64 * inv;
-        sums[group_of(i)] += u * u;
+    let mut at = 0;
+    for &(len, group) in runs {
+        for &g in &grads[at..at + len] {
+            found |= !g.is_finite();
+            let u = g as f64 * inv;
+            sums[group] += u * u;
+        }
+        at += len;
     }
     (sums, found)
 }
@@ -157,7 +162,7 @@ mod tests {
     #[test]
     fn norms_and_multipliers_by_scope() {
         let grads = [3.0, 0.0, 4.0];
-        let (sums, found) = partials(&grads, |i| (i == 2) as usize, 2, 1.0);
+        let (sums, found) = partials(&grads, &[(2, 0), (1, 1)], 2, 1.0);
         assert_eq!((sums.as_slice(), found), ([9.0, 16.0].as_slice(), false));
         let global = GradControl { max_norm: Some(1.0), ..GradControl::default() };
         let d = ShardControl::new(global).decide(&SingleProcess, &sums, found).unwrap();
@@ -175,13 +180,13 @@ mod tests {
     fn the_scaler_follows_pytorch() {
         let scaler = GradScaler { init_scale: 8.0, growth_interval: 2, ..GradScaler::default() };
         let mut c = ShardControl::new(GradControl { scaler: Some(scaler), ..GradControl::default() });
-        let (sums, found) = partials(&[f32::NAN, 1.0], |_| 0, 1, 8.0);
+        let (sums, found) = partials(&[f32::NAN, 1.0], &[(2, 0)], 1, 8.0);
         assert!(found);
         let d = c.decide(&SingleProcess, &sums, found).unwrap();
         assert!(d.skip);
         assert_eq!((c.state().scale, c.state().skipped, c.state().found_inf), (4.0, 1, 1));
         for expected in [4.0, 8.0] {
-            let d = c.decide(&SingleProcess, &partials(&[4.0], |_| 0, 1, c.state().scale).0, false).unwrap();
+            let d = c.decide(&SingleProcess, &partials(&[4.0], &[(1, 0)], 1, c.state().scale).0, false).unwrap();
             assert!(!d.skip);
             assert_eq!(d.multipliers, vec![0.25]);
             assert_eq!(d.norms, vec![1.0]);

@@ -172,16 +172,14 @@ impl<C: Collectives> ShardedOptimizer<C> {
         let ranks = self.comm.ranks() as f32;
         st.mine.iter_mut().for_each(|g| *g /= ranks);
         if self.control.active() {
-            let mut mine = std::mem::take(&mut self.stage.mine);
-            let skip = self.control_grads(&mut mine);
-            self.stage.mine = mine;
+            let runs: Vec<(usize, usize)> = self.plan.shards[self.comm.rank()].pieces.iter().map(|p| (p.len as usize, self.params[p.tensor].group as usize)).collect();
+            let skip = control_grads(&mut self.control, &self.comm, &runs, self.rule.groups(), &mut st.mine);
             done(Phase::Control);
             if skip? {
                 self.steps = steps;
                 return Ok(());
             }
         }
-        let st = &mut self.stage;
         if !matches!(self.local, Local::Empty) {
             st.pad_grads();
             self.queue.write_buffer(&self.shard_grads, 0, bytemuck::cast_slice(&st.padded));
@@ -196,22 +194,6 @@ impl<C: Collectives> ShardedOptimizer<C> {
         done(Phase::WriteParams);
         self.steps = steps;
         Ok(())
-    }
-
-    /// Clipping and loss scaling of this rank's mean grads, as every rank
-    /// decides alike: whether to skip the step.
-    fn control_grads(&mut self, mine: &mut [f32]) -> Result<bool> {
-        let shard = &self.plan.shards[self.comm.rank()];
-        let mut groups = Vec::with_capacity(mine.len());
-        for piece in &shard.pieces {
-            groups.extend(std::iter::repeat_n(self.params[piece.tensor].group as usize, piece.len as usize));
-        }
-        let (sums, found) = control::partials(mine, |i| groups[i], self.rule.groups(), self.control.state().scale);
-        let decision = self.control.decide(&self.comm, &sums, found)?;
-        if !decision.skip {
-            mine.iter_mut().zip(&groups).for_each(|(g, &k)| *g *= decision.multipliers[k]);
-        }
-        Ok(decision.skip)
     }
 
     /// The norms of the last step, the same on every rank: one over every
@@ -236,9 +218,9 @@ impl<C: Collectives> ShardedOptimizer<C> {
     /// flat order (what one process's optimizer would hold). Every rank
     /// must call it.
     ///
-    /// **Errors:** the readbacks' and the transport's failures.
-    /// **Errors:** [`OptimError::InvalidOptions`] for a tensor-wise rule
-    /// (see [`ShardedOptimizer::gather_tensor_state`]).
+    /// **Errors:** the readbacks' and the transport's failures;
+    /// [`OptimError::InvalidOptions`] for a tensor-wise rule (see
+    /// [`ShardedOptimizer::gather_tensor_state`]).
     pub fn gather_state(&self, slot: usize) -> Result<Vec<f32>> {
         let mine: Vec<f32> = match &self.local {
             Local::Fused(engine) => (0..engine.params().len()).map(|i| engine.read_state(slot, i)).collect::<Result<Vec<_>>>()?.concat(),
@@ -291,4 +273,20 @@ impl<C: Collectives> ShardedOptimizer<C> {
             }
         }
     }
+}
+
+/// Clipping and loss scaling of this rank's mean grads `mine` (in `runs`
+/// of (elements, group)), as every rank decides alike: whether to skip the
+/// step; if not, the grads are unscaled and clipped in place.
+fn control_grads(control: &mut ShardControl, comm: &impl Collectives, runs: &[(usize, usize)], groups: usize, mine: &mut [f32]) -> Result<bool> {
+    let (sums, found) = control::partials(mine, runs, groups, control.state().scale);
+    let decision = control.decide(comm, &sums, found)?;
+    if !decision.skip {
+        let mut at = 0;
+        for &(len, group) in runs {
+            mine[at..at + len].iter_mut().for_each(|g| *g *= decision.multipliers[group]);
+            at += len;
+        }
+    }
+    Ok(decision.skip)
 }

@@ -10,9 +10,9 @@ impl<C: Collectives> ShardedOptimizer<C> {
     /// Every rank learns whether every rank's `local` step succeeded: this
     /// rank's error, or one naming the first rank that failed.
     fn all_succeed(&self, local: Result<()>, what: &str) -> Result<()> {
-        let all = self.comm.all_gather_bytes(&[local.is_ok() as u8])?;
+        let failed = super::agree::first_failure(&self.comm, local.is_ok())?;
         local?;
-        match all.iter().position(|&ok| ok == 0) {
+        match failed {
             Some(rank) => Err(OptimError::Checkpoint(format!("rank {rank} failed to {what} (see its error); the previous checkpoint set is intact"))),
             None => Ok(()),
         }
