@@ -107,6 +107,15 @@ impl Stepper {
             Stepper::Adafactor(adafactor) => adafactor.record_step(enc),
         }
     }
+
+    /// Moves the params to their eval or train form, for a rule that has
+    /// them (schedule-free AdamW); nothing for the others.
+    fn set_eval(&mut self, enc: &mut wgpu::CommandEncoder, eval: bool) -> Result<(), OptimError> {
+        match self {
+            Stepper::Fused(opt) if opt.configs()[0].mode_switch(eval).is_some() => if eval { opt.eval(enc) } else { opt.train(enc) },
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Trains and returns one [`EpochStats`] per epoch.
@@ -126,8 +135,12 @@ pub fn train(device: &wgpu::Device, queue: &wgpu::Queue, opts: &TrainOptions) ->
     for epoch in 1..=opts.epochs {
         mlp.start_epoch(queue, epoch);
         let mut enc = device.create_command_encoder(&Default::default());
+        opt.set_eval(&mut enc, false)?;
         let batches = mlp.batches();
         for (slot, &batch) in batches.iter().enumerate() {
+            if !batch.2 && slot > 0 && batches[slot - 1].2 {
+                opt.set_eval(&mut enc, true)?; // the test batches see the averaged params
+            }
             mlp.record_batch(queue, &mut enc, slot, batch);
             if batch.2 {
                 opt.record(&mut enc)?;

@@ -189,6 +189,10 @@ pub enum OptimError {
     /// The u32 step counter would overflow.
     #[error("step counter overflow (u32::MAX steps taken)")]
     StepOverflow,
+    /// A step of a rule with train and eval modes (schedule-free) while the
+    /// params are in eval form: call `Optimizer::train` first.
+    #[error("the optimizer is in eval mode: call train() before stepping")]
+    NotInTrainMode,
     /// No adapter could be found (not even a software one).
     #[error("no wgpu adapter found (backends: {backends}); install mesa-vulkan-drivers for lavapipe or libegl-mesa0 for llvmpipe")]
     NoAdapter {

@@ -208,12 +208,14 @@ fn loss_scaling_skips_non_finite_steps_bitwise_and_matches_reference() {
 
 #[test]
 fn loss_scaling_keeps_the_device_step_for_every_step_dependent_rule() {
-    let configs: [OptimizerConfig; 5] = [
+    let configs: [OptimizerConfig; 6] = [
         Sgd { lr: 1e-2, momentum: 0.9, ..Sgd::default() }.into(),
         Adagrad { lr: 1e-2, lr_decay: 0.05, ..Adagrad::default() }.into(),
         Adamax { lr: 1e-2, ..Adamax::default() }.into(),
         NAdam { lr: 1e-2, ..NAdam::default() }.into(),
         RAdam { lr: 1e-2, betas: (0.9, 0.99), ..RAdam::default() }.into(),
+        // the first difference is zero at the first step that runs
+        Adan { lr: 1e-2, ..Adan::default() }.into(),
     ];
     for cfg in configs {
         // the very first step skipped, and two later ones
@@ -356,4 +358,32 @@ fn skip_nonfinite_skips_and_counts_bad_steps() {
     plain.step().unwrap();
     assert!(read_f32(&gpu.device, &gpu.queue, &p, 0, p.size() / 4).unwrap()[starts[3] + 2].is_nan());
     assert_eq!(plain.skipped_steps().unwrap(), 0);
+}
+
+/// Adan's `max_grad_norm` is the engine's global-norm clipping with Adan's
+/// eps in the clip factor: bitwise the same steps as setting it there, and
+/// a different setting there, or a per-group scope, is refused.
+#[test]
+fn adan_max_grad_norm_is_the_engines_global_clipping() {
+    let gpu = require_gpu!();
+    let own: OptimizerConfig = Adan { max_grad_norm: 2.0, lr: 1e-2, ..Adan::default() }.into();
+    let plain: OptimizerConfig = Adan { lr: 1e-2, ..Adan::default() }.into();
+    let explicit = EngineOptions { grad_control: GradControl { max_norm: Some(2.0), norm_eps: Some(1e-8), ..GradControl::default() }, ..EngineOptions::default() };
+    let run = |config: OptimizerConfig, options: EngineOptions| {
+        let (mut opt, p, g, starts, _) = setup(gpu, options, &[config, config]);
+        for t in 0..5 {
+            upload(gpu, &g, &starts, &tensor_grads(t), 1.0);
+            opt.step().unwrap();
+        }
+        read_f32(&gpu.device, &gpu.queue, &p, 0, p.size() / 4).unwrap()
+    };
+    let (folded, set, unclipped) = (run(own, EngineOptions::default()), run(plain, explicit.clone()), run(plain, EngineOptions::default()));
+    assert!(folded.iter().zip(&set).all(|(a, b)| a.to_bits() == b.to_bits()), "max_grad_norm differs from GradControl::max_norm");
+    assert!(folded != unclipped, "the grads' norm is past 2: max_grad_norm must clip");
+    let (p, g) = (common::storage_buffer(gpu, &[1.0; 8]), common::storage_buffer(gpu, &[1.0; 8]));
+    for control in [GradControl { max_norm: Some(1.0), ..GradControl::default() }, GradControl { clip_scope: ClipScope::PerGroup, ..GradControl::default() }] {
+        let options = EngineOptions { grad_control: control, ..EngineOptions::default() };
+        let refused = Optimizer::with_groups(&gpu.device, &gpu.queue, &[own], &[ParamSlice::whole(&p, &g)], options);
+        assert!(matches!(refused, Err(OptimError::InvalidOptions(_))), "{control:?}");
+    }
 }

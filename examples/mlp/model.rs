@@ -5,7 +5,7 @@
 //! `integrations/mpi/examples/train_mlp_dp.rs` (data-parallel ranks).
 
 use wgpu_optim::validate::uniform;
-use wgpu_optim::{device, Adadelta, Adagrad, Adam, AdamW, Adamax, Asgd, NAdam, OptimError, OptimizerConfig, ParamArena, RAdam, RmsProp, Rprop, Sgd};
+use wgpu_optim::{device, Adadelta, Adagrad, Adam, AdamW, AdamWScheduleFree, Adan, Adamax, Asgd, NAdam, OptimError, OptimizerConfig, ParamArena, RAdam, RmsProp, Rprop, Sgd};
 
 const DIGITS: &str = include_str!("../data/digits.csv");
 const SHADER: &str = include_str!("mlp.wgsl");
@@ -56,6 +56,8 @@ pub fn configs(name: &str, lr: Option<f64>) -> Result<[OptimizerConfig; 2], Opti
         "radam" => RAdam { lr: lr.unwrap_or(5e-2), weight_decay: wd, ..RAdam::default() }.into(),
         "asgd" => Asgd { lr: lr.unwrap_or(0.2), weight_decay: wd, t0: 500.0, ..Asgd::default() }.into(),
         "rprop" => Rprop { lr: lr.unwrap_or(1e-3), step_sizes: (1e-6, 0.01), ..Rprop::default() }.into(),
+        "adan" => Adan { lr: lr.unwrap_or(5e-3), weight_decay: 0.01, ..Adan::default() }.into(),
+        "adamw_schedulefree" => AdamWScheduleFree { lr: lr.unwrap_or(5e-3), weight_decay: wd, warmup_steps: 20, ..AdamWScheduleFree::default() }.into(),
         "muon" | "lamb" | "adafactor" => AdamW { lr: 5e-3, weight_decay: 0.0, ..AdamW::default() }.into(),
         _ => return Err(OptimError::InvalidOptions("unknown optimizer name")),
     };

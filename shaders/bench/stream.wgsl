@@ -29,6 +29,7 @@ struct Size {
 @group(0) @binding(3) var<storage, read_write> s0: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> s1: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> s2: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> s3: array<vec4<f32>>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -42,6 +43,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             if (SLOTS > 0u) { let a = s0[i]; s0[i] = carry; carry = a; }
             if (SLOTS > 1u) { let a = s1[i]; s1[i] = carry; carry = a; }
             if (SLOTS > 2u) { let a = s2[i]; s2[i] = carry; carry = a; }
+            if (SLOTS > 3u) { let a = s3[i]; s3[i] = carry; carry = a; }
             p[i] = grad;
             if (size.never != 0u) { p[i] = carry; }
         }

@@ -104,7 +104,7 @@ fn finalize_grads(@builtin(local_invocation_index) lid: u32) {
         var norm = sqrt(every);
         if (has(CLIP_PER_GROUP)) { norm = sqrt(fsum[g * FIN]); }
         var clip = 1.0;
-        if (has(CLIP)) { clip = min(1.0, u.head.max_norm / (norm + 1e-6)); }
+        if (has(CLIP)) { clip = min(1.0, u.head.max_norm / (norm + u.head.norm_eps)); }
         control.groups[g] = vec4<f32>(norm, inv_scale * clip, 0.0, 0.0);
     }
     if (has(SKIP_NONFINITE)) {

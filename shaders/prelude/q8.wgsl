@@ -58,22 +58,22 @@ fn lane_absmax(v: vec4<f32>, n: u32) -> f32 {
 // levels, three barriers for all slots (barriers are what costs on CPU
 // adapters): 16 partial maxima of WG/16 lanes each, then every lane takes
 // the max of the 16.
-var<workgroup> q8_red: array<vec3<f32>, WG>;
-var<workgroup> q8_part: array<vec3<f32>, 16>;
+var<workgroup> q8_red: array<vec4<f32>, WG>;
+var<workgroup> q8_part: array<vec4<f32>, 16>;
 
-fn block_absmax(v: vec3<f32>, lid: u32) -> vec3<f32> {
+fn block_absmax(v: vec4<f32>, lid: u32) -> vec4<f32> {
     q8_red[lid] = v;
     workgroupBarrier();
     let per = max(WG / 16u, 1u);
     if (lid < 16u) {
-        var m = vec3<f32>(0.0);
+        var m = vec4<f32>(0.0);
         for (var k = lid * per; k < min(WG, (lid + 1u) * per); k++) {
             m = max(m, q8_red[k]);
         }
         q8_part[lid] = m;
     }
     workgroupBarrier();
-    var m = vec3<f32>(0.0);
+    var m = vec4<f32>(0.0);
     for (var k = 0u; k < 16u; k++) {
         m = max(m, q8_part[k]);
     }
@@ -98,14 +98,16 @@ fn main_q8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     let grad_scale = grad_multiplier(group);
     let skip = has(SKIP_NONFINITE) && control.found_inf != 0u;
     let len = row.w & 0xffffu;
-    var old = vec3<f32>(0.0);
+    var old = vec4<f32>(0.0);
     if (state_used(0u)) { old.x = q8_old_scale(0u, row.z); }
     if (state_used(1u)) { old.y = q8_old_scale(1u, row.z); }
     if (state_used(2u)) { old.z = q8_old_scale(2u, row.z); }
+    if (state_used(3u)) { old.w = q8_old_scale(3u, row.z); }
     var s0: array<vec4<f32>, MAX_CHUNKS>;
     var s1: array<vec4<f32>, MAX_CHUNKS>;
     var s2: array<vec4<f32>, MAX_CHUNKS>;
-    var amax = vec3<f32>(0.0);
+    var s3: array<vec4<f32>, MAX_CHUNKS>;
+    var amax = vec4<f32>(0.0);
     for (var k = 0u; k < CHUNKS; k++) {
         let first = (k * WG + lid) * 4u;
         if (first < len) {
@@ -116,18 +118,21 @@ fn main_q8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
             if (state_used(0u)) { x.s0 = q8_decode(q8_codes(0u, row.z + first), old.x, 0u); }
             if (state_used(1u)) { x.s1 = q8_decode(q8_codes(1u, row.z + first), old.y, 1u); }
             if (state_used(2u)) { x.s2 = q8_decode(q8_codes(2u, row.z + first), old.z, 2u); }
+            if (state_used(3u)) { x.s3 = q8_decode(q8_codes(3u, row.z + first), old.w, 3u); }
             let y = chunk_update(c, grad_scale, x, n);
             if (!skip) { store_param(row.x + first, n, y.p); }
             s0[k] = y.s0;
             s1[k] = y.s1;
             s2[k] = y.s2;
+            s3[k] = y.s3;
             if (state_used(0u)) { amax.x = max(amax.x, lane_absmax(q8_domain(y.s0, 0u), n)); }
             if (state_used(1u)) { amax.y = max(amax.y, lane_absmax(q8_domain(y.s1, 1u), n)); }
             if (state_used(2u)) { amax.z = max(amax.z, lane_absmax(q8_domain(y.s2, 2u), n)); }
+            if (state_used(3u)) { amax.w = max(amax.w, lane_absmax(q8_domain(y.s3, 3u), n)); }
         }
     }
     let scale = block_absmax(amax, lid);
-    let inv = select(vec3<f32>(0.0), 1.0 / scale, scale > vec3<f32>(0.0));
+    let inv = select(vec4<f32>(0.0), 1.0 / scale, scale > vec4<f32>(0.0));
     if (skip) { return; }
     for (var k = 0u; k < CHUNKS; k++) {
         let first = (k * WG + lid) * 4u;
@@ -135,11 +140,13 @@ fn main_q8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
             if (state_used(0u)) { q8_store_codes(0u, row.z + first, q8_encode(s0[k], inv.x, 0u)); }
             if (state_used(1u)) { q8_store_codes(1u, row.z + first, q8_encode(s1[k], inv.y, 1u)); }
             if (state_used(2u)) { q8_store_codes(2u, row.z + first, q8_encode(s2[k], inv.z, 2u)); }
+            if (state_used(3u)) { q8_store_codes(3u, row.z + first, q8_encode(s3[k], inv.w, 3u)); }
         }
     }
     if (lid == 0u) {
         if (state_used(0u)) { q8_store_scale(0u, row.z, scale.x); }
         if (state_used(1u)) { q8_store_scale(1u, row.z, scale.y); }
         if (state_used(2u)) { q8_store_scale(2u, row.z, scale.z); }
+        if (state_used(3u)) { q8_store_scale(3u, row.z, scale.w); }
     }
 }

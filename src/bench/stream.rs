@@ -56,7 +56,7 @@ fn buffer(device: &wgpu::Device, bytes: u64, usage: wgpu::BufferUsages) -> wgpu:
 fn stream(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, n: u64, slots: u32, reps: u32, steps: u32) -> Result<Vec<(f64, u32, u32, &'static str)>> {
     let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
     let bytes = 32 * n.div_ceil(8);
-    let bufs: Vec<wgpu::Buffer> = scoped(device, || (0..5).map(|i| buffer(device, if i < 2 + slots as usize { bytes } else { 32 }, storage)).collect())?;
+    let bufs: Vec<wgpu::Buffer> = scoped(device, || (0..2 + crate::rules::MAX_SLOTS).map(|i| buffer(device, if i < 2 + slots as usize { bytes } else { 32 }, storage)).collect())?;
     let wide = device.features().contains(wgpu::Features::SHADER_INT64);
     let mut out = Vec::new();
     for form in FORMS.iter().filter(|f| wide || f.elements == 4) {
@@ -72,7 +72,7 @@ fn stream_form(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, (units
     let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
         label: Some("stream"),
         entries: &std::iter::once(wgpu::BindGroupLayoutEntry { binding: 0, visibility: wgpu::ShaderStages::COMPUTE, ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: None }, count: None })
-            .chain((1..6).map(|b| crate::engine::pipeline::storage_entry(b, b == 2)))
+            .chain((1..3 + crate::rules::MAX_SLOTS as u32).map(|b| crate::engine::pipeline::storage_entry(b, b == 2)))
             .collect::<Vec<_>>(),
     });
     let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor { label: Some("stream"), bind_group_layouts: &[Some(&layout)], immediate_size: 0 });

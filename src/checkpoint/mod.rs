@@ -8,8 +8,10 @@
 //! metadata  format        "wgpu-optim/1"
 //!           rule          e.g. "adamw"
 //!           param_groups  JSON list, one object per group: the hyperparameters by their
-//!                         PyTorch names, "params": [i, …], and "initial_lr" once a
-//!                         scheduler attached (its base lr)
+//!                         PyTorch names, "params": [i, …], "initial_lr" once a
+//!                         scheduler attached (its base lr), and the rule's host
+//!                         scalars and "train_mode" where it has them (schedule-free's
+//!                         "weight_sum", "lr_max")
 //!           lens          JSON list of the parameter lengths
 //!           host_step     steps recorded, skipped ones included (a scheduler's position)
 //!           grad_scaler   JSON {"scale", "_growth_tracker", "skipped"} (GradScaler's state_dict names)
@@ -58,28 +60,56 @@ fn corrupt(msg: impl std::fmt::Display) -> OptimError {
     OptimError::Checkpoint(msg.to_string())
 }
 
-/// A group's hyperparameters by PyTorch name, plus its param indices and
-/// its `initial_lr` if a scheduler attached.
-fn group_json(config: &OptimizerConfig, params: Vec<usize>, initial_lr: Option<f64>) -> Value {
+/// A group's hyperparameters by PyTorch name, plus its param indices, its
+/// `initial_lr` if a scheduler attached, and its host scalars and mode
+/// where the rule has them.
+fn group_json(config: &OptimizerConfig, params: Vec<usize>, initial_lr: Option<f64>, host: &[f64], train_mode: bool) -> Value {
     let mut v = config.to_pytorch();
     v.insert("params".into(), json!(params));
     if let Some(lr) = initial_lr {
         v.insert("initial_lr".into(), json!(lr));
     }
+    for ((name, _), x) in config.host_scalars().iter().zip(host) {
+        v.insert(name.to_string(), json!(x));
+    }
+    if config.mode_switch(true).is_some() {
+        v.insert("train_mode".into(), json!(train_mode));
+    }
     Value::Object(v)
 }
 
-/// Parses a group object as a config of the same optimizer as `like`, and
-/// its `initial_lr` if it has one.
-fn group_config(like: &OptimizerConfig, v: &Value) -> Result<(OptimizerConfig, Option<f64>)> {
+/// A group's host scalars and, for a rule with modes, its mode.
+struct GroupHost {
+    scalars: Vec<f64>,
+    train_mode: Option<bool>,
+}
+
+/// The group's host scalars and mode from its object (removed from it).
+fn group_host(like: &OptimizerConfig, options: &mut serde_json::Map<String, Value>) -> Result<GroupHost> {
+    let mut host = Vec::new();
+    for (name, _) in like.host_scalars() {
+        let x = options.remove(*name).and_then(|x| x.as_f64()).filter(|x| x.is_finite());
+        host.push(x.ok_or_else(|| corrupt(format!("param group: {name} is missing or not a finite number")))?);
+    }
+    let train_mode = match like.mode_switch(true) {
+        Some(_) => Some(options.remove("train_mode").and_then(|m| m.as_bool()).ok_or_else(|| corrupt("param group: train_mode is missing or not a boolean"))?),
+        None => None,
+    };
+    Ok(GroupHost { scalars: host, train_mode })
+}
+
+/// Parses a group object as a config of the same optimizer as `like`, its
+/// `initial_lr` if it has one, and its host scalars and mode.
+fn group_config(like: &OptimizerConfig, v: &Value) -> Result<(OptimizerConfig, Option<f64>, GroupHost)> {
     let mut options = v.as_object().ok_or_else(|| corrupt("a param group is not a JSON object"))?.clone();
     options.remove("params");
+    let host = group_host(like, &mut options)?;
     let initial_lr = match options.remove("initial_lr") {
         None => None,
         Some(lr) => Some(lr.as_f64().filter(|lr| lr.is_finite() && *lr >= 0.0).ok_or_else(|| corrupt(format!("param group: initial_lr {lr} is not a learning rate")))?),
     };
     let config = OptimizerConfig::from_pytorch(like.pytorch_name(), &options).map_err(|e| corrupt(format!("param group: {e}")))?;
-    Ok((config, initial_lr))
+    Ok((config, initial_lr, host))
 }
 
 /// The model a checkpoint describes: the rule, the groups' configs and
@@ -91,6 +121,9 @@ pub(crate) struct Model<'a> {
     pub initial_lrs: &'a [Option<f64>],
     pub params: &'a [ParamSlice],
     pub names: Vec<&'static str>,
+    /// Each group's host scalars, and the mode.
+    pub host: Vec<Vec<f64>>,
+    pub train_mode: bool,
 }
 
 /// Everything a checkpoint holds, checked against a model, ready to be
@@ -98,6 +131,8 @@ pub(crate) struct Model<'a> {
 pub(crate) struct Loaded {
     pub configs: Vec<OptimizerConfig>,
     pub initial_lrs: Vec<Option<f64>>,
+    pub host: Vec<Vec<f64>>,
+    pub train_mode: bool,
     pub host_step: u32,
     pub scaler: ScalerState,
     /// (param, slot, values)
@@ -125,7 +160,7 @@ pub(crate) fn encode(model: &Model, host_step: u32, scaler: ScalerState, mut sta
             .configs
             .iter()
             .enumerate()
-            .map(|(g, c)| group_json(c, (0..model.params.len()).filter(|&i| model.params[i].group as usize == g).collect(), model.initial_lrs[g]))
+            .map(|(g, c)| group_json(c, (0..model.params.len()).filter(|&i| model.params[i].group as usize == g).collect(), model.initial_lrs[g], &model.host[g], model.train_mode))
             .collect();
         let lens: Vec<u64> = model.params.iter().map(|p| p.len()).collect();
         let metadata = HashMap::from([
@@ -147,7 +182,7 @@ pub(crate) fn encode(model: &Model, host_step: u32, scaler: ScalerState, mut sta
 impl Optimizer {
     /// The model its checkpoints describe.
     fn model(&self) -> Model<'_> {
-        Model { rule: self.rule().name(), configs: self.configs(), initial_lrs: self.initial_lrs(), params: self.params(), names: self.state_names() }
+        Model { rule: self.rule().name(), configs: self.configs(), initial_lrs: self.initial_lrs(), params: self.params(), names: self.state_names(), host: self.host_scalars().to_vec(), train_mode: self.is_train_mode() }
     }
 
     /// The checkpoint as safetensors bytes (reads the state back: waits for
@@ -179,6 +214,7 @@ impl Optimizer {
         }
         self.replace_configs(loaded.configs)?;
         self.set_initial_lrs(loaded.initial_lrs);
+        self.set_host_state(loaded.host, loaded.train_mode);
         self.set_step_count(loaded.host_step);
         self.write_grad_control(loaded.scaler);
         Ok(())
@@ -228,9 +264,9 @@ pub(crate) fn decode(model: &Model, bytes: &[u8]) -> Result<Loaded> {
     if groups.len() != model.configs.len() {
         return Err(corrupt(format!("{} param groups, this optimizer has {}", groups.len(), model.configs.len())));
     }
-    let (mut configs, mut initial_lrs) = (Vec::with_capacity(groups.len()), Vec::with_capacity(groups.len()));
+    let (mut configs, mut initial_lrs, mut host, mut modes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (g, (v, current)) in groups.iter().zip(model.configs).enumerate() {
-        let (c, initial_lr) = group_config(current, v)?;
+        let (c, initial_lr, group_host) = group_config(current, v)?;
         if c.flags() != current.flags() || c.state_names() != current.state_names() {
             return Err(corrupt(format!("param group {g} uses other options (flags) than this optimizer")));
         }
@@ -241,6 +277,8 @@ pub(crate) fn decode(model: &Model, bytes: &[u8]) -> Result<Loaded> {
         }
         configs.push(c);
         initial_lrs.push(initial_lr);
+        host.push(group_host.scalars);
+        modes.push(group_host.train_mode);
     }
     let host_step: u32 = get("host_step")?.parse().map_err(|_| corrupt("host_step is not a step count"))?;
     let sc: Value = serde_json::from_str(get("grad_scaler")?).map_err(|_| corrupt("grad_scaler is not JSON"))?;
@@ -273,5 +311,8 @@ pub(crate) fn decode(model: &Model, bytes: &[u8]) -> Result<Loaded> {
     if st.len() != expected_tensors {
         return Err(corrupt(format!("{} tensors, expected {expected_tensors}", st.len())));
     }
-    Ok(Loaded { configs, initial_lrs, host_step, scaler, state })
+    if modes.iter().any(|m| *m != modes[0]) {
+        return Err(corrupt("param groups disagree on train_mode"));
+    }
+    Ok(Loaded { configs, initial_lrs, host, train_mode: modes[0].unwrap_or(true), host_step, scaler, state })
 }

@@ -4,7 +4,7 @@
 
 use super::{Optimizer, MAX_GROUPS};
 use crate::error::{scoped, OptimError, Result};
-use crate::rules::flags;
+use crate::rules::{flags, OptimizerConfig};
 
 /// `torch.amp.GradScaler` settings: grads are divided by a loss scale kept
 /// on the GPU; a step with any non-finite grad is skipped for every tensor
@@ -46,7 +46,7 @@ pub enum ClipScope {
 /// What happens to the grads on the GPU before the update, in the same
 /// recorded step: optional global-norm clipping
 /// (`torch.nn.utils.clip_grad_norm_`: scale by
-/// `min(1, max_norm/(norm + 1e-6))`, the norm taken after unscaling over
+/// `min(1, max_norm/(norm + norm_eps))`, `norm_eps` 1e-6 by default, the norm taken after unscaling over
 /// every tensor of every group, or of each group with
 /// [`ClipScope::PerGroup`]), and optional dynamic loss scaling.
 ///
@@ -66,6 +66,8 @@ pub struct GradControl {
     pub scaler: Option<GradScaler>,
     /// Without a scaler, skip (and count) a step whose grads hold a NaN or an infinity (default false).
     pub skip_nonfinite: bool,
+    /// What the clip factor adds to the norm, `max_norm/(norm + norm_eps)` (`None`: `clip_grad_norm_`'s 1e-6; Adan's `max_grad_norm` sets its `eps`).
+    pub norm_eps: Option<f64>,
 }
 
 impl GradControl {
@@ -78,6 +80,11 @@ impl GradControl {
             && !(m.is_finite() && m > 0.0)
         {
             return bad("max_norm", m, "must be finite and positive");
+        }
+        if let Some(e) = self.norm_eps
+            && !(e.is_finite() && e >= 0.0)
+        {
+            return bad("norm_eps", e, "must be finite and >= 0");
         }
         if let Some(sc) = self.scaler {
             if !(sc.init_scale.is_finite() && sc.init_scale > 0.0) {
@@ -94,6 +101,30 @@ impl GradControl {
             }
         }
         Ok(())
+    }
+
+    /// What the clip factor adds to the norm.
+    pub fn norm_eps(&self) -> f64 {
+        self.norm_eps.unwrap_or(1e-6)
+    }
+
+    /// These settings with the rule's own clipping folded in (Adan's
+    /// `max_grad_norm`, [`OptimizerConfig::grad_clip`]): one global norm, the
+    /// rule's threshold and eps.
+    ///
+    /// **Errors:** [`OptimError::InvalidOptions`] when groups disagree on it,
+    /// or when `max_norm` or a per-group scope says otherwise.
+    pub fn with_rule(mut self, configs: &[OptimizerConfig]) -> Result<GradControl> {
+        let Some(clip) = configs.first().and_then(|c| c.grad_clip()) else { return Ok(self) };
+        if configs.iter().any(|c| c.grad_clip() != Some(clip)) {
+            return Err(OptimError::InvalidOptions("param groups disagree on the rule's max_grad_norm or eps"));
+        }
+        if self.max_norm.is_some_and(|m| m != clip.0) || self.clip_scope != ClipScope::Global {
+            return Err(OptimError::InvalidOptions("the rule's max_grad_norm clips by one global norm: GradControl::max_norm and clip_scope must agree with it"));
+        }
+        self.max_norm = Some(clip.0);
+        self.norm_eps = Some(clip.1);
+        Ok(self)
     }
 
     /// The step-uniform flags these settings turn on.

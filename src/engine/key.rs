@@ -107,3 +107,7 @@ impl PipelineKey {
         }
     }
 }
+
+/// The binding of each state slot (`shaders/prelude/common.wgsl`): the
+/// fourth came after the others were numbered.
+pub(crate) const STATE_BINDINGS: [u32; crate::rules::MAX_SLOTS] = [3, 4, 5, 9];

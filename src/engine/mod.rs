@@ -13,6 +13,7 @@
 
 pub mod grad_control;
 pub mod key;
+mod modes;
 pub mod options;
 pub mod params;
 pub mod pipeline;
@@ -33,7 +34,7 @@ pub use state::{bf16_round, StateFormat, StateKind};
 pub use uniforms::{StepHead, StepScalars};
 
 use crate::error::{scoped, OptimError, Result};
-use crate::rules::{flags, OptimizerConfig, Rule};
+use crate::rules::{flags, OptimizerConfig, Rule, MAX_SLOTS};
 use plan::{Launch, TensorRange, Window, TABLE_BYTES};
 use sizing::{chunks, per_block, plan, plan_limits, wanted_access, Planned};
 use state::StateStore;
@@ -61,7 +62,7 @@ struct Dispatch {
 struct Shared {
     layout: wgpu::BindGroupLayout,
     uniform: StepUniform,
-    unused: [wgpu::Buffer; 3],
+    unused: [wgpu::Buffer; MAX_SLOTS],
     control: wgpu::Buffer,
     factors: wgpu::Buffer,
 }
@@ -75,21 +76,19 @@ fn elements(buffer: &wgpu::Buffer, lo: u64, hi: u64) -> wgpu::BindingResource<'_
 type Bound = (wgpu::Buffer, u64, u64);
 
 impl Shared {
-    fn bind_group(&self, device: &wgpu::Device, param: &Bound, grad: &Bound, table: &wgpu::Buffer, state: &[Option<wgpu::Buffer>; 3]) -> wgpu::BindGroup {
+    fn bind_group(&self, device: &wgpu::Device, param: &Bound, grad: &Bound, table: &wgpu::Buffer, state: &[Option<wgpu::Buffer>; MAX_SLOTS]) -> wgpu::BindGroup {
         let state_res = |slot: usize| state[slot].as_ref().unwrap_or(&self.unused[slot]).as_entire_binding();
         let table = wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: table, offset: 0, size: wgpu::BufferSize::new(TABLE_BYTES) });
         let resources = [
-            self.uniform.binding(),
-            elements(&param.0, param.1, param.2),
-            elements(&grad.0, grad.1, grad.2),
-            state_res(0),
-            state_res(1),
-            state_res(2),
-            table,
-            self.control.as_entire_binding(),
-            self.factors.as_entire_binding(),
+            (0, self.uniform.binding()),
+            (1, elements(&param.0, param.1, param.2)),
+            (2, elements(&grad.0, grad.1, grad.2)),
+            (6, table),
+            (7, self.control.as_entire_binding()),
+            (8, self.factors.as_entire_binding()),
         ];
-        let entries: Vec<_> = resources.into_iter().enumerate().map(|(binding, resource)| wgpu::BindGroupEntry { binding: binding as u32, resource }).collect();
+        let state = (0..MAX_SLOTS).map(|slot| (key::STATE_BINDINGS[slot], state_res(slot)));
+        let entries: Vec<_> = resources.into_iter().chain(state).map(|(binding, resource)| wgpu::BindGroupEntry { binding, resource }).collect();
         device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some("wgpu-optim step"), layout: &self.layout, entries: &entries })
     }
 }
@@ -148,6 +147,10 @@ pub struct Optimizer {
     dispatches: Vec<Dispatch>,
     state: StateStore,
     step: u32,
+    /// Each group's scalars carried on the host between steps ([`OptimizerConfig::host_scalars`]).
+    host: Vec<Vec<f64>>,
+    /// Train or eval form of the params, for a rule with modes (schedule-free).
+    train_mode: bool,
     scalars: StepScalars,
     access: Access,
     /// The tensors as planned, and which of them the step updates.
@@ -186,8 +189,17 @@ impl Optimizer {
     /// [`OptimError::GroupMismatch`], [`OptimError::ExceedsLimits`], and
     /// [`OptimError::Wgpu`] for anything the device rejects.
     pub fn with_groups(device: &wgpu::Device, queue: &wgpu::Queue, configs: &[OptimizerConfig], params: &[ParamSlice], options: EngineOptions) -> Result<Self> {
+        let options = EngineOptions { grad_control: options.grad_control.with_rule(configs)?, ..options };
+        Self::with_grad_control_as_given(device, queue, configs, params, options)
+    }
+
+    /// [`Optimizer::with_groups`] without folding the rule's own clipping
+    /// into `options.grad_control`: for a shard, whose clipping is global
+    /// and done before its step.
+    pub(crate) fn with_grad_control_as_given(device: &wgpu::Device, queue: &wgpu::Queue, configs: &[OptimizerConfig], params: &[ParamSlice], options: EngineOptions) -> Result<Self> {
         params::check_inputs(configs, params)?;
         options.grad_control.validate()?;
+        modes::check_options(&configs[0], params, &options)?;
         let planned = plan(params, plan_limits(device, &options)?, &wanted_access(device, &options));
         let cache = options.cache.clone().unwrap_or_else(|| Arc::new(PipelineCache::new(device)));
         let pipelines = Pipelines::new(device, &cache, &configs[0], &options, planned.access)?;
@@ -206,6 +218,8 @@ impl Optimizer {
             dispatches: built.dispatches,
             state: built.state,
             step: 0,
+            host: modes::initial_host(configs),
+            train_mode: true,
             scalars: bytemuck::Zeroable::zeroed(),
             access: planned.access,
             active: vec![true; planned.tensors.len()],
@@ -231,6 +245,7 @@ impl Optimizer {
         let control = grad_control::control_buffer(device, queue, &options.grad_control, total_blocks);
         let shared = Shared { layout: cache.layout().clone(), uniform: StepUniform::new(device), unused, control, factors };
         let state = StateStore::new(device, queue, configs, windows, tensors, options.state_format, limits.state_align);
+        state.copy_params(device, queue, windows, tensors, buffers);
         let (mut first_block, mut state_base) = (0u32, 0u64);
         let mut dispatches = Vec::with_capacity(windows.len());
         for (window, state_buffers) in windows.iter().zip(&state.buffers) {
@@ -264,7 +279,7 @@ impl Optimizer {
                 StateFormat::Bf16 { seed } => seed,
                 _ => 0,
             },
-            pad0: 0,
+            norm_eps: self.grad_control.norm_eps() as f32,
             pad1: 0,
             pad2: 0,
         }
@@ -279,25 +294,37 @@ impl Optimizer {
     /// **Errors:** [`OptimError::StepOverflow`] after `u32::MAX` steps.
     pub fn record_step(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         let step = self.step.checked_add(1).ok_or(OptimError::StepOverflow)?;
+        if !self.train_mode {
+            return Err(OptimError::NotInTrainMode);
+        }
         if self.grad_control.device_step() && step >= self.factor_capacity {
             self.grow_factors(step)?;
         }
         self.scalars.head = self.head(step);
-        for (slot, c) in self.scalars.groups.iter_mut().zip(&self.configs) {
-            *slot = c.coeffs(step);
+        let mut host = self.host.clone();
+        for ((slot, c), host) in self.scalars.groups.iter_mut().zip(&self.configs).zip(&mut host) {
+            *slot = c.advance(step, host);
         }
+        self.record_scalars_and_tables(encoder)?;
+        self.record_passes(encoder);
+        (self.step, self.host) = (step, host);
+        Ok(())
+    }
+
+    /// Records the uploads of this pass's uniform and of any pending tables.
+    fn record_scalars_and_tables(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         self.shared.uniform.record(&self.device, encoder, &self.scalars)?;
         for (d, table) in self.dispatches.iter().zip(self.pending_tables.drain(..)) {
             uniforms::record_upload(&self.device, encoder, &d.table, 0, &table)?;
         }
-        self.record_passes(encoder);
-        self.step = step;
         Ok(())
     }
 
-    /// The step's compute pass: grad control (reduce, finalize), then the update.
+    /// The step's compute pass: grad control (reduce, finalize), then the
+    /// update (only the update for a mode switch).
     fn record_passes(&self, encoder: &mut wgpu::CommandEncoder) {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("wgpu-optim step"), timestamp_writes: None });
+        let switching = self.scalars.head.flags & flags::MODE_SWITCH != 0;
         let launch = |pass: &mut wgpu::ComputePass, pipeline: &wgpu::ComputePipeline| {
             pass.set_pipeline(pipeline);
             for d in &self.dispatches {
@@ -307,7 +334,7 @@ impl Optimizer {
                 }
             }
         };
-        if let Some((reduce, finalize)) = &self.pipelines.control {
+        if let Some((reduce, finalize)) = self.pipelines.control.as_ref().filter(|_| !switching) {
             launch(&mut pass, reduce);
             pass.set_pipeline(finalize);
             pass.set_bind_group(0, &self.dispatches[0].bind_group, &[0]);

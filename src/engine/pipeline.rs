@@ -10,6 +10,7 @@ use super::key::PipelineKey;
 use super::shader;
 use super::uniforms::StepScalars;
 use crate::error::{scoped, Result};
+use super::key::STATE_BINDINGS;
 
 /// Compiled pipelines of one device, keyed by [`PipelineKey`].
 pub struct PipelineCache {
@@ -49,12 +50,13 @@ impl PipelineCache {
                 uniform_entry(0, Some(std::mem::size_of::<StepScalars>() as u64), false),
                 storage_entry(1, false),
                 storage_entry(2, true),
-                storage_entry(3, false),
-                storage_entry(4, false),
-                storage_entry(5, false),
+                storage_entry(STATE_BINDINGS[0], false),
+                storage_entry(STATE_BINDINGS[1], false),
+                storage_entry(STATE_BINDINGS[2], false),
                 uniform_entry(6, Some(TABLE_BYTES), true),
                 storage_entry(7, false),
                 storage_entry(8, true),
+                storage_entry(STATE_BINDINGS[3], false),
             ],
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {

@@ -7,7 +7,8 @@ use super::key::{Access, Kernel, PipelineKey};
 use super::plan::TABLE_ROWS;
 use super::state::StateKind;
 use super::{uniforms, MAX_GROUPS, Q8_MAX_CHUNKS};
-use crate::rules::{coeffs_wgsl, flags};
+use super::key::STATE_BINDINGS;
+use crate::rules::{coeffs_wgsl, flags, MAX_SLOTS};
 
 const COMMON_WGSL: &str = include_str!("../../shaders/prelude/common.wgsl");
 const GRAD_CONTROL_WGSL: &str = include_str!("../../shaders/prelude/grad_control.wgsl");
@@ -59,13 +60,15 @@ pub fn source(key: &PipelineKey) -> String {
 /// components only: a dynamically indexed vector would be spilled to memory
 /// on some backends (lavapipe among them).
 fn access_prelude(access: Access, state: StateKind) -> String {
-    let operands = [("param", 1, true), ("grad", 2, false), ("state0", 3, true), ("state1", 4, true), ("state2", 5, true)];
+    let states = STATE_BINDINGS.iter().enumerate().map(|(k, &b)| (format!("state{k}"), b, true));
+    let operands: Vec<(String, u32, bool)> = [("param".to_string(), 1, true), ("grad".to_string(), 2, false)].into_iter().chain(states).collect();
     let mut out = match state {
         StateKind::Bf16 => BF16_WGSL.to_string(),
         StateKind::Int8 => format!("{Q8_MAP_WGSL}\n{Q8_WGSL}"),
         StateKind::F32 => "fn state_init() {}\n".to_string(),
     };
-    for (name, binding, writable) in operands {
+    for (name, binding, writable) in &operands {
+        let (name, binding, writable) = (name.as_str(), *binding, *writable);
         let is_state = name.starts_with("state");
         out += &match (state, is_state) {
             (StateKind::Int8, true) => q8_access(name, binding),
@@ -97,7 +100,7 @@ fn q8_access(name: &str, binding: u32) -> String {
 /// `q8_codes`, `q8_store_codes`, `q8_old_scale` and `q8_store_scale` by slot
 /// (a constant after inlining: the switch compiles away).
 fn q8_slot_access() -> String {
-    let arms = |body: &dyn Fn(&str) -> String| -> String { (0..3).map(|k| format!("        case {k}u: {{ {} }}\n", body(&format!("state{k}")))).collect::<String>() + "        default: {}\n" };
+    let arms = |body: &dyn Fn(&str) -> String| -> String { (0..MAX_SLOTS).map(|k| format!("        case {k}u: {{ {} }}\n", body(&format!("state{k}")))).collect::<String>() + "        default: {}\n" };
     let block = "table.scale_offset + row_s / (4u * WG * CHUNKS)";
     format!(
         "fn q8_codes(slot: u32, i: u32) -> u32 {{\n    switch slot {{\n{}    }}\n    return 0u;\n}}\n\
@@ -186,7 +189,7 @@ mod tests {
     use crate::rules::Rule;
 
     fn key(rule: Rule, access: Access, state: StateKind, entry: Entry) -> PipelineKey {
-        PipelineKey { kernel: Kernel::Rule(rule), entry, workgroup_size: 256, chunks: 4, flags: 0, access, state, state_mask: 7, q8_coding: 0x201 }
+        PipelineKey { kernel: Kernel::Rule(rule), entry, workgroup_size: 256, chunks: 4, flags: 0, access, state, state_mask: 15, q8_coding: 0x201 }
     }
 
     /// Every assembled module parses and validates with naga (no device
@@ -213,6 +216,22 @@ mod tests {
             assert!(src.contains(&format!("const {name}: u32 = {value}u;")), "{name} missing");
         }
         assert!(!COMMON_WGSL.contains("const MAXIMIZE"), "the prelude must not declare flags itself");
+    }
+
+    /// The shaders' `Lanes` carry one vector per state slot the host allows,
+    /// and slot k is bound where the host's layout puts it.
+    #[test]
+    fn lanes_and_bindings_cover_every_slot() {
+        let src = source(&key(Rule::Adan, Access::Vec4, StateKind::F32, Entry::Update));
+        let module = naga::front::wgsl::parse_str(&src).unwrap();
+        let lanes = module.types.iter().find(|(_, t)| t.name.as_deref() == Some("Lanes")).expect("struct Lanes");
+        let naga::TypeInner::Struct { members, .. } = &lanes.1.inner else { panic!("Lanes is a struct") };
+        let slots: Vec<_> = members.iter().filter_map(|m| m.name.as_deref()?.strip_prefix('s')).collect();
+        assert_eq!(slots, (0..MAX_SLOTS).map(|k| k.to_string()).collect::<Vec<_>>());
+        for (k, &binding) in STATE_BINDINGS.iter().enumerate() {
+            let var = module.global_variables.iter().find(|(_, v)| v.name.as_deref() == Some(&format!("state{k}"))).expect("a state binding");
+            assert_eq!(var.1.binding.as_ref().map(|b| b.binding), Some(binding), "state{k}");
+        }
     }
 
     /// Runs `body` (WGSL statements with `i`, `xs: array<u32>` and `out:

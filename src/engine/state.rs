@@ -6,7 +6,7 @@ use super::plan::{TensorRange, Window};
 use super::Optimizer;
 use crate::error::{OptimError, Result};
 use crate::quant;
-use crate::rules::{OptimizerConfig, StateLayout};
+use crate::rules::{OptimizerConfig, StateLayout, MAX_SLOTS};
 
 /// How the optimizer state (moments, accumulators) is stored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -124,7 +124,7 @@ pub struct StateStore {
     /// Elements per state block (8-bit scales; 4 otherwise).
     pub block: u64,
     /// Per window: one buffer per used slot.
-    pub buffers: Vec<[Option<wgpu::Buffer>; 3]>,
+    pub buffers: Vec<[Option<wgpu::Buffer>; MAX_SLOTS]>,
     /// Per window: the first u32 of the 8-bit block scales.
     pub scale_offsets: Vec<u64>,
     pieces: Vec<Piece>,
@@ -161,6 +161,26 @@ impl StateStore {
             store.buffers.push(bufs);
         }
         store
+    }
+
+    /// Sets the slots that start as a copy of the params (f32 state, which
+    /// `modes::check_options` ensures) from each tensor's params.
+    pub fn copy_params(&self, device: &wgpu::Device, queue: &wgpu::Queue, windows: &[Window], tensors: &[TensorRange], params: &[wgpu::Buffer]) {
+        let slots: Vec<usize> = self.layout.used().filter(|(_, s)| s.copy_of_param).map(|(i, _)| i).collect();
+        if slots.is_empty() {
+            return;
+        }
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgpu-optim state from params") });
+        for (window, bufs) in windows.iter().zip(&self.buffers) {
+            for (&(i, start, len), offset) in window.segments.iter().zip(window.state_offsets(self.block)) {
+                let t = &tensors[i];
+                for &slot in &slots {
+                    let state = bufs[slot].as_ref().expect("a used slot has its buffer");
+                    encoder.copy_buffer_to_buffer(&params[t.param_buf], (t.param_offset + start) * 4, state, offset * 4, len * 4);
+                }
+            }
+        }
+        queue.submit([encoder.finish()]);
     }
 
     /// Writes `len` elements of `value` at element `offset` of a window's

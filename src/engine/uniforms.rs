@@ -51,8 +51,8 @@ gpu_struct! {
         pub n_groups: u32,
         /// Seed of the stochastic rounding of bf16 state.
         pub seed: u32,
-        /// Padding to three vec4s.
-        pub pad0: u32,
+        /// What the clip factor adds to the norm ([`GradControl::norm_eps`](super::GradControl::norm_eps)).
+        pub norm_eps: f32,
         /// Padding to three vec4s.
         pub pad1: u32,
         /// Padding to three vec4s.

@@ -93,7 +93,7 @@ impl RuleConfig for Adadelta {
     }
 
     fn state(&self) -> StateLayout {
-        StateLayout([Some(Slot::second_moment("square_avg")), Some(Slot::second_moment("acc_delta")), None])
+        StateLayout::new(&[Some(Slot::second_moment("square_avg")), Some(Slot::second_moment("acc_delta")), None])
     }
 
     fn flags(&self) -> u32 {
@@ -105,7 +105,7 @@ impl RuleConfig for Adadelta {
     }
 
     fn reference_step(&self, _t: u32, p: &mut [f64], g: &[f64], state: &mut RefState) {
-        let [sq, acc, _] = &mut state.slots;
+        let [sq, acc, ..] = &mut state.slots;
         for i in 0..p.len() {
             let d = effective_grad(g[i], p[i], self.maximize, self.weight_decay);
             sq[i] = self.rho * sq[i] + (1.0 - self.rho) * d * d;

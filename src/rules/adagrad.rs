@@ -99,7 +99,7 @@ impl RuleConfig for Adagrad {
     }
 
     fn state(&self) -> StateLayout {
-        StateLayout([Some(Slot::second_moment("sum")), None, None])
+        StateLayout::new(&[Some(Slot::second_moment("sum")), None, None])
     }
 
     fn initial_state(&self, slot: usize) -> f64 {

@@ -98,7 +98,7 @@ pub(super) struct AdamLike {
 
 impl AdamLike {
     pub fn state(&self) -> StateLayout {
-        StateLayout([Some(Slot::signed("exp_avg")), Some(Slot::second_moment("exp_avg_sq")), self.amsgrad.then_some(Slot::second_moment("max_exp_avg_sq"))])
+        StateLayout::new(&[Some(Slot::signed("exp_avg")), Some(Slot::second_moment("exp_avg_sq")), self.amsgrad.then_some(Slot::second_moment("max_exp_avg_sq"))])
     }
 
     pub fn flags(&self) -> u32 {
@@ -134,7 +134,7 @@ impl AdamLike {
         let (bc1, bc2) = (1.0 - b1.powi(t as i32), 1.0 - b2.powi(t as i32));
         let step_size = self.lr / bc1;
         let (l2, decoupled) = if self.decoupled { (0.0, self.weight_decay) } else { (self.weight_decay, 0.0) };
-        let [m, v, vmax] = &mut state.slots;
+        let [m, v, vmax, _] = &mut state.slots;
         for i in 0..p.len() {
             p[i] *= 1.0 - self.lr * decoupled;
             let d = effective_grad(g[i], p[i], self.maximize, l2);

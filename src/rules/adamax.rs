@@ -83,7 +83,7 @@ impl RuleConfig for Adamax {
     }
 
     fn state(&self) -> StateLayout {
-        StateLayout([Some(Slot::signed("exp_avg")), Some(Slot::unsigned("exp_inf")), None])
+        StateLayout::new(&[Some(Slot::signed("exp_avg")), Some(Slot::unsigned("exp_inf")), None])
     }
 
     fn flags(&self) -> u32 {
@@ -102,7 +102,7 @@ impl RuleConfig for Adamax {
 
     fn reference_step(&self, t: u32, p: &mut [f64], g: &[f64], state: &mut RefState) {
         let clr = self.lr / (1.0 - self.betas.0.powi(t as i32));
-        let [m, u, _] = &mut state.slots;
+        let [m, u, ..] = &mut state.slots;
         for i in 0..p.len() {
             let d = effective_grad(g[i], p[i], self.maximize, self.weight_decay);
             m[i] += (1.0 - self.betas.0) * (d - m[i]);

@@ -113,7 +113,7 @@ impl RuleConfig for Asgd {
     }
 
     fn state(&self) -> StateLayout {
-        StateLayout([Some(Slot::signed("ax")), None, None])
+        StateLayout::new(&[Some(Slot::signed("ax")), None, None])
     }
 
     fn flags(&self) -> u32 {

@@ -33,38 +33,61 @@ pub struct Slot {
     /// The user writes it before each step (Newton's `hessian`); the rule
     /// only reads it.
     pub input: bool,
+    /// It starts as a copy of the param (schedule-free's `z`), not as
+    /// [`RuleConfig::initial_state`].
+    pub copy_of_param: bool,
 }
 
 impl Slot {
     /// A signed moment (`exp_avg`, `momentum_buffer`, …).
     pub const fn signed(name: &'static str) -> Slot {
-        Slot { name, quantity: Quantity::Signed, input: false }
+        Slot { name, quantity: Quantity::Signed, input: false, copy_of_param: false }
     }
 
     /// A non-negative second moment (`exp_avg_sq`, `sum`, …).
     pub const fn second_moment(name: &'static str) -> Slot {
-        Slot { name, quantity: Quantity::SecondMoment, input: false }
+        Slot { name, quantity: Quantity::SecondMoment, input: false, copy_of_param: false }
     }
 
     /// A non-negative quantity kept in its own domain.
     pub const fn unsigned(name: &'static str) -> Slot {
-        Slot { name, quantity: Quantity::NonNegative, input: false }
+        Slot { name, quantity: Quantity::NonNegative, input: false, copy_of_param: false }
+    }
+
+    /// A signed iterate that starts as a copy of the param (schedule-free's `z`).
+    pub const fn param_copy(name: &'static str) -> Slot {
+        Slot { name, quantity: Quantity::Signed, input: false, copy_of_param: true }
     }
 
     /// A signed input the user writes before each step.
     pub const fn input(name: &'static str) -> Slot {
-        Slot { name, quantity: Quantity::Signed, input: true }
+        Slot { name, quantity: Quantity::Signed, input: true, copy_of_param: false }
     }
 }
 
-/// A rule's state slots in binding order (bindings 3, 4, 5); `None` is an
-/// unused slot.
+/// Most state slots a rule may declare (Adan's four). The shaders'
+/// `Lanes` and the bindings of `shaders/prelude/common.wgsl` have one per
+/// slot (a test parses them).
+pub const MAX_SLOTS: usize = 4;
+
+/// A rule's state slots in binding order (bindings 3, 4, 5 and 9); `None`
+/// is an unused slot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StateLayout(pub [Option<Slot>; 3]);
+pub struct StateLayout(pub [Option<Slot>; MAX_SLOTS]);
 
 impl StateLayout {
     /// No state.
-    pub const NONE: StateLayout = StateLayout([None, None, None]);
+    pub const NONE: StateLayout = StateLayout([None; MAX_SLOTS]);
+
+    /// The first `slots.len()` slots; the rest unused.
+    ///
+    /// **Panics** with more than [`MAX_SLOTS`] slots (a rule's declaration,
+    /// which every rule's tests exercise).
+    pub fn new(slots: &[Option<Slot>]) -> StateLayout {
+        let mut all = [None; MAX_SLOTS];
+        all[..slots.len()].copy_from_slice(slots);
+        StateLayout(all)
+    }
 
     /// The slot at binding 3 + `slot`, if used.
     pub fn get(&self, slot: usize) -> Option<&Slot> {
@@ -102,7 +125,7 @@ impl StateLayout {
 #[derive(Clone, Debug)]
 pub struct RefState {
     /// State slots in binding order (unused ones stay as initialised).
-    pub slots: [Vec<f64>; 3],
+    pub slots: [Vec<f64>; MAX_SLOTS],
     /// Extra absolute error each element may show for the last step, set by
     /// rules whose result is discontinuous in its inputs (Lion's sign: 2·lr
     /// where the sign's argument was within f32 rounding of zero). Reset to
@@ -136,8 +159,37 @@ pub trait RuleConfig: Copy + std::fmt::Debug + PartialEq + Default + Serialize +
     }
     /// Flag bits of the step uniform (see [`flags`](super::flags)).
     fn flags(&self) -> u32;
+    /// The rule's own global-norm clipping `(max_norm, eps)` (Adan's
+    /// `max_grad_norm`): the engine folds it into its
+    /// [`GradControl`](crate::GradControl). `None` for most rules.
+    fn grad_clip(&self) -> Option<(f64, f64)> {
+        None
+    }
     /// The per-step scalars of step `t` (1-based), in f64.
     fn coeffs(&self, t: u32) -> Self::Coeffs;
+    /// Scalars the rule carries on the host from step to step, by their
+    /// PyTorch `param_group` names, with their initial values
+    /// (schedule-free's `weight_sum` and `lr_max`). Checkpoints keep them.
+    /// Empty for most rules.
+    fn host_scalars(&self) -> &'static [(&'static str, f64)] {
+        &[]
+    }
+    /// The per-step scalars of step `t` from the host scalars before it,
+    /// which it advances, with the options as they are now (a scheduler's
+    /// lr counts as in PyTorch). Without host scalars: [`Self::coeffs`].
+    fn advance(&self, t: u32, _host: &mut [f64]) -> Self::Coeffs {
+        self.coeffs(t)
+    }
+    /// The scalars of the one pass that moves the params from train to
+    /// eval form (`to_eval`) or back (schedule-free's `eval()` and
+    /// `train()`); the shader sees the pass as the runtime flag
+    /// `MODE_SWITCH`. `None`: the rule has no modes.
+    fn mode_switch(&self, _to_eval: bool) -> Option<Self::Coeffs> {
+        None
+    }
+    /// The f64 reference of that pass over the flat params `p`, written
+    /// from the reference package's `eval()`/`train()`. No-op without modes.
+    fn reference_mode_switch(&self, _to_eval: bool, _p: &mut [f64], _state: &RefState) {}
     /// The step-dependent factors of step `t` for a device-side step
     /// counter (GradScaler), computed in f64; the shader's `at_step`
     /// combines them with the other scalars. Zero for rules without any.

@@ -39,6 +39,10 @@ flag_bits! {
     /// Clip (and report) each param group by its own norm instead of the
     /// one norm over every group (`ClipScope::PerGroup`).
     CLIP_PER_GROUP = 4096,
+    /// This pass switches the params between train and eval form
+    /// (schedule-free's `train()`/`eval()`) instead of stepping; a runtime
+    /// bit of the step uniform only, tested with `mode_switch()`.
+    MODE_SWITCH = 8192,
 }
 
 /// `bit` if `on`, else 0.

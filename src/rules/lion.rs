@@ -87,7 +87,7 @@ impl RuleConfig for Lion {
     }
 
     fn state(&self) -> StateLayout {
-        StateLayout([Some(Slot::signed("exp_avg")), None, None])
+        StateLayout::new(&[Some(Slot::signed("exp_avg")), None, None])
     }
 
     fn flags(&self) -> u32 {

@@ -132,7 +132,7 @@ impl RuleConfig for NAdam {
     }
 
     fn state(&self) -> StateLayout {
-        StateLayout([Some(Slot::signed("exp_avg")), Some(Slot::second_moment("exp_avg_sq")), None])
+        StateLayout::new(&[Some(Slot::signed("exp_avg")), Some(Slot::second_moment("exp_avg_sq")), None])
     }
 
     fn flags(&self) -> u32 {
@@ -169,7 +169,7 @@ impl RuleConfig for NAdam {
         let prod: f64 = (1..=t).map(|i| mu(i as f64)).product();
         let (mu_t, mu_next) = (mu(t as f64), mu(t as f64 + 1.0));
         let bc2 = 1.0 - b2.powi(t as i32);
-        let [m, v, _] = &mut state.slots;
+        let [m, v, ..] = &mut state.slots;
         for i in 0..p.len() {
             let d = decayed_grad(&mut p[i], g[i], self.maximize, self.lr, self.weight_decay, self.decoupled_weight_decay);
             m[i] += (1.0 - b1) * (d - m[i]);

@@ -112,7 +112,7 @@ impl RuleConfig for Newton {
     }
 
     fn state(&self) -> StateLayout {
-        StateLayout([
+        StateLayout::new(&[
             Some(Slot::input("hessian")),
             (self.beta2 > 0.0).then_some(Slot::signed("hessian_ema")),
             (self.beta1 > 0.0).then_some(Slot::signed("exp_avg")),
@@ -138,7 +138,7 @@ impl RuleConfig for Newton {
 
     /// `h` (slot 0) is the user-supplied Hessian diagonal, an input.
     fn reference_step(&self, _t: u32, p: &mut [f64], g: &[f64], state: &mut RefState) {
-        let [h, h_ema, m] = &mut state.slots;
+        let [h, h_ema, m, _] = &mut state.slots;
         for i in 0..p.len() {
             let d = effective_grad(g[i], p[i], self.maximize, self.weight_decay);
             let mut mi = d;

@@ -104,7 +104,7 @@ impl RuleConfig for RAdam {
     }
 
     fn state(&self) -> StateLayout {
-        StateLayout([Some(Slot::signed("exp_avg")), Some(Slot::second_moment("exp_avg_sq")), None])
+        StateLayout::new(&[Some(Slot::signed("exp_avg")), Some(Slot::second_moment("exp_avg_sq")), None])
     }
 
     fn flags(&self) -> u32 {
@@ -138,7 +138,7 @@ impl RuleConfig for RAdam {
         let (bc1, bc2) = (1.0 - b1.powi(t as i32), 1.0 - b2.powi(t as i32));
         let rho_inf = 2.0 / (1.0 - b2) - 1.0;
         let rho_t = rho_inf - 2.0 * t as f64 * b2.powi(t as i32) / bc2;
-        let [m, v, _] = &mut state.slots;
+        let [m, v, ..] = &mut state.slots;
         for i in 0..p.len() {
             let d = decayed_grad(&mut p[i], g[i], self.maximize, self.lr, self.weight_decay, self.decoupled_weight_decay);
             m[i] += (1.0 - b1) * (d - m[i]);

@@ -33,6 +33,11 @@ pub trait DynRule {
     fn state(&self) -> StateLayout;
     fn initial_state(&self, slot: usize) -> f64;
     fn flags(&self) -> u32;
+    fn grad_clip(&self) -> Option<(f64, f64)>;
+    fn host_scalars(&self) -> &'static [(&'static str, f64)];
+    fn packed_advance(&self, t: u32, host: &mut [f64]) -> Packed;
+    fn packed_mode_switch(&self, to_eval: bool) -> Option<Packed>;
+    fn reference_mode_switch(&self, to_eval: bool, p: &mut [f64], state: &RefState);
     fn packed_coeffs(&self, t: u32) -> Packed;
     fn step_factors(&self, t: u32) -> [f64; 4];
     fn at_step_check(&self, t: u32) -> (Packed, Packed);
@@ -64,6 +69,21 @@ impl<T: RuleConfig> DynRule for T {
     }
     fn flags(&self) -> u32 {
         RuleConfig::flags(self)
+    }
+    fn grad_clip(&self) -> Option<(f64, f64)> {
+        RuleConfig::grad_clip(self)
+    }
+    fn host_scalars(&self) -> &'static [(&'static str, f64)] {
+        RuleConfig::host_scalars(self)
+    }
+    fn packed_advance(&self, t: u32, host: &mut [f64]) -> Packed {
+        RuleConfig::advance(self, t, host).pack()
+    }
+    fn packed_mode_switch(&self, to_eval: bool) -> Option<Packed> {
+        RuleConfig::mode_switch(self, to_eval).map(|c| c.pack())
+    }
+    fn reference_mode_switch(&self, to_eval: bool, p: &mut [f64], state: &RefState) {
+        RuleConfig::reference_mode_switch(self, to_eval, p, state)
     }
     fn packed_coeffs(&self, t: u32) -> Packed {
         RuleConfig::coeffs(self, t).pack()
@@ -264,7 +284,7 @@ impl super::OptimizerConfig {
     }
 
     /// PyTorch `state_dict` names of the state buffers in binding order
-    /// (bindings 3, 4, 5), up to the last used one ("" for an unused slot).
+    /// (bindings 3, 4, 5, 9), up to the last used one ("" for an unused slot).
     pub fn state_names(&self) -> Vec<&'static str> {
         self.state().names()
     }
@@ -278,6 +298,37 @@ impl super::OptimizerConfig {
     /// Flag bits of the step uniform (without [`flags::FIRST_STEP`](super::flags::FIRST_STEP)).
     pub fn flags(&self) -> u32 {
         self.as_dyn().flags()
+    }
+
+    /// The rule's own global-norm clipping `(max_norm, eps)` (Adan's
+    /// `max_grad_norm`), which the engine folds into its grad control.
+    pub fn grad_clip(&self) -> Option<(f64, f64)> {
+        self.as_dyn().grad_clip()
+    }
+
+    /// The scalars the rule carries on the host between steps, by their
+    /// PyTorch names, with initial values (schedule-free's `weight_sum`,
+    /// `lr_max`); empty for most rules.
+    pub fn host_scalars(&self) -> &'static [(&'static str, f64)] {
+        self.as_dyn().host_scalars()
+    }
+
+    /// Step `t`'s scalars from the host scalars before it, which it
+    /// advances ([`RuleConfig::advance`]); packed as [`OptimizerConfig::coeffs`](super::OptimizerConfig::coeffs).
+    pub fn advance(&self, t: u32, host: &mut [f64]) -> Packed {
+        self.as_dyn().packed_advance(t, host)
+    }
+
+    /// The scalars of the pass between train and eval form, for a rule
+    /// with modes ([`RuleConfig::mode_switch`]).
+    pub fn mode_switch(&self, to_eval: bool) -> Option<Packed> {
+        self.as_dyn().packed_mode_switch(to_eval)
+    }
+
+    /// The f64 reference of the pass between train and eval form (a no-op
+    /// for rules without modes).
+    pub fn reference_mode_switch(&self, to_eval: bool, p: &mut [f64], state: &RefState) {
+        self.as_dyn().reference_mode_switch(to_eval, p, state)
     }
 
     /// Per-step scalars for step `t` (1-based), computed in f64 and rounded

@@ -103,7 +103,7 @@ impl RuleConfig for RmsProp {
     }
 
     fn state(&self) -> StateLayout {
-        StateLayout([
+        StateLayout::new(&[
             Some(Slot::second_moment("square_avg")),
             (self.momentum > 0.0).then_some(Slot::signed("momentum_buffer")),
             self.centered.then_some(Slot::signed("grad_avg")),
@@ -119,7 +119,7 @@ impl RuleConfig for RmsProp {
     }
 
     fn reference_step(&self, _t: u32, p: &mut [f64], g: &[f64], state: &mut RefState) {
-        let [sq, buf, gavg] = &mut state.slots;
+        let [sq, buf, gavg, _] = &mut state.slots;
         for i in 0..p.len() {
             let d = effective_grad(g[i], p[i], self.maximize, self.weight_decay);
             sq[i] = self.alpha * sq[i] + (1.0 - self.alpha) * d * d;

@@ -101,7 +101,7 @@ impl RuleConfig for Rprop {
     }
 
     fn state(&self) -> StateLayout {
-        StateLayout([Some(Slot::signed("prev")), Some(Slot::unsigned("step_size")), None])
+        StateLayout::new(&[Some(Slot::signed("prev")), Some(Slot::unsigned("step_size")), None])
     }
 
     fn initial_state(&self, slot: usize) -> f64 {
@@ -117,7 +117,7 @@ impl RuleConfig for Rprop {
     }
 
     fn reference_step(&self, _t: u32, p: &mut [f64], g: &[f64], state: &mut RefState) {
-        let [prev, step_size, _] = &mut state.slots;
+        let [prev, step_size, ..] = &mut state.slots;
         let (lo, hi) = (self.step_sizes.0 as f32 as f64, self.step_sizes.1 as f32 as f64);
         for i in 0..p.len() {
             let mut d = effective_grad(g[i], p[i], self.maximize, 0.0);

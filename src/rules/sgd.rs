@@ -133,7 +133,7 @@ impl RuleConfig for Sgd {
     }
 
     fn state(&self) -> StateLayout {
-        if self.momentum != 0.0 { StateLayout([Some(Slot::signed("momentum_buffer")), None, None]) } else { StateLayout::NONE }
+        if self.momentum != 0.0 { StateLayout::new(&[Some(Slot::signed("momentum_buffer")), None, None]) } else { StateLayout::NONE }
     }
 
     fn flags(&self) -> u32 {

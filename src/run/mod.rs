@@ -103,6 +103,10 @@ impl RunInput {
     }
 }
 
+/// The output of a rule with train and eval modes (schedule-free): the
+/// params `eval()` gives after the run; `params` stays the train form.
+pub const EVAL_PARAMS: &str = "eval_params";
+
 /// One state tensor of a run's result.
 pub struct StateOut {
     /// PyTorch's name.
@@ -204,6 +208,12 @@ pub fn run_gpu(device: &wgpu::Device, queue: &wgpu::Queue, config: OptimizerConf
     for (slot, name) in opt.state_names().iter().enumerate().filter(|(_, nm)| !nm.is_empty()) {
         state.push(StateOut { name, shape: input.shape.clone(), values: widen(opt.read_state(slot, 0)?) });
     }
+    if config.mode_switch(true).is_some() {
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgpu-optim run eval") });
+        opt.eval(&mut encoder)?;
+        queue.submit([encoder.finish()]);
+        state.push(StateOut { name: EVAL_PARAMS, shape: input.shape.clone(), values: widen(crate::device::read_f32(device, queue, &p, 0, n)?) });
+    }
     Ok(RunOutput { params, shape: input.shape.clone(), state, steps })
 }
 
@@ -223,7 +233,12 @@ pub fn run_reference(config: OptimizerConfig, input: &RunInput, steps: u32) -> R
         }
         r.step(&mut params, &g)?;
     }
-    let state = r.named_state().into_iter().map(|(name, v)| StateOut { name, shape: input.shape.clone(), values: v.to_vec() }).collect();
+    let mut state: Vec<StateOut> = r.named_state().into_iter().map(|(name, v)| StateOut { name, shape: input.shape.clone(), values: v.to_vec() }).collect();
+    if config.mode_switch(true).is_some() {
+        let mut x = params.clone();
+        config.reference_mode_switch(true, &mut x, &r.state);
+        state.push(StateOut { name: EVAL_PARAMS, shape: input.shape.clone(), values: x });
+    }
     Ok(RunOutput { params, shape: input.shape.clone(), state, steps })
 }
 

@@ -23,7 +23,7 @@ impl<C: Collectives> ShardedOptimizer<C> {
 
     /// The model its checkpoints describe (no scheduler's `initial_lr`).
     fn model<'a>(&'a self, configs: &'a [OptimizerConfig], initial_lrs: &'a [Option<f64>]) -> Model<'a> {
-        Model { rule: configs[0].rule().name(), configs, initial_lrs, params: &self.params, names: self.state_names() }
+        Model { rule: configs[0].rule().name(), configs, initial_lrs, params: &self.params, names: self.state_names(), host: vec![Vec::new(); configs.len()], train_mode: true }
     }
 
     /// The merged checkpoint, as one process's optimizer would write it,

@@ -116,7 +116,7 @@ impl ShardControl {
         let inv_scale = 1.0 / self.state.scale as f64;
         let multipliers = (0..totals.len())
             .map(|g| {
-                let clip = self.control.max_norm.map_or(1.0, |m| (m / (norm_of(g) + 1e-6)).min(1.0));
+                let clip = self.control.max_norm.map_or(1.0, |m| (m / (norm_of(g) + self.control.norm_eps())).min(1.0));
                 (inv_scale * clip) as f32
             })
             .collect();

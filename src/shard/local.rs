@@ -61,7 +61,7 @@ impl Local {
             return Ok(Local::Empty);
         }
         Ok(match rule {
-            ShardRule::Fused(configs) => Local::Fused(Box::new(Optimizer::with_groups(device, queue, configs, slices, options)?)),
+            ShardRule::Fused(configs) => Local::Fused(Box::new(Optimizer::with_grad_control_as_given(device, queue, configs, slices, options)?)),
             ShardRule::Tensor(TensorRule::Muon(c)) => Local::Muon(MuonOptimizer::new(device, queue, *c, slices)?),
             ShardRule::Tensor(TensorRule::Lamb(c)) => Local::Lamb(LambOptimizer::new(device, queue, *c, slices)?),
             ShardRule::Tensor(TensorRule::Adafactor(c)) => Local::Adafactor(AdafactorOptimizer::new(device, queue, *c, slices)?),

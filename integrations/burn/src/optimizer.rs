@@ -179,6 +179,35 @@ impl FusedOptimizer {
         Ok(model)
     }
 
+    /// Moves the model's parameters to their eval form, for a rule that has
+    /// one (schedule-free AdamW's `eval()`: y to x), in one pass on burn's
+    /// queue after its pending work; [`FusedOptimizer::train`] moves them
+    /// back. A step in eval mode is an error.
+    ///
+    /// **Errors:** [`Error::Engine`] for a rule without modes, or what the
+    /// device reports.
+    pub fn eval(&mut self) -> Result<()> {
+        self.switch_mode(true)
+    }
+
+    /// Moves the parameters back to their train form (schedule-free's
+    /// `train()`: x to y); see [`FusedOptimizer::eval`].
+    ///
+    /// **Errors:** as [`FusedOptimizer::eval`].
+    pub fn train(&mut self) -> Result<()> {
+        self.switch_mode(false)
+    }
+
+    fn switch_mode(&mut self, eval: bool) -> Result<()> {
+        // The switch moves every tensor, those without grads last step too.
+        self.engine.set_active(&vec![true; self.layout.params.len()])?;
+        self.shared.device.flush().map_err(|e| Error::Device(format!("{e:?}")))?;
+        let mut encoder = self.shared.wgpu_device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgpu-optim-burn mode") });
+        if eval { self.engine.eval(&mut encoder)? } else { self.engine.train(&mut encoder)? }
+        self.shared.queue.submit([encoder.finish()]);
+        Ok(())
+    }
+
     /// The engine (schedules, state, norms, checkpoints' internals).
     pub fn engine(&self) -> &Optimizer {
         &self.engine

@@ -65,6 +65,37 @@ fn the_fused_step_trains_a_burn_mlp() {
     assert!(acc > 0.85, "test accuracy {acc}");
 }
 
+/// Adan (four state tensors) and schedule-free AdamW (evaluated in eval
+/// form, whose params differ from the train form's) train the MLP too.
+#[test]
+fn adan_and_schedule_free_train_a_burn_mlp() {
+    let shared = shared();
+    let device: Device = shared.device.clone().autodiff();
+    let (x, y) = digits();
+    let test: Vec<usize> = (TRAIN..y.len()).collect();
+    let rules: [wgpu_optim::OptimizerConfig; 2] = [wgpu_optim::Adan { lr: 5e-3, ..Default::default() }.into(), wgpu_optim::AdamWScheduleFree { lr: 5e-3, warmup_steps: 20, ..Default::default() }.into()];
+    for config in rules {
+        device.seed(7);
+        let (mut model, mut optim) = FusedOptimizer::builder(config).build(shared, Mlp::new(64, &device)).unwrap();
+        for epoch in 0..4 {
+            for rows in order(epoch + 1).chunks(50) {
+                let (xb, yb) = batch(&x, &y, rows, &device);
+                let grads = GradientsParams::from_grads(model.loss(xb, yb).backward(), &model);
+                model = optim.step(config.lr(), model, grads).unwrap();
+            }
+        }
+        if config.mode_switch(true).is_some() {
+            let train_form = values(&model);
+            optim.eval().unwrap();
+            assert_ne!(values(&model), train_form, "eval() must move the parameters");
+        }
+        let (xt, _) = batch(&x, &y, &test, &device);
+        let acc = model.accuracy(xt, &y[TRAIN..]);
+        eprintln!("{}: test accuracy after 4 epochs: {:.1} %", config.rule().name(), 100.0 * acc);
+        assert!(acc > 0.8, "{}: test accuracy {acc}", config.rule().name());
+    }
+}
+
 /// Where burn's AdamW and PyTorch's agree (eps outside the root after bias
 /// correction, decoupled decay θ·(1 − lr·wd), the same eps and decay for
 /// every parameter), 25 steps of the fused step follow burn's own AdamW on

@@ -27,7 +27,7 @@ struct Trace {
 
 fn settings(scope: ClipScope) -> EngineOptions {
     let scaler = GradScaler { init_scale: 1024.0, growth_interval: 2, ..GradScaler::default() };
-    EngineOptions { grad_control: GradControl { max_norm: Some(0.5), clip_scope: scope, scaler: Some(scaler), skip_nonfinite: false }, ..EngineOptions::default() }
+    EngineOptions { grad_control: GradControl { max_norm: Some(0.5), clip_scope: scope, scaler: Some(scaler), skip_nonfinite: false, norm_eps: None }, ..EngineOptions::default() }
 }
 
 fn configs() -> [OptimizerConfig; 2] {
