@@ -103,10 +103,10 @@ fn device_step() -> u32 {
     return u.head.step;
 }
 
-// This pass switches the params between train and eval form instead of
-// stepping (a runtime bit: the same pipeline records both).
+// This pipeline switches the params between train and eval form instead
+// of stepping (a pipeline of its own: the step's compiles the branch away).
 fn mode_switch() -> bool {
-    return (u.head.flags & MODE_SWITCH) != 0u;
+    return has(MODE_SWITCH);
 }
 
 fn first_step() -> bool {

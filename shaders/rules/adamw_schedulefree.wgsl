@@ -6,12 +6,11 @@
 // A mode switch (eval()/train()) instead: θ ← lerp(θ, z, ckp1) with the
 // host's weight 1 − 1/β₁ (to x) or 1 − β₁ (back to y).
 
-// torch.lerp: start + w·(end − start) for |w| < 0.5, else end − (end − start)·(1 − w).
+// torch.lerp: start + w·(end − start) for |w| < 0.5, else end − (end − start)·(1 − w)
+// (both formed and one selected: no branch in the step).
 fn torch_lerp(a: vec4<f32>, b: vec4<f32>, w: f32) -> vec4<f32> {
-    if (abs(w) < 0.5) {
-        return a + w * (b - a);
-    }
-    return b - (b - a) * (1.0 - w);
+    let d = b - a;
+    return select(b - d * (1.0 - w), a + w * d, abs(w) < 0.5);
 }
 
 fn update(c: Coeffs, x: ptr<function, Lanes>) {
@@ -19,9 +18,7 @@ fn update(c: Coeffs, x: ptr<function, Lanes>) {
         (*x).p = torch_lerp((*x).p, (*x).s0, c.ckp1);
         return;
     }
-    if (first_step()) {
-        (*x).s0 = (*x).p;
-    }
+    (*x).s0 = select((*x).s0, (*x).p, first_step());
     let g = effective_grad(*x, 0.0);
     (*x).s1 = c.beta2 * (*x).s1 + c.one_minus_beta2 * g * g;
     let u = g / (sqrt((*x).s1) + c.eps) + c.weight_decay * (*x).p;

@@ -10,10 +10,7 @@
 
 fn update(c: Coeffs, x: ptr<function, Lanes>) {
     let g = decayed_grad(x, 0.0, c.decay);
-    var diff = g + (*x).s3;
-    if (first_step()) {
-        diff = vec4<f32>(0.0);
-    }
+    let diff = select(g + (*x).s3, vec4<f32>(0.0), first_step());
     (*x).s0 = (*x).s0 + c.one_minus_beta1 * (g - (*x).s0);
     (*x).s2 = (*x).s2 + c.one_minus_beta2 * (diff - (*x).s2);
     let nesterov = g + c.beta2 * diff;

@@ -98,18 +98,25 @@ struct Pipelines {
     update: wgpu::ComputePipeline,
     /// Reduce and finalize, when clipping or loss scaling is on.
     control: Option<(wgpu::ComputePipeline, wgpu::ComputePipeline)>,
+    /// The pass between train and eval form, for a rule with modes.
+    switch: Option<wgpu::ComputePipeline>,
 }
 
 impl Pipelines {
     fn new(device: &wgpu::Device, cache: &PipelineCache, config: &OptimizerConfig, options: &EngineOptions, access: Access) -> Result<Self> {
         let kernel = if options.ceiling { Kernel::Ceiling } else { Kernel::Rule(config.rule()) };
         let q8_coding = if options.state_format == StateFormat::Int8Blockwise { state::q8_mask(&config.state()) } else { 0 };
-        let key = |entry| PipelineKey { kernel, entry, workgroup_size: options.workgroup_size, chunks: chunks(options, access), flags: config.flags() | options.grad_control.flags(), access, state: options.state_format.kind(), state_mask: config.state().mask(), q8_coding };
+        let flags = config.flags() | options.grad_control.flags();
+        let key = |entry| PipelineKey { kernel, entry, workgroup_size: options.workgroup_size, chunks: chunks(options, access), flags, access, state: options.state_format.kind(), state_mask: config.state().mask(), q8_coding };
         let control = match options.grad_control.active() {
             true => Some((cache.get(device, key(Entry::ReduceGrads))?, cache.get(device, key(Entry::FinalizeGrads))?)),
             false => None,
         };
-        Ok(Pipelines { update: cache.get(device, key(Entry::Update))?, control })
+        let switch = match config.mode_switch(true) {
+            Some(_) => Some(cache.get(device, PipelineKey { flags: flags | flags::MODE_SWITCH, ..key(Entry::Update) })?),
+            None => None,
+        };
+        Ok(Pipelines { update: cache.get(device, key(Entry::Update))?, control, switch })
     }
 }
 
@@ -340,7 +347,8 @@ impl Optimizer {
             pass.set_bind_group(0, &self.dispatches[0].bind_group, &[0]);
             pass.dispatch_workgroups(1, 1, 1);
         }
-        launch(&mut pass, &self.pipelines.update);
+        let update = if switching { self.pipelines.switch.as_ref().expect("a rule with modes has its switch pipeline") } else { &self.pipelines.update };
+        launch(&mut pass, update);
     }
 
     /// Records and submits one step (convenience). Does not wait for the GPU.

@@ -39,9 +39,9 @@ flag_bits! {
     /// Clip (and report) each param group by its own norm instead of the
     /// one norm over every group (`ClipScope::PerGroup`).
     CLIP_PER_GROUP = 4096,
-    /// This pass switches the params between train and eval form
-    /// (schedule-free's `train()`/`eval()`) instead of stepping; a runtime
-    /// bit of the step uniform only, tested with `mode_switch()`.
+    /// The pipeline switches the params between train and eval form
+    /// (schedule-free's `train()`/`eval()`) instead of stepping: a pipeline
+    /// of its own, so the step's has no branch for it; `mode_switch()`.
     MODE_SWITCH = 8192,
 }
 
