@@ -386,4 +386,9 @@ fn adan_max_grad_norm_is_the_engines_global_clipping() {
         let refused = Optimizer::with_groups(&gpu.device, &gpu.queue, &[own], &[ParamSlice::whole(&p, &g)], options);
         assert!(matches!(refused, Err(OptimError::InvalidOptions(_))), "{control:?}");
     }
+    // the clipping is built in: a checkpoint that clips otherwise does not load
+    let bytes = Optimizer::new(&gpu.device, &gpu.queue, own, &[ParamSlice::whole(&p, &g)]).unwrap().checkpoint_bytes().unwrap();
+    let other: OptimizerConfig = Adan { max_grad_norm: 1.0, lr: 1e-2, ..Adan::default() }.into();
+    let mut opt = Optimizer::new(&gpu.device, &gpu.queue, other, &[ParamSlice::whole(&p, &g)]).unwrap();
+    assert!(matches!(opt.load_checkpoint_bytes(&bytes), Err(OptimError::Checkpoint(_))));
 }

@@ -205,3 +205,30 @@ fn tensor_wise_rules_run_on_a_matrix() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("2-D"), "{}", String::from_utf8_lossy(&o.stderr));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Adan (three betas) and schedule-free AdamW run by their names from the
+/// command line, each writing its state by name; schedule-free also writes
+/// `eval_params`.
+#[test]
+fn new_rules_run_by_name() {
+    let _gpu = require_gpu!();
+    let dir = temp_dir("new-rules");
+    let input = dir.join("in.safetensors");
+    write_input(&input, 4);
+    let runs: [(&[&str], &[&str]); 2] = [
+        (&["--optimizer", "adan", "--betas", "0.9,0.9,0.99"], &["params", "exp_avg", "exp_avg_sq", "exp_avg_diff", "previous_grad"]),
+        (&["--optimizer", "adamw_schedulefree", "--warmup_steps", "2"], &["params", "z", "exp_avg_sq", "eval_params"]),
+    ];
+    for (options, tensors) in runs {
+        let out = dir.join("out.safetensors");
+        let mut args = vec!["run", "--input", input.to_str().unwrap(), "--steps", "3", "--out", out.to_str().unwrap()];
+        args.extend(options);
+        let o = wgpu_optim(&args);
+        assert!(o.status.success(), "{options:?}: {}", String::from_utf8_lossy(&o.stderr));
+        let bytes = std::fs::read(&out).unwrap();
+        for name in tensors {
+            assert_eq!(read_tensor(&bytes, name).len(), N, "{options:?}: {name}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

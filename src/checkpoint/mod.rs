@@ -270,6 +270,9 @@ pub(crate) fn decode(model: &Model, bytes: &[u8]) -> Result<Loaded> {
         if c.flags() != current.flags() || c.state_names() != current.state_names() {
             return Err(corrupt(format!("param group {g} uses other options (flags) than this optimizer")));
         }
+        if c.grad_clip() != current.grad_clip() {
+            return Err(corrupt(format!("param group {g} clips by max_grad_norm and eps {:?}, this optimizer by {:?}, set when it was built", c.grad_clip(), current.grad_clip())));
+        }
         let members: Vec<usize> = serde_json::from_value(v["params"].clone()).map_err(|_| corrupt(format!("param group {g} lacks its params list")))?;
         let expected: Vec<usize> = (0..ours.len()).filter(|&i| model.params[i].group as usize == g).collect();
         if members != expected {

@@ -113,14 +113,14 @@ impl GradControl {
     /// rule's threshold and eps.
     ///
     /// **Errors:** [`OptimError::InvalidOptions`] when groups disagree on it,
-    /// or when `max_norm` or a per-group scope says otherwise.
+    /// or when `max_norm`, `norm_eps` or a per-group scope says otherwise.
     pub fn with_rule(mut self, configs: &[OptimizerConfig]) -> Result<GradControl> {
         let Some(clip) = configs.first().and_then(|c| c.grad_clip()) else { return Ok(self) };
         if configs.iter().any(|c| c.grad_clip() != Some(clip)) {
             return Err(OptimError::InvalidOptions("param groups disagree on the rule's max_grad_norm or eps"));
         }
-        if self.max_norm.is_some_and(|m| m != clip.0) || self.clip_scope != ClipScope::Global {
-            return Err(OptimError::InvalidOptions("the rule's max_grad_norm clips by one global norm: GradControl::max_norm and clip_scope must agree with it"));
+        if self.max_norm.is_some_and(|m| m != clip.0) || self.norm_eps.is_some_and(|e| e != clip.1) || self.clip_scope != ClipScope::Global {
+            return Err(OptimError::InvalidOptions("the rule's max_grad_norm clips by one global norm with its eps: GradControl::max_norm, norm_eps and clip_scope must agree with it"));
         }
         self.max_norm = Some(clip.0);
         self.norm_eps = Some(clip.1);

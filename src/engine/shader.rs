@@ -53,7 +53,7 @@ pub fn source(key: &PipelineKey) -> String {
     [header(), uniforms::wgsl(), coeffs, access_prelude(key.access, key.state), COMMON_WGSL.to_string(), unit, GRAD_CONTROL_WGSL.to_string(), body.to_string()].join("\n")
 }
 
-/// Bindings 1–5 and their load/store functions, in scalar, vec4 or wide form
+/// Bindings 1–5 and 9 and their load/store functions, in scalar, vec4 or wide form
 /// (see `shaders/prelude/common.wgsl`). Every form has `load_X(i, n)`, the 4
 /// elements at `i`; the wide form moves 8 at a time with `load8_X` /
 /// `store8_X`, the others 4 with `store_X`. Lanes are addressed by constant

@@ -100,7 +100,7 @@ pub fn bf16_round(x: f32) -> u16 {
     (b.wrapping_add(rounding) >> 16) as u16
 }
 
-/// Slots whose 8-bit codes use the signed map, and (bits 8–10) those
+/// Slots whose 8-bit codes use the signed map, and (bits 8–11) those
 /// quantised in the square-root domain.
 pub fn q8_mask(layout: &StateLayout) -> u32 {
     layout.used().map(|(i, s)| (i, quant::Coding::of(s.quantity))).fold(0, |m, (i, c)| m | (c.signed as u32) << i | (c.sqrt as u32) << (8 + i))

@@ -40,7 +40,7 @@ use crate::error::Result;
 /// the host in f64 and multiplied, where it divides; with `maximize`, the
 /// first step's difference is 0 as the algorithm defines it, where
 /// `pytorch_optimizer` seeds `previous_grad` from the un-negated gradient
-/// (a first difference of −2g).
+/// (a first difference of twice the negated gradient).
 ///
 /// **Errors.** `lr`, `weight_decay`, `max_grad_norm` and `eps` finite and
 /// ≥ 0 (as `pytorch_optimizer` checks them); betas in [0, 1).

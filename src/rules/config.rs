@@ -89,7 +89,7 @@ impl StateLayout {
         StateLayout(all)
     }
 
-    /// The slot at binding 3 + `slot`, if used.
+    /// Slot `slot` (bound at 3, 4, 5 or 9), if used.
     pub fn get(&self, slot: usize) -> Option<&Slot> {
         self.0.get(slot).and_then(|s| s.as_ref())
     }

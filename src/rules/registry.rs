@@ -408,7 +408,7 @@ impl super::OptimizerConfig {
         }
         let config = default
             .with_options(serde_json::Value::Object(merged))
-            .map_err(|_| OptimError::InvalidOptions("an option has the wrong type (numbers, booleans, betas as two numbers)"))?;
+            .map_err(|_| OptimError::InvalidOptions("an option has the wrong type (numbers, booleans, betas as a list of numbers)"))?;
         config.validate()?;
         Ok(config)
     }

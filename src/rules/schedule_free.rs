@@ -44,7 +44,8 @@ use crate::error::{OptimError, Result};
 /// every later step depend on which steps ran.
 ///
 /// **Errors.** As [`AdamW`](super::adamw::AdamW), plus `r`,
-/// `weight_lr_power` finite and ≥ 0.
+/// `weight_lr_power` finite and ≥ 0, and `betas.0 > 0` (`eval()` divides
+/// by it).
 ///
 /// **Tolerance:** v (an EMA of g²: 5), `√v + eps` (12.5), `g/…` (17.5),
 /// the decay term at y (18.5), scaled by the host's lr (20.5); the lerp
@@ -108,7 +109,9 @@ crate::coefficients! {
 const HOST: [(&str, f64); 2] = [("weight_sum", 0.0), ("lr_max", -1.0)];
 
 impl RuleConfig for AdamWScheduleFree {
-    const PYTORCH_NAME: &'static str = "adamwschedulefree";
+    /// Not a `torch.optim` class: the rule's own name, as `run` and the
+    /// registry's other lookups take it.
+    const PYTORCH_NAME: &'static str = "adamw_schedulefree";
     type Coeffs = ScheduleFreeCoeffs;
 
     fn rule(&self) -> Rule {
