@@ -298,7 +298,8 @@ impl Optimizer {
     /// may be recorded before a submit, into one encoder or several: each
     /// reads its own scalars, bitwise as with one submit per step.
     ///
-    /// **Errors:** [`OptimError::StepOverflow`] after `u32::MAX` steps.
+    /// **Errors:** [`OptimError::StepOverflow`] after `u32::MAX` steps;
+    /// [`OptimError::NotInTrainMode`] for a rule with modes in eval mode.
     pub fn record_step(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         let step = self.step.checked_add(1).ok_or(OptimError::StepOverflow)?;
         if !self.train_mode {
@@ -313,7 +314,7 @@ impl Optimizer {
             *slot = c.advance(step, host);
         }
         self.record_scalars_and_tables(encoder)?;
-        self.record_passes(encoder);
+        self.record_passes(encoder, false);
         (self.step, self.host) = (step, host);
         Ok(())
     }
@@ -328,10 +329,9 @@ impl Optimizer {
     }
 
     /// The step's compute pass: grad control (reduce, finalize), then the
-    /// update (only the update for a mode switch).
-    fn record_passes(&self, encoder: &mut wgpu::CommandEncoder) {
+    /// update; or, `switching` between train and eval form, only the switch.
+    fn record_passes(&self, encoder: &mut wgpu::CommandEncoder, switching: bool) {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("wgpu-optim step"), timestamp_writes: None });
-        let switching = self.scalars.head.flags & flags::MODE_SWITCH != 0;
         let launch = |pass: &mut wgpu::ComputePass, pipeline: &wgpu::ComputePipeline| {
             pass.set_pipeline(pipeline);
             for d in &self.dispatches {

@@ -5,7 +5,7 @@
 
 use super::{EngineOptions, Optimizer, ParamSlice, StateFormat};
 use crate::error::{OptimError, Result};
-use crate::rules::{flags, OptimizerConfig};
+use crate::rules::OptimizerConfig;
 
 /// Each group's host scalars at their initial values.
 pub(crate) fn initial_host(configs: &[OptimizerConfig]) -> Vec<Vec<f64>> {
@@ -84,10 +84,9 @@ impl Optimizer {
         }
         if self.step > 0 {
             self.scalars.head = self.head(self.step);
-            self.scalars.head.flags |= flags::MODE_SWITCH;
             self.scalars.groups.iter_mut().zip(switches).for_each(|(slot, s)| *slot = s);
             self.record_scalars_and_tables(encoder)?;
-            self.record_passes(encoder);
+            self.record_passes(encoder, true);
         }
         self.train_mode = train;
         Ok(())

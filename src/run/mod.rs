@@ -235,13 +235,11 @@ pub fn run_reference(config: OptimizerConfig, input: &RunInput, steps: u32) -> R
     }
     let mut state: Vec<StateOut> = r.named_state().into_iter().map(|(name, v)| StateOut { name, shape: input.shape.clone(), values: v.to_vec() }).collect();
     if config.mode_switch(true).is_some() {
-        // as the engine: no switch before the first step (z does not exist yet)
         let mut x = params.clone();
-        if steps == 0 {
-            state.push(StateOut { name: EVAL_PARAMS, shape: input.shape.clone(), values: x });
-            return Ok(RunOutput { params, shape: input.shape.clone(), state, steps });
+        // as the engine: no switch before the first step (z does not exist yet)
+        if steps > 0 {
+            config.reference_mode_switch(true, &mut x, &r.state);
         }
-        config.reference_mode_switch(true, &mut x, &r.state);
         state.push(StateOut { name: EVAL_PARAMS, shape: input.shape.clone(), values: x });
     }
     Ok(RunOutput { params, shape: input.shape.clone(), state, steps })

@@ -2,7 +2,7 @@
 //! build the same model, from inputs each of them accepts.
 
 use super::{Collectives, ShardRule};
-use crate::engine::{params, EngineOptions, ParamSlice, StateFormat};
+use crate::engine::{params, EngineOptions, GradControl, ParamSlice, StateFormat};
 use crate::error::{OptimError, Result};
 use crate::matrix::TensorRule;
 
@@ -18,10 +18,10 @@ pub fn fingerprint(ranks: usize, rule: &ShardRule, params: &[ParamSlice], option
 /// every rank learns every rank's verdict and fingerprint, so all return
 /// an error together (this rank's own, or [`OptimError::RanksDisagree`])
 /// and none waits in a later collective for a rank that gave up.
-pub fn agree(comm: &impl Collectives, local: Result<()>, mine: [u64; 3]) -> Result<()> {
+pub fn agree<T>(comm: &impl Collectives, local: Result<T>, mine: [u64; 3]) -> Result<T> {
     let bytes: Vec<u8> = std::iter::once(local.is_ok() as u8).chain(mine.iter().flat_map(|h| h.to_le_bytes())).collect();
     let all = comm.all_gather_bytes(&bytes)?;
-    local?;
+    let value = local?;
     let what = ["the number of ranks", "the parameter tensors (count, lengths, groups or shapes)", "the rule or its options"];
     let first = &all[1..25];
     for (rank, theirs) in all.chunks_exact(25).enumerate() {
@@ -32,7 +32,7 @@ pub fn agree(comm: &impl Collectives, local: Result<()>, mine: [u64; 3]) -> Resu
             return Err(OptimError::RanksDisagree { rank, what: what[k] });
         }
     }
-    Ok(())
+    Ok(value)
 }
 
 /// Every rank learns whether every rank's `local` succeeded: this rank's
@@ -55,8 +55,10 @@ pub fn first_failure(comm: &impl Collectives, ok: bool) -> Result<Option<usize>>
     Ok(comm.all_gather_bytes(&[ok as u8])?.iter().position(|&ok| ok == 0))
 }
 
-/// What a sharded optimizer refuses on one rank, before any collective.
-pub fn check_local(device: &wgpu::Device, rule: &ShardRule, params: &[ParamSlice], options: &EngineOptions) -> Result<()> {
+/// What a sharded optimizer refuses on one rank, before any collective;
+/// else the grad control it runs with (an element-wise rule's own clipping,
+/// Adan's `max_grad_norm`, folded in: the shard clips by the global norm).
+pub fn check_local(device: &wgpu::Device, rule: &ShardRule, params: &[ParamSlice], options: &EngineOptions) -> Result<GradControl> {
     match rule {
         ShardRule::Fused(configs) => params::check_inputs(configs, params)?,
         ShardRule::Tensor(rule) => {
@@ -72,7 +74,11 @@ pub fn check_local(device: &wgpu::Device, rule: &ShardRule, params: &[ParamSlice
     if options.state_format != StateFormat::F32 {
         return Err(OptimError::InvalidOptions("a sharded optimizer keeps f32 state: 8-bit blocks would straddle shard boundaries, and bf16's stochastic rounding is keyed by the state's position, which sharding moves"));
     }
-    Ok(())
+    match rule {
+        ShardRule::Fused(configs) if !configs[0].host_scalars().is_empty() || configs[0].mode_switch(true).is_some() => Err(OptimError::InvalidOptions("a rule with host scalars or train/eval modes (schedule-free) is not sharded")),
+        ShardRule::Fused(configs) => options.grad_control.with_rule(configs),
+        ShardRule::Tensor(_) => Ok(options.grad_control),
+    }
 }
 
 /// The step copies the grads out (`COPY_SRC`) and the params out and in

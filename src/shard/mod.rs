@@ -90,7 +90,7 @@ impl<C: Collectives> ShardedOptimizer<C> {
     /// [`Optimizer::with_groups`](crate::Optimizer::with_groups).
     ///
     /// **Errors:** the input checks of [`Optimizer::with_groups`](crate::Optimizer::with_groups);
-    /// [`OptimError::InvalidOptions`] for bf16 or 8-bit state;
+    /// [`OptimError::InvalidOptions`] for bf16 or 8-bit state, or schedule-free;
     /// [`OptimError::RanksDisagree`] when the ranks build different models,
     /// or another rank refused its inputs. All ranks return an error
     /// together; none is left waiting.
@@ -110,16 +110,7 @@ impl<C: Collectives> ShardedOptimizer<C> {
     }
 
     fn build(comm: C, device: &wgpu::Device, queue: &wgpu::Queue, rule: ShardRule, params: &[ParamSlice], options: EngineOptions) -> Result<Self> {
-        let merged = match &rule {
-            ShardRule::Fused(configs) if !configs[0].host_scalars().is_empty() || configs[0].mode_switch(true).is_some() => Err(OptimError::InvalidOptions("a rule with host scalars or train/eval modes (schedule-free) is not sharded")),
-            ShardRule::Fused(configs) => options.grad_control.with_rule(configs),
-            ShardRule::Tensor(_) => Ok(options.grad_control),
-        };
-        let (local_check, grad_control) = match merged {
-            Ok(control) => (agree::check_local(device, &rule, params, &options), control),
-            Err(e) => (Err(e), options.grad_control),
-        };
-        agree::agree(&comm, local_check, agree::fingerprint(comm.ranks(), &rule, params, &options))?;
+        let grad_control = agree::agree(&comm, agree::check_local(device, &rule, params, &options), agree::fingerprint(comm.ranks(), &rule, params, &options))?;
         let options = EngineOptions { grad_control, ..options };
         let lens: Vec<u64> = params.iter().map(ParamSlice::len).collect();
         let sharding = match &rule {
