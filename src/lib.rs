@@ -22,6 +22,7 @@ pub mod device;
 pub mod ema;
 pub mod engine;
 pub mod error;
+pub mod lbfgs;
 pub mod matrix;
 #[cfg(feature = "cli")]
 pub mod plot;

@@ -20,6 +20,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("reference", 1),
     ("engine", 2),
     ("matrix", 2),
+    ("lbfgs", 2),
     ("quant", 2),
     ("checkpoint", 3),
     ("schedule", 3),

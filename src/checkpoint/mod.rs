@@ -21,6 +21,7 @@
 //! another rule, other option flags, other parameter shapes, or a corrupt or
 //! truncated file is an [`OptimError::Checkpoint`] and changes nothing.
 
+pub mod lbfgs;
 pub mod tensor;
 
 use std::collections::HashMap;

@@ -1,0 +1,261 @@
+//! L-BFGS on the GPU against its f64 reference (PyTorch's algorithm): a
+//! random SPD quadratic and chained Rosenbrock, with and without the
+//! strong-Wolfe search, params split over several tensors at awkward
+//! sizes. The first steps' iterates must agree within a bound derived from
+//! the trajectory's own sensitivity to f32-sized errors, and both must
+//! reach the same minimum. The line search is checked on its own.
+
+mod common;
+
+use wgpu_optim::device::read_f32;
+use wgpu_optim::lbfgs::line_search::{strong_wolfe, Probe, C1, C2};
+use wgpu_optim::lbfgs::objective::random_quadratic;
+use wgpu_optim::lbfgs::reference::ReferenceLbfgs;
+use wgpu_optim::lbfgs::{Lbfgs, LbfgsOptimizer, LineSearch, Objective, ObjectiveKind};
+use wgpu_optim::random::{random_params, uniform};
+use wgpu_optim::OptimError;
+
+const EPS32: f64 = f32::EPSILON as f64;
+
+/// Every step's params and returned loss.
+type Trajectory<T> = Vec<(f64, Vec<T>)>;
+
+fn gpu_run(gpu: &wgpu_optim::device::Gpu, kind: &ObjectiveKind, x0: &[f32], lens: &[u64], options: Lbfgs, steps: u32) -> Trajectory<f32> {
+    let objective = Objective::new(&gpu.device, kind.clone(), x0).unwrap();
+    let mut opt = LbfgsOptimizer::new(&gpu.device, &gpu.queue, objective.slices(lens), options).unwrap();
+    (0..steps)
+        .map(|_| {
+            let loss = opt.step(&mut |encoder| Ok(objective.record(encoder))).unwrap();
+            (loss, read_f32(&gpu.device, &gpu.queue, objective.params(), 0, x0.len() as u64).unwrap())
+        })
+        .collect()
+}
+
+/// The reference's trajectory; with `noise`, every gradient component is
+/// scaled by (1 + noise·u), u uniform in [−1, 1) and new at every call.
+fn reference_run(kind: &ObjectiveKind, x0: &[f32], options: Lbfgs, steps: u32, noise: f64) -> Trajectory<f64> {
+    let mut opt = ReferenceLbfgs::new(options).unwrap();
+    let mut x: Vec<f64> = x0.iter().map(|&v| v as f64).collect();
+    let mut calls = 0u64;
+    let mut objective = |x: &[f64]| {
+        calls += 1;
+        let (f, g) = kind.host_value(x);
+        (f, g.iter().enumerate().map(|(i, g)| g * (1.0 + noise * uniform(7, calls, i as u64) as f64)).collect())
+    };
+    (0..steps).map(|_| (opt.step(&mut x, &mut objective), x.clone())).collect()
+}
+
+fn max_diff<A: Copy + Into<f64>>(a: &[A], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(&a, b)| (a.into() - b).abs()).fold(0.0, f64::max)
+}
+
+/// Roundings of one gradient component on the GPU: a row of Ax (n), or
+/// Rosenbrock's few terms.
+fn depth(kind: &ObjectiveKind, n: usize) -> f64 {
+    match kind {
+        ObjectiveKind::Quadratic { .. } => n as f64 + 8.0,
+        ObjectiveKind::Rosenbrock => 8.0,
+    }
+}
+
+/// Compares the GPU's first `steps` steps with the reference's. The bound
+/// at each step is K times the trajectory's own sensitivity: how far the
+/// reference moves when every gradient is perturbed by depth·ε₃₂ (the
+/// GPU's error in a gradient), plus depth·ε₃₂·max |x|. Returns the largest
+/// error over bound·K seen, for the record.
+fn compare(gpu: &wgpu_optim::device::Gpu, name: &str, kind: &ObjectiveKind, n: usize, lens: &[u64], options: Lbfgs, steps: u32) -> f64 {
+    const K: f64 = 16.0;
+    let x0 = random_params(n as u64, n);
+    let gpu_path = gpu_run(gpu, kind, &x0, lens, options, steps);
+    let exact = reference_run(kind, &x0, options, steps, 0.0);
+    let gamma = depth(kind, n) * EPS32;
+    let noisy = reference_run(kind, &x0, options, steps, gamma);
+    let mut worst: f64 = 0.0;
+    for (step, ((g, e), p)) in gpu_path.iter().zip(&exact).zip(&noisy).enumerate() {
+        let scale = e.1.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        let bound = max_diff(&p.1.iter().map(|&v| v as f32).collect::<Vec<_>>(), &e.1).max(gamma * scale);
+        let err = max_diff(&g.1, &e.1);
+        assert!(err <= K * bound, "{name}: step {}: |x_gpu − x_ref| = {err:e} > {K}·{bound:e}", step + 1);
+        let loss_bound = (p.0 - e.0).abs().max(gamma * e.0.abs().max(1.0));
+        assert!((g.0 - e.0).abs() <= K * loss_bound, "{name}: step {}: loss {} against {} (bound {K}·{loss_bound:e})", step + 1, g.0, e.0);
+        worst = worst.max(err / bound).max((g.0 - e.0).abs() / loss_bound);
+    }
+    eprintln!("{name}: k needed {worst:.2} of {K}");
+    worst
+}
+
+fn cases() -> Vec<(&'static str, Lbfgs)> {
+    vec![
+        ("fixed step", Lbfgs { lr: 0.5, max_iter: 5, history_size: 4, ..Lbfgs::default() }),
+        ("strong_wolfe", Lbfgs { max_iter: 5, history_size: 4, line_search_fn: LineSearch::StrongWolfe, ..Lbfgs::default() }),
+        ("strong_wolfe, history 2", Lbfgs { max_iter: 4, history_size: 2, line_search_fn: LineSearch::StrongWolfe, ..Lbfgs::default() }),
+    ]
+}
+
+#[test]
+fn the_first_steps_follow_the_reference() {
+    let gpu = require_gpu!();
+    for (name, options) in cases() {
+        let quadratic = random_quadratic(3, 67);
+        compare(gpu, &format!("quadratic 67, {name}"), &quadratic, 67, &[30, 1, 36], options, 3);
+        compare(gpu, &format!("rosenbrock 301, {name}"), &ObjectiveKind::Rosenbrock, 301, &[256, 45], options, 3);
+    }
+}
+
+/// The minimiser of the quadratic, by Gaussian elimination in f64.
+fn solve(kind: &ObjectiveKind, n: usize) -> Vec<f64> {
+    let ObjectiveKind::Quadratic { a, b } = kind else { unreachable!() };
+    let mut m: Vec<Vec<f64>> = (0..n).map(|i| (0..n).map(|j| a[i * n + j] as f64).chain([b[i] as f64]).collect()).collect();
+    for c in 0..n {
+        for r in c + 1..n {
+            let f = m[r][c] / m[c][c];
+            let pivot = m[c].clone();
+            m[r].iter_mut().zip(&pivot).skip(c).for_each(|(v, p)| *v -= f * p);
+        }
+    }
+    let mut x = vec![0.0; n];
+    for r in (0..n).rev() {
+        x[r] = (m[r][n] - (r + 1..n).map(|k| m[r][k] * x[k]).sum::<f64>()) / m[r][r];
+    }
+    x
+}
+
+/// Σᵢ |loss termᵢ| at x: the scale of the loss's rounding in f32.
+fn loss_scale(kind: &ObjectiveKind, x: &[f64]) -> f64 {
+    let n = x.len();
+    match kind {
+        ObjectiveKind::Quadratic { a, b } => (0..n).map(|i| 0.5 * x[i].abs() * (0..n).map(|j| (a[i * n + j] as f64 * x[j]).abs()).sum::<f64>() + (b[i] as f64 * x[i]).abs()).sum(),
+        ObjectiveKind::Rosenbrock => kind.host_value(x).0,
+    }
+}
+
+/// Both reach the minimum x*: the reference to 1e-4 in x; the GPU as close
+/// in f − f* as ten times the reference (whose `tolerance_change` stops it
+/// too), or to where its f32 loss stops resolving progress: 4·depth·ε₃₂·
+/// Σ|loss terms| (the loss's rounding, which the line search and
+/// `tolerance_change` compare against); and 1e-3 in x where f* = 0.
+#[test]
+fn both_reach_the_same_minimum() {
+    let gpu = require_gpu!();
+    let quadratic = random_quadratic(5, 40);
+    for (kind, minimum) in [(&quadratic, solve(&quadratic, 40)), (&ObjectiveKind::Rosenbrock, vec![1.0; 40])] {
+        let f_star = kind.host_value(&minimum).0;
+        let floor = 4.0 * depth(kind, 40) * EPS32 * loss_scale(kind, &minimum);
+        for (name, options) in [("fixed", Lbfgs { lr: 0.25, ..Lbfgs::default() }), ("strong_wolfe", Lbfgs { line_search_fn: LineSearch::StrongWolfe, ..Lbfgs::default() })] {
+            let x0 = random_params(11, 40);
+            let steps = if options.line_search_fn == LineSearch::None { 60 } else { 10 };
+            let gpu_x: Vec<f64> = gpu_run(gpu, kind, &x0, &[17, 23], options, steps).pop().unwrap().1.iter().map(|&v| v as f64).collect();
+            let ref_x = reference_run(kind, &x0, options, steps, 0.0).pop().unwrap().1;
+            let (gpu_gap, ref_err) = (kind.host_value(&gpu_x).0 - f_star, max_diff(&ref_x, &minimum));
+            let floor = floor.max(10.0 * (kind.host_value(&ref_x).0 - f_star));
+            eprintln!("{} {name}: GPU f − f* = {gpu_gap:e} (floor {floor:e}), max |x − x*| {:e}; reference max |x − x*| {ref_err:e}", kind.name(), max_diff(&gpu_x, &minimum));
+            assert!(ref_err < 1e-4, "{} {name}: the reference ends {ref_err:e} from x*", kind.name());
+            assert!(gpu_gap <= floor, "{} {name}: the GPU ends at f − f* = {gpu_gap:e} > {floor:e}", kind.name());
+            if f_star == 0.0 {
+                assert!(max_diff(&gpu_x, &minimum) < 1e-3, "{} {name}: the GPU ends {:e} from x*", kind.name(), max_diff(&gpu_x, &minimum));
+            }
+        }
+    }
+}
+
+/// φ(t) of a 1-D function along d = 1 from 0, as the line search sees it.
+fn probe(f: impl Fn(f64) -> (f64, f64), t: f64) -> Probe<()> {
+    let (v, g) = f(t);
+    Probe { f: v, g: (), gtd: g }
+}
+
+#[test]
+fn an_exact_first_step_takes_one_evaluation() {
+    // φ(t) = ½(t − 1)²: t = 1 is the minimum, so it meets both conditions.
+    let phi = |t: f64| (0.5 * (t - 1.0) * (t - 1.0), t - 1.0);
+    let found = strong_wolfe(&mut |t| Ok(probe(phi, t)), 1.0, 1.0, probe(phi, 0.0)).unwrap();
+    assert_eq!((found.t, found.evals), (1.0, 1));
+}
+
+#[test]
+fn the_search_ends_on_a_strong_wolfe_point() {
+    // Smooth 1-D functions with a descent start, from steps too short and too long.
+    type Phi = fn(f64) -> (f64, f64);
+    let functions: [(&str, Phi); 3] = [
+        ("quadratic", |t| (0.5 * (t - 3.0) * (t - 3.0), t - 3.0)),
+        ("quartic", |t| ((t - 0.2).powi(4) + 0.1 * t * t - 0.5 * t, 4.0 * (t - 0.2).powi(3) + 0.2 * t - 0.5)),
+        ("rosenbrock line", |t| {
+            let (x, y) = (-1.2 + t * 2.2, 1.0 + t * 0.1);
+            let f = (1.0 - x) * (1.0 - x) + 100.0 * (y - x * x) * (y - x * x);
+            (f, 2.2 * (-2.0 * (1.0 - x) - 400.0 * x * (y - x * x)) + 0.1 * 200.0 * (y - x * x))
+        }),
+    ];
+    for (name, phi) in functions {
+        let start = probe(phi, 0.0);
+        for t0 in [1e-3, 0.1, 1.0, 20.0] {
+            let found = strong_wolfe(&mut |t| Ok(probe(phi, t)), t0, 1.0, start.clone()).unwrap();
+            let (f, g) = phi(found.t);
+            assert!(f <= start.f + C1 * found.t * start.gtd, "{name} from {t0}: no sufficient decrease at {}", found.t);
+            assert!(g.abs() <= -C2 * start.gtd, "{name} from {t0}: |φ'({})| = {g} > c2·|φ'(0)|", found.t);
+            assert_eq!((found.at.f, found.at.gtd), (f, g), "{name} from {t0}: the evaluation returned is not at t");
+        }
+    }
+}
+
+#[test]
+fn bad_input_is_refused_before_anything_changes() {
+    let gpu = require_gpu!();
+    let objective = Objective::new(&gpu.device, ObjectiveKind::Rosenbrock, &[0.5, 0.5, 0.5]).unwrap();
+    let bad = [Lbfgs { lr: 0.0, ..Lbfgs::default() }, Lbfgs { history_size: 0, ..Lbfgs::default() }, Lbfgs { tolerance_grad: -1.0, ..Lbfgs::default() }, Lbfgs { max_iter: 0, ..Lbfgs::default() }];
+    for options in bad {
+        assert!(matches!(LbfgsOptimizer::new(&gpu.device, &gpu.queue, objective.slices(&[3]), options), Err(OptimError::InvalidHyperparameter { .. })), "{options:?}");
+    }
+    let overlapping = [objective.slices(&[3]), objective.slices(&[3])].concat();
+    assert!(matches!(LbfgsOptimizer::new(&gpu.device, &gpu.queue, overlapping, Lbfgs::default()), Err(OptimError::Overlap { .. })));
+    let loss_only = gpu.device.create_buffer(&wgpu::BufferDescriptor { label: None, size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
+    let mut opt = LbfgsOptimizer::new(&gpu.device, &gpu.queue, objective.slices(&[3]), Lbfgs::default()).unwrap();
+    let no_copy = opt.step(&mut |encoder| {
+        objective.record(encoder);
+        Ok(wgpu_optim::lbfgs::LossAt { buffer: loss_only.clone(), offset: 0 })
+    });
+    assert!(matches!(no_copy, Err(OptimError::MissingUsage { which: "loss", .. })), "{no_copy:?}");
+    let past_the_end = opt.step(&mut |encoder| Ok(wgpu_optim::lbfgs::LossAt { offset: 4, ..objective.record(encoder) }));
+    assert!(matches!(past_the_end, Err(OptimError::OutOfBounds { which: "loss", .. })), "{past_the_end:?}");
+    assert_eq!(read_f32(&gpu.device, &gpu.queue, objective.params(), 0, 3).unwrap(), vec![0.5; 3]);
+    assert_eq!(opt.host_state().n_iter, 0);
+}
+
+/// A checkpoint after 3 steps resumes bitwise: a fresh optimizer (built
+/// with other options, which the file's replace) loaded from it and put at
+/// the saved params takes the same next 2 steps as the original. A corrupt
+/// file or another history_size is refused and changes nothing.
+#[test]
+fn checkpoints_resume_bitwise() {
+    use wgpu_optim::checkpoint::lbfgs::{load_bytes, to_bytes};
+    let gpu = require_gpu!();
+    let options = Lbfgs { max_iter: 4, history_size: 3, line_search_fn: LineSearch::StrongWolfe, ..Lbfgs::default() };
+    let x0 = random_params(21, 50);
+    let objective = Objective::new(&gpu.device, ObjectiveKind::Rosenbrock, &x0).unwrap();
+    let mut opt = LbfgsOptimizer::new(&gpu.device, &gpu.queue, objective.slices(&[20, 30]), options).unwrap();
+    let read = |o: &Objective| read_f32(&gpu.device, &gpu.queue, o.params(), 0, 50).unwrap();
+    let steps = |opt: &mut LbfgsOptimizer, o: &Objective, k| (0..k).map(|_| opt.step(&mut |e| Ok(o.record(e))).unwrap()).collect::<Vec<_>>();
+    steps(&mut opt, &objective, 3);
+    let (bytes, saved_x) = (to_bytes(&opt).unwrap(), read(&objective));
+    assert_eq!(opt.history_len(), 3, "the history is full, so the ring has wrapped");
+    let losses = steps(&mut opt, &objective, 2);
+
+    let resumed = Objective::new(&gpu.device, ObjectiveKind::Rosenbrock, &saved_x).unwrap();
+    let mut fresh = LbfgsOptimizer::new(&gpu.device, &gpu.queue, resumed.slices(&[50]), Lbfgs { lr: 0.5, line_search_fn: LineSearch::None, ..options }).unwrap();
+    load_bytes(&mut fresh, &bytes).unwrap();
+    assert_eq!(fresh.options(), Lbfgs { max_eval: Some(5), ..options });
+    assert_eq!(steps(&mut fresh, &resumed, 2), losses);
+    assert_eq!(read(&resumed), read(&objective), "the resumed params differ");
+    assert_eq!(fresh.host_state(), opt.host_state());
+    assert_eq!(fresh.read_state().unwrap(), opt.read_state().unwrap());
+
+    let before = fresh.read_state().unwrap();
+    let mut truncated = bytes.clone();
+    truncated.truncate(bytes.len() - 9);
+    assert!(matches!(load_bytes(&mut fresh, &truncated), Err(OptimError::Checkpoint(_))));
+    let mut other = LbfgsOptimizer::new(&gpu.device, &gpu.queue, resumed.slices(&[50]), Lbfgs { history_size: 4, ..options }).unwrap();
+    assert!(matches!(load_bytes(&mut other, &bytes), Err(OptimError::Checkpoint(_))));
+    let short = Objective::new(&gpu.device, ObjectiveKind::Rosenbrock, &x0[..49]).unwrap();
+    let mut shorter = LbfgsOptimizer::new(&gpu.device, &gpu.queue, short.slices(&[49]), options).unwrap();
+    assert!(matches!(load_bytes(&mut shorter, &bytes), Err(OptimError::Checkpoint(_))));
+    assert_eq!(fresh.read_state().unwrap(), before);
+}
