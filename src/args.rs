@@ -58,10 +58,7 @@ fn bad(name: &str, word: &str) -> OptimError {
 /// [`OptimError::OptionArity`] for a list of the wrong length.
 pub fn pytorch_options(optimizer: &str, words: &[String]) -> Result<Map<String, Value>> {
     known_optimizer(optimizer)?;
-    let defaults = match crate::matrix::TensorRule::defaults(optimizer) {
-        Some(defaults) => defaults,
-        None => OptimizerConfig::default_for(&optimizer.to_ascii_lowercase())?.to_pytorch(),
-    };
+    let defaults = defaults(optimizer)?;
     let mut out = Map::new();
     let mut i = 0;
     while i < words.len() {
@@ -90,10 +87,21 @@ pub fn pytorch_options(optimizer: &str, words: &[String]) -> Result<Map<String, 
     Ok(out)
 }
 
-/// Every optimizer name `run` accepts: the element-wise rules', then the
-/// tensor-wise ones'.
+/// Every optimizer name `run` accepts: the element-wise rules', the
+/// tensor-wise ones', then L-BFGS.
 pub fn optimizer_names() -> Vec<&'static str> {
-    OptimizerConfig::PYTORCH_NAMES.iter().chain(crate::matrix::TensorRule::PYTORCH_NAMES).copied().collect()
+    OptimizerConfig::PYTORCH_NAMES.iter().chain(crate::matrix::TensorRule::PYTORCH_NAMES).chain(&["lbfgs"]).copied().collect()
+}
+
+/// The options of a known optimizer with PyTorch's defaults.
+fn defaults(optimizer: &str) -> Result<Map<String, Value>> {
+    if optimizer.eq_ignore_ascii_case("lbfgs") {
+        return Ok(crate::lbfgs::Lbfgs::pytorch_defaults());
+    }
+    match crate::matrix::TensorRule::defaults(optimizer) {
+        Some(defaults) => Ok(defaults),
+        None => Ok(OptimizerConfig::default_for(&optimizer.to_ascii_lowercase())?.to_pytorch()),
+    }
 }
 
 /// Checks that `name` (any case) is an optimizer `run` accepts.
@@ -112,7 +120,7 @@ pub fn known_optimizer(name: &str) -> Result<()> {
 pub fn options_help() -> String {
     let mut s = String::from("Optimizers and their options (torch.optim names, shown with their defaults):\n");
     for name in optimizer_names() {
-        let defaults = crate::matrix::TensorRule::defaults(name).or_else(|| OptimizerConfig::default_for(name).map(|c| c.to_pytorch()).ok()).unwrap_or_default();
+        let defaults = defaults(name).unwrap_or_default();
         let shown = |v: &Value| match v {
             Value::Array(items) => items.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","),
             other => other.to_string(),

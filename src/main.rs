@@ -121,15 +121,16 @@ struct RunArgs {
     steps: u32,
     out: PathBuf,
     reference: bool,
+    objective: Option<String>,
     options: Vec<String>,
 }
 
-const RUN_USAGE: &str = "usage: wgpu-optim run --optimizer NAME --input IN.safetensors --steps T --out OUT.safetensors [--reference] [--OPTION VALUE ...]";
+const RUN_USAGE: &str = "usage: wgpu-optim run --optimizer NAME --input IN.safetensors --steps T --out OUT.safetensors [--reference] [--OPTION VALUE ...]\n       wgpu-optim run --optimizer lbfgs --objective rosenbrock|quadratic --input IN --steps T --out OUT [--reference] [--OPTION VALUE ...]";
 
 impl RunArgs {
     /// Splits the words into the run's arguments and the optimizer options.
     fn parse(words: &[String]) -> Result<Self, String> {
-        let (mut optimizer, mut input, mut steps, mut out, mut reference, mut options) = (None, None, None, None, false, Vec::new());
+        let (mut optimizer, mut input, mut steps, mut out, mut reference, mut objective, mut options) = (None, None, None, None, false, None, Vec::new());
         let mut it = words.iter();
         while let Some(w) = it.next() {
             let (key, inline) = w.split_once('=').map_or((w.as_str(), None), |(k, v)| (k, Some(v.to_string())));
@@ -140,17 +141,18 @@ impl RunArgs {
                 "--steps" => steps = Some(value("--steps")?.parse::<u32>().map_err(|_| "--steps needs a step count".to_string())?),
                 "--out" => out = Some(PathBuf::from(value("--out")?)),
                 "--reference" => reference = true,
+                "--objective" => objective = Some(value("--objective")?),
                 _ => options.push(w.clone()),
             }
         }
         let need = |what: &str| format!("missing {what}\n{RUN_USAGE}");
-        Ok(RunArgs { optimizer: optimizer.ok_or_else(|| need("--optimizer"))?, input: input.ok_or_else(|| need("--input"))?, steps: steps.ok_or_else(|| need("--steps"))?, out: out.ok_or_else(|| need("--out"))?, reference, options })
+        Ok(RunArgs { optimizer: optimizer.ok_or_else(|| need("--optimizer"))?, input: input.ok_or_else(|| need("--input"))?, steps: steps.ok_or_else(|| need("--steps"))?, out: out.ok_or_else(|| need("--out"))?, reference, objective, options })
     }
 }
 
 /// `run --help`: the usage and every registered optimizer's options.
 fn run_help() -> String {
-    format!("Apply T steps of one optimizer to `params` with `grads[t]` at step t (safetensors IN: params f32 [N] or [R, C], grads f32 [T, N] or [T, R, C], optional hessians f32 [T, N]); write params, state by PyTorch name and step to OUT (f32; f64 with --reference, the CPU reference).\n\n{RUN_USAGE}\n\n{}", wgpu_optim::args::options_help())
+    format!("Apply T steps of one optimizer to `params` with `grads[t]` at step t (safetensors IN: params f32 [N] or [R, C], grads f32 [T, N] or [T, R, C], optional hessians f32 [T, N]); write params, state by PyTorch name and step to OUT (f32; f64 with --reference, the CPU reference). L-BFGS instead minimises an objective computed on the GPU: IN holds params f32 [N] (and A [N, N], b [N] for the quadratic ½xᵀAx − bᵀx); OUT holds params, loss [T] (what each step returned), func_evals and n_iter.\n\n{RUN_USAGE}\n\n{}", wgpu_optim::args::options_help())
 }
 
 fn run_command(words: &[String]) -> Result<bool, wgpu_optim::OptimError> {
@@ -168,7 +170,16 @@ fn run_command(words: &[String]) -> Result<bool, wgpu_optim::OptimError> {
         Some(g) => println!("adapter: {}", g.describe()),
         None => println!("f64 CPU reference"),
     }
-    let out = wgpu_optim::run::run_files(gpu.as_ref().map(|g| (&g.device, &g.queue)), rule, &args.input, args.steps, &args.out)?;
+    let gpu = gpu.as_ref().map(|g| (&g.device, &g.queue));
+    if let (wgpu_optim::run::RunRule::Lbfgs(options), Some(objective)) = (rule, &args.objective) {
+        let out = wgpu_optim::run::lbfgs::run_files(gpu, options, objective, &args.input, args.steps, &args.out)?;
+        println!("{} steps of L-BFGS on {objective} over {} params: {} iterations, {} closure calls, loss {:e}; wrote params, loss, func_evals and n_iter to {}", args.steps, out.params.len(), out.n_iter, out.func_evals, out.loss.last().copied().unwrap_or(f64::NAN), args.out.display());
+        return Ok(true);
+    }
+    if args.objective.is_some() {
+        return Err(wgpu_optim::OptimError::InvalidOptions("--objective is for --optimizer lbfgs; other optimizers read grads from the input"));
+    }
+    let out = wgpu_optim::run::run_files(gpu, rule, &args.input, args.steps, &args.out)?;
     let names: Vec<_> = out.state.iter().map(|s| s.name).collect();
     println!("{} steps over {} params; wrote params, {} and step to {}", out.steps, out.params.len(), if names.is_empty() { "no state".to_string() } else { names.join(", ") }, args.out.display());
     Ok(true)

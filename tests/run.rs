@@ -232,3 +232,56 @@ fn new_rules_run_by_name() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// L-BFGS on both objectives through the binary: the GPU and the reference
+/// reach x* (Rosenbrock's ones, the quadratic's A⁻¹b checked by its
+/// gradient), take the same first loss, and count their closure calls;
+/// --objective is required for lbfgs and refused for the others.
+#[test]
+fn lbfgs_minimises_an_objective() {
+    let gpu = require_gpu!();
+    let _ = gpu;
+    let dir = temp_dir("lbfgs");
+    let n = 24;
+    let quadratic = wgpu_optim::lbfgs::objective::random_quadratic(4, n);
+    let wgpu_optim::lbfgs::ObjectiveKind::Quadratic { a, b } = &quadratic else { unreachable!() };
+    let params = random_params(5, n);
+    let bytes = |v: &[f32]| bytemuck::cast_slice::<f32, u8>(v).to_vec();
+    let (pb, ab, bb) = (bytes(&params), bytes(a), bytes(b));
+    let views = vec![
+        ("params".to_string(), TensorView::new(Dtype::F32, vec![n], &pb).unwrap()),
+        ("A".to_string(), TensorView::new(Dtype::F32, vec![n, n], &ab).unwrap()),
+        ("b".to_string(), TensorView::new(Dtype::F32, vec![n], &bb).unwrap()),
+    ];
+    let input = dir.join("in.safetensors");
+    std::fs::write(&input, safetensors::serialize(views, None).unwrap()).unwrap();
+    for (objective, kind) in [("rosenbrock", wgpu_optim::lbfgs::ObjectiveKind::Rosenbrock), ("quadratic", quadratic.clone())] {
+        let mut ends = Vec::new();
+        for reference in [false, true] {
+            let out = dir.join(format!("{objective}-{reference}.safetensors"));
+            let mut args = vec!["run", "--optimizer", "lbfgs", "--objective", objective, "--input", input.to_str().unwrap(), "--steps", "25", "--out", out.to_str().unwrap(), "--line_search_fn", "strong_wolfe", "--history_size", "5"];
+            if reference {
+                args.push("--reference");
+            }
+            let o = wgpu_optim(&args);
+            assert!(o.status.success(), "{objective}: {}", String::from_utf8_lossy(&o.stderr));
+            let result = std::fs::read(&out).unwrap();
+            let x = read_tensor(&result, "params");
+            let (_, g) = kind.host_value(&x);
+            let worst = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            assert!(worst < 1e-3, "{objective} (reference {reference}): max |∇f| = {worst:e} at the end");
+            let evals = read_tensor(&result, "func_evals")[0];
+            assert!(evals > 25.0 && read_tensor(&result, "loss").len() == 25, "{objective}: {evals} closure calls");
+            ends.push(read_tensor(&result, "loss")[0]);
+        }
+        let first = kind.host_value(&params.iter().map(|&v| v as f64).collect::<Vec<_>>()).0;
+        assert!((ends[0] - first).abs() <= 1e-5 * first.abs().max(1.0) && ends[1] == first, "{objective}: first losses {ends:?}, f(x0) = {first}");
+    }
+    let out = dir.join("x.safetensors");
+    let no_objective = wgpu_optim(&["run", "--optimizer", "lbfgs", "--input", input.to_str().unwrap(), "--steps", "1", "--out", out.to_str().unwrap()]);
+    assert!(!no_objective.status.success() && String::from_utf8_lossy(&no_objective.stderr).contains("--objective"));
+    let stray = wgpu_optim(&["run", "--optimizer", "adam", "--objective", "quadratic", "--input", input.to_str().unwrap(), "--steps", "1", "--out", out.to_str().unwrap()]);
+    assert!(!stray.status.success() && String::from_utf8_lossy(&stray.stderr).contains("--objective"));
+    let unknown = wgpu_optim(&["run", "--optimizer", "lbfgs", "--objective", "himmelblau", "--input", input.to_str().unwrap(), "--steps", "1", "--out", out.to_str().unwrap()]);
+    assert!(!unknown.status.success() && String::from_utf8_lossy(&unknown.stderr).contains("himmelblau"));
+}

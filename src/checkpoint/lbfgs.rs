@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use crate::error::{OptimError, Result};
 use crate::lbfgs::state::LbfgsState;
-use crate::lbfgs::{HostState, Lbfgs, LbfgsOptimizer, LineSearch};
+use crate::lbfgs::{HostState, Lbfgs, LbfgsOptimizer};
 
 const FORMAT: &str = "wgpu-optim-lbfgs/1";
 
@@ -53,7 +53,7 @@ pub fn to_bytes(opt: &LbfgsOptimizer) -> Result<Vec<u8>> {
         ("func_evals", Dtype::I64, vec![], (h.func_evals as i64).to_le_bytes().to_vec()),
     ];
     let views = owned.iter().map(|(name, dtype, shape, data)| TensorView::new(*dtype, shape.clone(), data).map(|v| (name.to_string(), v))).collect::<std::result::Result<Vec<_>, _>>().map_err(corrupt)?;
-    let metadata = HashMap::from([("format".to_string(), FORMAT.to_string()), ("config".to_string(), opt.options().to_json().to_string())]);
+    let metadata = HashMap::from([("format".to_string(), FORMAT.to_string()), ("config".to_string(), Value::Object(opt.options().to_pytorch()).to_string())]);
     safetensors::serialize(views, Some(metadata)).map_err(corrupt)
 }
 
@@ -62,24 +62,6 @@ pub fn to_bytes(opt: &LbfgsOptimizer) -> Result<Vec<u8>> {
 /// **Errors:** as [`to_bytes`], and [`OptimError::Io`].
 pub fn save(opt: &LbfgsOptimizer, path: impl AsRef<Path>) -> Result<()> {
     super::write_atomic(path.as_ref(), &to_bytes(opt)?)
-}
-
-/// The options of a checkpoint's config.
-fn options(config: &Value) -> Result<Lbfgs> {
-    let num = |k: &str| config.get(k).and_then(Value::as_f64).ok_or_else(|| corrupt(format!("config lacks the number {k:?}")));
-    let int = |k: &str| config.get(k).and_then(Value::as_u64).and_then(|v| u32::try_from(v).ok()).ok_or_else(|| corrupt(format!("config lacks the count {k:?}")));
-    let search = config.get("line_search_fn").and_then(Value::as_str).ok_or_else(|| corrupt("config lacks \"line_search_fn\""))?;
-    let o = Lbfgs {
-        lr: num("lr")?,
-        max_iter: int("max_iter")?,
-        max_eval: Some(int("max_eval")?),
-        tolerance_grad: num("tolerance_grad")?,
-        tolerance_change: num("tolerance_change")?,
-        history_size: int("history_size")?,
-        line_search_fn: LineSearch::parse(search)?,
-    };
-    o.validate()?;
-    Ok(o)
 }
 
 /// A tensor's raw bytes, checked for its dtype and shape.
@@ -129,7 +111,7 @@ fn decode(st: &SafeTensors, n: usize) -> Result<LbfgsState> {
 pub fn load_bytes(opt: &mut LbfgsOptimizer, bytes: &[u8]) -> Result<()> {
     let (st, meta) = super::open(bytes, FORMAT)?;
     let config: Value = serde_json::from_str(meta.get("config").ok_or_else(|| corrupt("metadata lacks \"config\""))?).map_err(|e| corrupt(format!("config: {e}")))?;
-    let options = options(&config)?;
+    let options = config.as_object().ok_or_else(|| corrupt("config is not an object")).and_then(Lbfgs::from_pytorch)?;
     if options.history_size != opt.options().history_size {
         return Err(corrupt(format!("history_size {} in the file, {} here", options.history_size, opt.options().history_size)));
     }

@@ -37,6 +37,8 @@ mod step;
 pub use gpu::{LbfgsOptimizer, LossAt};
 pub use objective::{Objective, ObjectiveKind};
 
+use serde_json::{json, Map, Value};
+
 use crate::error::{OptimError, Result};
 
 /// The line search of a step (`line_search_fn`).
@@ -124,13 +126,54 @@ impl Lbfgs {
         Ok(())
     }
 
-    /// The options by PyTorch name, as `run` and checkpoints write them.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
+    /// The options by PyTorch name, as its `param_groups[0]` holds them
+    /// (max_eval resolved, line_search_fn null for none).
+    pub fn to_pytorch(&self) -> Map<String, Value> {
+        let search = match self.line_search_fn {
+            LineSearch::None => Value::Null,
+            other => Value::from(other.name()),
+        };
+        let value = json!({
             "lr": self.lr, "max_iter": self.max_iter, "max_eval": self.max_eval(),
             "tolerance_grad": self.tolerance_grad, "tolerance_change": self.tolerance_change,
-            "history_size": self.history_size, "line_search_fn": self.line_search_fn.name(),
-        })
+            "history_size": self.history_size, "line_search_fn": search,
+        });
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    /// The defaults as PyTorch's signature gives them (max_eval null), for
+    /// the command line's option types.
+    pub fn pytorch_defaults() -> Map<String, Value> {
+        let mut m = Lbfgs::default().to_pytorch();
+        m.insert("max_eval".into(), Value::Null);
+        m
+    }
+
+    /// Options from PyTorch names; missing ones take their defaults.
+    ///
+    /// **Errors:** [`OptimError::UnknownOption`] for a name L-BFGS does not
+    /// take; [`OptimError::InvalidOptionValue`] for a value of the wrong
+    /// type; as [`Lbfgs::validate`].
+    pub fn from_pytorch(options: &Map<String, Value>) -> Result<Self> {
+        let known = Lbfgs::pytorch_defaults();
+        let bad = |k: &str| OptimError::InvalidOptionValue { option: k.to_string(), value: options[k].to_string() };
+        let mut o = Lbfgs::default();
+        for (k, v) in options {
+            let count = || v.as_f64().filter(|x| x.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(x)).map(|x| x as u32).ok_or_else(|| bad(k));
+            let number = || v.as_f64().ok_or_else(|| bad(k));
+            match k.as_str() {
+                "lr" => o.lr = number()?,
+                "max_iter" => o.max_iter = count()?,
+                "max_eval" => o.max_eval = if v.is_null() { None } else { Some(count()?) },
+                "tolerance_grad" => o.tolerance_grad = number()?,
+                "tolerance_change" => o.tolerance_change = number()?,
+                "history_size" => o.history_size = count()?,
+                "line_search_fn" => o.line_search_fn = if v.is_null() { LineSearch::None } else { LineSearch::parse(v.as_str().ok_or_else(|| bad(k))?)? },
+                _ => return Err(OptimError::UnknownOption { optimizer: "lbfgs".into(), option: k.clone(), known: known.keys().cloned().collect::<Vec<_>>().join(", ") }),
+            }
+        }
+        o.validate()?;
+        Ok(o)
     }
 }
 

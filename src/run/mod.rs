@@ -15,6 +15,7 @@
 //! OUT is f32 from the GPU and f64 from the reference. The tensor-wise
 //! rules (Muon, LAMB, Adafactor) run through [`tensor`].
 
+pub mod lbfgs;
 pub mod tensor;
 
 use std::path::Path;
@@ -252,6 +253,8 @@ pub enum RunRule {
     Elementwise(OptimizerConfig),
     /// Muon, LAMB or Adafactor.
     Tensor(crate::matrix::TensorRule),
+    /// L-BFGS, on an objective ([`lbfgs`]).
+    Lbfgs(crate::lbfgs::Lbfgs),
 }
 
 impl RunRule {
@@ -261,6 +264,9 @@ impl RunRule {
     /// [`OptimizerConfig::from_pytorch`].
     pub fn from_pytorch(name: &str, options: &serde_json::Map<String, serde_json::Value>) -> Result<Self> {
         crate::args::known_optimizer(name)?;
+        if name.eq_ignore_ascii_case("lbfgs") {
+            return crate::lbfgs::Lbfgs::from_pytorch(options).map(RunRule::Lbfgs);
+        }
         match crate::matrix::TensorRule::defaults(name) {
             Some(_) => crate::matrix::TensorRule::from_pytorch(name, options).map(RunRule::Tensor),
             None => OptimizerConfig::from_pytorch(name, options).map(RunRule::Elementwise),
@@ -272,6 +278,7 @@ impl RunRule {
         match self {
             RunRule::Elementwise(c) => (c.pytorch_name(), c.to_pytorch()),
             RunRule::Tensor(r) => (r.pytorch_name(), r.to_pytorch()),
+            RunRule::Lbfgs(o) => ("lbfgs", o.to_pytorch()),
         }
     }
 }
@@ -281,6 +288,9 @@ impl RunRule {
 /// **Errors:** [`OptimError::Io`], [`OptimError::Input`] naming `input`
 /// and the tensor, and as [`run_gpu`] / [`run_reference`].
 pub fn run_files(gpu: Option<(&wgpu::Device, &wgpu::Queue)>, rule: RunRule, input: &Path, steps: u32, out: &Path) -> Result<RunOutput> {
+    if let RunRule::Lbfgs(_) = rule {
+        return Err(OptimError::InvalidOptions("lbfgs minimises an objective: give --objective rosenbrock or quadratic (run::lbfgs::run_files)"));
+    }
     let bytes = std::fs::read(input).map_err(|e| OptimError::io(input, e))?;
     let parsed = RunInput::parse(&bytes).map_err(|e| in_file(e, input))?;
     parsed.check_steps(steps).map_err(|e| in_file(e, input))?;
@@ -289,6 +299,7 @@ pub fn run_files(gpu: Option<(&wgpu::Device, &wgpu::Queue)>, rule: RunRule, inpu
         (Some((device, queue)), RunRule::Tensor(rule)) => (tensor::run_gpu(device, queue, rule, &parsed, steps)?, Dtype::F32),
         (None, RunRule::Elementwise(config)) => (run_reference(config, &parsed, steps)?, Dtype::F64),
         (None, RunRule::Tensor(rule)) => (tensor::run_reference(rule, &parsed, steps)?, Dtype::F64),
+        (_, RunRule::Lbfgs(_)) => unreachable!("refused above"),
     };
     crate::checkpoint::write_atomic(out, &result.to_bytes(dtype)?)?;
     Ok(result)
