@@ -58,6 +58,9 @@ enum Command {
         /// Their size.
         #[arg(long, default_value_t = 256)]
         matrix_size: u64,
+        /// Elements of the L-BFGS case (history 10; 0 skips it).
+        #[arg(long, default_value_t = 1 << 20)]
+        lbfgs_size: u64,
         /// Also write the results as JSON to this file: the adapter (name,
         /// backend, driver, features, limits), every row of the table and
         /// the ceilings, for a complete picture of any GPU.
@@ -206,7 +209,7 @@ fn tour(gpu: &device::Gpu) -> Result<bool, wgpu_optim::OptimError> {
     println!("\n== validation: every rule against the f64 CPU reference (100,003 elements, 100 steps) ==");
     let valid = validate(gpu, 100_003, 100, false, 1)?;
     println!("\n== short benchmark (2^20 elements; `wgpu-optim bench` runs the full 2^24) ==");
-    let short = BenchOptions { elements: 1 << 20, reps: 3, steps: 2, rules: Vec::new(), model_tensors: 1000, model_elements: 1 << 20, matrices: 2, matrix_size: 128 };
+    let short = BenchOptions { elements: 1 << 20, reps: 3, steps: 2, rules: Vec::new(), model_tensors: 1000, model_elements: 1 << 20, matrices: 2, matrix_size: 128, lbfgs_elements: 1 << 18 };
     print!("{}", bench::format_report(&run_bench(gpu, &short)?));
     println!("\n== trajectories: SGD, Momentum, NAG, Adagrad, RMSprop, Adadelta, Adam and AdamW on three surfaces, entirely on the GPU ==");
     plot(gpu, Path::new("trajectories.png"))?;
@@ -297,8 +300,8 @@ fn with_gpu(command: Option<Command>) -> Result<bool, wgpu_optim::OptimError> {
         match command {
             None => tour(&gpu),
             Some(Command::Validate { size, steps, all, seed }) => validate(&gpu, size, steps, all, seed),
-            Some(Command::Bench { size, reps, steps, rules, model_tensors, model_size, matrices, matrix_size, json }) => {
-                bench(&gpu, BenchOptions { elements: size, reps, steps, rules, model_tensors, model_elements: model_size, matrices, matrix_size }, json)
+            Some(Command::Bench { size, reps, steps, rules, model_tensors, model_size, matrices, matrix_size, lbfgs_size, json }) => {
+                bench(&gpu, BenchOptions { elements: size, reps, steps, rules, model_tensors, model_elements: model_size, matrices, matrix_size, lbfgs_elements: lbfgs_size }, json)
             }
             Some(Command::Plot { out }) => plot(&gpu, &out),
             Some(Command::Run { .. } | Command::Checkpoint { .. }) => unreachable!("handled before opening a device"),

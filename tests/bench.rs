@@ -41,7 +41,7 @@ fn unfused_baseline_matches_reference() {
 #[test]
 fn small_benchmark_run_reports_finite_ratios() {
     let gpu = require_gpu!();
-    let options = BenchOptions { elements: 10_001, reps: 1, steps: 1, rules: vec!["adam".into(), "sgd".into()], model_tensors: 20, model_elements: 50_000, matrices: 2, matrix_size: 33 };
+    let options = BenchOptions { elements: 10_001, reps: 1, steps: 1, rules: vec!["adam".into(), "sgd".into()], model_tensors: 20, model_elements: 50_000, matrices: 2, matrix_size: 33, lbfgs_elements: 5_003 };
     let report = bench::run(&gpu.device, &gpu.queue, &gpu.describe(), &options, &mut |_| {}).unwrap();
     assert_eq!(report.rules.len(), 2);
     for r in &report.rules {
@@ -63,6 +63,10 @@ fn small_benchmark_run_reports_finite_ratios() {
     let mx = report.matrix.as_ref().unwrap();
     assert_eq!((mx.matrices, mx.size, mx.ns_steps), (2, 33, 5));
     assert!(mx.gemm_gflops > 0.0 && mx.fma_peak_gflops > 0.0 && mx.fraction_of_peak.is_finite());
+    let l = report.lbfgs.as_ref().unwrap();
+    assert_eq!((l.elements, l.history_size, l.iterations), (5_003, 10, 10));
+    assert_eq!(l.bytes_per_iteration, wgpu_optim::bench::lbfgs::bytes_per_iteration(5_003, 10));
+    assert!(l.ms_per_iteration > 0.0 && l.iterations_per_s.is_finite() && l.fraction_of_stream > 0.0);
     let json = serde_json::to_string(&report).unwrap();
     assert!(json.contains("\"fraction_of_stream\"") && json.contains("\"fraction_of_engine_ceiling\""));
     assert!(bench::format_report(&report).contains("whole model"));

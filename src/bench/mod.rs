@@ -4,6 +4,7 @@
 //! dispatch per tensor. Used by `wgpu-optim bench`, the tour and
 //! `benches/step.rs`.
 
+pub mod lbfgs;
 pub mod matrix;
 mod stream;
 mod timer;
@@ -41,11 +42,13 @@ pub struct BenchOptions {
     pub matrices: usize,
     /// Rows (and columns) of each Muon matrix; 0 skips the case.
     pub matrix_size: u64,
+    /// Elements of the L-BFGS case (history 10); 0 skips it.
+    pub lbfgs_elements: u64,
 }
 
 impl Default for BenchOptions {
     fn default() -> Self {
-        BenchOptions { elements: 1 << 24, reps: 5, steps: 2, rules: Vec::new(), model_tensors: 1000, model_elements: 1 << 24, matrices: 4, matrix_size: 256 }
+        BenchOptions { elements: 1 << 24, reps: 5, steps: 2, rules: Vec::new(), model_tensors: 1000, model_elements: 1 << 24, matrices: 4, matrix_size: 256, lbfgs_elements: 1 << 20 }
     }
 }
 
@@ -197,6 +200,8 @@ pub struct BenchReport {
     pub matrix: Option<matrix::MatrixRow>,
     /// LAMB, Adafactor and the weight EMA on the rules' vector.
     pub tensor_wise: Vec<matrix::TensorRow>,
+    /// L-BFGS iterations per second; `None` when skipped.
+    pub lbfgs: Option<lbfgs::LbfgsRow>,
 }
 
 fn storage(device: &wgpu::Device, elements: u64) -> wgpu::Buffer {
@@ -269,8 +274,19 @@ pub fn run(device: &wgpu::Device, queue: &wgpu::Queue, adapter: &str, options: &
     } else {
         None
     };
-    Ok(BenchReport { adapter: adapter.to_string(), adapter_details: AdapterReport::of(device), clock: timer.clock(), rules: rows, state_formats, model, matrix, tensor_wise })
+    let lbfgs = match options.lbfgs_elements {
+        0 => None,
+        n => {
+            progress("l-bfgs");
+            Some(lbfgs::measure(device, queue, n, LBFGS_HISTORY, LBFGS_ITERATIONS, rows[0].stream_gbps)?)
+        }
+    };
+    Ok(BenchReport { adapter: adapter.to_string(), adapter_details: AdapterReport::of(device), clock: timer.clock(), rules: rows, state_formats, model, matrix, tensor_wise, lbfgs })
 }
+
+/// The L-BFGS case's history and timed iterations.
+const LBFGS_HISTORY: u32 = 10;
+const LBFGS_ITERATIONS: u32 = 10;
 
 /// One rule's row: the fused step, both honest ceilings, the engine's own
 /// ceiling and the unfused baseline, over the same `n` elements.
@@ -434,6 +450,12 @@ pub fn format_report(r: &BenchReport) -> String {
         s += &format!(
             "muon: {} matrices {}x{}, {} Newton-Schulz steps: {:.3} ms per step, GEMMs {:.2} GFLOP/s, multiply-add peak {:.2} GFLOP/s ({:.2} of peak)\n",
             m.matrices, m.size, m.size, m.ns_steps, m.step_ms, m.gemm_gflops, m.fma_peak_gflops, m.fraction_of_peak
+        );
+    }
+    if let Some(l) = &r.lbfgs {
+        s += &format!(
+            "l-bfgs (rosenbrock, history {}, fixed step): {} elements, {:.3} ms per iteration, {:.1} iterations/s, {:.0} MB per iteration, {:.2} of the stream kernel\n",
+            l.history_size, l.elements, l.ms_per_iteration, l.iterations_per_s, l.bytes_per_iteration as f64 / 1e6, l.fraction_of_stream
         );
     }
     s

@@ -11,6 +11,8 @@ const VECTORS_WGSL: &str = include_str!("../../shaders/lbfgs/vectors.wgsl");
 
 /// Invocations per workgroup (`WG` in reduce.wgsl).
 pub const WG: u32 = 256;
+/// Elements per invocation of an element-wise pass.
+const PER_LANE: u32 = 16;
 /// Workgroups of a partial reduction (one `finish` workgroup sums them).
 pub const MAX_PARTIALS: u32 = WG;
 /// Bytes between two `Op`s in the uniform buffer (WebGPU's largest
@@ -238,10 +240,11 @@ impl Kernels {
         self.n.div_ceil(WG).clamp(1, MAX_PARTIALS)
     }
 
-    /// Workgroups of an element-wise pass over the vector.
+    /// Workgroups of an element-wise pass over the vector: PER_LANE
+    /// elements per invocation.
     fn elementwise_groups(&self) -> u32 {
         let most = self.device.limits().max_compute_workgroups_per_dimension;
-        self.n.div_ceil(WG).clamp(1, most)
+        self.n.div_ceil(WG * PER_LANE).clamp(1, most)
     }
 }
 
