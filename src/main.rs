@@ -213,7 +213,12 @@ fn tour(gpu: &device::Gpu) -> Result<bool, wgpu_optim::OptimError> {
     print!("{}", bench::format_report(&run_bench(gpu, &short)?));
     println!("\n== trajectories: SGD, Momentum, NAG, Adagrad, RMSprop, Adadelta, Adam and AdamW on three surfaces, entirely on the GPU ==");
     plot(gpu, Path::new("trajectories.png"))?;
-    Ok(valid)
+    let start = [-2.0, 2.0];
+    let path = wgpu_optim::plot::lbfgs_rosenbrock(&gpu.device, &gpu.queue, start, wgpu_optim::plot::LBFGS_REACH)?;
+    let end = path.points.last().copied().unwrap_or(start);
+    let verdict = if path.reached { "within" } else { "NOT within" };
+    println!("L-BFGS (strong Wolfe) on 2-D Rosenbrock from (-2, 2): {verdict} {:e} of (1, 1) after {} iterations and {} evaluations, at ({}, {})", wgpu_optim::plot::LBFGS_REACH, path.points.len() - 1, path.evaluations, end[0], end[1]);
+    Ok(valid && path.reached)
 }
 
 fn bench(gpu: &device::Gpu, options: BenchOptions, json: Option<PathBuf>) -> Result<bool, wgpu_optim::OptimError> {

@@ -1,6 +1,6 @@
 //! Trajectory pictures: the paths of the eight classic rules (SGD, Momentum,
-//! NAG, Adagrad, RMSprop, Adadelta, Adam, AdamW) over log-spaced
-//! contours of Beale's function, Rosenbrock's function and the saddle
+//! NAG, Adagrad, RMSprop, Adadelta, Adam, AdamW), and L-BFGS on Rosenbrock,
+//! over log-spaced contours of Beale's function, Rosenbrock's function and the saddle
 //! x² − y², computed on the GPU by the engine itself (gradients in
 //! `shaders/surfaces.wgsl`, steps by the fused rules) and drawn with
 //! plotters, using an embedded font (DejaVu Sans, `assets/`) so no system
@@ -74,15 +74,55 @@ pub fn panels() -> Vec<Panel> {
     ]
 }
 
-/// Runs every rule of `panel` on the GPU.
+/// Runs every rule of `panel` on the GPU, and L-BFGS on Rosenbrock (the
+/// seed's Newton line made practical).
 ///
 /// **Errors:** anything the engine reports.
 pub fn compute(device: &wgpu::Device, queue: &wgpu::Queue, panel: &Panel) -> Result<Vec<Path2>> {
-    panel
+    let mut paths = panel
         .rules
         .iter()
         .map(|&(label, config)| Ok(Path2 { label, points: trajectory(device, queue, panel.surface, config, panel.start, panel.steps)? }))
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    if panel.surface == Surface::Rosenbrock {
+        paths.push(Path2 { label: "L-BFGS", points: lbfgs_rosenbrock(device, queue, panel.start, LBFGS_REACH)?.points });
+    }
+    Ok(paths)
+}
+
+/// How close to Rosenbrock's minimum the tour's L-BFGS path goes.
+pub const LBFGS_REACH: f64 = 1e-6;
+
+/// L-BFGS's path on 2-D Rosenbrock (chained Rosenbrock of 2 elements).
+#[derive(Clone, Debug)]
+pub struct LbfgsPath {
+    /// The start, then the point after each iteration.
+    pub points: Vec<[f32; 2]>,
+    /// Closure calls (loss and gradient evaluations) made.
+    pub evaluations: u64,
+    /// Whether the path came within the asked distance of (1, 1).
+    pub reached: bool,
+}
+
+/// L-BFGS (strong Wolfe, PyTorch's other defaults) on 2-D Rosenbrock from
+/// `start`, one iteration per step, until max |x − (1, 1)| < `reach` or
+/// 200 iterations; gradients and losses on the GPU.
+///
+/// **Errors:** anything the optimizer reports.
+pub fn lbfgs_rosenbrock(device: &wgpu::Device, queue: &wgpu::Queue, start: [f32; 2], reach: f64) -> Result<LbfgsPath> {
+    use crate::lbfgs::{Lbfgs, LbfgsOptimizer, LineSearch, Objective, ObjectiveKind};
+    let objective = Objective::new(device, ObjectiveKind::Rosenbrock, &start)?;
+    let options = Lbfgs { max_iter: 1, line_search_fn: LineSearch::StrongWolfe, ..Lbfgs::default() };
+    let mut opt = LbfgsOptimizer::new(device, queue, objective.slices(&[2]), options)?;
+    let mut points = vec![start];
+    let near = |p: &[f32; 2]| p.iter().all(|v| (*v as f64 - 1.0).abs() < reach);
+    while !near(points.last().expect("the start")) && points.len() <= 200 {
+        opt.step(&mut |encoder| Ok(objective.record(encoder)))?;
+        let p = crate::device::read_f32(device, queue, objective.params(), 0, 2)?;
+        points.push([p[0], p[1]]);
+    }
+    let reached = near(points.last().expect("the start"));
+    Ok(LbfgsPath { points, evaluations: opt.host_state().func_evals, reached })
 }
 
 /// Contour levels: log-spaced for the non-negative surfaces, evenly spaced
@@ -131,7 +171,7 @@ fn register_font() {
     });
 }
 
-const COLORS: [RGBColor; 8] = [
+const COLORS: [RGBColor; 9] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -140,6 +180,7 @@ const COLORS: [RGBColor; 8] = [
     RGBColor(140, 86, 75),
     RGBColor(227, 119, 194),
     RGBColor(23, 190, 207),
+    RGBColor(0, 0, 0),
 ];
 
 /// Draws the panels and their paths into a PNG at `path`.

@@ -17,11 +17,14 @@ fn trajectories_png_is_written_and_paths_make_progress() {
     assert!(bytes.len() > 20_000, "the picture is suspiciously small: {} bytes", bytes.len());
     assert_eq!(computed.len(), 3);
     for (panel, paths) in &computed {
-        assert_eq!(paths.len(), 8);
+        let lbfgs = usize::from(panel.surface == Surface::Rosenbrock);
+        assert_eq!(paths.len(), 8 + lbfgs);
         let f0 = panel.surface.value(panel.start[0] as f64, panel.start[1] as f64);
         for p in paths {
             assert_eq!(p.points[0], panel.start);
-            assert_eq!(p.points.len(), panel.steps as usize + 1);
+            if p.label != "L-BFGS" {
+                assert_eq!(p.points.len(), panel.steps as usize + 1);
+            }
         }
         let improved = paths.iter().filter(|p| p.end(panel.surface).1 < 0.1 * f0).count();
         match panel.surface {
@@ -32,4 +35,27 @@ fn trajectories_png_is_written_and_paths_make_progress() {
         }
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The tour's L-BFGS line: 2-D Rosenbrock from (−2, 2) to within 1e-6 of
+/// (1, 1), in about as many evaluations as the f64 reference needs.
+#[test]
+fn lbfgs_reaches_rosenbrocks_minimum_like_the_reference() {
+    use wgpu_optim::lbfgs::reference::ReferenceLbfgs;
+    use wgpu_optim::lbfgs::{Lbfgs, LineSearch, ObjectiveKind};
+    let gpu = require_gpu!();
+    let path = wgpu_optim::plot::lbfgs_rosenbrock(&gpu.device, &gpu.queue, [-2.0, 2.0], 1e-6).unwrap();
+    let options = Lbfgs { max_iter: 1, line_search_fn: LineSearch::StrongWolfe, ..Lbfgs::default() };
+    let mut reference = ReferenceLbfgs::new(options).unwrap();
+    let mut x = vec![-2.0, 2.0];
+    let mut iterations = 0;
+    while x.iter().any(|v: &f64| (v - 1.0).abs() >= 1e-6) && iterations < 200 {
+        reference.step(&mut x, &mut |x| ObjectiveKind::Rosenbrock.host_value(x));
+        iterations += 1;
+    }
+    eprintln!("GPU: {} iterations, {} evaluations; reference: {iterations} iterations, {} evaluations", path.points.len() - 1, path.evaluations, reference.host.func_evals);
+    assert!(path.reached, "the GPU's L-BFGS ended at {:?}", path.points.last());
+    assert!(iterations < 200, "the reference did not reach (1, 1)");
+    let (gpu_evals, ref_evals) = (path.evaluations as f64, reference.host.func_evals as f64);
+    assert!(gpu_evals <= 1.5 * ref_evals && ref_evals <= 1.5 * gpu_evals, "GPU {gpu_evals} against reference {ref_evals} evaluations");
 }
