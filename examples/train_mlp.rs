@@ -13,20 +13,25 @@
 //! With `--optimizer muon` the two weight matrices are stepped by Muon and
 //! the biases by AdamW, as PyTorch's Muon documentation advises; with
 //! `--optimizer lamb` all four tensors by LAMB, each with its trust ratio;
-//! with `--optimizer adafactor` by Adafactor (the weights factored).
+//! with `--optimizer adafactor` by Adafactor (the weights factored); with
+//! `--optimizer lbfgs` by full-batch L-BFGS (strong Wolfe, history 10), one
+//! `step(closure)` of up to 20 iterations per epoch, the closure recording
+//! the forward and backward pass over all 1,500 training samples.
 
 #[path = "mlp/model.rs"]
 mod model;
 
 use clap::Parser;
 use model::{configs, Mlp, IN, OUT, TRAIN};
+use wgpu_optim::lbfgs::{Lbfgs, LbfgsOptimizer, LineSearch};
 use wgpu_optim::{device, Adafactor, AdafactorOptimizer, EngineOptions, Lamb, LambOptimizer, Muon, MuonOptimizer, OptimError, Optimizer, ParamArena, ParamSlice, StateFormat};
 
 #[derive(Parser, Clone, Debug)]
 #[command(about = "Train an MLP on the 8x8 digits on the GPU with a wgpu-optim optimizer")]
 pub struct TrainOptions {
     /// sgd, momentum, nag, adagrad, rmsprop, adadelta, adam, adamw, adamax,
-    /// nadam, radam, asgd, rprop, muon (weights; biases by AdamW), lamb or adafactor.
+    /// nadam, radam, asgd, rprop, adan, adamw_schedulefree, muon (weights;
+    /// biases by AdamW), lamb, adafactor or lbfgs (full batch).
     #[arg(long, default_value = "adamw")]
     pub optimizer: String,
     /// Epochs over the 1,500 training samples.
@@ -68,6 +73,8 @@ enum Stepper {
     Lamb(Box<LambOptimizer>),
     /// Every tensor by Adafactor (the weights factored).
     Adafactor(Box<AdafactorOptimizer>),
+    /// Every tensor by full-batch L-BFGS, stepped once per epoch.
+    Lbfgs(Box<LbfgsOptimizer>),
 }
 
 impl Stepper {
@@ -80,6 +87,10 @@ impl Stepper {
             "lamb" => {
                 let lamb = Lamb { lr: opts.lr.unwrap_or(0.01), weight_decay: 0.01, ..Lamb::default() };
                 return Ok(Stepper::Lamb(Box::new(LambOptimizer::new(device, queue, lamb, &all)?)));
+            }
+            "lbfgs" => {
+                let lbfgs = Lbfgs { lr: opts.lr.unwrap_or(1.0), history_size: 10, line_search_fn: LineSearch::StrongWolfe, ..Lbfgs::default() };
+                return Ok(Stepper::Lbfgs(Box::new(LbfgsOptimizer::new(device, queue, arena.slices(), lbfgs)?)));
             }
             "adafactor" => {
                 let adafactor = Adafactor { lr: opts.lr.unwrap_or(0.02), ..Adafactor::default() };
@@ -105,6 +116,8 @@ impl Stepper {
             }
             Stepper::Lamb(lamb) => lamb.record_step(enc),
             Stepper::Adafactor(adafactor) => adafactor.record_step(enc),
+            // Stepped by `step(closure)` before the epoch's batches.
+            Stepper::Lbfgs(_) => Ok(()),
         }
     }
 
@@ -122,7 +135,9 @@ impl Stepper {
 ///
 /// **Errors:** anything the engine reports.
 pub fn train(device: &wgpu::Device, queue: &wgpu::Queue, opts: &TrainOptions) -> Result<Vec<EpochStats>, OptimError> {
-    let mut mlp = Mlp::new(device, queue, opts.hidden, opts.batch, opts.seed)?;
+    let full_batch = opts.optimizer == "lbfgs";
+    let batch = if full_batch { TRAIN as u32 } else { opts.batch };
+    let mut mlp = Mlp::new(device, queue, opts.hidden, batch, opts.seed)?;
     let state_format = match opts.state.as_str() {
         "f32" => StateFormat::F32,
         "bf16" => StateFormat::Bf16 { seed: opts.seed as u32 },
@@ -134,6 +149,9 @@ pub fn train(device: &wgpu::Device, queue: &wgpu::Queue, opts: &TrainOptions) ->
     let mut history = Vec::new();
     for epoch in 1..=opts.epochs {
         mlp.start_epoch(queue, epoch);
+        if let Stepper::Lbfgs(lbfgs) = &mut opt {
+            lbfgs.step(&mut |enc| Ok(mlp.record_full_batch(queue, enc)))?;
+        }
         let mut enc = device.create_command_encoder(&Default::default());
         opt.set_eval(&mut enc, false)?;
         let batches = mlp.batches();
@@ -165,7 +183,10 @@ fn main() {
     let run = || -> Result<(), OptimError> {
         let gpu = device::headless()?;
         println!("adapter: {}", gpu.describe());
-        println!("optimizer: {} ({:?})", opts.optimizer, configs(&opts.optimizer, opts.lr)?[0]);
+        match opts.optimizer.as_str() {
+            "lbfgs" => println!("optimizer: lbfgs (full batch, strong Wolfe, history 10, one step of up to 20 iterations per epoch)"),
+            name => println!("optimizer: {name} ({:?})", configs(name, opts.lr)?[0]),
+        }
         println!("{:>5} {:>11} {:>10} {:>10}", "epoch", "train loss", "train acc", "test acc");
         for e in train(&gpu.device, &gpu.queue, &opts)? {
             println!("{:>5} {:>11.4} {:>9.1}% {:>9.1}%", e.epoch, e.train_loss, 100.0 * e.train_accuracy, 100.0 * e.test_accuracy);

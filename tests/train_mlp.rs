@@ -12,7 +12,7 @@ use clap::Parser;
 #[test]
 fn mlp_on_digits_learns_with_every_optimizer() {
     let gpu = require_gpu!();
-    for name in ["sgd", "momentum", "nag", "adagrad", "rmsprop", "adadelta", "adam", "adamw", "adamax", "nadam", "radam", "asgd", "rprop", "adan", "adamw_schedulefree", "muon", "lamb", "adafactor"] {
+    for name in ["sgd", "momentum", "nag", "adagrad", "rmsprop", "adadelta", "adam", "adamw", "adamax", "nadam", "radam", "asgd", "rprop", "adan", "adamw_schedulefree", "muon", "lamb", "adafactor", "lbfgs"] {
         let opts = train_mlp::TrainOptions::parse_from(["train_mlp", "--epochs", "2", "--optimizer", name]);
         let history = train_mlp::train(&gpu.device, &gpu.queue, &opts).unwrap();
         let (first, last) = (&history[0], &history[1]);

@@ -14,7 +14,7 @@ struct Step {
     batch_start: u32,  // first index into `order` of this batch
     rows: u32,         // samples in this batch (≤ B)
     slot: u32,         // this step's row in `stats`
-    _pad: u32,
+    mean_at: u32,      // when nonzero, stats[mean_at] also gets the mean loss (L-BFGS's closure loss)
     w1: u32,
     b1: u32,
     w2: u32,
@@ -92,6 +92,9 @@ fn reduce_stats() {
     }
     stats[2u * u.slot] = loss;
     stats[2u * u.slot + 1u] = hits;
+    if (u.mean_at != 0u) {
+        stats[u.mean_at] = loss / f32(u.rows);
+    }
 }
 
 // grad W2[c, j] = Σ_s dlogits[s, c]·h[s, j];  grad b2[c] = Σ_s dlogits[s, c]

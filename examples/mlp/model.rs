@@ -5,6 +5,7 @@
 //! `integrations/mpi/examples/train_mlp_dp.rs` (data-parallel ranks).
 
 use wgpu_optim::validate::uniform;
+use wgpu_optim::lbfgs::LossAt;
 use wgpu_optim::{device, Adadelta, Adagrad, Adam, AdamW, AdamWScheduleFree, Adan, Adamax, Asgd, NAdam, OptimError, OptimizerConfig, ParamArena, RAdam, RmsProp, Rprop, Sgd};
 
 const DIGITS: &str = include_str!("../data/digits.csv");
@@ -58,7 +59,7 @@ pub fn configs(name: &str, lr: Option<f64>) -> Result<[OptimizerConfig; 2], Opti
         "rprop" => Rprop { lr: lr.unwrap_or(1e-3), step_sizes: (1e-6, 0.01), ..Rprop::default() }.into(),
         "adan" => Adan { lr: lr.unwrap_or(5e-3), weight_decay: 0.01, ..Adan::default() }.into(),
         "adamw_schedulefree" => AdamWScheduleFree { lr: lr.unwrap_or(5e-3), weight_decay: wd, warmup_steps: 20, ..AdamWScheduleFree::default() }.into(),
-        "muon" | "lamb" | "adafactor" => AdamW { lr: 5e-3, weight_decay: 0.0, ..AdamW::default() }.into(),
+        "muon" | "lamb" | "adafactor" | "lbfgs" => AdamW { lr: 5e-3, weight_decay: 0.0, ..AdamW::default() }.into(),
         _ => return Err(OptimError::InvalidOptions("unknown optimizer name")),
     };
     let mut biases = weights;
@@ -128,7 +129,8 @@ impl Mlp {
         let order_buf = storage(device, queue, "order", &vec![0u8; 4 * y.len()], none);
         let act = storage(device, queue, "activations", &vec![0u8; 4 * (2 * b * h + b * OUT) as usize], none);
         let slots = TRAIN.div_ceil(b as usize) + (y.len() - TRAIN).div_ceil(b as usize);
-        let stats = storage(device, queue, "stats", &vec![0u8; 8 * slots], wgpu::BufferUsages::COPY_SRC);
+        // One f32 past the slots: the mean loss of a full-batch closure.
+        let stats = storage(device, queue, "stats", &vec![0u8; 8 * slots + 4], wgpu::BufferUsages::COPY_SRC);
         let ring = device.create_buffer(&wgpu::BufferDescriptor { label: Some("mlp steps"), size: SLOT * slots as u64, usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
         let (pipelines, layout) = Self::pipelines(device, h, b);
         let bind = [&x_buf, &y_buf, &order_buf, &arena.param_buffers()[0], &arena.grad_buffers()[0], &act, &stats];
@@ -189,9 +191,13 @@ impl Mlp {
     /// Records the forward pass of `rows` samples from position `start`
     /// (loss and hits into stats slot `slot`) and, when training, the
     /// backward pass into the grads.
-    pub fn record_batch(&self, queue: &wgpu::Queue, enc: &mut wgpu::CommandEncoder, slot: usize, (start, rows, training): Batch) {
+    pub fn record_batch(&self, queue: &wgpu::Queue, enc: &mut wgpu::CommandEncoder, slot: usize, batch: Batch) {
+        self.record_pass(queue, enc, slot, batch, 0);
+    }
+
+    fn record_pass(&self, queue: &wgpu::Queue, enc: &mut wgpu::CommandEncoder, slot: usize, (start, rows, training): Batch, mean_at: u32) {
         let offset = |i: usize| self.arena.tensor(i)[0].param_offset as u32;
-        let step = [start as u32, rows as u32, slot as u32, 0, offset(0), offset(1), offset(2), offset(3)];
+        let step = [start as u32, rows as u32, slot as u32, mean_at, offset(0), offset(1), offset(2), offset(3)];
         queue.write_buffer(&self.ring, slot as u64 * SLOT, bytemuck::cast_slice(&step));
         let (rows, h) = (rows as u32, self.hidden);
         let threads = [rows * h, rows, 1, OUT * h + OUT, rows * h, h * IN + h];
@@ -202,6 +208,16 @@ impl Mlp {
             pass.set_bind_group(0, &self.bind_group, &[(slot as u64 * SLOT) as u32]);
             pass.dispatch_workgroups(n.div_ceil(64).max(1), 1, 1);
         }
+    }
+
+    /// Records the forward and backward pass of the whole training set
+    /// (slot 0; the model must have been built with a batch of at least
+    /// [`TRAIN`] rows) and says where its mean loss will be: the closure of
+    /// a full-batch L-BFGS step.
+    pub fn record_full_batch(&self, queue: &wgpu::Queue, enc: &mut wgpu::CommandEncoder) -> LossAt {
+        let mean_at = (self.stats.size() / 4 - 1) as u32;
+        self.record_pass(queue, enc, 0, (0, TRAIN, true), mean_at);
+        LossAt { buffer: self.stats.clone(), offset: mean_at as u64 * 4 }
     }
 
     /// The stats of every slot, read back (waits for the GPU).
