@@ -213,7 +213,8 @@ impl Mlp {
     /// Records the forward and backward pass of the whole training set
     /// (slot 0; the model must have been built with a batch of at least
     /// [`TRAIN`] rows) and says where its mean loss will be: the closure of
-    /// a full-batch L-BFGS step.
+    /// a full-batch L-BFGS step (the data-parallel example has none).
+    #[allow(dead_code)]
     pub fn record_full_batch(&self, queue: &wgpu::Queue, enc: &mut wgpu::CommandEncoder) -> LossAt {
         let mean_at = (self.stats.size() / 4 - 1) as u32;
         self.record_pass(queue, enc, 0, (0, TRAIN, true), mean_at);
