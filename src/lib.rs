@@ -57,6 +57,8 @@ mod guides {
     struct TrainingLoop;
     #[doc = include_str!("../docs/tensor-wise.md")]
     struct TensorWise;
+    #[doc = include_str!("../docs/lbfgs.md")]
+    struct Lbfgs;
     #[doc = include_str!("../docs/rules.md")]
     struct Rules;
     #[doc = include_str!("../docs/semantics.md")]

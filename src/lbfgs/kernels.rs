@@ -164,7 +164,7 @@ fn buffer(device: &wgpu::Device, label: &str, size: u64, usage: wgpu::BufferUsag
 
 impl Kernels {
     /// Pipelines for vectors of `n` elements, `scalar_count` scalars and up
-    /// to `op_capacity` dispatches between two [`Kernels::upload`]s.
+    /// to `op_capacity` dispatches in one command buffer.
     ///
     /// **Errors:** [`OptimError::Wgpu`] / [`OptimError::OutOfMemory`] from
     /// creation.
@@ -302,11 +302,11 @@ impl<'k> Batch<'k> {
         self.push(Entry::Finish, [None, None, None], Op { kind, groups, out0: outs.0, out1: outs.1, mul0: mul, ..Op::default() }, 1);
     }
 
-    /// scalars[outs.0] = aᵀb · scalars[mul], scalars[outs.1] = aᵀa.
+    /// `scalars[outs.0] = aᵀb · scalars[mul]`, `scalars[outs.1] = aᵀa`.
     pub fn dot(&mut self, a: &View, b: &View, outs: (u32, u32), mul: u32) {
         self.reduce(Entry::PartialDot, a, Some(b), outs, mul);
     }
-    /// scalars[outs.0] = max |a|, scalars[outs.1] = Σ |a|.
+    /// `scalars[outs.0] = max |a|`, `scalars[outs.1] = Σ |a|`.
     pub fn abs(&mut self, a: &View, outs: (u32, u32)) {
         self.reduce(Entry::PartialAbs, a, None, outs, slot::ONE);
     }
