@@ -271,7 +271,24 @@ fn validate(gpu: &device::Gpu, size: usize, steps: u32, all: bool, seed: u64) ->
     bar.finish_and_clear();
     print_table(&reports);
     let tensor_wise = validate_tensor_wise(gpu, steps, all, seed)?;
-    Ok(reports.iter().all(|r| r.passed()) && tensor_wise)
+    let lbfgs = validate_lbfgs(gpu, all, seed)?;
+    Ok(reports.iter().all(|r| r.passed()) && tensor_wise && lbfgs)
+}
+
+/// L-BFGS's table: its first steps' iterates and losses as fractions of the
+/// bounds derived from each trajectory's sensitivity.
+fn validate_lbfgs(gpu: &device::Gpu, all: bool, seed: u64) -> Result<bool, wgpu_optim::OptimError> {
+    use wgpu_optim::validate::lbfgs::{cases, run_case, K, STEPS};
+    println!("
+l-bfgs ({STEPS} steps; error / ({K} x the trajectory's sensitivity to f32 gradient errors), pass at <= 1):");
+    println!("{:<46} {:>6} {:>14} {:>12}  pass", "case", "n", "iterate/bound", "loss/bound");
+    let mut passed = true;
+    for case in cases(all) {
+        let r = run_case(&gpu.device, &gpu.queue, &case, seed)?;
+        println!("{:<46} {:>6} {:>14.4} {:>12.4}  {}", r.name, r.n, r.iterate, r.loss, if r.passed() { "ok" } else { "FAIL" });
+        passed &= r.passed();
+    }
+    Ok(passed)
 }
 
 /// The tensor-wise rules' table: params (normwise, worst tensor) and state

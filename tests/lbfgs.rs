@@ -12,7 +12,7 @@ use wgpu_optim::lbfgs::line_search::{strong_wolfe, Probe, C1, C2};
 use wgpu_optim::lbfgs::objective::random_quadratic;
 use wgpu_optim::lbfgs::reference::ReferenceLbfgs;
 use wgpu_optim::lbfgs::{Lbfgs, LbfgsOptimizer, LineSearch, Objective, ObjectiveKind};
-use wgpu_optim::random::{random_params, uniform};
+use wgpu_optim::random::random_params;
 use wgpu_optim::OptimError;
 
 const EPS32: f64 = f32::EPSILON as f64;
@@ -31,74 +31,27 @@ fn gpu_run(gpu: &wgpu_optim::device::Gpu, kind: &ObjectiveKind, x0: &[f32], lens
         .collect()
 }
 
-/// The reference's trajectory; with `noise`, every gradient component is
-/// scaled by (1 + noise·u), u uniform in [−1, 1) and new at every call.
-fn reference_run(kind: &ObjectiveKind, x0: &[f32], options: Lbfgs, steps: u32, noise: f64) -> Trajectory<f64> {
+/// The reference's trajectory.
+fn reference_run(kind: &ObjectiveKind, x0: &[f32], options: Lbfgs, steps: u32) -> Trajectory<f64> {
     let mut opt = ReferenceLbfgs::new(options).unwrap();
     let mut x: Vec<f64> = x0.iter().map(|&v| v as f64).collect();
-    let mut calls = 0u64;
-    let mut objective = |x: &[f64]| {
-        calls += 1;
-        let (f, g) = kind.host_value(x);
-        (f, g.iter().enumerate().map(|(i, g)| g * (1.0 + noise * uniform(7, calls, i as u64) as f64)).collect())
-    };
-    (0..steps).map(|_| (opt.step(&mut x, &mut objective), x.clone())).collect()
+    (0..steps).map(|_| (opt.step(&mut x, &mut |x| kind.host_value(x)), x.clone())).collect()
 }
 
 fn max_diff<A: Copy + Into<f64>>(a: &[A], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(&a, b)| (a.into() - b).abs()).fold(0.0, f64::max)
 }
 
-/// Roundings of one gradient component on the GPU: a row of Ax (n), or
-/// Rosenbrock's few terms.
-fn depth(kind: &ObjectiveKind, n: usize) -> f64 {
-    match kind {
-        ObjectiveKind::Quadratic { .. } => n as f64 + 8.0,
-        ObjectiveKind::Rosenbrock => 8.0,
-    }
-}
-
-/// Compares the GPU's first `steps` steps with the reference's. The bound
-/// at each step is K times the trajectory's own sensitivity: how far the
-/// reference moves when every gradient is perturbed by depth·ε₃₂ (the
-/// GPU's error in a gradient), plus depth·ε₃₂·max |x|. Returns the largest
-/// error over bound·K seen, for the record.
-fn compare(gpu: &wgpu_optim::device::Gpu, name: &str, kind: &ObjectiveKind, n: usize, lens: &[u64], options: Lbfgs, steps: u32) -> f64 {
-    const K: f64 = 16.0;
-    let x0 = random_params(n as u64, n);
-    let gpu_path = gpu_run(gpu, kind, &x0, lens, options, steps);
-    let exact = reference_run(kind, &x0, options, steps, 0.0);
-    let gamma = depth(kind, n) * EPS32;
-    let noisy = reference_run(kind, &x0, options, steps, gamma);
-    let mut worst: f64 = 0.0;
-    for (step, ((g, e), p)) in gpu_path.iter().zip(&exact).zip(&noisy).enumerate() {
-        let scale = e.1.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-        let bound = max_diff(&p.1.iter().map(|&v| v as f32).collect::<Vec<_>>(), &e.1).max(gamma * scale);
-        let err = max_diff(&g.1, &e.1);
-        assert!(err <= K * bound, "{name}: step {}: |x_gpu − x_ref| = {err:e} > {K}·{bound:e}", step + 1);
-        let loss_bound = (p.0 - e.0).abs().max(gamma * e.0.abs().max(1.0));
-        assert!((g.0 - e.0).abs() <= K * loss_bound, "{name}: step {}: loss {} against {} (bound {K}·{loss_bound:e})", step + 1, g.0, e.0);
-        worst = worst.max(err / bound).max((g.0 - e.0).abs() / loss_bound);
-    }
-    eprintln!("{name}: k needed {worst:.2} of {K}");
-    worst
-}
-
-fn cases() -> Vec<(&'static str, Lbfgs)> {
-    vec![
-        ("fixed step", Lbfgs { lr: 0.5, max_iter: 5, history_size: 4, ..Lbfgs::default() }),
-        ("strong_wolfe", Lbfgs { max_iter: 5, history_size: 4, line_search_fn: LineSearch::StrongWolfe, ..Lbfgs::default() }),
-        ("strong_wolfe, history 2", Lbfgs { max_iter: 4, history_size: 2, line_search_fn: LineSearch::StrongWolfe, ..Lbfgs::default() }),
-    ]
-}
-
+/// The first steps of every `validate --all` case against the reference,
+/// under the bound `validate::lbfgs` derives from each trajectory's
+/// sensitivity.
 #[test]
 fn the_first_steps_follow_the_reference() {
     let gpu = require_gpu!();
-    for (name, options) in cases() {
-        let quadratic = random_quadratic(3, 67);
-        compare(gpu, &format!("quadratic 67, {name}"), &quadratic, 67, &[30, 1, 36], options, 3);
-        compare(gpu, &format!("rosenbrock 301, {name}"), &ObjectiveKind::Rosenbrock, 301, &[256, 45], options, 3);
+    for case in wgpu_optim::validate::lbfgs::cases(true) {
+        let r = wgpu_optim::validate::lbfgs::run_case(&gpu.device, &gpu.queue, &case, 1).unwrap();
+        eprintln!("{}: iterates at {:.3}, losses at {:.3} of the bound", r.name, r.iterate, r.loss);
+        assert!(r.passed(), "{}: iterates at {}, losses at {} of the bound", r.name, r.iterate, r.loss);
     }
 }
 
@@ -140,12 +93,12 @@ fn both_reach_the_same_minimum() {
     let quadratic = random_quadratic(5, 40);
     for (kind, minimum) in [(&quadratic, solve(&quadratic, 40)), (&ObjectiveKind::Rosenbrock, vec![1.0; 40])] {
         let f_star = kind.host_value(&minimum).0;
-        let floor = 4.0 * depth(kind, 40) * EPS32 * loss_scale(kind, &minimum);
+        let floor = 4.0 * wgpu_optim::validate::lbfgs::depth(kind, 40) * EPS32 * loss_scale(kind, &minimum);
         for (name, options) in [("fixed", Lbfgs { lr: 0.25, ..Lbfgs::default() }), ("strong_wolfe", Lbfgs { line_search_fn: LineSearch::StrongWolfe, ..Lbfgs::default() })] {
             let x0 = random_params(11, 40);
             let steps = if options.line_search_fn == LineSearch::None { 60 } else { 10 };
             let gpu_x: Vec<f64> = gpu_run(gpu, kind, &x0, &[17, 23], options, steps).pop().unwrap().1.iter().map(|&v| v as f64).collect();
-            let ref_x = reference_run(kind, &x0, options, steps, 0.0).pop().unwrap().1;
+            let ref_x = reference_run(kind, &x0, options, steps).pop().unwrap().1;
             let (gpu_gap, ref_err) = (kind.host_value(&gpu_x).0 - f_star, max_diff(&ref_x, &minimum));
             let floor = floor.max(10.0 * (kind.host_value(&ref_x).0 - f_star));
             eprintln!("{} {name}: GPU f − f* = {gpu_gap:e} (floor {floor:e}), max |x − x*| {:e}; reference max |x − x*| {ref_err:e}", kind.name(), max_diff(&gpu_x, &minimum));

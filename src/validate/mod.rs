@@ -12,6 +12,7 @@
 //! f32 roundings a step may contribute, stated per rule by [`tolerance_k`],
 //! independent of the number of steps.
 
+pub mod lbfgs;
 pub mod tensor;
 
 use crate::device::read_f32;
