@@ -125,6 +125,21 @@ fn an_exact_first_step_takes_one_evaluation() {
     assert_eq!((found.t, found.evals), (1.0, 1));
 }
 
+/// Two searches on φ(t) = ½(t − 1)², followed by hand through PyTorch's
+/// `_strong_wolfe`: from t = 3 Armijo fails, the bracket [0, 3] is zoomed,
+/// and the cubic through (0, ½, −1) and (3, 2, 2) lands on 1, which passes
+/// both conditions (2 evaluations); from t = 0.05 the curvature condition
+/// fails with φ' < 0, so the search extrapolates to the cubic's 1 clamped to
+/// 10·0.05 = 0.5, which passes (2 evaluations).
+#[test]
+fn searches_followed_by_hand_through_pytorchs_code() {
+    let phi = |t: f64| (0.5 * (t - 1.0) * (t - 1.0), t - 1.0);
+    let zoomed = strong_wolfe(&mut |t| Ok(probe(phi, t)), 3.0, 1.0, probe(phi, 0.0)).unwrap();
+    assert!((zoomed.t - 1.0).abs() < 1e-12 && zoomed.evals == 2, "from 3: t {} after {} evaluations", zoomed.t, zoomed.evals);
+    let extrapolated = strong_wolfe(&mut |t| Ok(probe(phi, t)), 0.05, 1.0, probe(phi, 0.0)).unwrap();
+    assert_eq!((extrapolated.t, extrapolated.evals), (0.5, 2));
+}
+
 #[test]
 fn the_search_ends_on_a_strong_wolfe_point() {
     // Smooth 1-D functions with a descent start, from steps too short and too long.
@@ -158,6 +173,8 @@ fn bad_input_is_refused_before_anything_changes() {
     for options in bad {
         assert!(matches!(LbfgsOptimizer::new(&gpu.device, &gpu.queue, objective.slices(&[3]), options), Err(OptimError::InvalidHyperparameter { .. })), "{options:?}");
     }
+    let huge = LbfgsOptimizer::new(&gpu.device, &gpu.queue, objective.slices(&[3]), Lbfgs { history_size: u32::MAX, ..Lbfgs::default() });
+    assert!(matches!(huge, Err(OptimError::ExceedsLimits(_))), "{:?}", huge.err());
     let overlapping = [objective.slices(&[3]), objective.slices(&[3])].concat();
     assert!(matches!(LbfgsOptimizer::new(&gpu.device, &gpu.queue, overlapping, Lbfgs::default()), Err(OptimError::Overlap { .. })));
     let loss_only = gpu.device.create_buffer(&wgpu::BufferDescriptor { label: None, size: 16, usage: wgpu::BufferUsages::STORAGE, mapped_at_creation: false });
@@ -189,7 +206,8 @@ fn checkpoints_resume_bitwise() {
     let steps = |opt: &mut LbfgsOptimizer, o: &Objective, k| (0..k).map(|_| opt.step(&mut |e| Ok(o.record(e))).unwrap()).collect::<Vec<_>>();
     steps(&mut opt, &objective, 3);
     let (bytes, saved_x) = (to_bytes(&opt).unwrap(), read(&objective));
-    assert_eq!(opt.history_len(), 3, "the history is full, so the ring has wrapped");
+    assert_eq!(opt.history_len(), 3, "the history is full");
+    assert!(opt.host_state().n_iter > 5, "too few iterations for the ring to have wrapped");
     let losses = steps(&mut opt, &objective, 2);
 
     let resumed = Objective::new(&gpu.device, ObjectiveKind::Rosenbrock, &saved_x).unwrap();
@@ -211,4 +229,32 @@ fn checkpoints_resume_bitwise() {
     let mut shorter = LbfgsOptimizer::new(&gpu.device, &gpu.queue, short.slices(&[49]), options).unwrap();
     assert!(matches!(load_bytes(&mut shorter, &bytes), Err(OptimError::Checkpoint(_))));
     assert_eq!(fresh.read_state().unwrap(), before);
+}
+
+/// A closure that fails inside a line search, after an evaluation at a
+/// trial point, leaves the params where PyTorch's would be: at the
+/// iteration's start (it restores x after every evaluation), not at the
+/// last trial point. (A failing closure's own recorded work is never
+/// submitted.) The reference shows the first search takes more than one
+/// evaluation, so the third call is its second.
+#[test]
+fn a_failed_evaluation_in_the_search_leaves_the_params_at_the_iterations_start() {
+    let gpu = require_gpu!();
+    let objective = Objective::new(&gpu.device, ObjectiveKind::Rosenbrock, &[0.0, 0.0, 0.0]).unwrap();
+    let options = Lbfgs { line_search_fn: LineSearch::StrongWolfe, ..Lbfgs::default() };
+    let mut reference = ReferenceLbfgs::new(Lbfgs { max_iter: 1, ..options }).unwrap();
+    reference.step(&mut [0.0, 0.0, 0.0], &mut |x| ObjectiveKind::Rosenbrock.host_value(x));
+    assert!(reference.host.func_evals >= 3, "the first search took {} evaluations", reference.host.func_evals - 1);
+    let mut opt = LbfgsOptimizer::new(&gpu.device, &gpu.queue, objective.slices(&[3]), options).unwrap();
+    let start = read_f32(&gpu.device, &gpu.queue, objective.params(), 0, 3).unwrap();
+    let mut calls = 0;
+    let failed = opt.step(&mut |encoder| {
+        calls += 1;
+        match calls {
+            3 => Err(OptimError::InvalidOptions("the closure failed")),
+            _ => Ok(objective.record(encoder)),
+        }
+    });
+    assert!(matches!(failed, Err(OptimError::InvalidOptions(_))), "{failed:?}");
+    assert_eq!(read_f32(&gpu.device, &gpu.queue, objective.params(), 0, 3).unwrap(), start);
 }

@@ -80,6 +80,7 @@ pub struct LbfgsOptimizer {
     pub(super) options: Lbfgs,
     pub(super) params: Vec<ParamSlice>,
     pub(super) n: u64,
+    vector_bytes: u64,
     pub(super) kernels: Kernels,
     pub(super) x0: wgpu::Buffer,
     pub(super) trial: wgpu::Buffer,
@@ -128,22 +129,33 @@ impl LbfgsOptimizer {
         }
         crate::engine::params::check_disjoint(&params)?;
         let n: u64 = params.iter().map(|p| p.param_len).sum();
-        let vector_bytes = n.next_multiple_of(64) * 4;
-        let cap = options.history_size as u64 + 1;
         let limits = device.limits();
+        // Ring slots are bound at multiples of this: 256 bytes or the
+        // device's storage offset alignment.
+        let vector_bytes = (n * 4).next_multiple_of(256.max(limits.min_storage_buffer_offset_alignment as u64));
+        let cap = options.history_size as u64 + 1;
         if n > u32::MAX as u64 || vector_bytes > limits.max_storage_buffer_binding_size {
             return Err(OptimError::ExceedsLimits(format!("{n} L-BFGS elements: one binding takes at most {} bytes", limits.max_storage_buffer_binding_size)));
         }
-        if cap * vector_bytes > limits.max_buffer_size {
-            return Err(OptimError::ExceedsLimits(format!("history_size {} of {n} elements needs {} bytes per history buffer; the device allows {}", options.history_size, cap * vector_bytes, limits.max_buffer_size)));
+        let too_big = |what: String| Err(OptimError::ExceedsLimits(what));
+        let history_bytes = cap.checked_mul(vector_bytes).filter(|&b| b <= limits.max_buffer_size);
+        if history_bytes.is_none() {
+            return too_big(format!("history_size {} of {n} elements: each history buffer would pass the device's {} bytes", options.history_size, limits.max_buffer_size));
         }
-        let scalar_count = slot::RING + 2 * cap as u32;
+        let scalar_count = slot::RING as u64 + 2 * cap;
+        if scalar_count * 4 > limits.max_storage_buffer_binding_size {
+            return too_big(format!("history_size {}: {} scalars pass one binding", options.history_size, scalar_count));
+        }
+        // One dispatch's uniform per 256 bytes, at u32 dynamic offsets.
         let op_capacity = 6 * cap + 32;
-        let kernels = Kernels::new(device, n as u32, scalar_count, op_capacity)?;
+        if op_capacity * 256 > limits.max_buffer_size.min(u32::MAX as u64) {
+            return too_big(format!("history_size {}: {op_capacity} dispatches of the two-loop recursion pass one uniform buffer", options.history_size));
+        }
+        let kernels = Kernels::new(device, n as u32, scalar_count as u32, op_capacity)?;
         let vector = |label| device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: vector_bytes, usage: U::STORAGE | U::COPY_SRC | U::COPY_DST, mapped_at_creation: false });
         let ring = |label| device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: cap * vector_bytes, usage: U::STORAGE | U::COPY_SRC | U::COPY_DST, mapped_at_creation: false });
         let made = scoped(device, || {
-            let staging = device.create_buffer(&wgpu::BufferDescriptor { label: Some("lbfgs readback"), size: scalar_count as u64 * 4, usage: U::MAP_READ | U::COPY_DST, mapped_at_creation: false });
+            let staging = device.create_buffer(&wgpu::BufferDescriptor { label: Some("lbfgs readback"), size: scalar_count * 4, usage: U::MAP_READ | U::COPY_DST, mapped_at_creation: false });
             (vector("lbfgs x"), vector("lbfgs trial"), vector("lbfgs d"), vector("lbfgs prev_flat_grad"), ring("lbfgs old_stps"), ring("lbfgs old_dirs"), staging)
         })?;
         let (x0, trial, d, g_prev, s_ring, y_ring, staging) = made;
@@ -151,7 +163,7 @@ impl LbfgsOptimizer {
         queue.write_buffer(&kernels.scalars, slot::H_DIAG as u64 * 4, bytemuck::bytes_of(&1.0f32));
         let ring = Ring { head: 0, len: 0, cap: cap as u32 };
         let host = HostState { h_diag: 1.0, ..HostState::default() };
-        Ok(LbfgsOptimizer { device: device.clone(), queue: queue.clone(), options, params, n, kernels, x0, trial, d, g_prev, s_ring, y_ring, pool: Vec::new(), ring, host, staging })
+        Ok(LbfgsOptimizer { device: device.clone(), queue: queue.clone(), options, params, n, vector_bytes, kernels, x0, trial, d, g_prev, s_ring, y_ring, pool: Vec::new(), ring, host, staging })
     }
 
     /// The options.
@@ -194,8 +206,9 @@ impl LbfgsOptimizer {
         self.ring.len
     }
 
+    /// Bytes of a flat vector and of a ring slot.
     pub(super) fn vector_bytes(&self) -> u64 {
-        self.n.next_multiple_of(64) * 4
+        self.vector_bytes
     }
 
     pub(super) fn view(&self, buffer: &wgpu::Buffer) -> View {
@@ -277,6 +290,15 @@ impl LbfgsOptimizer {
     /// Writes scalar `slot` of the GPU's scalars (before the next submit).
     pub(super) fn write_scalar(&self, slot: u32, value: f32) {
         self.queue.write_buffer(&self.kernels.scalars, slot as u64 * 4, bytemuck::bytes_of(&value));
+    }
+
+    /// Puts the params back at x (a failed line search's evaluation left
+    /// them at a trial point).
+    pub(super) fn restore_x0(&self) -> Result<()> {
+        let mut phase = self.phase();
+        self.scatter(&mut phase.encoder, &self.x0);
+        scoped(&self.device, || self.queue.submit([phase.encoder.finish()]))?;
+        Ok(())
     }
 
     /// Moves the params to x + t·d (x: the params when the direction was

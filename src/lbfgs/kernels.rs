@@ -46,6 +46,8 @@ pub mod slot {
     pub const BETA: u32 = 10;
     /// A value nothing reads (the unused second result of a reduction).
     pub const SINK: u32 = 11;
+    /// Σ |d| (NaN when d has one: max |d| alone would hide it).
+    pub const D_SUM: u32 = 12;
     /// The first ρ; the ring of `c` slots has ρ at RING.. and α at RING + c...
     pub const RING: u32 = 16;
 }
@@ -248,11 +250,11 @@ impl Kernels {
     }
 }
 
-/// The dispatches of one compute pass, in order.
+/// The dispatches of one compute pass, in order: entry, operands, workgroups.
 pub struct Batch<'k> {
     kernels: &'k Kernels,
     ops: Vec<Op>,
-    dispatches: Vec<(Entry, wgpu::BindGroup, u32)>,
+    dispatches: Vec<(Entry, [Option<View>; 3], u32)>,
 }
 
 impl<'k> Batch<'k> {
@@ -265,7 +267,7 @@ impl<'k> Batch<'k> {
         op.n = self.kernels.n;
         op.stride = groups * WG;
         self.ops.push(op);
-        self.dispatches.push((entry, self.kernels.bind(operands), groups));
+        self.dispatches.push((entry, operands.map(|v| v.cloned()), groups));
     }
 
     fn elementwise(&mut self, entry: Entry, operands: [Option<&View>; 3], c: Coef) {
@@ -327,14 +329,17 @@ impl<'k> Batch<'k> {
         if !bytes.is_empty() {
             queue.write_buffer(&k.ops, *first_op * OP_STRIDE, &bytes);
         }
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("lbfgs"), timestamp_writes: None });
-        for (i, (entry, group, groups)) in self.dispatches.iter().enumerate() {
-            let index = ENTRIES.iter().position(|(e, _)| e == entry).expect("every entry has a pipeline");
-            pass.set_pipeline(&k.pipelines[index]);
-            pass.set_bind_group(0, group, &[]);
-            pass.set_bind_group(1, &k.op_group, &[((*first_op + i as u64) * OP_STRIDE) as u32]);
-            pass.dispatch_workgroups(*groups, 1, 1);
-        }
+        let first = *first_op;
+        scoped(&k.device, || {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("lbfgs"), timestamp_writes: None });
+            for (i, (entry, operands, groups)) in self.dispatches.iter().enumerate() {
+                let index = ENTRIES.iter().position(|(e, _)| e == entry).expect("every entry has a pipeline");
+                pass.set_pipeline(&k.pipelines[index]);
+                pass.set_bind_group(0, &k.bind([operands[0].as_ref(), operands[1].as_ref(), operands[2].as_ref()]), &[]);
+                pass.set_bind_group(1, &k.op_group, &[((first + i as u64) * OP_STRIDE) as u32]);
+                pass.dispatch_workgroups(*groups, 1, 1);
+            }
+        })?;
         *first_op += self.ops.len() as u64;
         Ok(())
     }

@@ -50,7 +50,7 @@ pub fn cubic_interpolate(x1: f64, f1: f64, g1: f64, x2: f64, f2: f64, g2: f64, b
     if d2_square >= 0.0 {
         let d2 = d2_square.sqrt();
         let min_pos = if x1 <= x2 { x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2.0 * d2)) } else { x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2.0 * d2)) };
-        // Python's min(max(..)) keeps the bound when min_pos is NaN.
+        // Python's min(max(..)): a NaN min_pos stays NaN, as in PyTorch.
         py_min(py_max(min_pos, lo), hi)
     } else {
         (lo + hi) / 2.0
@@ -121,14 +121,14 @@ pub fn strong_wolfe<G: Clone>(eval: &mut impl FnMut(f64) -> Result<Probe<G>>, mu
         // zoom follows, so the ends' gᵀd are never read).
         _ => Bracket { t: [0.0, t], at: [start.clone(), new] },
     };
-    zoom(eval, &mut bracket, d_norm, (f, gtd), done, &mut ls_iter, &mut evals)?;
-    let (low, _) = bracket.ends();
+    let low = zoom(eval, &mut bracket, d_norm, (f, gtd), done, &mut ls_iter, &mut evals)?;
     Ok(Found { t: bracket.t[low], at: bracket.at[low].clone(), evals })
 }
 
 /// The zoom phase: shrinks the bracket until a point satisfies the strong
 /// Wolfe conditions, the bracket is under [`TOLERANCE_CHANGE`] / max |d|
-/// wide, or the evaluations run out.
+/// wide, or the evaluations run out. Returns the low end as PyTorch tracks
+/// it (which a NaN loss can make differ from the end with the lower loss).
 fn zoom<G: Clone>(
     eval: &mut impl FnMut(f64) -> Result<Probe<G>>,
     b: &mut Bracket<G>,
@@ -137,7 +137,7 @@ fn zoom<G: Clone>(
     mut done: bool,
     ls_iter: &mut u32,
     evals: &mut u32,
-) -> Result<()> {
+) -> Result<usize> {
     let mut insuf_progress = false;
     let (mut low, mut high) = b.ends();
     while !done && *ls_iter < MAX_LS {
@@ -162,7 +162,7 @@ fn zoom<G: Clone>(
             (b.t[low], b.at[low]) = (t, new);
         }
     }
-    Ok(())
+    Ok(low)
 }
 
 /// PyTorch's progress test: a trial within a tenth of the bracket of an end

@@ -62,10 +62,10 @@ impl LineSearch {
 
     /// From PyTorch's spelling.
     ///
-    /// **Errors:** [`OptimError::InvalidOptionValue`] for another name.
+    /// **Errors:** [`OptimError::UnknownOption`] for another name.
     pub fn parse(name: &str) -> Result<Self> {
         match name {
-            "none" | "None" => Ok(LineSearch::None),
+            "none" => Ok(LineSearch::None),
             "strong_wolfe" => Ok(LineSearch::StrongWolfe),
             _ => Err(OptimError::UnknownOption { optimizer: "lbfgs".into(), option: format!("line_search_fn={name}"), known: "line_search_fn=none, line_search_fn=strong_wolfe".into() }),
         }

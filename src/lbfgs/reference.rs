@@ -35,8 +35,9 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+/// max |a|, NaN if any element is (as `torch.max`).
 fn abs_max(a: &[f64]) -> f64 {
-    a.iter().fold(0.0, |m, v| m.max(v.abs()))
+    a.iter().fold(0.0, |m: f64, v| if v.is_nan() || m.is_nan() { f64::NAN } else { m.max(v.abs()) })
 }
 
 /// x + t·d.
@@ -50,7 +51,7 @@ impl ReferenceLbfgs {
     /// **Errors:** as [`Lbfgs::validate`].
     pub fn new(options: Lbfgs) -> Result<Self> {
         options.validate()?;
-        Ok(ReferenceLbfgs { options, host: HostState::default(), d: Vec::new(), old_dirs: VecDeque::new(), old_stps: VecDeque::new(), ro: VecDeque::new(), prev_flat_grad: Vec::new() })
+        Ok(ReferenceLbfgs { options, host: HostState { h_diag: 1.0, ..HostState::default() }, d: Vec::new(), old_dirs: VecDeque::new(), old_stps: VecDeque::new(), ro: VecDeque::new(), prev_flat_grad: Vec::new() })
     }
 
     /// One `step(closure)`: moves `x` and returns the loss at the `x` given.

@@ -10,6 +10,12 @@ use super::line_search::{strong_wolfe, Probe};
 use super::LineSearch;
 use crate::error::Result;
 
+/// max |v| from the GPU's max and Σ |v|: NaN when the sum is (a NaN
+/// element), as `torch.max` gives, where WGSL's `max` would drop it.
+fn nan_max(max: f32, sum: f32) -> f64 {
+    if sum.is_nan() { f64::NAN } else { max as f64 }
+}
+
 impl LbfgsOptimizer {
     /// One `step(closure)`: up to `max_iter` iterations, calling `closure`
     /// for each evaluation. Returns the loss of the first evaluation (at
@@ -19,8 +25,10 @@ impl LbfgsOptimizer {
     /// or [`crate::OptimError::OutOfBounds`] for the loss's location (checked
     /// at the first evaluation, before anything changes); wgpu validation
     /// errors in the recorded work, [`crate::OptimError::DeviceLost`]. After
-    /// an error in a later evaluation the params and state are those of the
-    /// evaluations before it.
+    /// an error in a later evaluation the state is that of the iterations
+    /// before it, and the params are where PyTorch's would be: at the
+    /// iteration's start after a line-search evaluation, moved by t·d after
+    /// a fixed step's.
     pub fn step(&mut self, closure: &mut Closure) -> Result<f64> {
         let o = self.options;
         let first = self.evaluate(closure, None, false)?;
@@ -46,7 +54,14 @@ impl LbfgsOptimizer {
             let opt_cond;
             if o.line_search_fn == LineSearch::StrongWolfe {
                 let start = Probe { f: loss, g: flat_grad.clone(), gtd };
-                let found = strong_wolfe(&mut |t| self.evaluate(closure, Some(t), true), t, d_max, start)?;
+                let found = match strong_wolfe(&mut |t| self.evaluate(closure, Some(t), true), t, d_max, start) {
+                    Ok(found) => found,
+                    Err(e) => {
+                        // PyTorch puts x back after every evaluation.
+                        self.restore_x0()?;
+                        return Err(e);
+                    }
+                };
                 (t, loss, flat_grad, ls_func_evals) = (found.t, found.at.f, found.at.g, found.evals);
                 self.move_to(t)?;
                 opt_cond = flat_grad.abs_max <= o.tolerance_grad;
@@ -95,7 +110,8 @@ impl LbfgsOptimizer {
         self.record(&mut phase, batch)?;
         let s = self.finish(phase)?;
         let at = |i: u32| s[i as usize] as f64;
-        Ok(Probe { f: at(slot::LOSS), g: GpuGrad { buffer: g, abs_max: at(slot::G_MAX), abs_sum: at(slot::G_SUM) }, gtd: at(slot::GTD) })
+        let abs_max = nan_max(s[slot::G_MAX as usize], s[slot::G_SUM as usize]);
+        Ok(Probe { f: at(slot::LOSS), g: GpuGrad { buffer: g, abs_max, abs_sum: at(slot::G_SUM) }, gtd: if gtd { at(slot::GTD) } else { f64::NAN } })
     }
 
     /// The direction d for gradient g (−g at the first iteration, else the
@@ -117,12 +133,12 @@ impl LbfgsOptimizer {
             self.two_loop(&mut batch);
         }
         batch.dot(&gv, &d, (slot::GTD, slot::SINK), slot::ONE);
-        batch.abs(&d, (slot::D_MAX, slot::SINK));
+        batch.abs(&d, (slot::D_MAX, slot::D_SUM));
         self.record(&mut phase, batch)?;
         phase.encoder.copy_buffer_to_buffer(&g.buffer, 0, &self.g_prev, 0, self.vector_bytes());
         self.gather(&mut phase.encoder, &self.x0, true);
         let s = self.finish(phase)?;
-        Ok((s[slot::GTD as usize] as f64, s[slot::D_MAX as usize] as f64))
+        Ok((s[slot::GTD as usize] as f64, nan_max(s[slot::D_MAX as usize], s[slot::D_SUM as usize])))
     }
 
     /// y = g − prev_flat_grad and s = t·d into the spare slot; the pair
