@@ -211,7 +211,7 @@ fn tour(gpu: &device::Gpu) -> Result<bool, wgpu_optim::OptimError> {
     println!("\n== short benchmark (2^20 elements; `wgpu-optim bench` runs the full 2^24) ==");
     let short = BenchOptions { elements: 1 << 20, reps: 3, steps: 2, rules: Vec::new(), model_tensors: 1000, model_elements: 1 << 20, matrices: 2, matrix_size: 128, lbfgs_elements: 1 << 18 };
     print!("{}", bench::format_report(&run_bench(gpu, &short)?));
-    println!("\n== trajectories: SGD, Momentum, NAG, Adagrad, RMSprop, Adadelta, Adam and AdamW on three surfaces, entirely on the GPU ==");
+    println!("\n== trajectories: SGD, Momentum, NAG, Adagrad, RMSprop, Adadelta, Adam and AdamW on three surfaces, and L-BFGS on Rosenbrock, entirely on the GPU ==");
     plot(gpu, Path::new("trajectories.png"))?;
     let start = [-2.0, 2.0];
     let path = wgpu_optim::plot::lbfgs_rosenbrock(&gpu.device, &gpu.queue, start, wgpu_optim::plot::LBFGS_REACH)?;
