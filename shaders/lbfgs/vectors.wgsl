@@ -7,7 +7,7 @@
 // reduces them in a fixed order into `scalars`.
 
 struct Op {
-    n: u32,        // elements
+    n: u32,        // vec4s
     stride: u32,   // workgroups · WG of this dispatch (a grid-stride loop)
     kind: u32,     // finish: 1 reduces the first value by max
     groups: u32,   // finish: the partials to reduce
@@ -21,9 +21,11 @@ struct Op {
     pad: u32,
 }
 
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+// The vectors as vec4s (n rounded up to whole vec4s; the tails past n are
+// zero in every vector and stay so, so they add nothing to a sum).
+@group(0) @binding(0) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> scalars: array<f32>;
 @group(0) @binding(4) var<storage, read_write> partials: array<vec2<f32>>;
 @group(1) @binding(0) var<uniform> op: Op;
@@ -38,7 +40,7 @@ fn partial_dot(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
     var acc = vec2<f32>(0.0);
     for (var i = wg.x * WG + lid; i < op.n; i += op.stride) {
         let x = a[i];
-        acc += vec2<f32>(x * b[i], x * x);
+        acc += vec2<f32>(dot(x, b[i]), dot(x, x));
     }
     let total = workgroup_reduce(acc, lid, false);
     if (lid == 0u) {
@@ -52,7 +54,7 @@ fn partial_abs(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
     var acc = vec2<f32>(0.0);
     for (var i = wg.x * WG + lid; i < op.n; i += op.stride) {
         let x = abs(a[i]);
-        acc = vec2<f32>(max(acc.x, x), acc.y + x);
+        acc = vec2<f32>(max(acc.x, max(max(x.x, x.y), max(x.z, x.w))), acc.y + ((x.x + x.y) + (x.z + x.w)));
     }
     let total = workgroup_reduce(acc, lid, true);
     if (lid == 0u) {
@@ -88,6 +90,25 @@ fn add_scaled(@builtin(global_invocation_id) id: vec3<u32>) {
     let c = coefficient();
     for (var i = id.x; i < op.n; i += op.stride) {
         out[i] = out[i] + c * a[i];
+    }
+}
+
+// out += c·a, and (Σ b·out, Σ b·b) of the updated out over this
+// workgroup's share (partial_dot's lanes and order): one loop's update
+// fused with the next pair's dot product.
+@compute @workgroup_size(WG)
+fn add_scaled_dot(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let c = coefficient();
+    var acc = vec2<f32>(0.0);
+    for (var i = wg.x * WG + lid; i < op.n; i += op.stride) {
+        let q = out[i] + c * a[i];
+        out[i] = q;
+        let x = b[i];
+        acc += vec2<f32>(dot(x, q), dot(x, x));
+    }
+    let total = workgroup_reduce(acc, lid, false);
+    if (lid == 0u) {
+        partials[wg.x] = total;
     }
 }
 

@@ -28,13 +28,15 @@ pub struct LbfgsRow {
     pub fraction_of_stream: f64,
 }
 
-/// Bytes one fixed-step iteration moves over n f32 elements with m pairs:
-/// the history update (y, s, yᵀs: 9n), the two loops (m dots of 2n and m
-/// updates of 3n each way: 10mn), −g, H·q, gᵀd, max |d| (7n), keeping g and
-/// x (4n), the move and its scatter (5n), the closure's gradient and its
-/// gather and max/sum (2n + 3n + 1n), times 4 bytes.
+/// Bytes one fixed-step iteration moves over n f32 elements with m ≥ 1
+/// pairs, times 4: the history update (y = g − g_prev, s = t·d, yᵀs: 7n);
+/// the two loops (each pair's update fused with the next pair's dot, 4n,
+/// and in each loop a lone first dot and last update, 2n + 3n: 8mn + 2n),
+/// H_diag·q (2n); −g, gᵀd, max |d| (5n); keeping g and x (4n); the move and
+/// its scatter (5n); the closure's Rosenbrock gradient (2n), its gather (2n)
+/// and max/sum (1n): 4n·(8m + 30).
 pub fn bytes_per_iteration(n: u64, m: u64) -> u64 {
-    4 * n * (10 * m + 31)
+    4 * n * (8 * m + 30)
 }
 
 /// Times `iterations` iterations after filling the history.

@@ -11,8 +11,8 @@ const VECTORS_WGSL: &str = include_str!("../../shaders/lbfgs/vectors.wgsl");
 
 /// Invocations per workgroup (`WG` in reduce.wgsl).
 pub const WG: u32 = 256;
-/// Elements per invocation of an element-wise pass.
-const PER_LANE: u32 = 16;
+/// vec4s per invocation of an element-wise pass.
+const PER_LANE: u32 = 4;
 /// Workgroups of a partial reduction (one `finish` workgroup sums them).
 pub const MAX_PARTIALS: u32 = WG;
 /// Bytes between two `Op`s in the uniform buffer (WebGPU's largest
@@ -71,9 +71,11 @@ pub enum Entry {
     Diff,
     /// out = a + c·b.
     Moved,
+    /// out += c·a, and (Σ b·out, Σ b·b) per workgroup.
+    AddScaledDot,
 }
 
-const ENTRIES: [(Entry, &str); 8] = [
+const ENTRIES: [(Entry, &str); 9] = [
     (Entry::PartialDot, "partial_dot"),
     (Entry::PartialAbs, "partial_abs"),
     (Entry::Finish, "finish"),
@@ -82,6 +84,7 @@ const ENTRIES: [(Entry, &str); 8] = [
     (Entry::Scale, "scale"),
     (Entry::Diff, "diff"),
     (Entry::Moved, "moved"),
+    (Entry::AddScaledDot, "add_scaled_dot"),
 ];
 
 /// One dispatch's uniform (`Op` in vectors.wgsl).
@@ -148,6 +151,7 @@ pub struct Kernels {
     partials: wgpu::Buffer,
     dummy_read: wgpu::Buffer,
     dummy_write: wgpu::Buffer,
+    /// vec4s of a vector.
     n: u32,
 }
 
@@ -165,7 +169,8 @@ fn buffer(device: &wgpu::Device, label: &str, size: u64, usage: wgpu::BufferUsag
 }
 
 impl Kernels {
-    /// Pipelines for vectors of `n` elements, `scalar_count` scalars and up
+    /// Pipelines for vectors of `n` elements (bound as `n.div_ceil(4)`
+    /// vec4s, the tails zero), `scalar_count` scalars and up
     /// to `op_capacity` dispatches in one command buffer.
     ///
     /// **Errors:** [`OptimError::Wgpu`] / [`OptimError::OutOfMemory`] from
@@ -213,7 +218,7 @@ impl Kernels {
             let partials = buffer(device, "lbfgs partials", MAX_PARTIALS as u64 * 8, U::STORAGE);
             let dummy_read = buffer(device, "lbfgs unused", 16, U::STORAGE);
             let dummy_write = buffer(device, "lbfgs unused", 16, U::STORAGE);
-            Kernels { device: device.clone(), pipelines, layout, ops, op_group, op_capacity, scalars, partials, dummy_read, dummy_write, n }
+            Kernels { device: device.clone(), pipelines, layout, ops, op_group, op_capacity, scalars, partials, dummy_read, dummy_write, n: n.div_ceil(4) }
         })
     }
 
@@ -300,8 +305,21 @@ impl<'k> Batch<'k> {
     fn reduce(&mut self, entry: Entry, a: &View, b: Option<&View>, outs: (u32, u32), mul: u32) {
         let groups = self.kernels.partial_groups();
         self.push(entry, [Some(a), b, None], Op::default(), groups);
-        let kind = u32::from(entry == Entry::PartialAbs);
+        self.finish(u32::from(entry == Entry::PartialAbs), groups, outs, mul);
+    }
+
+    fn finish(&mut self, kind: u32, groups: u32, outs: (u32, u32), mul: u32) {
         self.push(Entry::Finish, [None, None, None], Op { kind, groups, out0: outs.0, out1: outs.1, mul0: mul, ..Op::default() }, 1);
+    }
+
+    /// out += c·a, then `scalars[outs.0] = bᵀout · scalars[mul]` (and
+    /// `scalars[outs.1] = bᵀb`) over the updated out, in one pass: the
+    /// reduction's lanes and order are [`Batch::dot`]'s.
+    pub fn add_scaled_dot(&mut self, out: &View, a: &View, c: Coef, b: &View, outs: (u32, u32), mul: u32) {
+        let groups = self.kernels.partial_groups();
+        let op = Op { host: c.host as f32, sign: c.sign, c0: c.slots.0, c1: c.slots.1, ..Op::default() };
+        self.push(Entry::AddScaledDot, [Some(a), Some(b), Some(out)], op, groups);
+        self.finish(0, groups, outs, mul);
     }
 
     /// `scalars[outs.0] = aᵀb · scalars[mul]`, `scalars[outs.1] = aᵀa`.

@@ -166,19 +166,27 @@ impl LbfgsOptimizer {
 
     /// q = −g is already in d: αᵢ = ρᵢ sᵢᵀq and q −= αᵢ yᵢ newest first,
     /// d = H_diag·q, then βᵢ = ρᵢ yᵢᵀd and d += (αᵢ − βᵢ) sᵢ oldest first.
+    /// Each update is fused with the next pair's dot product (one pass over
+    /// d, not two).
     fn two_loop(&self, batch: &mut Batch) {
-        let d = self.view(&self.d);
-        let cap = self.ring.cap;
-        for i in (0..self.ring.len).rev() {
-            let k = self.ring.slot(i);
-            batch.dot(&self.ring_view(&self.s_ring, k), &d, (al_slot(cap, k), slot::SINK), ro_slot(k));
-            batch.add_scaled(&d, &self.ring_view(&self.y_ring, k), Coef::gpu(-1.0, al_slot(cap, k), slot::ZERO));
+        let (d, len, cap) = (self.view(&self.d), self.ring.len, self.ring.cap);
+        let s = |i: u32| self.ring_view(&self.s_ring, self.ring.slot(i));
+        let y = |i: u32| self.ring_view(&self.y_ring, self.ring.slot(i));
+        let al = |i: u32| al_slot(cap, self.ring.slot(i));
+        let ro = |i: u32| ro_slot(self.ring.slot(i));
+        if len == 0 {
+            return batch.scale(&d, Coef::gpu(1.0, slot::H_DIAG, slot::ZERO));
         }
+        batch.dot(&s(len - 1), &d, (al(len - 1), slot::SINK), ro(len - 1));
+        for i in (1..len).rev() {
+            batch.add_scaled_dot(&d, &y(i), Coef::gpu(-1.0, al(i), slot::ZERO), &s(i - 1), (al(i - 1), slot::SINK), ro(i - 1));
+        }
+        batch.add_scaled(&d, &y(0), Coef::gpu(-1.0, al(0), slot::ZERO));
         batch.scale(&d, Coef::gpu(1.0, slot::H_DIAG, slot::ZERO));
-        for i in 0..self.ring.len {
-            let k = self.ring.slot(i);
-            batch.dot(&self.ring_view(&self.y_ring, k), &d, (slot::BETA, slot::SINK), ro_slot(k));
-            batch.add_scaled(&d, &self.ring_view(&self.s_ring, k), Coef::gpu(1.0, al_slot(cap, k), slot::BETA));
+        batch.dot(&y(0), &d, (slot::BETA, slot::SINK), ro(0));
+        for i in 0..len - 1 {
+            batch.add_scaled_dot(&d, &s(i), Coef::gpu(1.0, al(i), slot::BETA), &y(i + 1), (slot::BETA, slot::SINK), ro(i + 1));
         }
+        batch.add_scaled(&d, &s(len - 1), Coef::gpu(1.0, al(len - 1), slot::BETA));
     }
 }
