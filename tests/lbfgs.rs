@@ -13,34 +13,10 @@ use wgpu_optim::lbfgs::objective::random_quadratic;
 use wgpu_optim::lbfgs::reference::ReferenceLbfgs;
 use wgpu_optim::lbfgs::{Lbfgs, LbfgsOptimizer, LineSearch, Objective, ObjectiveKind};
 use wgpu_optim::random::random_params;
+use wgpu_optim::validate::lbfgs::{gpu_path, max_diff, reference_path, LbfgsCase};
 use wgpu_optim::OptimError;
 
 const EPS32: f64 = f32::EPSILON as f64;
-
-/// Every step's params and returned loss.
-type Trajectory<T> = Vec<(f64, Vec<T>)>;
-
-fn gpu_run(gpu: &wgpu_optim::device::Gpu, kind: &ObjectiveKind, x0: &[f32], lens: &[u64], options: Lbfgs, steps: u32) -> Trajectory<f32> {
-    let objective = Objective::new(&gpu.device, kind.clone(), x0).unwrap();
-    let mut opt = LbfgsOptimizer::new(&gpu.device, &gpu.queue, objective.slices(lens), options).unwrap();
-    (0..steps)
-        .map(|_| {
-            let loss = opt.step(&mut |encoder| Ok(objective.record(encoder))).unwrap();
-            (loss, read_f32(&gpu.device, &gpu.queue, objective.params(), 0, x0.len() as u64).unwrap())
-        })
-        .collect()
-}
-
-/// The reference's trajectory.
-fn reference_run(kind: &ObjectiveKind, x0: &[f32], options: Lbfgs, steps: u32) -> Trajectory<f64> {
-    let mut opt = ReferenceLbfgs::new(options).unwrap();
-    let mut x: Vec<f64> = x0.iter().map(|&v| v as f64).collect();
-    (0..steps).map(|_| (opt.step(&mut x, &mut |x| kind.host_value(x)), x.clone())).collect()
-}
-
-fn max_diff<A: Copy + Into<f64>>(a: &[A], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(&a, b)| (a.into() - b).abs()).fold(0.0, f64::max)
-}
 
 /// The first steps of every `validate --all` case against the reference,
 /// under the bound `validate::lbfgs` derives from each trajectory's
@@ -97,8 +73,9 @@ fn both_reach_the_same_minimum() {
         for (name, options) in [("fixed", Lbfgs { lr: 0.25, ..Lbfgs::default() }), ("strong_wolfe", Lbfgs { line_search_fn: LineSearch::StrongWolfe, ..Lbfgs::default() })] {
             let x0 = random_params(11, 40);
             let steps = if options.line_search_fn == LineSearch::None { 60 } else { 10 };
-            let gpu_x: Vec<f64> = gpu_run(gpu, kind, &x0, &[17, 23], options, steps).pop().unwrap().1.iter().map(|&v| v as f64).collect();
-            let ref_x = reference_run(kind, &x0, options, steps).pop().unwrap().1;
+            let case = LbfgsCase { name: name.into(), objective: kind.clone(), lens: vec![17, 23], options };
+            let gpu_x = gpu_path(&gpu.device, &gpu.queue, &case, &x0, steps).unwrap().pop().unwrap().1;
+            let ref_x = reference_path(kind, &x0, options, steps, 0.0).unwrap().pop().unwrap().1;
             let (gpu_gap, ref_err) = (kind.host_value(&gpu_x).0 - f_star, max_diff(&ref_x, &minimum));
             let floor = floor.max(10.0 * (kind.host_value(&ref_x).0 - f_star));
             eprintln!("{} {name}: GPU f − f* = {gpu_gap:e} (floor {floor:e}), max |x − x*| {:e}; reference max |x − x*| {ref_err:e}", kind.name(), max_diff(&gpu_x, &minimum));

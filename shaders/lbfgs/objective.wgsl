@@ -55,19 +55,12 @@ fn terms(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) 
             acc += rosenbrock(i);
         }
     }
-    let total = workgroup_reduce(vec2<f32>(acc, 0.0), lid, false);
-    if (lid == 0u) {
-        partials[wg.x] = total;
-    }
+    write_partial(vec2<f32>(acc, 0.0), wg.x, lid, false);
 }
 
 @compute @workgroup_size(WG)
 fn total(@builtin(local_invocation_index) lid: u32) {
-    var v = vec2<f32>(0.0);
-    if (lid < dims.groups) {
-        v = partials[lid];
-    }
-    let sum = workgroup_reduce(v, lid, false);
+    let sum = partials_total(dims.groups, lid, false);
     if (lid == 0u) {
         loss[0] = sum.x;
     }

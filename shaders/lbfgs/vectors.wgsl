@@ -42,10 +42,7 @@ fn partial_dot(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
         let x = a[i];
         acc += vec2<f32>(dot(x, b[i]), dot(x, x));
     }
-    let total = workgroup_reduce(acc, lid, false);
-    if (lid == 0u) {
-        partials[wg.x] = total;
-    }
+    write_partial(acc, wg.x, lid, false);
 }
 
 // (max |a|, Σ |a|) over this workgroup's share.
@@ -56,19 +53,12 @@ fn partial_abs(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
         let x = abs(a[i]);
         acc = vec2<f32>(max(acc.x, max(max(x.x, x.y), max(x.z, x.w))), acc.y + ((x.x + x.y) + (x.z + x.w)));
     }
-    let total = workgroup_reduce(acc, lid, true);
-    if (lid == 0u) {
-        partials[wg.x] = total;
-    }
+    write_partial(acc, wg.x, lid, true);
 }
 
 @compute @workgroup_size(WG)
 fn finish(@builtin(local_invocation_index) lid: u32) {
-    var v = vec2<f32>(0.0);
-    if (lid < op.groups) {
-        v = partials[lid];
-    }
-    let total = workgroup_reduce(v, lid, op.kind == 1u);
+    let total = partials_total(op.groups, lid, op.kind == 1u);
     if (lid == 0u) {
         scalars[op.out0] = total.x * scalars[op.mul0];
         scalars[op.out1] = total.y;
@@ -106,10 +96,7 @@ fn add_scaled_dot(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
         let x = b[i];
         acc += vec2<f32>(dot(x, q), dot(x, x));
     }
-    let total = workgroup_reduce(acc, lid, false);
-    if (lid == 0u) {
-        partials[wg.x] = total;
-    }
+    write_partial(acc, wg.x, lid, false);
 }
 
 // out = c·out (d = H_diag·q).

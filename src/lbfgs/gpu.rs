@@ -301,14 +301,20 @@ impl LbfgsOptimizer {
         Ok(())
     }
 
-    /// Moves the params to x + t·d (x: the params when the direction was
-    /// taken).
-    pub(super) fn move_to(&self, t: f64) -> Result<()> {
-        let mut phase = self.phase();
+    /// Records the move of the params to x + t·d (x: the params when the
+    /// direction was taken).
+    pub(super) fn record_move(&self, phase: &mut Phase, t: f64) -> Result<()> {
         let mut batch = Batch::new(&self.kernels);
         batch.moved(&self.view(&self.trial), &self.view(&self.x0), &self.view(&self.d), Coef::host(t));
-        self.record(&mut phase, batch)?;
+        self.record(phase, batch)?;
         self.scatter(&mut phase.encoder, &self.trial);
+        Ok(())
+    }
+
+    /// Moves the params to x + t·d, submitted.
+    pub(super) fn move_to(&self, t: f64) -> Result<()> {
+        let mut phase = self.phase();
+        self.record_move(&mut phase, t)?;
         scoped(&self.device, || self.queue.submit([phase.encoder.finish()]))?;
         Ok(())
     }

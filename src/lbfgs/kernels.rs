@@ -117,6 +117,11 @@ pub struct Coef {
 }
 
 impl Coef {
+    /// An `Op` with this coefficient (the rest zero).
+    fn op(self) -> Op {
+        Op { host: self.host as f32, sign: self.sign, c0: self.slots.0, c1: self.slots.1, ..Op::default() }
+    }
+
     /// A host constant.
     pub fn host(value: f64) -> Self {
         Coef { host: value, sign: 0.0, slots: (slot::ZERO, slot::ZERO) }
@@ -276,9 +281,8 @@ impl<'k> Batch<'k> {
     }
 
     fn elementwise(&mut self, entry: Entry, operands: [Option<&View>; 3], c: Coef) {
-        let op = Op { host: c.host as f32, sign: c.sign, c0: c.slots.0, c1: c.slots.1, ..Op::default() };
         let groups = self.kernels.elementwise_groups();
-        self.push(entry, operands, op, groups);
+        self.push(entry, operands, c.op(), groups);
     }
 
     /// out = c·a.
@@ -317,8 +321,7 @@ impl<'k> Batch<'k> {
     /// reduction's lanes and order are [`Batch::dot`]'s.
     pub fn add_scaled_dot(&mut self, out: &View, a: &View, c: Coef, b: &View, outs: (u32, u32), mul: u32) {
         let groups = self.kernels.partial_groups();
-        let op = Op { host: c.host as f32, sign: c.sign, c0: c.slots.0, c1: c.slots.1, ..Op::default() };
-        self.push(Entry::AddScaledDot, [Some(a), Some(b), Some(out)], op, groups);
+        self.push(Entry::AddScaledDot, [Some(a), Some(b), Some(out)], c.op(), groups);
         self.finish(0, groups, outs, mul);
     }
 

@@ -68,7 +68,8 @@ impl ObjectiveKind {
 pub struct Objective {
     /// The objective.
     pub kind: ObjectiveKind,
-    n: u32,
+    /// Workgroups of the `terms` pass (the partials `total` reduces).
+    groups: u32,
     params: wgpu::Buffer,
     grad: wgpu::Buffer,
     loss: wgpu::Buffer,
@@ -121,7 +122,7 @@ impl Objective {
         let buffers = [&params, &grad, &a, &b, &partials, &loss, &dims];
         let entries: Vec<wgpu::BindGroupEntry> = buffers.iter().enumerate().map(|(i, buf)| wgpu::BindGroupEntry { binding: i as u32, resource: buf.as_entire_binding() }).collect();
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some("objective"), layout: &layout, entries: &entries });
-        Objective { kind, n, params, grad, loss, bind_group, pipelines }
+        Objective { kind, groups, params, grad, loss, bind_group, pipelines }
     }
 
     /// x, g, A, b, partials, loss (storage) and the dims (uniform).
@@ -153,12 +154,10 @@ impl Objective {
     /// Records f and ∇f at the current params into `encoder`; the closure
     /// of an L-BFGS step.
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder) -> LossAt {
-        // The `terms` pass writes every partial the `total` pass reads.
-        let groups = self.n.div_ceil(WG).clamp(1, MAX_PARTIALS);
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("objective"), timestamp_writes: None });
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.set_pipeline(&self.pipelines[0]);
-        pass.dispatch_workgroups(groups, 1, 1);
+        pass.dispatch_workgroups(self.groups, 1, 1);
         pass.set_pipeline(&self.pipelines[1]);
         pass.dispatch_workgroups(1, 1, 1);
         drop(pass);

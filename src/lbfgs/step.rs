@@ -93,10 +93,7 @@ impl LbfgsOptimizer {
         let g = self.free_grad()?;
         let mut phase = self.phase();
         if let Some(t) = at {
-            let mut batch = Batch::new(&self.kernels);
-            batch.moved(&self.view(&self.trial), &self.view(&self.x0), &self.view(&self.d), Coef::host(t));
-            self.record(&mut phase, batch)?;
-            self.scatter(&mut phase.encoder, &self.trial);
+            self.record_move(&mut phase, t)?;
         }
         let loss = closure(&mut phase.encoder)?;
         Self::check_loss(&loss)?;

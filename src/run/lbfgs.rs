@@ -14,8 +14,9 @@
 
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensors};
 
+use super::input_error;
 use crate::error::{OptimError, Result};
 use crate::lbfgs::reference::ReferenceLbfgs;
 use crate::lbfgs::{Lbfgs, LbfgsOptimizer, Objective, ObjectiveKind};
@@ -34,10 +35,6 @@ pub struct LbfgsRun {
     pub func_evals: u64,
     /// Iterations.
     pub n_iter: u64,
-}
-
-fn input_error(msg: impl std::fmt::Display) -> OptimError {
-    OptimError::Input { file: "input".into(), message: msg.to_string() }
 }
 
 /// The objective `name` and the start, from IN's bytes.
@@ -90,21 +87,9 @@ impl LbfgsRun {
     ///
     /// **Errors:** [`OptimError::Checkpoint`] if serialising fails.
     pub fn to_bytes(&self, dtype: Dtype) -> Result<Vec<u8>> {
-        let encode = |v: &[f64]| -> Vec<u8> {
-            match dtype {
-                Dtype::F64 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                _ => v.iter().flat_map(|x| (*x as f32).to_le_bytes()).collect(),
-            }
-        };
-        let owned = [
-            ("params", vec![self.params.len()], encode(&self.params)),
-            ("loss", vec![self.loss.len()], encode(&self.loss)),
-            ("func_evals", vec![], encode(&[self.func_evals as f64])),
-            ("n_iter", vec![], encode(&[self.n_iter as f64])),
-        ];
-        let views = owned.iter().map(|(n, s, d)| TensorView::new(dtype, s.clone(), d).map(|v| (n.to_string(), v))).collect::<std::result::Result<Vec<_>, _>>();
-        let views = views.map_err(|e| OptimError::Checkpoint(format!("writing the output: {e}")))?;
-        safetensors::serialize(views, None).map_err(|e| OptimError::Checkpoint(format!("writing the output: {e}")))
+        let (evals, iters) = ([self.func_evals as f64], [self.n_iter as f64]);
+        let tensors: [(&str, Vec<usize>, &[f64]); 4] = [("params", vec![self.params.len()], &self.params), ("loss", vec![self.loss.len()], &self.loss), ("func_evals", vec![], &evals), ("n_iter", vec![], &iters)];
+        super::output_bytes(&tensors, dtype)
     }
 }
 

@@ -135,24 +135,32 @@ impl RunOutput {
     ///
     /// **Errors:** [`OptimError::Checkpoint`] if serialising fails.
     pub fn to_bytes(&self, dtype: Dtype) -> Result<Vec<u8>> {
-        let encode = |v: &[f64]| -> Vec<u8> {
-            match dtype {
-                Dtype::F64 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                _ => v.iter().flat_map(|x| (*x as f32).to_le_bytes()).collect(),
-            }
-        };
-        let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = vec![("params".into(), self.shape.clone(), encode(&self.params))];
-        for s in &self.state {
-            owned.push((s.name.to_string(), s.shape.clone(), encode(&s.values)));
-        }
-        owned.push(("step".into(), vec![], encode(&[self.steps as f64])));
-        let views = owned
-            .iter()
-            .map(|(n, s, d)| TensorView::new(dtype, s.clone(), d).map(|v| (n.clone(), v)))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| OptimError::Checkpoint(format!("writing the output: {e}")))?;
-        safetensors::serialize(views, None).map_err(|e| OptimError::Checkpoint(format!("writing the output: {e}")))
+        let mut tensors: Vec<(&str, Vec<usize>, &[f64])> = vec![("params", self.shape.clone(), &self.params)];
+        tensors.extend(self.state.iter().map(|s| (s.name, s.shape.clone(), s.values.as_slice())));
+        let steps = [self.steps as f64];
+        tensors.push(("step", vec![], &steps));
+        output_bytes(&tensors, dtype)
     }
+}
+
+/// OUT's safetensors bytes: each `(name, shape, values)` in `dtype` (F64,
+/// else F32).
+///
+/// **Errors:** [`OptimError::Checkpoint`] if serialising fails.
+pub(crate) fn output_bytes(tensors: &[(&str, Vec<usize>, &[f64])], dtype: Dtype) -> Result<Vec<u8>> {
+    let encode = |v: &[f64]| -> Vec<u8> {
+        match dtype {
+            Dtype::F64 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            _ => v.iter().flat_map(|x| (*x as f32).to_le_bytes()).collect(),
+        }
+    };
+    let owned: Vec<(&str, &Vec<usize>, Vec<u8>)> = tensors.iter().map(|(n, s, v)| (*n, s, encode(v))).collect();
+    let views = owned
+        .iter()
+        .map(|(n, s, d)| TensorView::new(dtype, s.to_vec(), d).map(|v| (n.to_string(), v)))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| OptimError::Checkpoint(format!("writing the output: {e}")))?;
+    safetensors::serialize(views, None).map_err(|e| OptimError::Checkpoint(format!("writing the output: {e}")))
 }
 
 impl RunInput {

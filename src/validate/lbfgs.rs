@@ -84,9 +84,14 @@ pub fn depth(kind: &ObjectiveKind, n: usize) -> f64 {
     }
 }
 
-/// The reference's losses and iterates; with `noise`, each gradient
+/// Each step's returned loss and the params after it.
+pub type Path = Vec<(f64, Vec<f64>)>;
+
+/// The reference's path over `steps` steps; with `noise`, each gradient
 /// component scaled by (1 + noise·u).
-fn reference_path(kind: &ObjectiveKind, x0: &[f32], options: Lbfgs, noise: f64) -> Result<Vec<(f64, Vec<f64>)>> {
+///
+/// **Errors:** as [`Lbfgs::validate`].
+pub fn reference_path(kind: &ObjectiveKind, x0: &[f32], options: Lbfgs, steps: u32, noise: f64) -> Result<Path> {
     let mut opt = ReferenceLbfgs::new(options)?;
     let mut x: Vec<f64> = x0.iter().map(|&v| v as f64).collect();
     let mut calls = 0u64;
@@ -95,13 +100,17 @@ fn reference_path(kind: &ObjectiveKind, x0: &[f32], options: Lbfgs, noise: f64) 
         let (f, g) = kind.host_value(x);
         (f, g.iter().enumerate().map(|(i, g)| g * (1.0 + noise * uniform(7, calls, i as u64) as f64)).collect())
     };
-    Ok((0..STEPS).map(|_| (opt.step(&mut x, &mut objective), x.clone())).collect())
+    Ok((0..steps).map(|_| (opt.step(&mut x, &mut objective), x.clone())).collect())
 }
 
-fn gpu_path(device: &wgpu::Device, queue: &wgpu::Queue, case: &LbfgsCase, x0: &[f32]) -> Result<Vec<(f64, Vec<f64>)>> {
+/// The GPU's path over `steps` steps of `case`'s objective, options and
+/// slices from `x0`.
+///
+/// **Errors:** anything the optimizer reports.
+pub fn gpu_path(device: &wgpu::Device, queue: &wgpu::Queue, case: &LbfgsCase, x0: &[f32], steps: u32) -> Result<Path> {
     let objective = Objective::new(device, case.objective.clone(), x0)?;
     let mut opt = LbfgsOptimizer::new(device, queue, objective.slices(&case.lens), case.options)?;
-    (0..STEPS)
+    (0..steps)
         .map(|_| {
             let loss = opt.step(&mut |encoder| Ok(objective.record(encoder)))?;
             let x = crate::device::read_f32(device, queue, objective.params(), 0, x0.len() as u64)?;
@@ -110,7 +119,8 @@ fn gpu_path(device: &wgpu::Device, queue: &wgpu::Queue, case: &LbfgsCase, x0: &[
         .collect()
 }
 
-fn max_diff(a: &[f64], b: &[f64]) -> f64 {
+/// max |a − b|.
+pub fn max_diff(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max)
 }
 
@@ -120,10 +130,10 @@ fn max_diff(a: &[f64], b: &[f64]) -> f64 {
 pub fn run_case(device: &wgpu::Device, queue: &wgpu::Queue, case: &LbfgsCase, seed: u64) -> Result<LbfgsCaseReport> {
     let n = case.lens.iter().sum::<u64>() as usize;
     let x0 = random_params(seed + n as u64, n);
-    let gpu = gpu_path(device, queue, case, &x0)?;
-    let exact = reference_path(&case.objective, &x0, case.options, 0.0)?;
+    let gpu = gpu_path(device, queue, case, &x0, STEPS)?;
+    let exact = reference_path(&case.objective, &x0, case.options, STEPS, 0.0)?;
     let gamma = depth(&case.objective, n) * EPS32;
-    let noisy = reference_path(&case.objective, &x0, case.options, gamma)?;
+    let noisy = reference_path(&case.objective, &x0, case.options, STEPS, gamma)?;
     let (mut iterate, mut loss) = (0.0f64, 0.0f64);
     for ((g, e), p) in gpu.iter().zip(&exact).zip(&noisy) {
         let scale = e.1.iter().fold(1.0f64, |m, v| m.max(v.abs()));
