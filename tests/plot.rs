@@ -38,7 +38,8 @@ fn trajectories_png_is_written_and_paths_make_progress() {
 }
 
 /// The tour's L-BFGS line: 2-D Rosenbrock from (−2, 2) to within 1e-6 of
-/// (1, 1), in about as many evaluations as the f64 reference needs.
+/// (1, 1), in about as many iterations and evaluations as the f64 reference
+/// needs.
 #[test]
 fn lbfgs_reaches_rosenbrocks_minimum_like_the_reference() {
     use wgpu_optim::lbfgs::reference::ReferenceLbfgs;
@@ -56,6 +57,10 @@ fn lbfgs_reaches_rosenbrocks_minimum_like_the_reference() {
     eprintln!("GPU: {} iterations, {} evaluations; reference: {iterations} iterations, {} evaluations", path.points.len() - 1, path.evaluations, reference.host.func_evals);
     assert!(path.reached, "the GPU's L-BFGS ended at {:?}", path.points.last());
     assert!(iterations < 200, "the reference did not reach (1, 1)");
-    let (gpu_evals, ref_evals) = (path.evaluations as f64, reference.host.func_evals as f64);
-    assert!(gpu_evals <= 1.5 * ref_evals && ref_evals <= 1.5 * gpu_evals, "GPU {gpu_evals} against reference {ref_evals} evaluations");
+    // Within a tenth (at least 2) of the reference's counts: f32 can move the
+    // last iterations near the minimum, not the path's shape.
+    let near = |gpu: f64, reference: f64| (gpu - reference).abs() <= (0.1 * reference).max(2.0);
+    let (gpu_iters, gpu_evals) = ((path.points.len() - 1) as f64, path.evaluations as f64);
+    assert!(near(gpu_iters, iterations as f64), "GPU {gpu_iters} against reference {iterations} iterations");
+    assert!(near(gpu_evals, reference.host.func_evals as f64), "GPU {gpu_evals} against reference {} evaluations", reference.host.func_evals);
 }
