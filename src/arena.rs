@@ -173,20 +173,36 @@ impl ParamArena {
     /// Reads tensor `i`'s params back (waits for the GPU).
     ///
     /// **Errors:** [`OptimError::InvalidOptions`] for a bad index, [`OptimError::Readback`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_params(&self, device: &wgpu::Device, queue: &wgpu::Queue, i: usize) -> Result<Vec<f32>> {
-        self.read(device, queue, i, false)
+        pollster::block_on(self.read_params_async(device, queue, i))
+    }
+
+    /// [`ParamArena::read_params`] without blocking (the web's form).
+    ///
+    /// **Errors:** as [`ParamArena::read_params`].
+    pub async fn read_params_async(&self, device: &wgpu::Device, queue: &wgpu::Queue, i: usize) -> Result<Vec<f32>> {
+        self.read(device, queue, i, false).await
     }
 
     /// Reads tensor `i`'s grads back (waits for the GPU).
     ///
     /// **Errors:** as [`ParamArena::read_params`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_grads(&self, device: &wgpu::Device, queue: &wgpu::Queue, i: usize) -> Result<Vec<f32>> {
-        self.read(device, queue, i, true)
+        pollster::block_on(self.read_grads_async(device, queue, i))
     }
 
-    fn read(&self, device: &wgpu::Device, queue: &wgpu::Queue, i: usize, grads: bool) -> Result<Vec<f32>> {
+    /// [`ParamArena::read_grads`] without blocking (the web's form).
+    ///
+    /// **Errors:** as [`ParamArena::read_params`].
+    pub async fn read_grads_async(&self, device: &wgpu::Device, queue: &wgpu::Queue, i: usize) -> Result<Vec<f32>> {
+        self.read(device, queue, i, true).await
+    }
+
+    async fn read(&self, device: &wgpu::Device, queue: &wgpu::Queue, i: usize, grads: bool) -> Result<Vec<f32>> {
         self.numel(i)?;
         let ranges: Vec<_> = self.tensors[i].iter().map(|s| if grads { (&s.grad, s.grad_offset, s.len()) } else { (&s.param, s.param_offset, s.len()) }).collect();
-        crate::device::read_ranges_f32(device, queue, &ranges)
+        crate::device::read_ranges_f32_async(device, queue, &ranges).await
     }
 }

@@ -48,21 +48,18 @@ pub fn engine_features(adapter: &wgpu::Adapter) -> wgpu::Features {
 ///
 /// **Errors:** [`OptimError::NoAdapter`], [`OptimError::AdapterNotFound`],
 /// [`OptimError::RequestDevice`].
+#[cfg(not(target_arch = "wasm32"))]
 pub fn headless() -> Result<Gpu> {
     pollster::block_on(headless_async())
 }
 
-async fn headless_async() -> Result<Gpu> {
-    // WGPU_BACKEND picks the backends; otherwise Vulkan/Metal/DX12 first and
-    // GL (llvmpipe through EGL) only if those have no compute adapter.
-    let adapter = match wgpu::Backends::from_env() {
-        Some(b) => pick_adapter(b).await?,
-        None => match pick_adapter(wgpu::Backends::PRIMARY).await {
-            Ok(a) => a,
-            Err(OptimError::NoAdapter { .. }) => pick_adapter(wgpu::Backends::GL).await?,
-            Err(e) => return Err(e),
-        },
-    };
+/// [`headless`] without blocking: the way to get a device on the web, where
+/// the backend is the browser's WebGPU and the environment variables do not
+/// exist.
+///
+/// **Errors:** as [`headless`].
+pub async fn headless_async() -> Result<Gpu> {
+    let adapter = choose_adapter().await?;
     let info = adapter.get_info();
     // Timestamps for the benchmark, and what the engine can use.
     let features = engine_features(&adapter) | (adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES));
@@ -78,6 +75,30 @@ async fn headless_async() -> Result<Gpu> {
     Ok(Gpu { device, queue, adapter, info })
 }
 
+#[cfg(not(target_arch = "wasm32"))]
+async fn choose_adapter() -> Result<wgpu::Adapter> {
+    // WGPU_BACKEND picks the backends; otherwise Vulkan/Metal/DX12 first and
+    // GL (llvmpipe through EGL) only if those have no compute adapter.
+    match wgpu::Backends::from_env() {
+        Some(b) => pick_adapter(b).await,
+        None => match pick_adapter(wgpu::Backends::PRIMARY).await {
+            Err(OptimError::NoAdapter { .. }) => pick_adapter(wgpu::Backends::GL).await,
+            other => other,
+        },
+    }
+}
+
+/// The browser's WebGPU adapter (high performance where there is a choice).
+#[cfg(target_arch = "wasm32")]
+async fn choose_adapter() -> Result<wgpu::Adapter> {
+    let backends = wgpu::Backends::BROWSER_WEBGPU;
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    let options = wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() };
+    wgpu::Instance::new(desc).request_adapter(&options).await.map_err(|_| OptimError::NoAdapter { backends: format!("{backends:?}") })
+}
+
+#[cfg(not(target_arch = "wasm32"))]
 async fn pick_adapter(backends: wgpu::Backends) -> Result<wgpu::Adapter> {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     desc.backends = backends;
@@ -113,8 +134,19 @@ async fn pick_adapter(backends: wgpu::Backends) -> Result<wgpu::Adapter> {
 ///
 /// **Errors:** [`OptimError::DeviceLost`] when the device is gone,
 /// [`OptimError::Readback`] if mapping fails otherwise.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn map_read(device: &wgpu::Device, staging: &wgpu::Buffer) -> Result<()> {
-    let (tx, rx) = std::sync::mpsc::channel();
+    pollster::block_on(map_read_async(device, staging))
+}
+
+/// [`map_read`] without blocking: resolves when the mapping does. On native
+/// it waits for the device first; on the web the browser's event loop
+/// completes the mapping, so await it there (for example with
+/// `wasm_bindgen_futures::spawn_local`).
+///
+/// **Errors:** as [`map_read`].
+pub async fn map_read_async(device: &wgpu::Device, staging: &wgpu::Buffer) -> Result<()> {
+    let (tx, rx) = futures::channel::oneshot::channel();
     // An unmapped MAP_READ buffer can fail mapping validation only by being
     // invalid, which a lost (destroyed, reset) device makes of every buffer
     // it creates.
@@ -124,8 +156,9 @@ pub fn map_read(device: &wgpu::Device, staging: &wgpu::Buffer) -> Result<()> {
         })
     })
     .map_err(|e| OptimError::DeviceLost(e.to_string()))?;
+    #[cfg(not(target_arch = "wasm32"))]
     device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| OptimError::Readback(e.to_string()))?;
-    rx.recv().map_err(|e| OptimError::Readback(e.to_string()))?.map_err(|e| OptimError::Readback(e.to_string()))
+    rx.await.map_err(|e| OptimError::Readback(e.to_string()))?.map_err(|e| OptimError::Readback(e.to_string()))
 }
 
 /// Copies `len` f32 elements starting at element `offset` of `buffer` (which
@@ -134,16 +167,37 @@ pub fn map_read(device: &wgpu::Device, staging: &wgpu::Buffer) -> Result<()> {
 /// **Errors:** [`OptimError::Wgpu`] for a bad range or usage (a destroyed
 /// buffer, say), [`OptimError::DeviceLost`] when the device is gone,
 /// [`OptimError::Readback`] if mapping fails otherwise.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn read_f32(device: &wgpu::Device, queue: &wgpu::Queue, buffer: &wgpu::Buffer, offset: u64, len: u64) -> Result<Vec<f32>> {
-    read_ranges_f32(device, queue, &[(buffer, offset, len)])
+    pollster::block_on(read_f32_async(device, queue, buffer, offset, len))
+}
+
+/// [`read_f32`] without blocking.
+///
+/// **Errors:** as [`read_f32`].
+pub async fn read_f32_async(device: &wgpu::Device, queue: &wgpu::Queue, buffer: &wgpu::Buffer, offset: u64, len: u64) -> Result<Vec<f32>> {
+    read_ranges_f32_async(device, queue, &[(buffer, offset, len)]).await
 }
 
 /// Reads several `(buffer, element offset, element count)` ranges with one
 /// staging buffer and one wait, concatenated in order.
+///
+/// **Errors:** as [`read_f32`].
+#[cfg(not(target_arch = "wasm32"))]
 pub fn read_ranges_f32(device: &wgpu::Device, queue: &wgpu::Queue, ranges: &[(&wgpu::Buffer, u64, u64)]) -> Result<Vec<f32>> {
+    pollster::block_on(read_ranges_f32_async(device, queue, ranges))
+}
+
+/// [`read_ranges_f32`] without blocking. On the web, where error scopes are
+/// answered asynchronously, it also settles every scope recorded before it
+/// ([`crate::error::settle`]): a wgpu error from an earlier step is returned
+/// here, typed, instead of these values.
+///
+/// **Errors:** as [`read_f32`].
+pub async fn read_ranges_f32_async(device: &wgpu::Device, queue: &wgpu::Queue, ranges: &[(&wgpu::Buffer, u64, u64)]) -> Result<Vec<f32>> {
     let total: u64 = ranges.iter().map(|r| r.2).sum();
     if total == 0 {
-        return Ok(Vec::new());
+        return crate::error::settle().await.map(|_| Vec::new());
     }
     let staging = crate::error::scoped(device, || {
         let staging = device.create_buffer(&wgpu::BufferDescriptor {
@@ -161,7 +215,9 @@ pub fn read_ranges_f32(device: &wgpu::Device, queue: &wgpu::Queue, ranges: &[(&w
         queue.submit([enc.finish()]);
         staging
     })?;
-    map_read(device, &staging)?;
+    let mapped = map_read_async(device, &staging).await;
+    crate::error::settle().await?;
+    mapped?;
     let out = {
         let view = staging.get_mapped_range(..).map_err(|e| OptimError::Readback(format!("{e:?}")))?;
         bytemuck::cast_slice::<u8, f32>(&view).to_vec()

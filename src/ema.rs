@@ -174,9 +174,17 @@ impl WeightEma {
     ///
     /// **Errors:** [`OptimError::InvalidOptions`] for a bad index;
     /// [`OptimError::Readback`] / [`OptimError::DeviceLost`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read(&self, index: usize) -> Result<Vec<f32>> {
+        pollster::block_on(self.read_async(index))
+    }
+
+    /// [`WeightEma::read`] without blocking (the web's form).
+    ///
+    /// **Errors:** as [`WeightEma::read`].
+    pub async fn read_async(&self, index: usize) -> Result<Vec<f32>> {
         let at = *self.at.get(index).ok_or(OptimError::InvalidOptions("parameter index out of range"))?;
-        crate::device::read_f32(&self.device, &self.queue, &self.averages, at, self.lens[index])
+        crate::device::read_f32_async(&self.device, &self.queue, &self.averages, at, self.lens[index]).await
     }
 
     /// Restores the average of tensor `index` and `n_averaged` (from a

@@ -278,14 +278,65 @@ impl From<wgpu::Error> for OptimError {
 /// captured wgpu error: [`OptimError::OutOfMemory`] when memory ran out (the
 /// validation errors that follow from it, such as binding a buffer that
 /// could not be allocated, are its consequences), else [`OptimError::Wgpu`].
+///
+/// On native the scopes are answered at once. On the web the browser
+/// answers them later, so the scopes are kept and the error is returned by
+/// the next [`settle`] (every async readback settles first).
 pub(crate) fn scoped<T>(device: &wgpu::Device, f: impl FnOnce() -> T) -> Result<T> {
     let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let out = f();
-    let v = pollster::block_on(validation.pop());
-    let o = pollster::block_on(oom.pop());
-    match o.or(v) {
-        Some(e) => Err(e.into()),
-        None => Ok(out),
+    let (v, o) = (validation.pop(), oom.pop());
+    #[cfg(not(target_arch = "wasm32"))]
+    return scope_result(pollster::block_on(v), pollster::block_on(o)).map(|()| out);
+    #[cfg(target_arch = "wasm32")]
+    {
+        PENDING.with(|p| p.borrow_mut().push(Box::pin(async move { scope_result(v.await, o.await) })));
+        Ok(out)
     }
+}
+
+fn scope_result(validation: Option<wgpu::Error>, oom: Option<wgpu::Error>) -> Result<()> {
+    match oom.or(validation) {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>>>>;
+
+#[cfg(target_arch = "wasm32")]
+thread_local! {
+    /// The error scopes the browser has not answered yet, oldest first.
+    static PENDING: std::cell::RefCell<Vec<Pending>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Waits for every error scope the engine has opened so far and returns the
+/// first wgpu error they caught, typed as [`scoped`] types it.
+///
+/// On native every call already reported its own errors, so this returns
+/// `Ok` at once. On the web (WebGPU answers error scopes asynchronously) a
+/// call such as `Optimizer::new` or `record_step` returns before the browser
+/// has judged its commands: await this, or any `*_async` readback, which
+/// settles first, to learn whether they were valid. A command buffer that
+/// failed validation is not executed by WebGPU, so nothing it would have
+/// written has changed.
+///
+/// **Errors:** [`OptimError::Wgpu`] or [`OptimError::OutOfMemory`].
+pub async fn settle() -> Result<()> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+        let mut first = Ok(());
+        for scope in pending {
+            let r = scope.await;
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        return first;
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    Ok(())
 }

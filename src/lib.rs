@@ -15,13 +15,16 @@
 #![warn(missing_docs)]
 
 pub mod arena;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod args;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod checkpoint;
 pub mod device;
 pub mod ema;
 pub mod engine;
 pub mod error;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod lbfgs;
 pub mod matrix;
 #[cfg(feature = "cli")]
@@ -30,8 +33,10 @@ pub mod quant;
 pub mod random;
 pub mod reference;
 pub mod rules;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod run;
 pub mod schedule;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod shard;
 pub mod surfaces;
 pub mod validate;

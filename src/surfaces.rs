@@ -150,6 +150,7 @@ impl SurfaceGradient {
 /// returns the path of (x, y), `steps + 1` points, read back once at the end.
 ///
 /// **Errors:** anything the engine reports.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn trajectory(
     device: &wgpu::Device,
     queue: &wgpu::Queue,
@@ -164,7 +165,24 @@ pub fn trajectory(
 /// [`trajectory`] with engine options (for example bf16 state).
 ///
 /// **Errors:** anything the engine reports.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn trajectory_with(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    surface: Surface,
+    config: crate::OptimizerConfig,
+    start: [f32; 2],
+    steps: u32,
+    options: crate::EngineOptions,
+) -> Result<Vec<[f32; 2]>> {
+    pollster::block_on(trajectory_async(device, queue, surface, config, start, steps, options))
+}
+
+/// [`trajectory_with`] without blocking: how the browser's playground runs
+/// it.
+///
+/// **Errors:** anything the engine reports.
+pub async fn trajectory_async(
     device: &wgpu::Device,
     queue: &wgpu::Queue,
     surface: Surface,
@@ -198,6 +216,6 @@ pub fn trajectory_with(
         }
         queue.submit([std::mem::replace(&mut enc, device.create_command_encoder(&Default::default())).finish()]);
     }
-    let flat = crate::device::read_f32(device, queue, &path, 0, 2 * (steps as u64 + 1))?;
+    let flat = crate::device::read_f32_async(device, queue, &path, 0, 2 * (steps as u64 + 1)).await?;
     Ok(flat.chunks_exact(2).map(|c| [c[0], c[1]]).collect())
 }

@@ -21,6 +21,7 @@
 //! another rule, other option flags, other parameter shapes, or a corrupt or
 //! truncated file is an [`OptimError::Checkpoint`] and changes nothing.
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod lbfgs;
 pub mod tensor;
 
@@ -190,14 +191,31 @@ impl Optimizer {
     /// the GPU).
     ///
     /// **Errors:** [`OptimError::Readback`], [`OptimError::Checkpoint`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn checkpoint_bytes(&self) -> Result<Vec<u8>> {
-        encode(&self.model(), self.step_count(), self.read_grad_control()?, |slot, i| self.read_state(slot, i))
+        pollster::block_on(self.checkpoint_bytes_async())
+    }
+
+    /// [`Optimizer::checkpoint_bytes`] without blocking (the web's form,
+    /// where the bytes go to storage or a download instead of a file).
+    ///
+    /// **Errors:** as [`Optimizer::checkpoint_bytes`].
+    pub async fn checkpoint_bytes_async(&self) -> Result<Vec<u8>> {
+        let scaler = self.read_grad_control_async().await?;
+        let mut state = HashMap::new();
+        for i in 0..self.params().len() {
+            for (slot, _) in self.state_names().iter().enumerate().filter(|(_, n)| !n.is_empty()) {
+                state.insert((slot, i), self.read_state_async(slot, i).await?);
+            }
+        }
+        encode(&self.model(), self.step_count(), scaler, |slot, i| state.remove(&(slot, i)).ok_or_else(|| OptimError::Readback(format!("state slot {slot} of tensor {i} was not read"))))
     }
 
     /// Writes the checkpoint to `path` atomically ([`write_atomic`]): a
     /// crash or a full disk during the save leaves the previous file whole.
     ///
     /// **Errors:** as [`Optimizer::checkpoint_bytes`], and [`OptimError::Io`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<()> {
         write_atomic(path.as_ref(), &self.checkpoint_bytes()?)
     }

@@ -19,6 +19,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use futures::future::LocalBoxFuture;
+
 use safetensors::tensor::{Dtype, TensorView};
 use serde_json::Value;
 
@@ -46,7 +48,14 @@ pub trait TensorState {
     /// Tensor `index`'s state by PyTorch name and shape (reads back).
     ///
     /// **Errors:** as the optimizer's `read_state`.
-    fn named_state(&self, index: usize) -> Result<Vec<StateTensor>>;
+    #[cfg(not(target_arch = "wasm32"))]
+    fn named_state(&self, index: usize) -> Result<Vec<StateTensor>> {
+        pollster::block_on(self.named_state_async(index))
+    }
+    /// [`TensorState::named_state`] without blocking (the web's form).
+    ///
+    /// **Errors:** as the optimizer's `read_state`.
+    fn named_state_async(&self, index: usize) -> LocalBoxFuture<'_, Result<Vec<StateTensor>>>;
     /// Writes tensor `index`'s state (names and shapes as `named_state`'s).
     ///
     /// **Errors:** as the optimizer's `write_state`.
@@ -61,10 +70,18 @@ pub trait TensorState {
 ///
 /// **Errors:** [`OptimError::Readback`] / [`OptimError::DeviceLost`];
 /// [`OptimError::Checkpoint`] if serialising fails.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn to_bytes(opt: &(impl TensorState + ?Sized)) -> Result<Vec<u8>> {
+    pollster::block_on(to_bytes_async(opt))
+}
+
+/// [`to_bytes`] without blocking (the web's form).
+///
+/// **Errors:** as [`to_bytes`].
+pub async fn to_bytes_async(opt: &(impl TensorState + ?Sized)) -> Result<Vec<u8>> {
     let mut owned = Vec::new();
     for i in 0..opt.tensor_count() {
-        for s in opt.named_state(i)? {
+        for s in opt.named_state_async(i).await? {
             let shape: Vec<usize> = s.shape.iter().map(|&d| d as usize).collect();
             owned.push((format!("state.{i}.{}", s.name), shape, bytemuck::cast_slice::<f32, u8>(&s.values).to_vec()));
         }
@@ -84,6 +101,7 @@ pub fn to_bytes(opt: &(impl TensorState + ?Sized)) -> Result<Vec<u8>> {
 /// [`super::write_atomic`]).
 ///
 /// **Errors:** as [`to_bytes`], and [`OptimError::Io`].
+#[cfg(not(target_arch = "wasm32"))]
 pub fn save(opt: &impl TensorState, path: impl AsRef<Path>) -> Result<()> {
     super::write_atomic(path.as_ref(), &to_bytes(opt)?)
 }
@@ -154,9 +172,11 @@ impl TensorState for MuonOptimizer {
     fn state_layout(&self, index: usize) -> Vec<(&'static str, Vec<u64>)> {
         self.params().get(index).map_or_else(Vec::new, |p| self.rule().state_layout(p.shape.as_deref().unwrap_or(&[p.len()])))
     }
-    fn named_state(&self, index: usize) -> Result<Vec<StateTensor>> {
-        let values = self.read_state(index)?;
-        Ok(self.state_layout(index).into_iter().map(|(name, shape)| StateTensor { name, shape, values: values.clone() }).collect())
+    fn named_state_async(&self, index: usize) -> LocalBoxFuture<'_, Result<Vec<StateTensor>>> {
+        Box::pin(async move {
+            let values = self.read_state_async(index).await?;
+            Ok(self.state_layout(index).into_iter().map(|(name, shape)| StateTensor { name, shape, values: values.clone() }).collect())
+        })
     }
     fn restore(&mut self, index: usize, state: &[StateTensor]) -> Result<()> {
         self.write_state(index, values(state, "momentum_buffer"))
@@ -180,9 +200,11 @@ impl TensorState for LambOptimizer {
     fn state_layout(&self, index: usize) -> Vec<(&'static str, Vec<u64>)> {
         self.params().get(index).map_or_else(Vec::new, |p| self.rule().state_layout(p.shape.as_deref().unwrap_or(&[p.len()])))
     }
-    fn named_state(&self, index: usize) -> Result<Vec<StateTensor>> {
-        let (m, v) = self.read_state(index)?;
-        Ok(self.state_layout(index).into_iter().zip([m, v]).map(|((name, shape), values)| StateTensor { name, shape, values }).collect())
+    fn named_state_async(&self, index: usize) -> LocalBoxFuture<'_, Result<Vec<StateTensor>>> {
+        Box::pin(async move {
+            let (m, v) = self.read_state_async(index).await?;
+            Ok(self.state_layout(index).into_iter().zip([m, v]).map(|((name, shape), values)| StateTensor { name, shape, values }).collect())
+        })
     }
     fn restore(&mut self, index: usize, state: &[StateTensor]) -> Result<()> {
         let step = self.step_count();
@@ -207,8 +229,8 @@ impl TensorState for AdafactorOptimizer {
     fn state_layout(&self, index: usize) -> Vec<(&'static str, Vec<u64>)> {
         AdafactorOptimizer::state_layout(self, index)
     }
-    fn named_state(&self, index: usize) -> Result<Vec<StateTensor>> {
-        self.read_state(index)
+    fn named_state_async(&self, index: usize) -> LocalBoxFuture<'_, Result<Vec<StateTensor>>> {
+        Box::pin(self.read_state_async(index))
     }
     fn restore(&mut self, index: usize, state: &[StateTensor]) -> Result<()> {
         self.write_state(index, state)

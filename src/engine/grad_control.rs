@@ -220,11 +220,19 @@ impl Optimizer {
     /// computed with clipping or loss scaling on.
     ///
     /// **Errors:** [`OptimError::InvalidOptions`] without grad control; [`OptimError::Readback`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_grad_norms(&self) -> Result<Vec<f32>> {
+        pollster::block_on(self.read_grad_norms_async())
+    }
+
+    /// [`Optimizer::read_grad_norms`] without blocking (the web's form).
+    ///
+    /// **Errors:** as [`Optimizer::read_grad_norms`].
+    pub async fn read_grad_norms_async(&self) -> Result<Vec<f32>> {
         if !self.grad_control.active() {
             return Err(OptimError::InvalidOptions("grad norms are computed only with clipping or loss scaling"));
         }
-        let head = crate::device::read_f32(&self.device, &self.queue, &self.shared.control, 0, CONTROL_HEAD / 4)?;
+        let head = crate::device::read_f32_async(&self.device, &self.queue, &self.shared.control, 0, CONTROL_HEAD / 4).await?;
         let norms = match self.grad_control.clip_scope {
             ClipScope::Global => 1,
             ClipScope::PerGroup => self.configs.len(),
@@ -235,8 +243,16 @@ impl Optimizer {
     /// The GradScaler state on the GPU (waits for the GPU).
     ///
     /// **Errors:** [`OptimError::Readback`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_grad_control(&self) -> Result<ScalerState> {
-        let head = crate::device::read_f32(&self.device, &self.queue, &self.shared.control, 0, 4)?;
+        pollster::block_on(self.read_grad_control_async())
+    }
+
+    /// [`Optimizer::read_grad_control`] without blocking (the web's form).
+    ///
+    /// **Errors:** as [`Optimizer::read_grad_control`].
+    pub async fn read_grad_control_async(&self) -> Result<ScalerState> {
+        let head = crate::device::read_f32_async(&self.device, &self.queue, &self.shared.control, 0, 4).await?;
         Ok(bytemuck::cast_slice::<f32, ScalerState>(&head)[0])
     }
 
@@ -244,16 +260,32 @@ impl Optimizer {
     /// `skip_nonfinite`; always 0 without them). Waits for the GPU.
     ///
     /// **Errors:** [`OptimError::Readback`], [`OptimError::DeviceLost`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn skipped_steps(&self) -> Result<u32> {
-        Ok(self.read_grad_control()?.skipped)
+        pollster::block_on(self.skipped_steps_async())
+    }
+
+    /// [`Optimizer::skipped_steps`] without blocking (the web's form).
+    ///
+    /// **Errors:** as [`Optimizer::skipped_steps`].
+    pub async fn skipped_steps_async(&self) -> Result<u32> {
+        Ok(self.read_grad_control_async().await?.skipped)
     }
 
     /// The optimizer's step (PyTorch's `state['step']`): recorded steps less
     /// skipped ones. Waits for the GPU only when steps can be skipped.
     ///
     /// **Errors:** as [`Optimizer::skipped_steps`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn device_step_count(&self) -> Result<u32> {
-        let skipped = if self.grad_control.device_step() { self.skipped_steps()? } else { 0 };
+        pollster::block_on(self.device_step_count_async())
+    }
+
+    /// [`Optimizer::device_step_count`] without blocking (the web's form).
+    ///
+    /// **Errors:** as [`Optimizer::skipped_steps`].
+    pub async fn device_step_count_async(&self) -> Result<u32> {
+        let skipped = if self.grad_control.device_step() { self.skipped_steps_async().await? } else { 0 };
         Ok(self.step - skipped)
     }
 

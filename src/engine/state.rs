@@ -223,18 +223,18 @@ impl StateStore {
     }
 
     /// Reads slot `slot` of tensor `param_index` back (waits for the GPU).
-    pub fn read(&self, device: &wgpu::Device, queue: &wgpu::Queue, slot: usize, param_index: usize) -> Result<Vec<f32>> {
+    pub async fn read(&self, device: &wgpu::Device, queue: &wgpu::Queue, slot: usize, param_index: usize) -> Result<Vec<f32>> {
         let ranges = self.ranges(slot, param_index)?;
         let mut out = Vec::new();
         match self.format {
             StateFormat::F32 => {
                 let r: Vec<_> = ranges.iter().map(|(p, b)| (*b, p.state_offset, p.len)).collect();
-                out = crate::device::read_ranges_f32(device, queue, &r)?;
+                out = crate::device::read_ranges_f32_async(device, queue, &r).await?;
             }
             StateFormat::Bf16 { .. } => {
                 // Whole words (pieces start on a vec4), then drop the padding.
                 let words: Vec<_> = ranges.iter().map(|(p, b)| (*b, p.state_offset / 2, p.len.div_ceil(2))).collect();
-                let raw = crate::device::read_ranges_f32(device, queue, &words)?;
+                let raw = crate::device::read_ranges_f32_async(device, queue, &words).await?;
                 let mut at = 0usize;
                 for (p, _) in &ranges {
                     let halves = raw[at..at + p.len.div_ceil(2) as usize].iter().flat_map(|w| {
@@ -249,7 +249,7 @@ impl StateStore {
                 let coding = self.layout.get(slot).map(|s| quant::Coding::of(s.quantity)).unwrap_or_default();
                 for (p, buf) in &ranges {
                     let scale_at = self.scale_offsets[p.window] + p.state_offset / self.block;
-                    let raw = crate::device::read_ranges_f32(device, queue, &[(buf, p.state_offset / 4, p.len.div_ceil(4)), (buf, scale_at, p.len.div_ceil(self.block))])?;
+                    let raw = crate::device::read_ranges_f32_async(device, queue, &[(buf, p.state_offset / 4, p.len.div_ceil(4)), (buf, scale_at, p.len.div_ceil(self.block))]).await?;
                     let (words, scales) = raw.split_at(p.len.div_ceil(4) as usize);
                     let codes: Vec<u8> = words.iter().flat_map(|w| w.to_bits().to_le_bytes()).take(p.len as usize).collect();
                     out.extend(quant::decode(&codes, scales, self.block as usize, coding));
@@ -313,8 +313,16 @@ impl Optimizer {
     ///
     /// **Errors:** [`OptimError::InvalidOptions`] for an unused slot or a bad
     /// index; [`OptimError::Readback`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_state(&self, slot: usize, param_index: usize) -> Result<Vec<f32>> {
-        self.state.read(&self.device, &self.queue, slot, param_index)
+        pollster::block_on(self.read_state_async(slot, param_index))
+    }
+
+    /// [`Optimizer::read_state`] without blocking (the web's form).
+    ///
+    /// **Errors:** as [`Optimizer::read_state`].
+    pub async fn read_state_async(&self, slot: usize, param_index: usize) -> Result<Vec<f32>> {
+        self.state.read(&self.device, &self.queue, slot, param_index).await
     }
 
     /// Overwrites state slot `slot` of parameter `param_index` (e.g. from a

@@ -411,10 +411,18 @@ impl LambOptimizer {
     ///
     /// **Errors:** [`OptimError::InvalidOptions`] for a bad index;
     /// [`OptimError::Readback`] / [`OptimError::DeviceLost`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_state(&self, index: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        pollster::block_on(self.read_state_async(index))
+    }
+
+    /// [`LambOptimizer::read_state`] without blocking (the web's form).
+    ///
+    /// **Errors:** as [`LambOptimizer::read_state`].
+    pub async fn read_state_async(&self, index: usize) -> Result<(Vec<f32>, Vec<f32>)> {
         let at = *self.state_at.get(index).ok_or(OptimError::InvalidOptions("parameter index out of range"))?;
         let len = self.params[index].len();
-        let both = crate::device::read_ranges_f32(&self.device, &self.queue, &[(&self.exp_avg, at, len), (&self.exp_avg_sq, at, len)])?;
+        let both = crate::device::read_ranges_f32_async(&self.device, &self.queue, &[(&self.exp_avg, at, len), (&self.exp_avg_sq, at, len)]).await?;
         let (m, v) = both.split_at(len as usize);
         Ok((m.to_vec(), v.to_vec()))
     }

@@ -333,9 +333,17 @@ impl MuonOptimizer {
     ///
     /// **Errors:** [`OptimError::InvalidOptions`] for a bad index;
     /// [`OptimError::Readback`] / [`OptimError::DeviceLost`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_state(&self, index: usize) -> Result<Vec<f32>> {
+        pollster::block_on(self.read_state_async(index))
+    }
+
+    /// [`MuonOptimizer::read_state`] without blocking (the web's form).
+    ///
+    /// **Errors:** as [`MuonOptimizer::read_state`].
+    pub async fn read_state_async(&self, index: usize) -> Result<Vec<f32>> {
         let place = self.places.get(index).ok_or(OptimError::InvalidOptions("parameter index out of range"))?;
-        crate::device::read_f32(&self.device, &self.queue, &self.state, place.state, place.numel())
+        crate::device::read_f32_async(&self.device, &self.queue, &self.state, place.state, place.numel()).await
     }
 
     /// Writes `momentum_buffer` of tensor `index` (e.g. from a checkpoint).

@@ -4,6 +4,7 @@
 //! tensor-wise one (`crate::checkpoint::tensor`), which a sharded optimizer
 //! of any number of ranks loads by restoring the tensors it owns.
 
+use futures::future::LocalBoxFuture;
 use std::path::Path;
 
 use super::{Collectives, ShardRule, ShardedOptimizer};
@@ -34,8 +35,8 @@ impl TensorState for Gathered {
     fn state_layout(&self, index: usize) -> Layout {
         self.tensors[index].iter().map(|s| (s.name, s.shape.clone())).collect()
     }
-    fn named_state(&self, index: usize) -> Result<Vec<StateTensor>> {
-        Ok(self.tensors[index].clone())
+    fn named_state_async(&self, index: usize) -> LocalBoxFuture<'_, Result<Vec<StateTensor>>> {
+        Box::pin(std::future::ready(Ok(self.tensors[index].clone())))
     }
     fn restore(&mut self, _: usize, _: &[StateTensor]) -> Result<()> {
         Err(OptimError::InvalidOptions("gathered state is read-only"))
@@ -69,8 +70,8 @@ impl TensorState for Owned<'_> {
     fn state_layout(&self, index: usize) -> Layout {
         self.layouts[index].clone()
     }
-    fn named_state(&self, _: usize) -> Result<Vec<StateTensor>> {
-        Err(OptimError::InvalidOptions("a loading view has no state to read"))
+    fn named_state_async(&self, _: usize) -> LocalBoxFuture<'_, Result<Vec<StateTensor>>> {
+        Box::pin(std::future::ready(Err(OptimError::InvalidOptions("a loading view has no state to read"))))
     }
     fn restore(&mut self, index: usize, state: &[StateTensor]) -> Result<()> {
         match (self.local[index], self.opt.as_deref_mut()) {

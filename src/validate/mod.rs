@@ -12,10 +12,11 @@
 //! f32 roundings a step may contribute, stated per rule by [`tolerance_k`],
 //! independent of the number of steps.
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod lbfgs;
 pub mod tensor;
 
-use crate::device::read_f32;
+use crate::device::read_f32_async;
 use crate::engine::{EngineOptions, Optimizer, ParamSlice};
 use crate::error::Result;
 use crate::reference::ReferenceOptimizer;
@@ -249,8 +250,8 @@ impl GpuRun {
     }
 
     /// The final params, and whether the padding kept its sentinel.
-    fn params(&self, device: &wgpu::Device, queue: &wgpu::Queue, n: usize) -> Result<(Vec<f32>, bool)> {
-        let mut all = read_f32(device, queue, &self.param, 0, self.padded as u64)?;
+    async fn params(&self, device: &wgpu::Device, queue: &wgpu::Queue, n: usize) -> Result<(Vec<f32>, bool)> {
+        let mut all = read_f32_async(device, queue, &self.param, 0, self.padded as u64).await?;
         let untouched = all[n..].iter().all(|x| x.to_bits() == SENTINEL.to_bits());
         all.truncate(n);
         Ok((all, untouched))
@@ -298,9 +299,17 @@ fn input_values(seed: u64, t: u64, n: usize) -> Vec<f32> {
 /// and in the f64 reference, and compares params and every state buffer.
 ///
 /// **Errors:** anything the engine or a readback reports.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn run_case(device: &wgpu::Device, queue: &wgpu::Queue, case: &Case, work: Workload, options: EngineOptions) -> Result<CaseReport> {
+    pollster::block_on(run_case_async(device, queue, case, work, options))
+}
+
+/// [`run_case`] without blocking: how the browser runs it.
+///
+/// **Errors:** as [`run_case`].
+pub async fn run_case_async(device: &wgpu::Device, queue: &wgpu::Queue, case: &Case, work: Workload, options: EngineOptions) -> Result<CaseReport> {
     let config = case.config;
-    run_case_against(device, queue, case, work, options, &|t, p, g, s| config.reference_step(t, p, g, s))
+    run_case_against_async(device, queue, case, work, options, &|t, p, g, s| config.reference_step(t, p, g, s)).await
 }
 
 /// As [`run_case`], with the GPU running `case` and the reference running
@@ -308,7 +317,15 @@ pub fn run_case(device: &wgpu::Device, queue: &wgpu::Queue, case: &Case, work: W
 /// that the harness rejects a wrong rule.
 ///
 /// **Errors:** anything the engine or a readback reports.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn run_case_against(device: &wgpu::Device, queue: &wgpu::Queue, case: &Case, work: Workload, options: EngineOptions, reference: ReferenceStep) -> Result<CaseReport> {
+    pollster::block_on(run_case_against_async(device, queue, case, work, options, reference))
+}
+
+/// [`run_case_against`] without blocking.
+///
+/// **Errors:** as [`run_case`].
+pub async fn run_case_against_async(device: &wgpu::Device, queue: &wgpu::Queue, case: &Case, work: Workload, options: EngineOptions, reference: ReferenceStep<'_>) -> Result<CaseReport> {
     let (config, Workload { n, steps, seed }) = (case.config, work);
     let p0 = random_params(seed, n);
     let mut gpu = GpuRun::new(device, queue, config, &p0, options)?;
@@ -330,10 +347,10 @@ pub fn run_case_against(device: &wgpu::Device, queue: &wgpu::Queue, case: &Case,
         r.step(&config, t, &g64, reference);
     }
     let k = config.tolerance_k();
-    let (gpu_params, padding_untouched) = gpu.params(device, queue, n)?;
+    let (gpu_params, padding_untouched) = gpu.params(device, queue, n).await?;
     let mut quantities = vec![r.p_track.compare("param", &gpu_params, &r.p, k)];
     for (slot, s) in config.state().used() {
-        let gpu_state = gpu.opt.read_state(slot, 0)?;
+        let gpu_state = gpu.opt.read_state_async(slot, 0).await?;
         quantities.push(r.s_track[slot].compare(s.name, &gpu_state, &r.state.slots[slot], k));
     }
     Ok(CaseReport { name: case.name.clone(), rule: config.rule(), n, steps, k, quantities, gpu_params, padding_untouched, access: gpu.opt.access(), dispatches: gpu.opt.dispatch_count() })

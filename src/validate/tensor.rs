@@ -7,7 +7,6 @@ use super::uniform;
 use crate::engine::ParamSlice;
 use crate::error::Result;
 use crate::matrix::adafactor::AdafactorReference;
-use crate::checkpoint::tensor::TensorState;
 use crate::matrix::lamb::LambReference;
 use crate::matrix::{Adafactor, AdafactorOptimizer, AdjustLr, Lamb, LambOptimizer, Muon, MuonOptimizer, TensorRule, TrustRatio};
 
@@ -58,7 +57,7 @@ pub fn cases(all: bool) -> Vec<(String, TensorRule)> {
 }
 
 /// The shapes a rule is validated on (Muon: matrices only).
-fn shapes(rule: &TensorRule) -> Vec<Vec<u64>> {
+pub fn shapes(rule: &TensorRule) -> Vec<Vec<u64>> {
     let mut s = vec![vec![33, 17], vec![40, 30], vec![1, 37]];
     if !matches!(rule, TensorRule::Muon(_)) {
         s.extend([vec![1025], vec![3, 4, 6]]);
@@ -139,6 +138,7 @@ pub struct TensorWorkload {
 /// Runs one case for `steps` steps on the rule's validation shapes.
 ///
 /// **Errors:** anything the optimizer or a read-back reports.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn run_case(device: &wgpu::Device, queue: &wgpu::Queue, name: &str, rule: TensorRule, steps: u32, seed: u64) -> Result<TensorCaseReport> {
     run_case_on(device, queue, name, rule, &TensorWorkload { shapes: shapes(&rule), steps, seed, ramp: 0.0 })
 }
@@ -146,7 +146,15 @@ pub fn run_case(device: &wgpu::Device, queue: &wgpu::Queue, name: &str, rule: Te
 /// Runs one case on `work`.
 ///
 /// **Errors:** as [`run_case`].
+#[cfg(not(target_arch = "wasm32"))]
 pub fn run_case_on(device: &wgpu::Device, queue: &wgpu::Queue, name: &str, rule: TensorRule, work: &TensorWorkload) -> Result<TensorCaseReport> {
+    pollster::block_on(run_case_on_async(device, queue, name, rule, work))
+}
+
+/// [`run_case_on`] without blocking: how the browser runs it.
+///
+/// **Errors:** as [`run_case`].
+pub async fn run_case_on_async(device: &wgpu::Device, queue: &wgpu::Queue, name: &str, rule: TensorRule, work: &TensorWorkload) -> Result<TensorCaseReport> {
     let TensorWorkload { ref shapes, steps, seed, ramp } = *work;
     let Setup { slices, mut start } = setup(device, queue, shapes, seed, ramp)?;
     let p = &mut start;
@@ -166,8 +174,11 @@ pub fn run_case_on(device: &wgpu::Device, queue: &wgpu::Queue, name: &str, rule:
                 }
                 opt.step()?;
             }
-            let state = (0..p.len()).map(|i| Ok(worst(&opt.read_state(i)?, &m[i], |k| m_bound[i][k]))).collect::<Result<Vec<f64>>>()?;
-            (param_fractions(device, queue, &slices, p, &p_bound)?, state)
+            let mut state = Vec::new();
+            for i in 0..p.len() {
+                state.push(worst(&opt.read_state_async(i).await?, &m[i], |k| m_bound[i][k]));
+            }
+            (param_fractions(device, queue, &slices, p, &p_bound).await?, state)
         }
         TensorRule::Lamb(c) => {
             let mut opt = LambOptimizer::new(device, queue, c, &slices)?;
@@ -179,11 +190,11 @@ pub fn run_case_on(device: &wgpu::Device, queue: &wgpu::Queue, name: &str, rule:
             }
             let mut state = Vec::new();
             for (i, r) in refs.iter().enumerate() {
-                let (m, v) = opt.read_state(i)?;
+                let (m, v) = opt.read_state_async(i).await?;
                 state.push(worst(&m, &r.exp_avg, |k| r.exp_avg_err[k]).max(worst(&v, &r.exp_avg_sq, |k| r.exp_avg_sq_err[k])));
             }
             let bounds: Vec<f64> = refs.iter().map(|r| r.param_err).collect();
-            (param_fractions(device, queue, &slices, p, &bounds)?, state)
+            (param_fractions(device, queue, &slices, p, &bounds).await?, state)
         }
         TensorRule::Adafactor(c) => {
             let mut opt = AdafactorOptimizer::new(device, queue, c, &slices)?;
@@ -195,11 +206,11 @@ pub fn run_case_on(device: &wgpu::Device, queue: &wgpu::Queue, name: &str, rule:
             }
             let mut state = Vec::new();
             for (i, r) in refs.iter().enumerate() {
-                let got: Vec<f32> = opt.named_state(i)?.into_iter().flat_map(|s| s.values).collect();
+                let got: Vec<f32> = opt.read_state_async(i).await?.into_iter().flat_map(|s| s.values).collect();
                 state.push(worst(&got, &r.state, |k| r.state_rel_err * r.state[k]));
             }
             let bounds: Vec<f64> = refs.iter().map(|r| r.param_err).collect();
-            (param_fractions(device, queue, &slices, p, &bounds)?, state)
+            (param_fractions(device, queue, &slices, p, &bounds).await?, state)
         }
     };
     let shapes = shapes.iter().map(|s| s.iter().map(u64::to_string).collect::<Vec<_>>().join("x")).collect::<Vec<_>>().join(" ");
@@ -207,15 +218,12 @@ pub fn run_case_on(device: &wgpu::Device, queue: &wgpu::Queue, name: &str, rule:
 }
 
 /// Each tensor's ‖θ_GPU − θ_ref‖ over its bound.
-fn param_fractions(device: &wgpu::Device, queue: &wgpu::Queue, slices: &[ParamSlice], want: &[Vec<f64>], bounds: &[f64]) -> Result<Vec<f64>> {
-    slices
-        .iter()
-        .zip(want)
-        .zip(bounds)
-        .map(|((s, w), b)| {
-            let got = crate::device::read_f32(device, queue, &s.param, s.param_offset, s.len())?;
-            let err: Vec<f64> = got.iter().zip(w).map(|(a, b)| *a as f64 - b).collect();
-            Ok(frobenius(&err) / b)
-        })
-        .collect()
+async fn param_fractions(device: &wgpu::Device, queue: &wgpu::Queue, slices: &[ParamSlice], want: &[Vec<f64>], bounds: &[f64]) -> Result<Vec<f64>> {
+    let mut out = Vec::new();
+    for ((s, w), b) in slices.iter().zip(want).zip(bounds) {
+        let got = crate::device::read_f32_async(device, queue, &s.param, s.param_offset, s.len()).await?;
+        let err: Vec<f64> = got.iter().zip(w).map(|(a, b)| *a as f64 - b).collect();
+        out.push(frobenius(&err) / b);
+    }
+    Ok(out)
 }

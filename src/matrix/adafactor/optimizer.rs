@@ -356,9 +356,17 @@ impl AdafactorOptimizer {
     ///
     /// **Errors:** [`OptimError::InvalidOptions`] for a bad index;
     /// [`OptimError::Readback`] / [`OptimError::DeviceLost`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_state(&self, index: usize) -> Result<Vec<StateTensor>> {
+        pollster::block_on(self.read_state_async(index))
+    }
+
+    /// [`AdafactorOptimizer::read_state`] without blocking (the web's form).
+    ///
+    /// **Errors:** as [`AdafactorOptimizer::read_state`].
+    pub async fn read_state_async(&self, index: usize) -> Result<Vec<StateTensor>> {
         let place = *self.places.get(index).ok_or(OptimError::InvalidOptions("parameter index out of range"))?;
-        let values = crate::device::read_f32(&self.device, &self.queue, &self.state, place.state, place.state_len())?;
+        let values = crate::device::read_f32_async(&self.device, &self.queue, &self.state, place.state, place.state_len()).await?;
         Ok(split_state(self.state_layout(index), &values).into_iter().map(|(name, shape, values)| StateTensor { name, shape, values }).collect())
     }
 

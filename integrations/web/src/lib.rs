@@ -1,0 +1,1 @@
+//! wgpu-optim in the browser.
