@@ -313,7 +313,7 @@ thread_local! {
 }
 
 /// Waits for every error scope the engine has opened so far and returns the
-/// first wgpu error they caught, typed as [`scoped`] types it.
+/// first wgpu error they caught, typed as every other call types it.
 ///
 /// On native every call already reported its own errors, so this returns
 /// `Ok` at once. On the web (WebGPU answers error scopes asynchronously) a
@@ -327,15 +327,12 @@ thread_local! {
 pub async fn settle() -> Result<()> {
     #[cfg(target_arch = "wasm32")]
     {
-        let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
         let mut first = Ok(());
-        for scope in pending {
+        for scope in PENDING.with(|p| std::mem::take(&mut *p.borrow_mut())) {
             let r = scope.await;
-            if first.is_ok() {
-                first = r;
-            }
+            first = first.and(r);
         }
-        return first;
+        first
     }
     #[cfg(not(target_arch = "wasm32"))]
     Ok(())
