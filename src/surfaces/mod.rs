@@ -2,6 +2,8 @@
 //! and gradients on the host and f32 gradients in `shaders/surfaces.wgsl`, so
 //! that optimisation loops run entirely on the GPU.
 
+pub mod panels;
+
 use crate::error::{scoped, Result};
 
 /// A 2-D test function.
@@ -100,7 +102,7 @@ impl SurfaceGradient {
         scoped(device, || {
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some("surfaces"),
-                source: wgpu::ShaderSource::Wgsl(include_str!("../shaders/surfaces.wgsl").into()),
+                source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/surfaces.wgsl").into()),
             });
             let entry = crate::engine::pipeline::storage_entry;
             let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
