@@ -1,10 +1,12 @@
 //! The digits MLP (64 → H → 10, ReLU, softmax cross-entropy) on the GPU:
 //! its params in an engine-allocated arena, its forward and backward passes
 //! in WGSL (`mlp.wgsl`), recorded batch by batch into the caller's encoder.
-//! Shared by `examples/train_mlp.rs` (one process) and
-//! `integrations/mpi/examples/train_mlp_dp.rs` (data-parallel ranks).
+//! Shared by `examples/train_mlp.rs` (one process),
+//! `integrations/mpi/examples/train_mlp_dp.rs` (data-parallel ranks) and the
+//! browser playground (`integrations/web`, on WebGPU).
 
 use wgpu_optim::validate::uniform;
+#[cfg(not(target_arch = "wasm32"))]
 use wgpu_optim::lbfgs::LossAt;
 use wgpu_optim::{device, Adadelta, Adagrad, Adam, AdamW, AdamWScheduleFree, Adan, Adamax, Asgd, NAdam, OptimError, OptimizerConfig, ParamArena, RAdam, RmsProp, Rprop, Sgd};
 
@@ -215,6 +217,7 @@ impl Mlp {
     /// [`TRAIN`] rows) and says where its mean loss will be: the closure of
     /// a full-batch L-BFGS step (the data-parallel example has none).
     #[allow(dead_code)]
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn record_full_batch(&self, queue: &wgpu::Queue, enc: &mut wgpu::CommandEncoder) -> LossAt {
         let mean_at = (self.stats.size() / 4 - 1) as u32;
         self.record_pass(queue, enc, 0, (0, TRAIN, true), mean_at);
@@ -224,8 +227,17 @@ impl Mlp {
     /// The stats of every slot, read back (waits for the GPU).
     ///
     /// **Errors:** the readback's.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_stats(&self, device: &wgpu::Device, queue: &wgpu::Queue) -> Result<Sums, OptimError> {
-        Ok(Sums { per_slot: device::read_f32(device, queue, &self.stats, 0, self.stats.size() / 4)? })
+        pollster::block_on(self.read_stats_async(device, queue))
+    }
+
+    /// [`Mlp::read_stats`] without blocking (the browser's form).
+    ///
+    /// **Errors:** the readback's.
+    #[allow(dead_code)]
+    pub async fn read_stats_async(&self, device: &wgpu::Device, queue: &wgpu::Queue) -> Result<Sums, OptimError> {
+        Ok(Sums { per_slot: device::read_f32_async(device, queue, &self.stats, 0, self.stats.size() / 4).await? })
     }
 }
 
