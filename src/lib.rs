@@ -78,4 +78,6 @@ mod guides {
     struct Layout;
     #[doc = include_str!("../docs/sharding.md")]
     struct Sharding;
+    #[doc = include_str!("../docs/browser.md")]
+    struct Browser;
 }
