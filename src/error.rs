@@ -194,7 +194,7 @@ pub enum OptimError {
     #[error("the optimizer is in eval mode: call train() before stepping")]
     NotInTrainMode,
     /// No adapter could be found (not even a software one).
-    #[error("no wgpu adapter found (backends: {backends}); install mesa-vulkan-drivers for lavapipe or libegl-mesa0 for llvmpipe")]
+    #[error("no wgpu adapter found (backends: {backends}); without a GPU on Linux, install mesa-vulkan-drivers for lavapipe or libegl-mesa0 for llvmpipe; in a browser, WebGPU must be enabled")]
     NoAdapter {
         /// The wgpu backends searched, debug-formatted.
         backends: String,

@@ -7,7 +7,9 @@
 //! - the in-page MLP beats 70 % test accuracy after its short run;
 //! - every panel's canvas shows drawn paths (coloured pixels counted);
 //! - a screenshot goes to `target/web/playground.png` (the README's copy is
-//!   `docs/playground.png`).
+//!   `docs/playground.png`);
+//! - without WebGPU (no `--enable-unsafe-webgpu`) the page reports `error`
+//!   and says how to enable it.
 //!
 //! Needs chromium, chromedriver and wasm-bindgen (`.ci/run` installs them);
 //! without them the test says so and passes, unless `CI` is set.
@@ -100,33 +102,53 @@ fn serve() -> (Killed, String) {
     (Killed(child), url)
 }
 
-/// What the page shows once done: final f per (surface, rule), the MLP's
-/// accuracy, coloured pixels per path canvas; and a screenshot (PNG).
-fn load_page(url: &str) -> (Value, Vec<u8>) {
+/// A headless Chromium session (through chromedriver) with `url` loaded,
+/// once the page has set `document.body.dataset.state` to `done` or
+/// `error`: (chromedriver, its port, the session, the state).
+fn open_page(url: &str, webgpu: bool) -> (Killed, u16, String, String) {
     let port = free_port();
-    let _driver = Killed(Command::new("chromedriver").arg(format!("--port={port}")).stdout(Stdio::null()).spawn().expect("chromedriver starts"));
+    let driver = Killed(Command::new("chromedriver").arg(format!("--port={port}")).stdout(Stdio::null()).spawn().expect("chromedriver starts"));
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(start.elapsed() < Duration::from_secs(30), "chromedriver did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let args = ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--enable-unsafe-webgpu", "--window-size=1600,1900"];
+    let mut args = vec!["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1600,1900"];
+    args.extend(webgpu.then_some("--enable-unsafe-webgpu"));
     let session = webdriver(port, "POST", "/session", Some(json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {"args": args}}}})));
     let id = session["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {session}")).to_string();
     webdriver(port, "POST", &format!("/session/{id}/url"), Some(json!({"url": url})));
     loop {
         let state = script(port, &id, "return document.body.dataset.state");
-        match state.as_str() {
-            Some("done") => break,
-            Some("error") => panic!("the page failed: {}", script(port, &id, "return document.getElementById('error').textContent")),
-            _ => assert!(start.elapsed() < Duration::from_secs(900), "the page did not finish in 15 minutes (state {state})"),
+        if let Some(s @ ("done" | "error")) = state.as_str() {
+            return (driver, port, id, s.to_string());
         }
+        assert!(start.elapsed() < Duration::from_secs(900), "the page did not finish in 15 minutes (state {state})");
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// What the page shows once done: final f per (surface, rule), the MLP's
+/// accuracy, coloured pixels per path canvas; and a screenshot (PNG).
+fn load_page(url: &str) -> (Value, Vec<u8>) {
+    let (_driver, port, id, state) = open_page(url, true);
+    assert_eq!(state, "done", "the page failed: {}", script(port, &id, "return document.getElementById('error').textContent"));
     let shown = script(port, &id, include_str!("page_readout.js"));
     let png = base64::engine::general_purpose::STANDARD.decode(webdriver(port, "GET", &format!("/session/{id}/screenshot"), None).as_str().unwrap()).unwrap();
     webdriver(port, "DELETE", &format!("/session/{id}"), None);
     (shown, png)
+}
+
+/// Without WebGPU the page is not blank: it reports `error` and says how to
+/// enable WebGPU.
+fn check_without_webgpu(url: &str) {
+    let (_driver, port, id, state) = open_page(url, false);
+    let shown = script(port, &id, "const e = document.getElementById('error'); return [e.hidden, e.textContent]");
+    webdriver(port, "DELETE", &format!("/session/{id}"), None);
+    eprintln!("without WebGPU: state {state}, {}", shown[1]);
+    assert_eq!(state, "error", "without WebGPU the page must say it cannot run");
+    let text = shown[1].as_str().unwrap_or("");
+    assert!(shown[0] == json!(false) && text.contains("WebGPU") && text.contains("--enable-unsafe-webgpu"), "the message: {shown}");
 }
 
 #[test]
@@ -138,6 +160,7 @@ fn the_page_shows_the_native_engines_numbers() {
         return;
     }
     let (_server, url) = serve();
+    check_without_webgpu(&url);
     let (shown, png) = load_page(&url);
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/web/playground.png");
     std::fs::write(&out, &png).unwrap();
@@ -156,7 +179,7 @@ fn the_page_shows_the_native_engines_numbers() {
             let page: f64 = shown["losses"][panel.surface.name()][label].as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
             let bound = loss_bound(panel.surface, *config, panel.start, panel.steps).unwrap();
             let ratio = if page == native { 0.0 } else { (page - native).abs() / bound };
-            eprintln!("{:<10} {:<9} page {page:>13.6e} native {native:>13.6e} bound {bound:9.2e}  {ratio:.3}", panel.surface.name(), label);
+            eprintln!("{:<10} {:<9} page {page:>13.6e} native {native:>13.6e} bound {bound:9.2e}  {ratio:.2e}", panel.surface.name(), label);
             (equal, compared) = (equal + usize::from(page == native), compared + 1);
             worst = worst.max(if ratio.is_nan() { f64::INFINITY } else { ratio });
             if ratio.is_nan() || ratio > 1.0 {
@@ -164,7 +187,7 @@ fn the_page_shows_the_native_engines_numbers() {
             }
         }
     }
-    eprintln!("largest |page − native| / bound: {worst:.3}; {equal} of {compared} final f bitwise equal");
+    eprintln!("largest |page − native| / bound: {worst:.2e}; {equal} of {compared} final f bitwise equal");
     assert!(failures.is_empty(), "the page's numbers differ from the native engine's:\n{}", failures.join("\n"));
     let accuracy = shown["mlp"].as_str().and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
     eprintln!("in-page MLP: {:.1} % test accuracy", 100.0 * accuracy);

@@ -240,15 +240,23 @@ async function trainMlp() {
   result.textContent = `${rule}: ${(100 * accuracy).toFixed(1)} % test accuracy after ${epochs} epochs`;
 }
 
+const ENABLE = 'Use a recent Chrome or Edge (WebGPU is on by default), Firefox with dom.webgpu.enabled, ' +
+  'Safari 26, or start Chromium with --enable-unsafe-webgpu.';
+
 async function main() {
   if (!navigator.gpu) {
-    fail('WebGPU is not available in this browser, so nothing can run here. Use a recent Chrome or Edge ' +
-      '(WebGPU is on by default), Firefox with dom.webgpu.enabled, Safari 26, or start Chromium with ' +
-      '--enable-unsafe-webgpu.');
+    fail(`WebGPU is not available in this browser, so nothing can run here. ${ENABLE}`);
     return;
   }
   await init();
-  document.getElementById('adapter').textContent = `Adapter: ${await adapter()} (WebGPU)`;
+  let name;
+  try {
+    name = await adapter();
+  } catch (e) {
+    fail(`This browser offers no WebGPU adapter (${e && e.message ? e.message : e}), so nothing can run here. ${ENABLE}`);
+    return;
+  }
+  document.getElementById('adapter').textContent = `Adapter: ${name} (WebGPU)`;
   panels = JSON.parse(setup());
   buildPanels();
   buildControls();
