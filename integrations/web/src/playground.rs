@@ -57,7 +57,12 @@ pub enum Disturbance {
     None,
     /// Every gradient component scaled by 1 ± δ, the sign alternating by
     /// step and by component (`sign` flips the whole pattern).
-    Gradient { delta: f64, sign: f64 },
+    Gradient {
+        /// The relative size of the disturbance.
+        delta: f64,
+        /// +1 or −1: which components grow on even steps.
+        sign: f64,
+    },
     /// The params rounded to f32 after every step, as the GPU stores them.
     RoundParams,
 }

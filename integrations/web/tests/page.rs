@@ -11,7 +11,7 @@
 //! - without WebGPU (no `--enable-unsafe-webgpu`) the page reports `error`
 //!   and says how to enable it.
 //!
-//! Needs chromium, chromedriver and wasm-bindgen (`.ci/run` installs them);
+//! Needs chromium, chromedriver, wasm-bindgen and the wasm32 target (`.ci/run` installs them);
 //! without them the test says so and passes, unless `CI` is set.
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -38,6 +38,12 @@ impl Drop for Killed {
 
 fn on_path(tool: &str) -> bool {
     Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// Whether rustc has the wasm32-unknown-unknown standard library.
+fn wasm32_installed() -> bool {
+    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    sysroot.is_ok_and(|root| std::path::Path::new(&root).join("lib/rustlib/wasm32-unknown-unknown").is_dir())
 }
 
 fn free_port() -> u16 {
@@ -153,7 +159,10 @@ fn check_without_webgpu(url: &str) {
 
 #[test]
 fn the_page_shows_the_native_engines_numbers() {
-    let missing: Vec<&str> = ["chromedriver", "wasm-bindgen", "chromium"].into_iter().filter(|t| !on_path(t)).collect();
+    let mut missing: Vec<&str> = ["chromedriver", "wasm-bindgen", "chromium"].into_iter().filter(|t| !on_path(t)).collect();
+    if !wasm32_installed() {
+        missing.push("the wasm32-unknown-unknown target");
+    }
     if !missing.is_empty() {
         assert!(std::env::var_os("CI").is_none(), "CI is set but {missing:?} are missing: run .ci/run");
         eprintln!("skipped: {missing:?} not installed (.ci/run installs them)");
