@@ -54,6 +54,10 @@ fn small_benchmark_run_reports_finite_ratios() {
     let formats: Vec<_> = report.state_formats.iter().map(|s| (s.format.as_str(), s.state_bytes_per_param)).collect();
     assert_eq!(formats, [("f32", 8), ("bf16", 4), ("int8", 2)]);
     assert!(report.state_formats.iter().all(|s| s.fused_ms > 0.0 && s.speedup_over_f32.is_finite()));
+    // Without AdamW in the run, the tensor-wise rows are set against the first rule's stream kernel.
+    for t in &report.tensor_wise {
+        assert!(t.fraction_of_stream > 0.0 && t.fraction_of_stream == t.gbps / report.rules[0].stream_gbps, "{}", t.rule);
+    }
     let m = report.model.as_ref().unwrap();
     assert_eq!((m.tensors, m.elements), (20, 50_000));
     assert!(m.model_ms > 0.0 && m.flat_ms > 0.0 && m.per_tensor_ms > 0.0);

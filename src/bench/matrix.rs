@@ -93,16 +93,25 @@ pub struct TensorRow {
     pub gbps: f64,
     /// AdamW's f32 step in the same run ÷ this step.
     pub speed_vs_adamw: f64,
+    /// gbps ÷ the stream kernel's GB/s in the same run: the step's time
+    /// against the time the simplest kernel takes to move the bytes its
+    /// passes must move (1 is the honest ceiling).
+    pub fraction_of_stream: f64,
 }
 
 /// LAMB, Adafactor (factored over rows of 1024 when `n` allows) and the
 /// weight EMA on the `n` elements of `p`/`g`, each timed as the rules are.
 ///
 /// **Errors:** anything the optimizers report.
-pub fn tensor_rows(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, (p, g, n): (&wgpu::Buffer, &wgpu::Buffer, u64), (reps, steps): (u32, u32), adamw_ms: f64) -> Result<Vec<TensorRow>> {
+/// `adamw_ms` and `stream_gbps` come from the same run's AdamW step and
+/// stream kernel.
+pub fn tensor_rows(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, (p, g, n): (&wgpu::Buffer, &wgpu::Buffer, u64), (reps, steps): (u32, u32), (adamw_ms, stream_gbps): (f64, f64)) -> Result<Vec<TensorRow>> {
     let flat = [ParamSlice::range(p, 0, g, 0, n)];
     let shaped = if n % 1024 == 0 { [flat[0].clone().with_shape(&[n / 1024, 1024])] } else { flat.clone() };
-    let row = |rule: &str, form: crate::RowForm, bytes: u64, s: f64| TensorRow { rule: rule.into(), access: format!("{form:?}").to_lowercase(), elements: n, bytes_per_element: bytes, ms: s * 1e3, gbps: (bytes * n) as f64 / s / 1e9, speed_vs_adamw: adamw_ms / (s * 1e3) };
+    let row = |rule: &str, form: crate::RowForm, bytes: u64, s: f64| {
+        let gbps = (bytes * n) as f64 / s / 1e9;
+        TensorRow { rule: rule.into(), access: format!("{form:?}").to_lowercase(), elements: n, bytes_per_element: bytes, ms: s * 1e3, gbps, speed_vs_adamw: adamw_ms / (s * 1e3), fraction_of_stream: gbps / stream_gbps }
+    };
     let mut lamb = crate::LambOptimizer::new(device, queue, crate::Lamb { weight_decay: 0.01, ..Default::default() }, &flat)?;
     // moments: θ, g, m, v read, m, v written; apply: θ, m, v read, θ written.
     let lamb_s = timer.per_step(reps, steps, &mut |e| lamb.record_step(e))?;
