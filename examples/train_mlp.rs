@@ -22,7 +22,7 @@
 mod model;
 
 use clap::Parser;
-use model::{configs, Mlp, IN, OUT, TRAIN};
+use model::{configs, EpochStepper, Mlp, IN, OUT, TRAIN};
 use wgpu_optim::lbfgs::{Lbfgs, LbfgsOptimizer, LineSearch};
 use wgpu_optim::{device, Adafactor, AdafactorOptimizer, EngineOptions, Lamb, LambOptimizer, Muon, MuonOptimizer, OptimError, Optimizer, ParamArena, ParamSlice, StateFormat};
 
@@ -107,7 +107,10 @@ impl Stepper {
         Ok(Stepper::Muon(Box::new(muon), Optimizer::with_groups(device, queue, &configs[..1], &biases, engine)?))
     }
 
-    fn record(&mut self, enc: &mut wgpu::CommandEncoder) -> Result<(), OptimError> {
+}
+
+impl EpochStepper for Stepper {
+    fn step(&mut self, enc: &mut wgpu::CommandEncoder) -> Result<(), OptimError> {
         match self {
             Stepper::Fused(opt) => opt.record_step(enc),
             Stepper::Muon(muon, adamw) => {
@@ -121,11 +124,9 @@ impl Stepper {
         }
     }
 
-    /// Moves the params to their eval or train form, for a rule that has
-    /// them (schedule-free AdamW); nothing for the others.
     fn set_eval(&mut self, enc: &mut wgpu::CommandEncoder, eval: bool) -> Result<(), OptimError> {
         match self {
-            Stepper::Fused(opt) if opt.configs()[0].mode_switch(eval).is_some() => if eval { opt.eval(enc) } else { opt.train(enc) },
+            Stepper::Fused(opt) => opt.set_eval(enc, eval),
             _ => Ok(()),
         }
     }
@@ -153,17 +154,7 @@ pub fn train(device: &wgpu::Device, queue: &wgpu::Queue, opts: &TrainOptions) ->
             lbfgs.step(&mut |enc| Ok(mlp.record_full_batch(queue, enc)))?;
         }
         let mut enc = device.create_command_encoder(&Default::default());
-        opt.set_eval(&mut enc, false)?;
-        let batches = mlp.batches();
-        for (slot, &batch) in batches.iter().enumerate() {
-            if !batch.2 && slot > 0 && batches[slot - 1].2 {
-                opt.set_eval(&mut enc, true)?; // the test batches see the averaged params
-            }
-            mlp.record_batch(queue, &mut enc, slot, batch);
-            if batch.2 {
-                opt.record(&mut enc)?;
-            }
-        }
+        let batches = mlp.record_epoch(queue, &mut enc, &mut opt)?;
         queue.submit([enc.finish()]);
         let sums = mlp.read_stats(device, queue)?;
         let steps = mlp.train_steps();

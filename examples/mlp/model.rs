@@ -8,7 +8,7 @@
 use wgpu_optim::validate::uniform;
 #[cfg(not(target_arch = "wasm32"))]
 use wgpu_optim::lbfgs::LossAt;
-use wgpu_optim::{device, Adadelta, Adagrad, Adam, AdamW, AdamWScheduleFree, Adan, Adamax, Asgd, NAdam, OptimError, OptimizerConfig, ParamArena, RAdam, RmsProp, Rprop, Sgd};
+use wgpu_optim::{device, Adadelta, Adagrad, Adam, AdamW, AdamWScheduleFree, Adan, Adamax, Asgd, NAdam, OptimError, Optimizer, OptimizerConfig, ParamArena, RAdam, RmsProp, Rprop, Sgd};
 
 const DIGITS: &str = include_str!("../data/digits.csv");
 const SHADER: &str = include_str!("mlp.wgsl");
@@ -90,6 +90,33 @@ pub struct Mlp {
 
 /// One batch: its first position in the order, its rows, and whether it trains.
 pub type Batch = (usize, usize, bool);
+
+/// What steps the model during an epoch: the optimizer's step after each
+/// training batch, and the move of the params to their eval form before the
+/// test batches (and back). (The data-parallel example records its epoch
+/// its own way, across ranks.)
+#[allow(dead_code)]
+pub trait EpochStepper {
+    /// Records one optimizer step.
+    fn step(&mut self, enc: &mut wgpu::CommandEncoder) -> Result<(), OptimError>;
+    /// Moves the params to their eval (or train) form, for a rule that has
+    /// them (schedule-free AdamW); nothing for the others.
+    fn set_eval(&mut self, enc: &mut wgpu::CommandEncoder, eval: bool) -> Result<(), OptimError>;
+}
+
+impl EpochStepper for Optimizer {
+    fn step(&mut self, enc: &mut wgpu::CommandEncoder) -> Result<(), OptimError> {
+        self.record_step(enc)
+    }
+
+    fn set_eval(&mut self, enc: &mut wgpu::CommandEncoder, eval: bool) -> Result<(), OptimError> {
+        match self.configs()[0].mode_switch(eval) {
+            Some(_) if eval => self.eval(enc),
+            Some(_) => self.train(enc),
+            None => Ok(()),
+        }
+    }
+}
 
 /// Loss and accuracy sums of an epoch, read back.
 pub struct Sums {
@@ -188,6 +215,27 @@ impl Mlp {
         let train = (0..self.train_steps()).map(|s| (s * b, (TRAIN - s * b).min(b), true));
         let tests = (0..self.test_len().div_ceil(b)).map(|e| (TRAIN + e * b, (self.test_len() - e * b).min(b), false));
         train.chain(tests).collect()
+    }
+
+    /// Records one epoch into `enc`: the params in train form, each
+    /// training batch and its step, then the test batches on the params'
+    /// eval form. Returns the epoch's batches (their stats slots in order).
+    ///
+    /// **Errors:** the stepper's.
+    #[allow(dead_code)]
+    pub fn record_epoch(&self, queue: &wgpu::Queue, enc: &mut wgpu::CommandEncoder, stepper: &mut impl EpochStepper) -> Result<Vec<Batch>, OptimError> {
+        stepper.set_eval(enc, false)?;
+        let batches = self.batches();
+        for (slot, &batch) in batches.iter().enumerate() {
+            if !batch.2 && slot > 0 && batches[slot - 1].2 {
+                stepper.set_eval(enc, true)?; // the test batches see the averaged params
+            }
+            self.record_batch(queue, enc, slot, batch);
+            if batch.2 {
+                stepper.step(enc)?;
+            }
+        }
+        Ok(batches)
     }
 
     /// Records the forward pass of `rows` samples from position `start`

@@ -100,11 +100,11 @@ pub struct TensorRow {
 }
 
 /// LAMB, Adafactor (factored over rows of 1024 when `n` allows) and the
-/// weight EMA on the `n` elements of `p`/`g`, each timed as the rules are.
-///
-/// **Errors:** anything the optimizers report.
+/// weight EMA on the `n` elements of `p`/`g`, each timed as the rules are;
 /// `adamw_ms` and `stream_gbps` come from the same run's AdamW step and
 /// stream kernel.
+///
+/// **Errors:** anything the optimizers report.
 pub fn tensor_rows(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, (p, g, n): (&wgpu::Buffer, &wgpu::Buffer, u64), (reps, steps): (u32, u32), (adamw_ms, stream_gbps): (f64, f64)) -> Result<Vec<TensorRow>> {
     let flat = [ParamSlice::range(p, 0, g, 0, n)];
     let shaped = if n % 1024 == 0 { [flat[0].clone().with_shape(&[n / 1024, 1024])] } else { flat.clone() };

@@ -24,12 +24,13 @@ pub(crate) async fn gpu() -> Result<Rc<Gpu>, JsError> {
     if let Some(g) = GPU.with(|g| g.borrow().clone()) {
         return Ok(g);
     }
-    let g = Rc::new(headless_async().await.map_err(|e| JsError::new(&e.to_string()))?);
+    let g = Rc::new(headless_async().await.map_err(js)?);
     GPU.with(|slot| *slot.borrow_mut() = Some(g.clone()));
     Ok(g)
 }
 
-fn js(e: impl std::fmt::Display) -> JsError {
+/// Any error as the JavaScript exception the page shows.
+pub(crate) fn js(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 

@@ -10,11 +10,8 @@ use wgpu_optim::{EngineOptions, Optimizer};
 #[allow(dead_code)]
 mod model;
 
+use crate::page::js;
 use model::{configs, Mlp, TRAIN};
-
-fn js(e: impl std::fmt::Display) -> JsError {
-    JsError::new(&e.to_string())
-}
 
 /// Trains for `epochs` epochs (batch 64, hidden 64, seed 1, the rule's
 /// default lr in `train_mlp` unless `lr` > 0) and calls
@@ -36,17 +33,7 @@ pub async fn train(optimizer: String, epochs: u32, lr: f64, on_epoch: js_sys::Fu
     for epoch in 1..=epochs {
         mlp.start_epoch(queue, epoch);
         let mut enc = device.create_command_encoder(&Default::default());
-        let batches = mlp.batches();
-        for (slot, &batch) in batches.iter().enumerate() {
-            if !batch.2 && slot > 0 && batches[slot - 1].2 {
-                switch_mode(&mut opt, &mut enc, true)?;
-            }
-            mlp.record_batch(queue, &mut enc, slot, batch);
-            if batch.2 {
-                opt.record_step(&mut enc).map_err(js)?;
-            }
-        }
-        switch_mode(&mut opt, &mut enc, false)?;
+        let batches = mlp.record_epoch(queue, &mut enc, &mut opt).map_err(js)?;
         queue.submit([enc.finish()]);
         let sums = mlp.read_stats_async(device, queue).await.map_err(js)?;
         let steps = mlp.train_steps();
@@ -55,13 +42,4 @@ pub async fn train(optimizer: String, epochs: u32, lr: f64, on_epoch: js_sys::Fu
         on_epoch.call3(&JsValue::NULL, &epoch.into(), &loss.into(), &accuracy.into()).map_err(|e| js(format!("{e:?}")))?;
     }
     Ok(accuracy)
-}
-
-/// The test batches see schedule-free AdamW's averaged params; a no-op for
-/// the other rules.
-fn switch_mode(opt: &mut Optimizer, enc: &mut wgpu::CommandEncoder, eval: bool) -> Result<(), JsError> {
-    if opt.configs()[0].mode_switch(eval).is_none() {
-        return Ok(());
-    }
-    if eval { opt.eval(enc) } else { opt.train(enc) }.map_err(js)
 }

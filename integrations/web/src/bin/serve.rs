@@ -63,8 +63,9 @@ mod native {
         let port = server.server_addr().to_ip().map_or(args.port, |a| a.port());
         println!("serving the playground on http://127.0.0.1:{port}/");
         std::io::stdout().flush().map_err(|e| e.to_string())?;
+        let site = site();
         for request in server.incoming_requests() {
-            respond(request, &site());
+            respond(request, &site);
         }
         Ok(())
     }
