@@ -64,3 +64,15 @@ fn lbfgs_reaches_rosenbrocks_minimum_like_the_reference() {
     assert!(near(gpu_iters, iterations as f64), "GPU {gpu_iters} against reference {iterations} iterations");
     assert!(near(gpu_evals, reference.host.func_evals as f64), "GPU {gpu_evals} against reference {} evaluations", reference.host.func_evals);
 }
+
+#[test]
+fn a_path_longer_than_a_buffer_may_be_is_a_typed_error() {
+    let gpu = require_gpu!();
+    // The fewest steps whose path (8 bytes a point, the start included) is over the limit.
+    let Ok(steps) = u32::try_from(gpu.device.limits().max_buffer_size / 8) else {
+        eprintln!("skipped: this device's buffers hold a path of any u32 length");
+        return;
+    };
+    let r = wgpu_optim::surfaces::trajectory(&gpu.device, &gpu.queue, Surface::Rosenbrock, wgpu_optim::Sgd::default().into(), [0.0, 0.0], steps);
+    assert!(matches!(r, Err(wgpu_optim::OptimError::ExceedsLimits(_))), "{r:?}");
+}

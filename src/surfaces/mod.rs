@@ -4,7 +4,7 @@
 
 pub mod panels;
 
-use crate::error::{scoped, Result};
+use crate::error::{scoped, OptimError, Result};
 
 /// A 2-D test function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -183,7 +183,9 @@ pub fn trajectory_with(
 /// [`trajectory_with`] without blocking: how the browser's playground runs
 /// it.
 ///
-/// **Errors:** anything the engine reports.
+/// **Errors:** [`OptimError::ExceedsLimits`] when the path (8 bytes a
+/// point) is larger than a buffer may be, before anything is created;
+/// anything the engine reports.
 pub async fn trajectory_async(
     device: &wgpu::Device,
     queue: &wgpu::Queue,
@@ -193,12 +195,17 @@ pub async fn trajectory_async(
     steps: u32,
     options: crate::EngineOptions,
 ) -> Result<Vec<[f32; 2]>> {
+    let path_bytes = 8 * (steps as u64 + 1);
+    let most = device.limits().max_buffer_size;
+    if path_bytes > most {
+        return Err(OptimError::ExceedsLimits(format!("a path of {steps} steps takes {path_bytes} bytes; the device allows buffers of {most}")));
+    }
     let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
     let xy = device.create_buffer(&wgpu::BufferDescriptor { label: Some("xy"), size: 8, usage, mapped_at_creation: false });
     let grad = device.create_buffer(&wgpu::BufferDescriptor { label: Some("grad"), size: 8, usage, mapped_at_creation: false });
     let path = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("path"),
-        size: 8 * (steps as u64 + 1),
+        size: path_bytes,
         usage,
         mapped_at_creation: false,
     });
