@@ -32,7 +32,12 @@
 
 // Table row of one workgroup, one vec4<u32> (a single 16-byte load):
 //   x: param offset, y: grad offset, z: state offset (elements)
-//   w: len | group << 16  (up to 4·WG elements of one tensor; param group)
+//   w: len | group << 16  (up to UNIT·WG·CHUNKS elements of one tensor; param group)
+// or a packed row (src/engine/table.rs), short pieces of one group:
+//   x: its first piece entry, y: its first map entry, z: elements spanned,
+//   w: PACKED_ROW | group << 16;
+//   a piece entry is a row whose w is len | first granule << 16, and the
+//   map has one byte per granule of GRANULE elements: the piece there.
 // Uniform memory (rows are workgroup-uniform loads), 16 KiB per launch.
 struct ParamTable {
     n_blocks: u32,
@@ -75,7 +80,31 @@ fn has(flag: u32) -> bool {
 // non-finite grads (GradScaler, skip_nonfinite).
 // A table row's param group (its high 16 bits of w).
 fn row_group(row: vec4<u32>) -> u32 {
-    return min(row.w >> 16u, MAX_GROUPS - 1u);
+    return min((row.w & ~PACKED_ROW) >> 16u, MAX_GROUPS - 1u);
+}
+
+// Elements of the row's span: its length, or a packed row's granules.
+fn row_span(row: vec4<u32>) -> u32 {
+    if ((row.w & PACKED_ROW) != 0u) {
+        return row.z;
+    }
+    return row.w & 0xffffu;
+}
+
+// Where element `first` (< row_span, a multiple of 4) of a row lives:
+// (param, grad, state element, elements of its piece from there; 0: none).
+// A unit of UNIT elements from `first` lies within one piece: pieces start
+// on whole granules.
+fn row_piece(row: vec4<u32>, first: u32) -> vec4<u32> {
+    if ((row.w & PACKED_ROW) == 0u) {
+        return vec4<u32>(row.xyz + first, (row.w & 0xffffu) - first);
+    }
+    let granule = first / GRANULE;
+    let word = table.blocks[row.y + granule / 16u][(granule / 4u) % 4u];
+    let piece = table.blocks[row.x + ((word >> ((granule % 4u) * 8u)) & 0xffu)];
+    let off = first - (piece.w >> 16u) * GRANULE;
+    let len = piece.w & 0xffffu;
+    return vec4<u32>(piece.xyz + off, select(0u, len - off, off < len));
 }
 
 // The group's per-step scalars: the host's, or, when the step lives on the

@@ -26,19 +26,22 @@ fn reduce_grads(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     var flag = 0u;
     if (wid.x < table.n_blocks) {
         let row = table.blocks[wid.x];
-        let len = row.w & 0xffffu;
+        let span = row_span(row);
         var inv_scale = 1.0;
         if (has(SCALER)) { inv_scale = 1.0 / control.scale; }
         // 4-element chunks of the row in a fixed order, the same for every
         // access path (so the norms are bitwise those of the vec4 path)
         for (var k = 0u; k < CHUNKS * UNIT / 4u; k++) {
             let first = (k * WG + lid) * 4u;
-            if (first < len) {
-                let n = min(4u, len - first);
-                let g = load_grad(row.y + first, n) * inv_scale;
-                let m = select(vec4<f32>(0.0), g, vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(n));
-                s = s + dot(m, m);
-                flag = flag | non_finite(g, n);
+            if (first < span) {
+                let at = row_piece(row, first);
+                if (at.w > 0u) {
+                    let n = min(4u, at.w);
+                    let g = load_grad(at.y, n) * inv_scale;
+                    let m = select(vec4<f32>(0.0), g, vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(n));
+                    s = s + dot(m, m);
+                    flag = flag | non_finite(g, n);
+                }
             }
         }
     }
@@ -54,7 +57,7 @@ fn reduce_grads(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     }
     let b = wid.x;
     if (lid == 0u && b < table.n_blocks) {
-        let group = table.blocks[b].w >> 16u;
+        let group = row_group(table.blocks[b]);
         control.partials[table.partial_base + b] = vec2<f32>(red[0], bitcast<f32>(group | (bad[0] << 8u)));
     }
 }

@@ -2,7 +2,7 @@
 // unit step `step_unit` comes from shaders/prelude/unit4.wgsl or wide.wgsl.
 // 8-bit state has its own entry point (shaders/prelude/q8.wgsl).
 
-// Workgroup b updates table row b: CHUNKS units of UNIT elements (4, or 8
+// Workgroup b updates table row b (or the pieces of a packed row): CHUNKS units of UNIT elements (4, or 8
 // with the wide access path) per invocation, unit k of lane l at element
 // (k·WG + l)·UNIT of the row (so the lanes of a workgroup touch consecutive
 // memory at each k). Everything that depends only on the row (its group's
@@ -19,11 +19,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let group = row_group(row);
     let c = step_coeffs(group);
     let grad_scale = grad_multiplier(group);
-    let len = row.w & 0xffffu;
+    let span = row_span(row);
     for (var k = 0u; k < CHUNKS; k++) {
         let first = (k * WG + lid) * UNIT;
-        if (first < len) {
-            step_unit(c, grad_scale, row.x + first, row.y + first, row.z + first, min(UNIT, len - first));
+        if (first < span) {
+            let at = row_piece(row, first);
+            if (at.w > 0u) {
+                step_unit(c, grad_scale, at.x, at.y, at.z, min(UNIT, at.w));
+            }
         }
     }
 }

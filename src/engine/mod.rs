@@ -21,6 +21,7 @@ pub mod plan;
 mod sizing;
 pub mod shader;
 pub mod state;
+pub mod table;
 pub mod uniforms;
 
 use std::sync::Arc;
@@ -35,7 +36,8 @@ pub use uniforms::{StepHead, StepScalars};
 
 use crate::error::{scoped, OptimError, Result};
 use crate::rules::{flags, OptimizerConfig, Rule, MAX_SLOTS};
-use plan::{Launch, TensorRange, Window, TABLE_BYTES};
+use plan::{TensorRange, Window};
+use table::{Launch, Row, TABLE_BYTES};
 use sizing::{chunks, per_block, plan, plan_limits, wanted_access, Planned};
 use state::StateStore;
 use uniforms::StepUniform;
@@ -52,6 +54,9 @@ pub const Q8_MAX_CHUNKS: u32 = 4;
 struct Dispatch {
     bind_group: wgpu::BindGroup,
     window: Window,
+    /// The window's workgroup rows (packed once; the activity mask only
+    /// zeroes lengths, so launches and workgroup counts never change).
+    rows: Vec<Row>,
     launches: Vec<Launch>,
     param: Bound,
     grad: Bound,
@@ -166,8 +171,7 @@ pub struct Optimizer {
     /// Parameter tables of a changed activity mask, one per dispatch,
     /// uploaded by the next recorded step (empty when none is pending).
     pending_tables: Vec<Vec<u8>>,
-    /// Elements per table row and bytes between table chunks.
-    per_block: u64,
+    /// Bytes between table chunks.
     table_stride: u64,
 }
 
@@ -232,7 +236,6 @@ impl Optimizer {
             active: vec![true; planned.tensors.len()],
             pending_tables: Vec::new(),
             tensors: planned.tensors,
-            per_block: per_block(&options, planned.access),
             table_stride: TABLE_BYTES.next_multiple_of(device.limits().min_uniform_buffer_offset_alignment as u64),
         };
         if opt.grad_control.device_step() {
@@ -256,8 +259,8 @@ impl Optimizer {
         let (mut first_block, mut state_base) = (0u32, 0u64);
         let mut dispatches = Vec::with_capacity(windows.len());
         for (window, state_buffers) in windows.iter().zip(&state.buffers) {
-            let rows = window.rows(tensors, per_block, limits.state_align, &[]);
-            let (bytes, launches) = plan::table(&rows, table_stride, first_block, state_base, window.state_len);
+            let rows = table::pack(&window.pieces(tensors, per_block, limits.state_align), per_block, options.packs_rows());
+            let (bytes, launches) = table::table(&rows, &[], table_stride, first_block, state_base, window.state_len);
             let table = device.create_buffer(&wgpu::BufferDescriptor { label: Some("wgpu-optim param table"), size: bytes.len() as u64, usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
             queue.write_buffer(&table, 0, &bytes);
             first_block += rows.len() as u32;
@@ -265,7 +268,7 @@ impl Optimizer {
             let param = (buffers[window.param_buf].clone(), window.p_lo, window.p_hi);
             let grad = (buffers[window.grad_buf].clone(), window.g_lo, window.g_hi);
             let bind_group = shared.bind_group(device, &param, &grad, &table, state_buffers);
-            dispatches.push(Dispatch { bind_group, window: window.clone(), launches, param, grad, table });
+            dispatches.push(Dispatch { bind_group, window: window.clone(), rows, launches, param, grad, table });
         }
         Ok(Built { shared, dispatches, state })
     }
@@ -439,6 +442,12 @@ impl Optimizer {
     /// Total parameter elements.
     pub fn numel(&self) -> u64 {
         self.params.iter().map(|p| p.param_len).sum()
+    }
+
+    /// Workgroups per step, over every window: one per table row, where
+    /// short tensors share rows ([`EngineOptions::pack_rows`]).
+    pub fn workgroups(&self) -> u32 {
+        self.total_blocks
     }
 
     /// Number of dispatches per step (1 unless tensors span several buffers

@@ -39,11 +39,24 @@ pub struct EngineOptions {
     pub grad_control: GradControl,
     /// Precision of the optimizer state (default f32).
     pub state_format: StateFormat,
+    /// Let tensor pieces shorter than a table row share workgroup rows
+    /// (see [`super::table`]). Default `true`; results are bitwise the same
+    /// either way, except the grad norm of clipping and loss scaling, whose
+    /// per-workgroup partials are summed in another order. 8-bit state never
+    /// packs: its rows are its quantisation blocks.
+    pub pack_rows: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { workgroup_size: 256, chunks_per_invocation: 4, max_binding_bytes: None, cache: None, vec4: true, wide: WideAccess::Auto, ceiling: false, grad_control: GradControl::default(), state_format: StateFormat::F32 }
+        EngineOptions { workgroup_size: 256, chunks_per_invocation: 4, max_binding_bytes: None, cache: None, vec4: true, wide: WideAccess::Auto, ceiling: false, grad_control: GradControl::default(), state_format: StateFormat::F32, pack_rows: true }
+    }
+}
+
+impl EngineOptions {
+    /// Whether short pieces share rows under these options.
+    pub(crate) fn packs_rows(&self) -> bool {
+        self.pack_rows && self.state_format != StateFormat::Int8Blockwise
     }
 }
 

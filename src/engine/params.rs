@@ -1,7 +1,8 @@
 //! The tensors an optimizer steps ([`ParamSlice`]) and the checks every
 //! input passes before the device is touched.
 
-use super::plan::{self, TensorRange};
+use super::plan::TensorRange;
+use super::table;
 use super::{Optimizer, MAX_GROUPS};
 use crate::error::{OptimError, Result};
 use crate::rules::OptimizerConfig;
@@ -223,10 +224,9 @@ impl Optimizer {
         self.pending_tables.clear();
         let (mut first_block, mut state_base) = (0u32, 0u64);
         for d in &self.dispatches {
-            let rows = d.window.rows(&self.tensors, self.per_block, self.state.block, &self.active);
-            let (bytes, _) = plan::table(&rows, self.table_stride, first_block, state_base, d.window.state_len);
+            let (bytes, _) = table::table(&d.rows, &self.active, self.table_stride, first_block, state_base, d.window.state_len);
             self.pending_tables.push(bytes);
-            first_block += rows.len() as u32;
+            first_block += d.rows.len() as u32;
             state_base += d.window.state_len;
         }
         Ok(())

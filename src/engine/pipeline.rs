@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::plan::TABLE_BYTES;
+use super::table::TABLE_BYTES;
 use super::key::PipelineKey;
 use super::shader;
 use super::uniforms::StepScalars;

@@ -1,18 +1,11 @@
 //! Dispatch planning, without a GPU: which ranges of which buffers each
 //! binding window covers, where each tensor's state lives, and the
-//! parameter table (one row per workgroup).
+//! pieces of the parameter table (one per workgroup before packing).
+
+use super::table::{Block, Piece};
 
 /// Elements each invocation updates (one vec4 chunk).
 pub const LANES: u64 = 4;
-
-/// Table rows (workgroups) per launch: the table is read from uniform memory
-/// (on lavapipe a per-workgroup row from a storage buffer turned every
-/// operand access into a gather, about a third slower), and a 16-byte
-/// header plus rows fill exactly the 16 KiB every adapter allows for a
-/// uniform binding.
-pub const TABLE_ROWS: usize = 1023;
-/// Bytes of one launch's table.
-pub const TABLE_BYTES: u64 = 16 + 16 * TABLE_ROWS as u64;
 
 /// One tensor as the planner sees it: element ranges of a param buffer and
 /// a grad buffer (buffers named by index), and its param group.
@@ -43,23 +36,6 @@ pub struct PlanLimits {
     /// Each segment's state is padded to a multiple of this (4, or a whole
     /// workgroup row for 8-bit state).
     pub state_align: u64,
-}
-
-/// One row of the GPU parameter table (binding 6): the elements one
-/// workgroup updates, up to `4·WG` consecutive elements of one tensor. One
-/// row per workgroup means no search on the GPU, and a row is a single
-/// 16-byte load (`len_group` = len | group << 16).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct Block {
-    /// First param element of the row, relative to the window's bound param range (elements).
-    pub param_offset: u32,
-    /// First grad element of the row, relative to the window's bound grad range (elements).
-    pub grad_offset: u32,
-    /// First state element of the row within the window's state (elements).
-    pub state_offset: u32,
-    /// `len | group << 16`: the row's length in elements (0: tensor skipped) and its param group.
-    pub len_group: u32,
 }
 
 /// A piece of one tensor inside one window: `(tensor index, start, len)`.
@@ -156,25 +132,24 @@ impl Window {
             .collect()
     }
 
-    /// The table rows of this window: one per `per_block` elements of each
-    /// segment, offsets relative to the bound ranges. The rows of a tensor
-    /// that is not `active` have length 0: the step leaves it (params and
-    /// state) untouched, as PyTorch skips a param whose grad is None.
-    pub fn rows(&self, tensors: &[TensorRange], per_block: u64, state_align: u64, active: &[bool]) -> Vec<Block> {
-        let mut rows = Vec::new();
+    /// The pieces of this window as table rows: one per `per_block`
+    /// elements of each segment, offsets relative to the bound ranges
+    /// (packed into shared rows by [`super::table::pack`]).
+    pub fn pieces(&self, tensors: &[TensorRange], per_block: u64, state_align: u64) -> Vec<Piece> {
+        let mut pieces = Vec::new();
         for (&(index, start, len), state_offset) in self.segments.iter().zip(self.state_offsets(state_align)) {
             let t = &tensors[index];
-            let on = active.get(index).copied().unwrap_or(true);
             for at in (0..len).step_by(per_block as usize) {
-                rows.push(Block {
+                let block = Block {
                     param_offset: (t.param_offset + start + at - self.p_lo) as u32,
                     grad_offset: (t.grad_offset + start + at - self.g_lo) as u32,
                     state_offset: (state_offset + at) as u32,
-                    len_group: if on { (len - at).min(per_block) as u32 } else { 0 } | t.group << 16,
-                });
+                    len_group: (len - at).min(per_block) as u32 | t.group << 16,
+                };
+                pieces.push(Piece { tensor: index, block });
             }
         }
-        rows
+        pieces
     }
 }
 
@@ -202,40 +177,6 @@ pub fn plan_windows(tensors: &[TensorRange], limits: &PlanLimits) -> Vec<Window>
     windows
 }
 
-/// One launch of a window: the byte offset of its table chunk, its
-/// workgroups, and the index of its first workgroup over all windows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Launch {
-    /// Byte offset of the launch's table chunk (its dynamic uniform offset).
-    pub table_offset: u32,
-    /// Workgroups of the launch: rows in its chunk.
-    pub workgroups: u32,
-    /// Index of the launch's first workgroup over all windows.
-    pub first_block: u32,
-}
-
-/// The window's table in uniform memory, in chunks of [`TABLE_ROWS`] rows
-/// (one launch each, so no launch exceeds the dispatch grid), each chunk at
-/// a multiple of `stride` bytes with a 16-byte header: rows in the chunk,
-/// its first workgroup over all windows, the window's first state element
-/// over all windows (`state_base`, for global stochastic-rounding keys),
-/// and the first u32 of the 8-bit block scales in each state buffer.
-pub fn table(rows: &[Block], stride: u64, first_block: u32, state_base: u64, state_len: u64) -> (Vec<u8>, Vec<Launch>) {
-    let chunks = rows.chunks(TABLE_ROWS);
-    let mut bytes = vec![0u8; (chunks.len() as u64 * stride) as usize];
-    let mut launches = Vec::with_capacity(chunks.len());
-    let mut first = first_block;
-    for (k, chunk) in chunks.enumerate() {
-        let at = k * stride as usize;
-        let head = [chunk.len() as u32, first, state_base as u32, (state_len / 4) as u32];
-        bytes[at..at + 16].copy_from_slice(bytemuck::bytes_of(&head));
-        bytes[at + 16..at + 16 + 16 * chunk.len()].copy_from_slice(bytemuck::cast_slice(chunk));
-        launches.push(Launch { table_offset: at as u32, workgroups: chunk.len() as u32, first_block: first });
-        first += chunk.len() as u32;
-    }
-    (bytes, launches)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,7 +198,7 @@ mod tests {
             assert!(w.p_hi - w.p_lo <= l.binding && w.g_hi - w.g_lo <= l.binding && w.state_len <= l.binding, "{w:?}");
             assert_eq!(w.p_lo % l.align, 0);
             assert_eq!(w.g_lo % l.align, 0);
-            let rows = w.rows(tensors, per_block, l.state_align, &[]);
+            let rows: Vec<Block> = w.pieces(tensors, per_block, l.state_align).iter().map(|p| p.block).collect();
             for (&(index, start, len), off) in w.segments.iter().zip(w.state_offsets(l.state_align)) {
                 assert_eq!(off % l.state_align, 0);
                 for e in start..start + len {
@@ -309,14 +250,5 @@ mod tests {
         let w = plan_windows(&even, &limits(1 << 20, 1)).remove(0);
         assert!(w.aligned_to(8, &even, 24, 32));
         assert!(!w.aligned_to(8, &even, 20, 32), "param range rounded up to 24 exceeds 20 elements");
-    }
-
-    #[test]
-    fn table_chunks_hold_at_most_table_rows_and_count_blocks() {
-        let rows = vec![Block { param_offset: 0, grad_offset: 0, state_offset: 0, len_group: 4 }; 2500];
-        let (bytes, launches) = table(&rows, 16384, 7, 0, 0);
-        assert_eq!(launches.iter().map(|l| l.workgroups).collect::<Vec<_>>(), vec![1023, 1023, 454]);
-        assert_eq!(launches.iter().map(|l| l.first_block).collect::<Vec<_>>(), vec![7, 1030, 2053]);
-        assert_eq!(bytes.len(), 3 * 16384);
     }
 }

@@ -1,7 +1,8 @@
 //! How a step is laid out on a device: elements per table row, the plan
 //! limits the device allows, and the widest access form every window takes.
 
-use super::plan::{self, PlanLimits, TensorRange, Window, TABLE_BYTES, TABLE_ROWS};
+use super::plan::{self, PlanLimits, TensorRange, Window};
+use super::table::{TABLE_BYTES, TABLE_ROWS};
 use super::{params, Access, EngineOptions, ParamSlice, StateFormat, Q8_MAX_CHUNKS};
 use crate::error::{OptimError, Result};
 
