@@ -5,7 +5,10 @@
 //
 //   moments: m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²        (exp_avg, exp_avg_sq)
 //            u = (m/bc₁)/(√(v/bc₂) + eps) + weight_decay·θ; partial Σθ², Σu² of the row
-//   trust:   per tensor: r = ‖θ‖/‖u‖ (1 if either is 0, or if not adapting)
+//   trust:   per tensor: r = ‖θ‖/‖u‖ (1 if either is 0, or if not adapting):
+//            a tensor of one row (alone, or in a row shared with others:
+//            src/matrix/shared_rows.rs) has it from moments; the trust
+//            pass takes the longer ones, one workgroup each
 //   apply:   θ ← θ − lr·r·u   (u recomputed from the stored m, v: the same f32 values)
 
 // struct Scalars is generated from the Rust declaration (src/matrix/lamb.rs);
@@ -18,7 +21,7 @@ struct Tensor {
     state: u32,
     numel: u32,
     first_row: u32,
-    pad0: u32,
+    index: u32,          // in the trust pass's list (from s.first_trusted on): the tensor's index
     pad1: u32,
     pad2: u32,
 }
@@ -31,6 +34,41 @@ struct Tensor {
 // per row: Σθ², Σu²; then per tensor (from 2·n_rows on): the trust ratio
 @group(0) @binding(7) var<storage, read_write> sums: array<f32>;
 
+// A lane's part of its row: its tensor, the tensor's first element of the
+// row and its elements there, and the lane's place among the tensor's
+// lanes (a whole row: lid of WG; a shared row: its segment's).
+struct Part {
+    tensor: u32,
+    start: u32,
+    len: u32,
+    lane: u32,
+    lanes: u32,
+    first: u32,          // the segment's first lane
+}
+
+fn is_shared(row: Row) -> bool {
+    return (row.tensor & SHARED_ROW) != 0u;
+}
+
+fn part_of(row: Row, lid: u32) -> Part {
+    if (!is_shared(row)) {
+        return Part(row.tensor, row.start, row.len, lid, WG, 0u);
+    }
+    let me = rows[(row.tensor & ~SHARED_ROW) + lid];
+    if (me.tensor == NO_TENSOR) {
+        return Part(0u, 0u, 0u, 0u, 1u, lid);
+    }
+    return Part(me.tensor, 0u, tensors[me.tensor].numel, lid - me.start, me.len, me.start);
+}
+
+// r = ‖θ‖/‖u‖ from the two norms (1 if either is 0, or if not adapting).
+fn ratio_of(norms: vec2<f32>) -> f32 {
+    if (s.adapt != 0u && norms.x > 0.0 && norms.y > 0.0) {
+        return norms.x / norms.y;
+    }
+    return 1.0;
+}
+
 fn update_of(m: vec4<f32>, v: vec4<f32>, theta: vec4<f32>) -> vec4<f32> {
     return (m * s.inv_bc1) / (sqrt(v * s.inv_bc2) + s.eps) + s.weight_decay * theta;
 }
@@ -42,13 +80,14 @@ fn update_of(m: vec4<f32>, v: vec4<f32>, theta: vec4<f32>) -> vec4<f32> {
 @compute @workgroup_size(WG)
 fn moments(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = rows[wid.x];
-    let t = tensors[row.tensor];
+    let my = part_of(row, lid);
+    let t = tensors[my.tensor];
     var sq = vec2<f32>(0.0);
     for (var c = 0u; c < PER_LANE / UNIT; c++) {
-        let i = (c * WG + lid) * UNIT;
-        if (i >= row.len) { break; }
-        let n = min(UNIT, row.len - i);
-        let e = row.start + i;
+        let i = (c * my.lanes + my.lane) * UNIT;
+        if (i >= my.len) { break; }
+        let n = min(UNIT, my.len - i);
+        let e = my.start + i;
         let g = ld_grad(t.grad + e, n);
         var m = ld_exp_avg(t.state + e, n);
         var v = ld_exp_avg_sq(t.state + e, n);
@@ -65,37 +104,51 @@ fn moments(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
         st_exp_avg(t.state + e, m, n);
         st_exp_avg_sq(t.state + e, v, n);
     }
+    if (is_shared(row)) {
+        // each tensor's first lane sums its lanes in order: the tensor's norms
+        red[lid] = sq;
+        workgroupBarrier();
+        if (my.len > 0u && lid == my.first) {
+            var total = vec2<f32>(0.0);
+            for (var l = 0u; l < my.lanes; l++) {
+                total = total + red[lid + l];
+            }
+            sums[2u * s.n_rows + my.tensor] = ratio_of(sqrt(total));
+        }
+        return;
+    }
     let total = workgroup_sum(sq, lid);
     if (lid == 0u) {
         sums[2u * row.index] = total.x;
         sums[2u * row.index + 1u] = total.y;
+        if (rows_of(t.numel) == 1u) {
+            // the tensor's only row: its norms (as the trust pass would sum them)
+            sums[2u * s.n_rows + row.tensor] = ratio_of(sqrt(total));
+        }
     }
 }
 
-// One workgroup per tensor: ‖θ‖ and ‖u‖ from its rows' partial sums.
+// One workgroup per tensor of the list (tensors of more than one row):
+// ‖θ‖ and ‖u‖ from its rows' partial sums.
 @compute @workgroup_size(TOTAL_WG)
 fn trust(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let t = tensors[wid.x];
+    let t = tensors[s.first_trusted + wid.x];
     let norms = sqrt(tensor_total(t.first_row, rows_of(t.numel), lid));
     if (lid == 0u) {
-        var ratio = 1.0;
-        if (s.adapt != 0u && norms.x > 0.0 && norms.y > 0.0) {
-            ratio = norms.x / norms.y;
-        }
-        sums[2u * s.n_rows + wid.x] = ratio;
+        sums[2u * s.n_rows + t.index] = ratio_of(norms);
     }
 }
 
 @compute @workgroup_size(WG)
 fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = rows[wid.x];
-    let t = tensors[row.tensor];
-    let step = s.lr * sums[2u * s.n_rows + row.tensor];
+    let my = part_of(rows[wid.x], lid);
+    let t = tensors[my.tensor];
+    let step = s.lr * sums[2u * s.n_rows + my.tensor];
     for (var c = 0u; c < PER_LANE / UNIT; c++) {
-        let i = (c * WG + lid) * UNIT;
-        if (i >= row.len) { break; }
-        let n = min(UNIT, row.len - i);
-        let e = row.start + i;
+        let i = (c * my.lanes + my.lane) * UNIT;
+        if (i >= my.len) { break; }
+        let n = min(UNIT, my.len - i);
+        let e = my.start + i;
         var theta = ld_param(t.param + e, n);
         let m = ld_exp_avg(t.state + e, n);
         let v = ld_exp_avg_sq(t.state + e, n);

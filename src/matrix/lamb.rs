@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::rows::{self, Kernels, RowDesc};
+use super::rows::{self, Kernels};
+use super::shared_rows::{self, SharedRows};
 use crate::engine::uniforms::{gpu_struct, StepUniform};
 use crate::engine::ParamSlice;
 use crate::error::{scoped, OptimError, Result};
@@ -198,6 +199,8 @@ gpu_struct! {
         pub adapt: u32,
         /// Rows of the whole table (the ratios follow their sums).
         pub n_rows: u32,
+        /// Where the trust pass's list of tensors starts in the tensor table.
+        pub first_trusted: u32,
     }
 }
 
@@ -210,7 +213,9 @@ struct TensorDesc {
     state: u32,
     numel: u32,
     first_row: u32,
-    pad: [u32; 3],
+    /// The tensor's index (read in the trust pass's list).
+    index: u32,
+    pad: [u32; 2],
 }
 
 /// The passes of one (param buffer, grad buffer) pair.
@@ -259,6 +264,8 @@ pub struct LambOptimizer {
     exp_avg: wgpu::Buffer,
     exp_avg_sq: wgpu::Buffer,
     n_rows: u32,
+    /// Tensors the trust pass takes (those of more than one row).
+    trusted: u32,
     step: u32,
     access: rows::RowAccess,
 }
@@ -284,31 +291,35 @@ impl LambOptimizer {
             return Err(OptimError::ExceedsLimits(format!("LAMB's state of {} bytes per moment is past the binding limit", 4 * state_len)));
         }
         let (rows, first) = rows::rows(&numels, access.row_len());
-        let source = rows::totals_source(access, &Scalars::wgsl(), &format!("{}{LAMB_WGSL}", access.operands(&OPERANDS)));
+        let pairs = rows::windows(device, params, &rows)?;
+        let shares: Vec<SharedRows> = pairs.iter().map(|(_, _, mine)| shared_rows::share(mine, &numels, access.per_lane, true)).collect();
+        let descs: Vec<TensorDesc> = params.iter().zip(&state_at).zip(&first).enumerate().map(|(index, ((p, &state), &first_row))| TensorDesc { param: p.param_offset as u32, grad: p.grad_offset as u32, state: state as u32, numel: p.len() as u32, first_row, index: index as u32, pad: [0; 2] }).collect();
+        // The trust pass's list: tensors of more than one row (moments has the others' ratios).
+        let trusted: Vec<TensorDesc> = descs.iter().filter(|d| d.numel as u64 > access.row_len()).copied().collect();
+        let source = rows::totals_source(access, &Scalars::wgsl(), &format!("{}{}{LAMB_WGSL}", shared_rows::wgsl(), access.operands(&OPERANDS)));
         let kernels = Kernels::new(device, "lamb", &source, &READ_ONLY, &ENTRIES)?;
         let (uniform, exp_avg, exp_avg_sq, tensors, sums) = scoped(device, || {
             let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
             let buffer = |label, elements: u64| device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: 4 * elements.max(4), usage: storage, mapped_at_creation: false });
-            (StepUniform::new(device), buffer("exp_avg", state_len), buffer("exp_avg_sq", state_len), buffer("lamb tensors", 8 * numels.len() as u64), buffer("lamb sums", 2 * rows.len() as u64 + numels.len() as u64))
+            (StepUniform::new(device), buffer("exp_avg", state_len), buffer("exp_avg_sq", state_len), buffer("lamb tensors", 8 * (descs.len() + trusted.len()) as u64), buffer("lamb sums", 2 * rows.len() as u64 + numels.len() as u64))
         })?;
-        let descs: Vec<TensorDesc> = params.iter().zip(&state_at).zip(&first).map(|((p, &state), &first_row)| TensorDesc { param: p.param_offset as u32, grad: p.grad_offset as u32, state: state as u32, numel: p.len() as u32, first_row, pad: [0; 3] }).collect();
-        queue.write_buffer(&tensors, 0, bytemuck::cast_slice(&descs));
-        let mut opt = LambOptimizer { device: device.clone(), queue: queue.clone(), config, params: params.to_vec(), state_at, kernels, windows: Vec::new(), uniform, exp_avg, exp_avg_sq, n_rows: rows.len() as u32, step: 0, access };
-        opt.windows = opt.build_windows(&rows, &tensors, &sums)?;
+        queue.write_buffer(&tensors, 0, bytemuck::cast_slice(&[descs, trusted.clone()].concat()));
+        let mut opt = LambOptimizer { device: device.clone(), queue: queue.clone(), config, params: params.to_vec(), state_at, kernels, windows: Vec::new(), uniform, exp_avg, exp_avg_sq, n_rows: rows.len() as u32, trusted: trusted.len() as u32, step: 0, access };
+        opt.windows = opt.build_windows(pairs, shares, &tensors, &sums)?;
         Ok(opt)
     }
 
-    /// The row table and bind group of each (param buffer, grad buffer) pair.
-    fn build_windows(&self, rows: &[RowDesc], tensors: &wgpu::Buffer, sums: &wgpu::Buffer) -> Result<Vec<Window>> {
+    /// The row buffer and bind group of each (param buffer, grad buffer) pair.
+    fn build_windows(&self, pairs: Vec<(wgpu::Buffer, wgpu::Buffer, Vec<rows::RowDesc>)>, shares: Vec<SharedRows>, tensors: &wgpu::Buffer, sums: &wgpu::Buffer) -> Result<Vec<Window>> {
         let device = &self.device;
-        let pairs = rows::windows(device, &self.params, rows)?;
         scoped(device, || {
             pairs
                 .into_iter()
-                .map(|(param, grad, mine)| {
-                    let row_buf = rows::table(device, &self.queue, "lamb rows", &mine);
+                .zip(shares)
+                .map(|((param, grad, _), share)| {
+                    let row_buf = rows::table(device, &self.queue, "lamb rows", &share.entries);
                     let resources = vec![self.uniform.binding(), param.as_entire_binding(), grad.as_entire_binding(), self.exp_avg.as_entire_binding(), self.exp_avg_sq.as_entire_binding(), tensors.as_entire_binding(), row_buf.as_entire_binding(), sums.as_entire_binding()];
-                    Window { bind_group: self.kernels.bind(device, "lamb", resources), rows: mine.len() as u32 }
+                    Window { bind_group: self.kernels.bind(device, "lamb", resources), rows: share.workgroups }
                 })
                 .collect()
         })
@@ -330,6 +341,7 @@ impl LambOptimizer {
             weight_decay: c.weight_decay as f32,
             adapt: c.adapts() as u32,
             n_rows: self.n_rows,
+            first_trusted: self.params.len() as u32,
         }
     }
 
@@ -349,9 +361,11 @@ impl LambOptimizer {
         };
         let pipelines = &self.kernels.pipelines;
         per_window(&mut pass, &pipelines[0]);
-        pass.set_pipeline(&pipelines[1]);
-        pass.set_bind_group(0, &self.windows[0].bind_group, &[]);
-        pass.dispatch_workgroups(self.params.len() as u32, 1, 1);
+        if self.trusted > 0 {
+            pass.set_pipeline(&pipelines[1]);
+            pass.set_bind_group(0, &self.windows[0].bind_group, &[]);
+            pass.dispatch_workgroups(self.trusted, 1, 1);
+        }
         per_window(&mut pass, &pipelines[2]);
         Ok(())
     }

@@ -14,6 +14,7 @@ pub mod lamb;
 pub mod muon;
 pub mod rows;
 pub mod rule;
+pub mod shared_rows;
 
 pub use adafactor::{Adafactor, AdafactorOptimizer};
 pub use lamb::{Lamb, LambOptimizer, TrustRatio};

@@ -55,8 +55,16 @@ pub const PER_LANE_CPU: u32 = 64;
 /// than its own shape needs.
 pub fn sum_depth(n: u64) -> u64 {
     let rows = n.div_ceil(PER_LANE_GPU as u64 * WG as u64);
-    2 + PER_LANE_CPU as u64 + WG.trailing_zeros() as u64 + rows.div_ceil(TOTAL_WG as u64) + TOTAL_WG.trailing_zeros() as u64
+    let whole = 2 + PER_LANE_CPU as u64 + WG.trailing_zeros() as u64 + rows.div_ceil(TOTAL_WG as u64) + TOTAL_WG.trailing_zeros() as u64;
+    // In a row shared with other tensors (src/matrix/shared_rows.rs): a
+    // lane's sum, then the tensor's lanes one after another.
+    let shared = 2 + PER_LANE_CPU as u64 + MAX_SEGMENT_LANES as u64;
+    whole.max(shared)
 }
+
+/// Most lanes one tensor takes in a row shared with other tensors (its
+/// first lane sums theirs one after another; src/matrix/shared_rows.rs).
+pub const MAX_SEGMENT_LANES: u32 = 64;
 
 /// A row of the table (`Row` in the shaders).
 #[repr(C)]
