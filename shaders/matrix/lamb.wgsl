@@ -46,6 +46,9 @@ struct Part {
     first: u32,          // the segment's first lane
 }
 
+// Per lane: the sum of its run of a shared row's segment (at the run's first lane).
+var<workgroup> runs: array<vec2<f32>, WG>;
+
 fn is_shared(row: Row) -> bool {
     return (row.tensor & SHARED_ROW) != 0u;
 }
@@ -105,13 +108,24 @@ fn moments(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
         st_exp_avg_sq(t.state + e, v, n);
     }
     if (is_shared(row)) {
-        // each tensor's first lane sums its lanes in order: the tensor's norms
+        // each tensor's norms: its lanes in runs of SEGMENT_RUN, each summed
+        // in order by the run's first lane, then the runs in order by the
+        // tensor's first lane
         red[lid] = sq;
         workgroupBarrier();
-        if (my.len > 0u && lid == my.first) {
+        let k = lid - my.first;
+        var run = vec2<f32>(0.0);
+        if (my.len > 0u && k % SEGMENT_RUN == 0u) {
+            for (var l = 0u; l < min(SEGMENT_RUN, my.lanes - k); l++) {
+                run = run + red[lid + l];
+            }
+        }
+        runs[lid] = run;
+        workgroupBarrier();
+        if (my.len > 0u && k == 0u) {
             var total = vec2<f32>(0.0);
-            for (var l = 0u; l < my.lanes; l++) {
-                total = total + red[lid + l];
+            for (var l = 0u; l < my.lanes; l += SEGMENT_RUN) {
+                total = total + runs[lid + l];
             }
             sums[2u * s.n_rows + my.tensor] = ratio_of(sqrt(total));
         }

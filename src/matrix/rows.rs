@@ -51,20 +51,25 @@ pub const PER_LANE_CPU: u32 = 64;
 /// (at most PER_LANE terms plus 2) and the workgroup's tree (log₂ WG) per
 /// row, then tensor_total.wgsl's `tensor_total`: a lane's rows in order
 /// (at most ⌈rows / TOTAL_WG⌉, rows at most ⌈n / (PER_LANE_GPU·WG)⌉) and
-/// its tree (log₂ TOTAL_WG). On a GPU this is about 48 roundings looser
+/// its tree (log₂ TOTAL_WG); or, in a row shared with other tensors, a
+/// lane's sum, a run of [`SEGMENT_RUN`] lanes and the runs of at most
+/// [`MAX_SEGMENT_LANES`]. On a GPU this is about 48 roundings looser
 /// than its own shape needs.
 pub fn sum_depth(n: u64) -> u64 {
     let rows = n.div_ceil(PER_LANE_GPU as u64 * WG as u64);
     let whole = 2 + PER_LANE_CPU as u64 + WG.trailing_zeros() as u64 + rows.div_ceil(TOTAL_WG as u64) + TOTAL_WG.trailing_zeros() as u64;
     // In a row shared with other tensors (src/matrix/shared_rows.rs): a
-    // lane's sum, then the tensor's lanes one after another.
-    let shared = 2 + PER_LANE_CPU as u64 + MAX_SEGMENT_LANES as u64;
+    // lane's sum, then runs of its lanes in order, then the runs in order.
+    let shared = 2 + PER_LANE_CPU as u64 + SEGMENT_RUN as u64 + (MAX_SEGMENT_LANES / SEGMENT_RUN) as u64;
     whole.max(shared)
 }
 
-/// Most lanes one tensor takes in a row shared with other tensors (its
-/// first lane sums theirs one after another; src/matrix/shared_rows.rs).
-pub const MAX_SEGMENT_LANES: u32 = 64;
+/// Most lanes one tensor takes in a row shared with other tensors: a
+/// whole row's (src/matrix/shared_rows.rs).
+pub const MAX_SEGMENT_LANES: u32 = WG;
+/// Lanes of a shared row's tensor summed in order by one lane, before
+/// the runs are summed in order.
+pub const SEGMENT_RUN: u32 = 16;
 
 /// A row of the table (`Row` in the shaders).
 #[repr(C)]

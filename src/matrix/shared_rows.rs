@@ -4,13 +4,15 @@
 //! those rows, not from a workgroup per tensor.
 //!
 //! In a shared row each tensor takes ⌈numel / per_lane⌉ consecutive lanes
-//! (at most [`MAX_SEGMENT_LANES`]); lane k of a tensor's w lanes takes its
-//! units k, k + w, …, as a whole row's lanes take theirs. The tensor's
-//! first lane then sums its lanes' partial sums in order (a fixed order:
-//! deterministic) and writes the tensor's trust ratio itself. The row's
+//! (a tensor of one row: at most [`MAX_SEGMENT_LANES`], the whole row);
+//! lane k of a tensor's w lanes takes its units k, k + w, …, as a whole
+//! row's lanes take theirs. Its lanes' partial sums are then summed in runs
+//! of [`SEGMENT_RUN`] lanes in order, and the runs in order by the tensor's
+//! first lane (a fixed order: deterministic), which writes the tensor's
+//! trust ratio itself. The row's
 //! lane entries follow the rows in the window's row buffer.
 
-pub use super::rows::MAX_SEGMENT_LANES;
+pub use super::rows::{MAX_SEGMENT_LANES, SEGMENT_RUN};
 use super::rows::{RowDesc, WG};
 use crate::engine::table::best_fit;
 
@@ -22,7 +24,7 @@ pub const NO_TENSOR: u32 = u32::MAX;
 
 /// The WGSL constants of these rows.
 pub fn wgsl() -> String {
-    format!("const SHARED_ROW: u32 = {SHARED_ROW}u;\nconst NO_TENSOR: u32 = {NO_TENSOR}u;\n")
+    format!("const SHARED_ROW: u32 = {SHARED_ROW}u;\nconst NO_TENSOR: u32 = {NO_TENSOR}u;\nconst SEGMENT_RUN: u32 = {SEGMENT_RUN}u;\n")
 }
 
 /// One window's row buffer: its workgroups' rows, then each shared row's
