@@ -115,6 +115,10 @@ pub struct ModelRow {
     pub encode_per_tensor_us: f64,
     /// Dispatches per step of the model optimizer.
     pub model_dispatches: usize,
+    /// Workgroups per step of the model optimizer (short tensors share rows).
+    pub model_workgroups: u32,
+    /// Workgroups per step of the flat tensor's optimizer.
+    pub flat_workgroups: u32,
     /// How the model optimizer's kernel accessed memory ("Vec4", "Wide", "Scalar").
     pub model_access: String,
     /// How the flat optimizer's kernel accessed memory.
@@ -386,6 +390,7 @@ fn model_case(
     let mut flat = Optimizer::with_groups(device, queue, &[config], &[ParamSlice::range(&fp, 0, &fg, 0, total)], engine.clone())?;
     let flat_s = timer.per_step(options.reps, options.steps, &mut |e| flat.record_step(e))?;
     let flat_access = format!("{:?}", flat.access());
+    let flat_workgroups = flat.workgroups();
     drop(flat);
 
     progress("model: LAMB and Adafactor");
@@ -409,6 +414,8 @@ fn model_case(
         encode_model_us: encode_model * 1e6,
         encode_per_tensor_us: encode_per_tensor * 1e6,
         model_dispatches: model.dispatch_count(),
+        model_workgroups: model.workgroups(),
+        flat_workgroups,
         model_access: format!("{:?}", model.access()),
         flat_access,
         tensor_wise,
@@ -441,8 +448,8 @@ pub fn format_report(r: &BenchReport) -> String {
     }
     if let Some(m) = &r.model {
         s += &format!(
-            "whole model (AdamW): {} tensors, {} params, {} dispatch(es), {} access (flat: {})\n  model {:.3} ms | flat {:.3} ms | per-tensor {:.3} ms\n  model/flat {:.3} | per-tensor/model {:.2}x\n  host encode per step: model {:.1} us | per-tensor {:.1} us\n",
-            m.tensors, m.elements, m.model_dispatches, m.model_access.to_lowercase(), m.flat_access.to_lowercase(), m.model_ms, m.flat_ms, m.per_tensor_ms, m.model_over_flat, m.per_tensor_over_model, m.encode_model_us, m.encode_per_tensor_us
+            "whole model (AdamW): {} tensors, {} params, {} dispatch(es), {} access (flat: {}), {} workgroups (flat: {})\n  model {:.3} ms | flat {:.3} ms | per-tensor {:.3} ms\n  model/flat {:.3} | per-tensor/model {:.2}x\n  host encode per step: model {:.1} us | per-tensor {:.1} us\n",
+            m.tensors, m.elements, m.model_dispatches, m.model_access.to_lowercase(), m.flat_access.to_lowercase(), m.model_workgroups, m.flat_workgroups, m.model_ms, m.flat_ms, m.per_tensor_ms, m.model_over_flat, m.per_tensor_over_model, m.encode_model_us, m.encode_per_tensor_us
         );
         for t in &m.tensor_wise {
             s += &format!("  {} over the same tensors (each a matrix): model {:.3} ms | flat {:.3} ms | model/flat {:.3}\n", t.rule, t.model_ms, t.flat_ms, t.model_over_flat);
