@@ -40,7 +40,7 @@ pub use adopt::ParamInfo;
 pub use buffers::{buffer_of, TensorBuffer};
 pub use device::SharedDevice;
 pub use error::{Error, Result};
-pub use optimizer::{Builder, FusedOptimizer, GroupFn};
+pub use optimizer::{Builder, FusedOptimizer, GroupFn, StepPhases};
 
 /// `docs/burn.md`'s Rust blocks, compiled as doctests.
 #[cfg(doctest)]

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
@@ -88,7 +89,7 @@ impl Builder {
         }
         let engine = Optimizer::with_groups(&shared.wgpu_device, &shared.queue, &self.configs, &slices, self.options)?;
         let index = layout.params.iter().enumerate().map(|(i, p)| (p.info.id, i)).collect();
-        Ok((model, FusedOptimizer { shared: shared.clone(), engine, layout, grads, index }))
+        Ok((model, FusedOptimizer { shared: shared.clone(), engine, layout, grads, index, phases: StepPhases::default() }))
     }
 }
 
@@ -110,6 +111,27 @@ pub struct FusedOptimizer {
     /// The engine's grad buffer of each flat tensor.
     grads: Vec<wgpu::Buffer>,
     index: HashMap<ParamId, usize>,
+    phases: StepPhases,
+}
+
+/// Host time in each phase of [`FusedOptimizer::step`], summed over the
+/// steps since the last [`FusedOptimizer::take_phases`] (the bench's
+/// per-phase breakdown). What the device takes is the step's wall clock
+/// less these.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepPhases {
+    /// Steps counted.
+    pub steps: u32,
+    /// Checking that the model's parameters are still the adopted views,
+    /// and setting the lr.
+    pub check: Duration,
+    /// Finding and pinning each grad's buffer range (a resolve through
+    /// burn's fusion layer per grad).
+    pub collect: Duration,
+    /// Flushing burn's queued work.
+    pub flush: Duration,
+    /// Encoding the grad copies and the engine's step, and submitting.
+    pub record: Duration,
 }
 
 /// The grads of one step, pinned, by parameter index.
@@ -151,10 +173,12 @@ impl FusedOptimizer {
     /// model's parameters are no longer the adopted views, [`Error::Engine`]
     /// for anything the engine or device reports.
     pub fn step<M: Module>(&mut self, lr: f64, model: M, grads: GradientsParams) -> Result<M> {
+        let start = Instant::now();
         self.layout.check_views(&model, false)?;
         for g in 0..self.engine.configs().len() {
             self.engine.set_lr(g, lr)?;
         }
+        let checked = Instant::now();
         let paths = self.layout.params.iter().map(|p| p.info.path.as_str()).collect();
         let mut collect = CollectGrads { grads: &grads, index: &self.index, paths, found: (0..self.layout.params.len()).map(|_| None).collect(), error: None };
         model.visit(&mut collect);
@@ -163,8 +187,10 @@ impl FusedOptimizer {
         }
         let found = collect.found;
         self.engine.set_active(&found.iter().map(Option::is_some).collect::<Vec<_>>())?;
+        let collected = Instant::now();
         // burn's work (the backward pass that wrote the grads) goes first.
         self.shared.device.flush().map_err(|e| Error::Device(format!("{e:?}")))?;
+        let flushed = Instant::now();
         let mut encoder = self.shared.wgpu_device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgpu-optim-burn step") });
         for (p, g) in self.layout.params.iter().zip(&found) {
             if let Some(g) = g {
@@ -176,7 +202,19 @@ impl FusedOptimizer {
         // The pins go only now: burn may reuse the grads' memory after this
         // submission, which the queue orders after it.
         drop(found);
+        let p = &mut self.phases;
+        p.steps += 1;
+        p.check += checked - start;
+        p.collect += collected - checked;
+        p.flush += flushed - collected;
+        p.record += flushed.elapsed();
         Ok(model)
+    }
+
+    /// The host time of each phase of the steps since the last call, and
+    /// resets it.
+    pub fn take_phases(&mut self) -> StepPhases {
+        std::mem::take(&mut self.phases)
     }
 
     /// Moves the model's parameters to their eval form, for a rule that has

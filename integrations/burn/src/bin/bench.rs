@@ -24,7 +24,7 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdaGradConfig, AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, Optimizer as BurnOptimizer, RmsPropConfig, SgdConfig};
 use burn::tensor::{Device, Distribution, Tensor};
 use wgpu_optim::{OptimizerConfig, ParamSlice};
-use wgpu_optim_burn::{FusedOptimizer, SharedDevice};
+use wgpu_optim_burn::{FusedOptimizer, SharedDevice, StepPhases};
 
 const LR: f64 = 1e-3;
 
@@ -147,7 +147,17 @@ fn model_sizes(count: usize, total: usize) -> Vec<usize> {
 
 /// AdamW on a burn model with these parameter sizes: burn's
 /// `ModuleOptimizer` against `FusedOptimizer`, seconds per step each.
-fn model(shared: &SharedDevice, sizes: &[usize], a: &Args) -> (f64, f64) {
+/// One model case: burn's step, the fused step and, on the same adopted
+/// layout, the bare engine's step (grads already in its buffer), in
+/// seconds; and the fused step's host phases per step.
+struct ModelTimes {
+    burn: f64,
+    ours: f64,
+    bare: f64,
+    phases: StepPhases,
+}
+
+fn model(shared: &SharedDevice, sizes: &[usize], a: &Args) -> ModelTimes {
     let device = shared.device.clone().autodiff();
     let make = || Many { ps: sizes.iter().map(|&n| Param::from_tensor(device.memory_persistent_allocations(n, |n| Tensor::<1>::random([n], Distribution::Uniform(-1.0, 1.0), &device)).require_grad())).collect() };
     let grads: Vec<Tensor<1>> = sizes.iter().map(|&n| Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &shared.device)).collect();
@@ -162,8 +172,8 @@ fn model(shared: &SharedDevice, sizes: &[usize], a: &Args) -> (f64, f64) {
     let mut burn_optim: ModuleOptimizer = AdamWConfig::new().with_weight_decay(0.01).init();
     let (ours_model, mut fused) = FusedOptimizer::builder(wgpu_optim::AdamW { lr: LR, eps: 1e-5, weight_decay: 0.01, ..Default::default() }.into()).build(shared, make()).expect("fused");
     let mut ours = Some(ours_model);
-    let mut burn_s = f64::INFINITY;
-    let mut ours_s = f64::INFINITY;
+    let (mut burn_s, mut ours_s, mut bare_s) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
+    let mut phases = StepPhases::default();
     for _ in 0..a.rounds.max(1) {
         burn_s = burn_s.min(timed(&shared.device, a.warmup, a.k, || {
             let m = theirs.take().expect("model");
@@ -175,8 +185,23 @@ fn model(shared: &SharedDevice, sizes: &[usize], a: &Args) -> (f64, f64) {
             let gp = register(&m);
             ours = Some(fused.step(LR, m, gp).expect("step"));
         }));
+        let round = fused.take_phases();
+        if round.steps > 0 && (phases.steps == 0 || total(&round) / round.steps < total(&phases) / phases.steps) {
+            phases = round;
+        }
+        bare_s = bare_s.min(timed(&shared.device, a.warmup, a.k, || fused.engine_mut().step().expect("engine step")));
     }
-    (burn_s, ours_s)
+    ModelTimes { burn: burn_s, ours: ours_s, bare: bare_s, phases }
+}
+
+fn total(p: &StepPhases) -> std::time::Duration {
+    p.check + p.collect + p.flush + p.record
+}
+
+/// Per step in ms: (check, collect, flush, record) of the round with the least host time.
+fn phase_ms(p: &StepPhases) -> [f64; 4] {
+    let n = p.steps.max(1) as f64;
+    [p.check, p.collect, p.flush, p.record].map(|d| d.as_secs_f64() * 1e3 / n)
 }
 
 fn main() {
@@ -196,9 +221,13 @@ fn main() {
     }
     let total = 1usize << a.model_log2;
     for (name, sizes) in [("one tensor", vec![total]), ("many tensors", model_sizes(a.tensors, total))] {
-        let (burn_s, ours_s) = model(&shared, &sizes, &a);
+        let t = model(&shared, &sizes, &a);
+        let (burn_s, ours_s) = (t.burn, t.ours);
         println!("AdamW model, {name}: {} tensors, {} params: burn ModuleOptimizer {:.3} ms, FusedOptimizer {:.3} ms: {:.2}x", sizes.len(), total, burn_s * 1e3, ours_s * 1e3, burn_s / ours_s);
-        json["models"].as_array_mut().expect("array").push(serde_json::json!({ "case": name, "tensors": sizes.len(), "params": total, "burn_ms": burn_s * 1e3, "ours_ms": ours_s * 1e3, "speedup": burn_s / ours_s }));
+        let [check, collect, flush, record] = phase_ms(&t.phases);
+        let host = check + collect + flush + record;
+        println!("  bare engine on the same layout {:.3} ms (FusedOptimizer / bare {:.2}); host per step: check {check:.3}, collect grads {collect:.3}, flush {flush:.3}, copies + step encode + submit {record:.3} ms; the rest ({:.3} ms) is the device", t.bare * 1e3, ours_s / t.bare, (ours_s * 1e3 - host).max(0.0));
+        json["models"].as_array_mut().expect("array").push(serde_json::json!({ "case": name, "tensors": sizes.len(), "params": total, "burn_ms": burn_s * 1e3, "ours_ms": ours_s * 1e3, "speedup": burn_s / ours_s, "bare_engine_ms": t.bare * 1e3, "ours_over_bare": ours_s / t.bare, "host_ms": { "check": check, "collect": collect, "flush": flush, "record": record } }));
     }
     if let Some(path) = a.json {
         std::fs::write(&path, serde_json::to_string_pretty(&json).expect("json")).expect("write json");
