@@ -42,6 +42,7 @@ struct Args {
     rules_log2: Vec<u32>,
     model_log2: u32,
     tensors: usize,
+    gemm_shapes: usize,
     json: Option<String>,
 }
 
@@ -55,6 +56,7 @@ fn args() -> Args {
         rules_log2: get("--rules-log2").map_or(vec![20, 24], |v| v.split(',').filter(|s| !s.is_empty()).map(|s| s.parse().expect("--rules-log2")).collect()),
         model_log2: get("--model-log2").map_or(22, |v| v.parse().expect("--model-log2")),
         tensors: get("--tensors").map_or(256, |v| v.parse().expect("--tensors")),
+        gemm_shapes: get("--gemm-shapes").map_or(GEMM_SHAPES.len(), |v| v.parse().expect("--gemm-shapes")),
         json: get("--json"),
     }
 }
@@ -204,6 +206,38 @@ fn phase_ms(p: &StepPhases) -> [f64; 4] {
     [p.check, p.collect, p.flush, p.record].map(|d| d.as_secs_f64() * 1e3 / n)
 }
 
+/// Newton–Schulz's product shapes (m, k, n): a square 1024 matrix's, and
+/// the Gram matrix X·Xᵀ of a 1024 × 4096 one (a 4096 × 1024 weight as
+/// Muon transposes it).
+const GEMM_SHAPES: [(u32, u32, u32); 2] = [(1024, 1024, 1024), (1024, 4096, 1024)];
+
+/// burn's matmul and our GEMM (the kernel Muon's Newton–Schulz steps
+/// run: `matrix::gemm`, tiles or register blocks by adapter) on one
+/// product of f32 matrices, seconds per product (best of the rounds).
+fn gemm(shared: &SharedDevice, (m, k, n): (u32, u32, u32), a: &Args) -> (f64, f64) {
+    use wgpu_optim::matrix::gemm::{Gemm, GemmKernel, Item};
+    let dev = &shared.device;
+    let (x, y) = (Tensor::<2>::random([m as usize, k as usize], Distribution::Normal(0.0, 1.0), dev), Tensor::<2>::random([k as usize, n as usize], Distribution::Normal(0.0, 1.0), dev));
+    let mut out = None;
+    let mut burn = || timed(dev, a.warmup, a.k, || out = Some(x.clone().matmul(y.clone())));
+    let kernel = Gemm::new(&shared.wgpu_device, GemmKernel::Auto).expect("gemm");
+    let elements = (m * k + k * n + m * n) as u64;
+    let scratch = shared.wgpu_device.create_buffer(&wgpu::BufferDescriptor { label: Some("gemm scratch"), size: 4 * elements, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
+    let values: Vec<u8> = wgpu_optim::validate::random_params(7, elements as usize).iter().flat_map(|x| x.to_le_bytes()).collect();
+    shared.queue.write_buffer(&scratch, 0, &values);
+    let item = Item { m, n, k, a_off: 0, a_rs: k, a_cs: 1, b_off: m * k, b_rs: n, b_cs: 1, d_off: 0, c_off: m * k + k * n, pad: 0 };
+    let stage = kernel.stage(&shared.wgpu_device, &shared.queue, &scratch, &[item], 1.0, 0.0);
+    let ours = || {
+        timed(dev, a.warmup, a.k, || {
+            let mut encoder = shared.wgpu_device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gemm") });
+            kernel.record(&mut encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("gemm"), timestamp_writes: None }), &stage);
+            shared.queue.submit([encoder.finish()]);
+        })
+    };
+    let t = best_of(a.rounds, &mut [&mut || burn(), &mut || ours()]);
+    (t[0], t[1])
+}
+
 fn main() {
     let a = args();
     let shared = SharedDevice::new().expect("burn's wgpu device");
@@ -218,6 +252,13 @@ fn main() {
             println!("{:<14} {:>10} {:>10.3} {:>10.3} {:>10.3} {:>10.2} {:>10.2}x {:>10.2}x", name, n, burn_s * 1e3, vec4_s * 1e3, wide_s * 1e3, gbps(burn_s), burn_s / vec4_s, burn_s / wide_s);
             json["rules"].as_array_mut().expect("array").push(serde_json::json!({ "rule": name, "elements": n, "bytes_per_element": bytes, "burn_ms": burn_s * 1e3, "vec4_ms": vec4_s * 1e3, "wide_ms": wide_s * 1e3, "vec4_speedup": burn_s / vec4_s, "wide_speedup": burn_s / wide_s }));
         }
+    }
+    json["gemm"] = serde_json::json!([]);
+    for shape in GEMM_SHAPES.iter().take(a.gemm_shapes) {
+        let (burn_s, ours_s) = gemm(&shared, *shape, &a);
+        let flops = 2.0 * (shape.0 as f64) * (shape.1 as f64) * (shape.2 as f64);
+        println!("GEMM (m, k, n) = {shape:?} f32: burn matmul {:.3} ms ({:.2} GFLOP/s), ours {:.3} ms ({:.2} GFLOP/s): {:.2}x", burn_s * 1e3, flops / burn_s / 1e9, ours_s * 1e3, flops / ours_s / 1e9, burn_s / ours_s);
+        json["gemm"].as_array_mut().expect("array").push(serde_json::json!({ "m": shape.0, "k": shape.1, "n": shape.2, "burn_ms": burn_s * 1e3, "ours_ms": ours_s * 1e3, "burn_gflops": flops / burn_s / 1e9, "ours_gflops": flops / ours_s / 1e9, "speedup": burn_s / ours_s }));
     }
     let total = 1usize << a.model_log2;
     for (name, sizes) in [("one tensor", vec![total]), ("many tensors", model_sizes(a.tensors, total))] {
