@@ -139,6 +139,7 @@ struct CollectGrads<'a> {
     grads: &'a GradientsParams,
     index: &'a HashMap<ParamId, usize>,
     paths: Vec<&'a str>,
+    numels: Vec<u64>,
     found: Vec<Option<TensorBuffer>>,
     error: Option<Error>,
 }
@@ -148,6 +149,7 @@ impl ModuleVisitor for CollectGrads<'_> {
         let Some(&i) = self.index.get(&param.id) else { return };
         if let Some(g) = self.grads.get::<D>(param.id) {
             match buffer_of(self.paths[i], &g) {
+                Ok(b) if b.numel != self.numels[i] => self.error = Some(Error::ModelMismatch(format!("the grad of {} has {} elements, the parameter {}", self.paths[i], b.numel, self.numels[i]))),
                 Ok(b) => self.found[i] = Some(b),
                 Err(e) => self.error = Some(e),
             }
@@ -180,7 +182,8 @@ impl FusedOptimizer {
         }
         let checked = Instant::now();
         let paths = self.layout.params.iter().map(|p| p.info.path.as_str()).collect();
-        let mut collect = CollectGrads { grads: &grads, index: &self.index, paths, found: (0..self.layout.params.len()).map(|_| None).collect(), error: None };
+        let numels = self.layout.params.iter().map(|p| p.info.numel).collect();
+        let mut collect = CollectGrads { grads: &grads, index: &self.index, paths, numels, found: (0..self.layout.params.len()).map(|_| None).collect(), error: None };
         model.visit(&mut collect);
         if let Some(e) = collect.error {
             return Err(e);
