@@ -6,7 +6,7 @@
 //   moments: m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²        (exp_avg, exp_avg_sq)
 //            u = (m/bc₁)/(√(v/bc₂) + eps) + weight_decay·θ; partial Σθ², Σu² of the row
 //   trust:   per tensor: r = ‖θ‖/‖u‖ (1 if either is 0, or if not adapting):
-//            a tensor of one row (alone, or in a row shared with others:
+//            a tensor of one row (always in a shared row, alone or not:
 //            src/matrix/shared_rows.rs) has it from moments; the trust
 //            pass takes the longer ones, one workgroup each
 //   apply:   θ ← θ − lr·r·u   (u recomputed from the stored m, v: the same f32 values)
@@ -135,10 +135,6 @@ fn moments(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     if (lid == 0u) {
         sums[2u * row.index] = total.x;
         sums[2u * row.index + 1u] = total.y;
-        if (rows_of(t.numel) == 1u) {
-            // the tensor's only row: its norms (as the trust pass would sum them)
-            sums[2u * s.n_rows + row.tensor] = ratio_of(sqrt(total));
-        }
     }
 }
 

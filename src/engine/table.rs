@@ -228,16 +228,17 @@ fn chunk_entries(chunk: &[Row], active: &[bool]) -> Vec<Block> {
                 let first_map = first_piece + pieces.len() as u32;
                 let span = (granules_used(pieces) * GRANULE) as u32;
                 entries.push(Block { param_offset: first_piece, grad_offset: first_map, state_offset: span, len_group: PACKED_ROW | pieces[0].group() << 16 });
-                let mut map = vec![0u8; (map_entries(pieces) * 16) as usize];
+                let mut map = vec![<Block as bytemuck::Zeroable>::zeroed(); map_entries(pieces) as usize];
+                let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut map);
                 let mut granule = 0;
                 for (k, p) in pieces.iter().enumerate() {
                     let b = p.masked(active);
                     extra.push(Block { len_group: (b.len_group & 0xffff) | (granule as u32) << 16, ..b });
                     let n = granules(p.len());
-                    map[granule as usize..(granule + n) as usize].fill(k as u8);
+                    bytes[granule as usize..(granule + n) as usize].fill(k as u8);
                     granule += n;
                 }
-                extra.extend(bytemuck::cast_slice::<u8, Block>(&map));
+                extra.extend(map);
             }
         }
     }

@@ -52,8 +52,9 @@ pub enum TrustRatio {
 /// element-wise EMAs (4u and 5u per step on their inputs, decaying with
 /// β); u adds the bias corrections, the root (9u), the quotient (5u) and
 /// the decay term; each norm is a sum of non-negative squares in a fixed
-/// tree ([`rows::sum_depth`], for either row length: per lane, log₂ WG
-/// levels, then the tensor's rows in order), so
+/// order ([`rows::shared_sum_depth`], for either row length: per lane,
+/// log₂ WG levels, then the tensor's rows in order; or, in a row shared
+/// with other tensors, runs of its lanes in order), so
 /// its relative error is at most that depth in u, halved by the root; the
 /// ratio adds 5u; the update lr·r·u and the subtraction 3u. The bound is
 /// normwise per tensor and includes the previous steps' error of θ.
@@ -164,7 +165,7 @@ impl Lamb {
         let u_err = norm(&upd_err) + self.weight_decay * state.param_err;
         let adapt = self.adapts() && p_norm > 0.0 && u_norm > 0.0;
         let ratio = if adapt { p_norm / u_norm } else { 1.0 };
-        let sum_depth = rows::sum_depth(n as u64) as f64 * U;
+        let sum_depth = rows::shared_sum_depth(n as u64) as f64 * U;
         let ratio_err = if adapt { sum_depth + 2.0 * budget::SQRT * U + budget::DIV * U + state.param_err / p_norm + u_err / u_norm } else { 0.0 };
         let step = self.lr * ratio;
         for i in 0..n {
@@ -294,7 +295,7 @@ impl LambOptimizer {
         let pairs = rows::windows(device, params, &rows)?;
         let shares: Vec<SharedRows> = pairs.iter().map(|(_, _, mine)| shared_rows::share(mine, &numels, access.per_lane, true)).collect();
         let descs: Vec<TensorDesc> = params.iter().zip(&state_at).zip(&first).enumerate().map(|(index, ((p, &state), &first_row))| TensorDesc { param: p.param_offset as u32, grad: p.grad_offset as u32, state: state as u32, numel: p.len() as u32, first_row, index: index as u32, pad: [0; 2] }).collect();
-        // The trust pass's list: tensors of more than one row (moments has the others' ratios).
+        // The trust pass's list: tensors of more than one row (the others are in shared rows, whose moments pass writes their ratios).
         let trusted: Vec<TensorDesc> = descs.iter().filter(|d| d.numel as u64 > access.row_len()).copied().collect();
         let source = rows::totals_source(access, &Scalars::wgsl(), &format!("{}{}{LAMB_WGSL}", shared_rows::wgsl(), access.operands(&OPERANDS)));
         let kernels = Kernels::new(device, "lamb", &source, &READ_ONLY, &ENTRIES)?;

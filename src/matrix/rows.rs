@@ -51,17 +51,20 @@ pub const PER_LANE_CPU: u32 = 64;
 /// (at most PER_LANE terms plus 2) and the workgroup's tree (log₂ WG) per
 /// row, then tensor_total.wgsl's `tensor_total`: a lane's rows in order
 /// (at most ⌈rows / TOTAL_WG⌉, rows at most ⌈n / (PER_LANE_GPU·WG)⌉) and
-/// its tree (log₂ TOTAL_WG); or, in a row shared with other tensors, a
-/// lane's sum, a run of [`SEGMENT_RUN`] lanes and the runs of at most
-/// [`MAX_SEGMENT_LANES`]. On a GPU this is about 48 roundings looser
+/// its tree (log₂ TOTAL_WG). On a GPU this is about 48 roundings looser
 /// than its own shape needs.
 pub fn sum_depth(n: u64) -> u64 {
     let rows = n.div_ceil(PER_LANE_GPU as u64 * WG as u64);
-    let whole = 2 + PER_LANE_CPU as u64 + WG.trailing_zeros() as u64 + rows.div_ceil(TOTAL_WG as u64) + TOTAL_WG.trailing_zeros() as u64;
-    // In a row shared with other tensors (src/matrix/shared_rows.rs): a
-    // lane's sum, then runs of its lanes in order, then the runs in order.
+    2 + PER_LANE_CPU as u64 + WG.trailing_zeros() as u64 + rows.div_ceil(TOTAL_WG as u64) + TOTAL_WG.trailing_zeros() as u64
+}
+
+/// [`sum_depth`] for a rule whose tensors of one row may share rows
+/// (LAMB, src/matrix/shared_rows.rs), where such a tensor's sum is a
+/// lane's sum, a run of [`SEGMENT_RUN`] lanes in order and the runs of at
+/// most [`MAX_SEGMENT_LANES`] in order.
+pub fn shared_sum_depth(n: u64) -> u64 {
     let shared = 2 + PER_LANE_CPU as u64 + SEGMENT_RUN as u64 + (MAX_SEGMENT_LANES / SEGMENT_RUN) as u64;
-    whole.max(shared)
+    if n <= PER_LANE_CPU as u64 * WG as u64 { sum_depth(n).max(shared) } else { sum_depth(n) }
 }
 
 /// Most lanes one tensor takes in a row shared with other tensors: a

@@ -40,9 +40,8 @@ pub struct SharedRows {
 
 /// The rows of one window (`mine`, tensor by tensor, indices into
 /// `numels`), tensors of at most `MAX_SEGMENT_LANES · per_lane` elements
-/// sharing rows (best fit by lanes, a function of the rows alone); a shared
-/// row of one tensor stays that tensor's own row. `share: false` keeps
-/// every row.
+/// (one row) sharing rows (best fit by lanes, a function of the rows
+/// alone). `share: false` keeps every row.
 pub fn share(mine: &[RowDesc], numels: &[u64], per_lane: u32, share: bool) -> SharedRows {
     let small = |r: &RowDesc| share && numels[r.tensor as usize] <= (MAX_SEGMENT_LANES * per_lane) as u64;
     let mut entries: Vec<RowDesc> = mine.iter().filter(|r| !small(r)).copied().collect();
@@ -51,11 +50,10 @@ pub fn share(mine: &[RowDesc], numels: &[u64], per_lane: u32, share: bool) -> Sh
     let bins = best_fit(&items, WG as u64, WG as usize);
     let workgroups = (entries.len() + bins.len()) as u32;
     let mut lanes = Vec::new();
+    // Even a tensor alone in its row takes the shared form: its sums then
+    // depend on it alone, not on which tensors it shares with (a shard of
+    // the model gives bitwise a whole model's ratios).
     for bin in bins {
-        if let [one] = bin[..] {
-            entries.push(smalls[one]);
-            continue;
-        }
         let base = workgroups + lanes.len() as u32;
         entries.push(RowDesc { tensor: SHARED_ROW | base, start: 0, len: 0, index: smalls[bin[0]].index });
         let mut first = 0;

@@ -126,7 +126,8 @@ pub struct StepPhases {
     /// and setting the lr.
     pub check: Duration,
     /// Finding and pinning each grad's buffer range (a resolve through
-    /// burn's fusion layer per grad).
+    /// burn's fusion layer per grad), and setting the activity mask (a
+    /// table rewrite when it changes).
     pub collect: Duration,
     /// Flushing burn's queued work.
     pub flush: Duration,

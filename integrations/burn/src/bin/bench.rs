@@ -206,26 +206,27 @@ fn phase_ms(p: &StepPhases) -> [f64; 4] {
     [p.check, p.collect, p.flush, p.record].map(|d| d.as_secs_f64() * 1e3 / n)
 }
 
-/// Newton–Schulz's product shapes (m, k, n): a square 1024 matrix's, and
-/// the Gram matrix X·Xᵀ of a 1024 × 4096 one (a 4096 × 1024 weight as
-/// Muon transposes it).
-const GEMM_SHAPES: [(u32, u32, u32); 2] = [(1024, 1024, 1024), (1024, 4096, 1024)];
+/// Newton–Schulz's first product, the Gram matrix X·Xᵀ of an m × k
+/// matrix X, for a square 1024 matrix and a 1024 × 4096 one (a 4096 × 1024
+/// weight as Muon transposes it): (m, k), the output m × m.
+const GEMM_SHAPES: [(u32, u32); 2] = [(1024, 1024), (1024, 4096)];
 
-/// burn's matmul and our GEMM (the kernel Muon's Newton–Schulz steps
-/// run: `matrix::gemm`, tiles or register blocks by adapter) on one
-/// product of f32 matrices, seconds per product (best of the rounds).
-fn gemm(shared: &SharedDevice, (m, k, n): (u32, u32, u32), a: &Args) -> (f64, f64) {
+/// burn's `x.matmul(x.transpose())` and our GEMM (the kernel Muon's
+/// Newton–Schulz steps run: `matrix::gemm`, tiles or register blocks by
+/// adapter, reading Xᵀ through strides as Muon does) on one f32 Gram
+/// product, seconds per product (best of the rounds).
+fn gemm(shared: &SharedDevice, (m, k): (u32, u32), a: &Args) -> (f64, f64) {
     use wgpu_optim::matrix::gemm::{Gemm, GemmKernel, Item};
     let dev = &shared.device;
-    let (x, y) = (Tensor::<2>::random([m as usize, k as usize], Distribution::Normal(0.0, 1.0), dev), Tensor::<2>::random([k as usize, n as usize], Distribution::Normal(0.0, 1.0), dev));
+    let x = Tensor::<2>::random([m as usize, k as usize], Distribution::Normal(0.0, 1.0), dev);
     let mut out = None;
-    let mut burn = || timed(dev, a.warmup, a.k, || out = Some(x.clone().matmul(y.clone())));
+    let mut burn = || timed(dev, a.warmup, a.k, || out = Some(x.clone().matmul(x.clone().transpose())));
     let kernel = Gemm::new(&shared.wgpu_device, GemmKernel::Auto).expect("gemm");
-    let elements = (m * k + k * n + m * n) as u64;
+    let elements = (m * k + m * m) as u64;
     let scratch = shared.wgpu_device.create_buffer(&wgpu::BufferDescriptor { label: Some("gemm scratch"), size: 4 * elements, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
     let values: Vec<u8> = wgpu_optim::validate::random_params(7, elements as usize).iter().flat_map(|x| x.to_le_bytes()).collect();
     shared.queue.write_buffer(&scratch, 0, &values);
-    let item = Item { m, n, k, a_off: 0, a_rs: k, a_cs: 1, b_off: m * k, b_rs: n, b_cs: 1, d_off: 0, c_off: m * k + k * n, pad: 0 };
+    let item = Item { m, n: m, k, a_off: 0, a_rs: k, a_cs: 1, b_off: 0, b_rs: 1, b_cs: k, d_off: 0, c_off: m * k, pad: 0 };
     let stage = kernel.stage(&shared.wgpu_device, &shared.queue, &scratch, &[item], 1.0, 0.0);
     let ours = || {
         timed(dev, a.warmup, a.k, || {
@@ -256,9 +257,9 @@ fn main() {
     json["gemm"] = serde_json::json!([]);
     for shape in GEMM_SHAPES.iter().take(a.gemm_shapes) {
         let (burn_s, ours_s) = gemm(&shared, *shape, &a);
-        let flops = 2.0 * (shape.0 as f64) * (shape.1 as f64) * (shape.2 as f64);
-        println!("GEMM (m, k, n) = {shape:?} f32: burn matmul {:.3} ms ({:.2} GFLOP/s), ours {:.3} ms ({:.2} GFLOP/s): {:.2}x", burn_s * 1e3, flops / burn_s / 1e9, ours_s * 1e3, flops / ours_s / 1e9, burn_s / ours_s);
-        json["gemm"].as_array_mut().expect("array").push(serde_json::json!({ "m": shape.0, "k": shape.1, "n": shape.2, "burn_ms": burn_s * 1e3, "ours_ms": ours_s * 1e3, "burn_gflops": flops / burn_s / 1e9, "ours_gflops": flops / ours_s / 1e9, "speedup": burn_s / ours_s }));
+        let flops = 2.0 * (shape.0 as f64) * (shape.1 as f64) * (shape.0 as f64);
+        println!("GEMM X·Xᵀ, X {} x {} f32: burn matmul {:.3} ms ({:.2} GFLOP/s), ours {:.3} ms ({:.2} GFLOP/s): {:.2}x", shape.0, shape.1, burn_s * 1e3, flops / burn_s / 1e9, ours_s * 1e3, flops / ours_s / 1e9, burn_s / ours_s);
+        json["gemm"].as_array_mut().expect("array").push(serde_json::json!({ "m": shape.0, "k": shape.1, "n": shape.0, "burn_ms": burn_s * 1e3, "ours_ms": ours_s * 1e3, "burn_gflops": flops / burn_s / 1e9, "ours_gflops": flops / ours_s / 1e9, "speedup": burn_s / ours_s }));
     }
     let total = 1usize << a.model_log2;
     for (name, sizes) in [("one tensor", vec![total]), ("many tensors", model_sizes(a.tensors, total))] {
