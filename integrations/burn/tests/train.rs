@@ -156,23 +156,6 @@ fn parameters_without_grads_are_left_alone() {
     assert_eq!(optim.engine().read_state(0, 1).unwrap(), vec![0.0; 5], "its state changed");
 }
 
-/// A grad of another length than its parameter (registered by hand) is a
-/// typed error before anything is copied or stepped, not a copy of the
-/// parameter's length from a shorter range.
-#[test]
-fn a_grad_of_the_wrong_length_is_an_error() {
-    let shared = shared();
-    let device: Device = shared.device.clone().autodiff();
-    let t = |v: Vec<f32>| Param::from_tensor(Tensor::<1>::from_data(TensorData::new(v.clone(), [v.len()]), &device).require_grad());
-    let model = TwoParts { used: t(vec![1.0, -2.0, 3.0]), unused: t(vec![0.5; 5]) };
-    let (model, mut optim) = FusedOptimizer::builder(wgpu_optim::Adam { lr: 0.1, ..Default::default() }.into()).build(shared, model).unwrap();
-    let mut grads = GradientsParams::new();
-    grads.register(model.used.id, Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 1.0], [2]), &shared.device));
-    let err = optim.step(0.1, model.clone(), grads).expect_err("a 2-element grad for a 3-element parameter");
-    assert!(matches!(err, wgpu_optim_burn::Error::ModelMismatch(_)), "{err}");
-    assert_eq!(values(&model)[0], vec![1.0, -2.0, 3.0], "the parameter moved");
-}
-
 fn train_steps(optim: &mut FusedOptimizer, mut model: Mlp, steps: std::ops::Range<usize>, device: &Device) -> Mlp {
     let (x, y) = digits();
     let rows = order(5);
