@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release -p wgpu-optim-burn --bin bench -- [--k 5] [--warmup 2] [--rounds 3] [--rules-log2 20,24]
-//!     [--model-log2 22] [--tensors 256] [--json out.json]
+//!     [--model-log2 22] [--tensors 256] [--gemm-shapes 2] [--json out.json]
 //! ```
 //!
 //! * `rules`: one tensor of 2^L elements, each classic rule: burn's per-tensor
@@ -33,32 +33,43 @@ struct Many {
     ps: Vec<Param<Tensor<1>>>,
 }
 
+/// burn 0.22.1's optimizers and matmul against wgpu-optim on burn's own
+/// wgpu device.
+#[derive(clap::Parser)]
 struct Args {
+    /// Timed steps per measurement.
+    #[arg(long, default_value_t = 5)]
     k: usize,
+    /// Untimed steps before each measurement.
+    #[arg(long, default_value_t = 2)]
     warmup: usize,
     /// Rounds of (burn, ours) timings, interleaved; the best of each side is
     /// reported (the machine's load varies from second to second).
+    #[arg(long, default_value_t = 3)]
     rounds: usize,
-    rules_log2: Vec<u32>,
+    /// Sizes (log2 of the elements) of the one-tensor rule comparisons,
+    /// comma-separated; empty: none.
+    #[arg(long, value_delimiter = ',', default_value = "20,24")]
+    rules_log2: Vec<String>,
+    /// log2 of the model comparisons' total params.
+    #[arg(long, default_value_t = 22)]
     model_log2: u32,
+    /// Tensors of the many-tensor model.
+    #[arg(long, default_value_t = 256)]
     tensors: usize,
+    /// How many of the GEMM shapes (square 1024, then 1024 × 4096) to time.
+    #[arg(long, default_value_t = GEMM_SHAPES.len())]
     gemm_shapes: usize,
+    /// Write the results as JSON here.
+    #[arg(long)]
     json: Option<String>,
 }
 
-fn args() -> Args {
-    let a: Vec<String> = std::env::args().collect();
-    let get = |name: &str| a.iter().position(|x| x == name).and_then(|i| a.get(i + 1)).cloned();
-    Args {
-        k: get("--k").map_or(5, |v| v.parse().expect("--k")),
-        warmup: get("--warmup").map_or(2, |v| v.parse().expect("--warmup")),
-        rounds: get("--rounds").map_or(3, |v| v.parse().expect("--rounds")),
-        rules_log2: get("--rules-log2").map_or(vec![20, 24], |v| v.split(',').filter(|s| !s.is_empty()).map(|s| s.parse().expect("--rules-log2")).collect()),
-        model_log2: get("--model-log2").map_or(22, |v| v.parse().expect("--model-log2")),
-        tensors: get("--tensors").map_or(256, |v| v.parse().expect("--tensors")),
-        gemm_shapes: get("--gemm-shapes").map_or(GEMM_SHAPES.len(), |v| v.parse().expect("--gemm-shapes")),
-        json: get("--json"),
-    }
+/// The options; the rule sizes as numbers (an empty list: none).
+fn args() -> (Args, Vec<u32>) {
+    let a = <Args as clap::Parser>::parse();
+    let sizes = a.rules_log2.iter().filter(|s| !s.is_empty()).map(|s| s.parse().unwrap_or_else(|_| clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("--rules-log2: {s} is not a number\n")).exit())).collect();
+    (a, sizes)
 }
 
 /// Mean seconds per step of `k` steps after `warmup`, each step followed by
@@ -240,13 +251,13 @@ fn gemm(shared: &SharedDevice, (m, k): (u32, u32), a: &Args) -> (f64, f64) {
 }
 
 fn main() {
-    let a = args();
+    let (a, rules_log2) = args();
     let shared = SharedDevice::new().expect("burn's wgpu device");
     println!("adapter: {}", shared.describe());
     println!("burn 0.22.1 with fusion; wall clock per step, flushed every step; k = {}, warmup = {}; best of {} interleaved rounds", a.k, a.warmup, a.rounds);
     let mut json = serde_json::json!({ "adapter": shared.describe(), "k": a.k, "warmup": a.warmup, "rounds": a.rounds, "rules": [], "models": [] });
     println!("{:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>11} {:>11}", "rule", "elements", "burn ms", "vec4 ms", "wide ms", "burn GB/s", "vec4/burn", "wide/burn");
-    for &log2 in &a.rules_log2 {
+    for &log2 in &rules_log2 {
         for (name, bytes, t) in rules(&shared, log2, &a) {
             let (n, (burn_s, vec4_s, wide_s)) = (1u64 << log2, (t[0], t[1], t[2]));
             let gbps = |s: f64| (bytes * n) as f64 / s / 1e9;

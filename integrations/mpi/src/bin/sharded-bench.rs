@@ -123,25 +123,27 @@ fn worker(comm: &MpiCollectives, size: u64) -> Result<Option<Value>, OptimError>
     }))
 }
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+/// The sharded step against DDP and the raw MPI collectives at 1..N ranks.
+#[derive(clap::Parser)]
+struct Args {
+    /// Runs at 1, 2, … up to this many ranks.
+    #[arg(long, default_value_t = 4)]
+    ranks: usize,
+    /// Params of the model (1000 tensors).
+    #[arg(long, default_value_t = 1 << 22)]
+    size: u64,
+    /// Write the runs as JSON here.
+    #[arg(long)]
+    json: Option<String>,
+    /// (internal) Run as one rank under mpirun and print its report.
+    #[arg(long, hide = true)]
+    worker: bool,
 }
 
-const USAGE: &str = "sharded-bench [--ranks N (default 4)] [--size PARAMS (default 4194304)] [--json OUT]: the sharded step against DDP and the raw MPI collectives at 1..N ranks";
-
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(bad) = args.iter().filter(|a| a.starts_with('-')).find(|a| !["--ranks", "--size", "--json", "--worker", "--help", "-h"].contains(&a.as_str())) {
-        eprintln!("unknown option {bad}\n{USAGE}");
-        std::process::exit(2);
-    }
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("{USAGE}");
-        return;
-    }
-    let size: u64 = arg("--size").map_or(1 << 22, |s| s.parse().expect("--size takes a number of params"));
-    if std::env::args().any(|a| a == "--worker") {
+    let args = <Args as clap::Parser>::parse();
+    let size = args.size;
+    if args.worker {
         wgpu_optim_mpi::run_rank(|comm| {
             if let Some(report) = worker(comm, size)? {
                 println!("REPORT {report}");
@@ -149,7 +151,7 @@ fn main() {
             Ok(())
         });
     }
-    let max_ranks: usize = arg("--ranks").map_or(4, |s| s.parse().expect("--ranks takes a number"));
+    let max_ranks = args.ranks;
     let me = std::env::current_exe().expect("the benchmark's own path");
     let mut runs = Vec::new();
     println!("{:>5} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}", "ranks", "state/rank", "unsharded", "sharded", "rs", "shard", "ag", "ddp", "raw coll", "of raw");
@@ -184,7 +186,7 @@ fn main() {
         );
         runs.push(r);
     }
-    if let Some(path) = arg("--json") {
+    if let Some(path) = args.json {
         std::fs::write(&path, serde_json::to_string_pretty(&json!({ "runs": runs })).expect("JSON")).expect("--json is writable");
         println!("wrote {path}");
     }
