@@ -19,7 +19,8 @@ pub enum GemmKernel {
     Auto,
     /// 16 × 16 tiles staged in workgroup memory.
     Tiles,
-    /// 8 × 8 blocks per invocation from registers, no barriers.
+    /// 32 × 32 blocks per invocation from registers, no barriers (8 × 8
+    /// on wgpu's GL backend: see [`block_side`]).
     Blocks,
 }
 
@@ -29,11 +30,75 @@ impl GemmKernel {
         match self {
             GemmKernel::Auto if device.adapter_info().device_type == wgpu::DeviceType::Cpu => GemmKernel::Blocks.resolve(device),
             GemmKernel::Auto | GemmKernel::Tiles => ("tiles", 16),
-            GemmKernel::Blocks => ("blocks", 64),
+            GemmKernel::Blocks => ("blocks", WG_SIDE * block_side(device)),
         }
     }
 }
 const GEMM_WGSL: &str = include_str!("../../shaders/matrix/gemm.wgsl");
+/// Invocations along each side of a `blocks` workgroup (given to gemm.wgsl).
+const WG_SIDE: u32 = 8;
+/// Rows and columns of C per `blocks` invocation (a multiple of 4). On
+/// lavapipe (`wgpu-optim bench --matrices 4 --matrix-size 512`, one run
+/// each) 8 gave 5.3–5.9 GFLOP/s, 16 gave 8.1–8.6, 24 gave 9.7, 32 gave
+/// 11.3 and 48 gave 6.8 (with a three-minute shader compile; 64 did not
+/// compile in five).
+const BLOCK: u32 = 32;
+
+/// The `blocks` side on `device`: 32, but 8 on wgpu's GL backend,
+/// which compiles a pipeline holding its one context lock and makes any
+/// other thread waiting for that lock more than a second panic ("Could
+/// not lock adapter context"): llvmpipe's GLSL compile of the 32 × 32
+/// kernel takes longer than that (seen in `tests/muon.rs` on GL).
+pub fn block_side(device: &wgpu::Device) -> u32 {
+    if device.adapter_info().backend == wgpu::Backend::Gl { 8 } else { BLOCK }
+}
+
+/// The `blocks` entry point for `block` × `block` outputs per invocation,
+/// unrolled: one variable per accumulator vec4, each k step loading `block`
+/// elements of A and of B and doing `block`² multiply-adds in k order (so
+/// its values are the `tiles` kernel's, bitwise).
+pub fn blocks_kernel(block: u32) -> String {
+    let quads = block / 4;
+    let mut s = String::from("@compute @workgroup_size(WG_SIDE, WG_SIDE)\nfn blocks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {\n");
+    s += "    if (wid.z >= batch.count) { return; }\n    let g = batch.items[wid.z];\n";
+    s += &format!("    let r0 = (wid.y * WG_SIDE + lid.y) * {block}u;\n    let c0 = (wid.x * WG_SIDE + lid.x) * {block}u;\n");
+    s += "    if (r0 >= g.m || c0 >= g.n) { return; }\n    // Rows and columns past the edge read the last one and are not written.\n";
+    for q in 0..quads {
+        let lanes = |base: &str| (0..4).map(|l| format!("{base} + {}u", 4 * q + l)).collect::<Vec<_>>().join(", ");
+        s += &format!("    let ia{q} = min(vec4<u32>({}), vec4<u32>(g.m - 1u)) * g.a_rs + g.a_off;\n", lanes("r0"));
+        s += &format!("    let ib{q} = min(vec4<u32>({}), vec4<u32>(g.n - 1u)) * g.b_cs + g.b_off;\n", lanes("c0"));
+    }
+    let accs = (0..block).flat_map(|i| (0..quads).map(move |q| format!("acc{i}_{q}")));
+    s += &accs.map(|a| format!("    var {a} = vec4<f32>(0.0);\n")).collect::<String>();
+    s += "    for (var k = 0u; k < g.k; k++) {\n        let ka = k * g.a_cs;\n        let kb = k * g.b_rs;\n";
+    for q in 0..quads {
+        s += &format!("        let a{q} = vec4<f32>(mem[ia{q}.x + ka], mem[ia{q}.y + ka], mem[ia{q}.z + ka], mem[ia{q}.w + ka]);\n");
+        s += &format!("        let b{q} = vec4<f32>(mem[ib{q}.x + kb], mem[ib{q}.y + kb], mem[ib{q}.z + kb], mem[ib{q}.w + kb]);\n");
+    }
+    for i in 0..block {
+        let a = format!("a{}.{}", i / 4, ["x", "y", "z", "w"][i as usize % 4]);
+        s += &(0..quads).map(|q| format!("        acc{i}_{q} = acc{i}_{q} + {a} * b{q};\n")).collect::<String>();
+    }
+    s += "    }\n";
+    for i in 0..block {
+        s += &(0..quads).map(|q| format!("    put(g, r0 + {i}u, c0 + {}u, acc{i}_{q});\n", 4 * q)).collect::<String>();
+    }
+    s + "}\n\n" + PUT
+}
+
+/// Writes `alpha·v + beta·D` to the four outputs from (r, c) that are in C.
+const PUT: &str = "fn put(g: Item, r: u32, c: u32, v: vec4<f32>) {
+    if (r >= g.m) { return; }
+    for (var j = 0u; j < 4u; j++) {
+        if (c + j >= g.n) { return; }
+        var x = batch.alpha * v[j];
+        if (batch.beta != 0.0) {
+            x = x + batch.beta * mem[g.d_off + r * g.n + c + j];
+        }
+        mem[g.c_off + r * g.n + c + j] = x;
+    }
+}
+";
 
 /// One product C = alpha·A·B + beta·D over element offsets of the scratch
 /// buffer; A is m×k and B k×n through (row, column) strides, C and D are
@@ -95,7 +160,7 @@ impl Gemm {
     pub fn new(device: &wgpu::Device, kernel: GemmKernel) -> Result<Self> {
         let (entry, tile) = kernel.resolve(device);
         scoped(device, || {
-            let source = format!("const MAX_ITEMS: u32 = {MAX_ITEMS}u;\n{GEMM_WGSL}");
+            let source = format!("const MAX_ITEMS: u32 = {MAX_ITEMS}u;\nconst WG_SIDE: u32 = {WG_SIDE}u;\n{GEMM_WGSL}\n{}", blocks_kernel(block_side(device)));
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("gemm"), source: wgpu::ShaderSource::Wgsl(source.into()) });
             let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                 label: Some("gemm"),
