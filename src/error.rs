@@ -40,6 +40,15 @@ pub enum OptimError {
         /// Size of the buffer in f32 elements.
         buffer_len: u64,
     },
+    /// A grad given for one step ([`crate::Optimizer::record_step_with_grads`])
+    /// cannot be bound where it lies.
+    #[error("parameter {index}: grad source cannot be bound: {why}")]
+    GradSource {
+        /// Index of the parameter in the list given.
+        index: usize,
+        /// What does not fit.
+        why: String,
+    },
     /// A buffer lacks a usage the engine needs.
     #[error("parameter {index}: {which} buffer lacks usage {missing:?}")]
     MissingUsage {

@@ -47,7 +47,7 @@ pub use rules::{OptimizerConfig, Rule, RuleConfig};
 pub use ema::WeightEma;
 pub use matrix::rows::{RowAccess, RowForm};
 pub use matrix::{Adafactor, AdafactorOptimizer, AdjustLr, Lamb, LambOptimizer, Muon, MuonOptimizer, TrustRatio};
-pub use engine::{Access, ClipScope, EngineOptions, Entry, GradControl, GradScaler, Kernel, Optimizer, ParamSlice, PipelineCache, PipelineKey, ScalerState, StateFormat, StepScalars, WideAccess};
+pub use engine::{Access, ClipScope, EngineOptions, Entry, GradControl, GradScaler, GradSource, Kernel, Optimizer, ParamSlice, PipelineCache, PipelineKey, ScalerState, StateFormat, StepScalars, WideAccess};
 pub use error::{OptimError, Result};
 
 /// The README's and the guides' Rust blocks, compiled as doctests so that

@@ -9,9 +9,10 @@
 //! [`pipeline`] (the cache),
 //! [`shader`] (assembly), [`state`] (state formats and buffers),
 //! [`uniforms`] (the per-step uniform), [`grad_control`] (clipping
-//! and loss scaling); this file is the [`Optimizer`] facade.
+//! and loss scaling), [`grad_sources`] (grads bound in place for a step); this file is the [`Optimizer`] facade.
 
 pub mod grad_control;
+pub mod grad_sources;
 pub mod key;
 mod modes;
 pub mod options;
@@ -27,6 +28,7 @@ pub mod uniforms;
 use std::sync::Arc;
 
 pub use grad_control::{ClipScope, GradControl, GradScaler, ScalerState};
+pub use grad_sources::GradSource;
 pub use params::ParamSlice;
 pub use key::{Access, Entry, Kernel, PipelineKey};
 pub use options::{EngineOptions, WideAccess};
@@ -304,6 +306,15 @@ impl Optimizer {
     /// **Errors:** [`OptimError::StepOverflow`] after `u32::MAX` steps;
     /// [`OptimError::NotInTrainMode`] for a rule with modes in eval mode.
     pub fn record_step(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        let step = self.prepare_step()?;
+        let bind_groups: Vec<wgpu::BindGroup> = self.dispatches.iter().map(|d| d.bind_group.clone()).collect();
+        self.record_prepared(encoder, step, &bind_groups.iter().collect::<Vec<_>>())
+    }
+
+    /// Checks that one more step can be recorded and grows the step-factor
+    /// table for it (which rebuilds the bind groups: take them only after
+    /// this); returns the step's number.
+    fn prepare_step(&mut self) -> Result<u32> {
         let step = self.step.checked_add(1).ok_or(OptimError::StepOverflow)?;
         if !self.train_mode {
             return Err(OptimError::NotInTrainMode);
@@ -311,13 +322,18 @@ impl Optimizer {
         if self.grad_control.device_step() && step >= self.factor_capacity {
             self.grow_factors(step)?;
         }
+        Ok(step)
+    }
+
+    /// Records prepared step `step` with each dispatch's bind group given.
+    fn record_prepared(&mut self, encoder: &mut wgpu::CommandEncoder, step: u32, bind_groups: &[&wgpu::BindGroup]) -> Result<()> {
         self.scalars.head = self.head(step);
         let mut host = self.host.clone();
         for ((slot, c), host) in self.scalars.groups.iter_mut().zip(&self.configs).zip(&mut host) {
             *slot = c.advance(step, host);
         }
         self.record_scalars_and_tables(encoder)?;
-        self.record_passes(encoder, false);
+        self.record_passes(encoder, false, bind_groups);
         (self.step, self.host) = (step, host);
         Ok(())
     }
@@ -333,13 +349,13 @@ impl Optimizer {
 
     /// The step's compute pass: grad control (reduce, finalize), then the
     /// update; or, `switching` between train and eval form, only the switch.
-    fn record_passes(&self, encoder: &mut wgpu::CommandEncoder, switching: bool) {
+    fn record_passes(&self, encoder: &mut wgpu::CommandEncoder, switching: bool, bind_groups: &[&wgpu::BindGroup]) {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("wgpu-optim step"), timestamp_writes: None });
         let launch = |pass: &mut wgpu::ComputePass, pipeline: &wgpu::ComputePipeline| {
             pass.set_pipeline(pipeline);
-            for d in &self.dispatches {
+            for (d, bind_group) in self.dispatches.iter().zip(bind_groups) {
                 for l in &d.launches {
-                    pass.set_bind_group(0, &d.bind_group, &[l.table_offset]);
+                    pass.set_bind_group(0, *bind_group, &[l.table_offset]);
                     pass.dispatch_workgroups(l.workgroups, 1, 1);
                 }
             }
@@ -347,7 +363,7 @@ impl Optimizer {
         if let Some((reduce, finalize)) = self.pipelines.control.as_ref().filter(|_| !switching) {
             launch(&mut pass, reduce);
             pass.set_pipeline(finalize);
-            pass.set_bind_group(0, &self.dispatches[0].bind_group, &[0]);
+            pass.set_bind_group(0, bind_groups[0], &[0]);
             pass.dispatch_workgroups(1, 1, 1);
         }
         let update = if switching { self.pipelines.switch.as_ref().expect("a rule with modes has its switch pipeline") } else { &self.pipelines.update };
