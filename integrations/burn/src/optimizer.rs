@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
-use wgpu_optim::{ClipScope, EngineOptions, GradControl, Optimizer, OptimizerConfig, ParamSlice};
+use wgpu_optim::{ClipScope, EngineOptions, GradControl, GradSource, OptimError, Optimizer, OptimizerConfig, ParamSlice};
 
 use crate::adopt::{adopt, Layout, ParamInfo};
-use crate::buffers::{buffer_of, TensorBuffer};
+use crate::buffers::{pin_all, resolve, Resolved, TensorBuffer};
 use crate::device::SharedDevice;
 use crate::error::{Error, Result};
 
@@ -23,6 +23,7 @@ pub struct Builder {
     configs: Vec<OptimizerConfig>,
     group: GroupFn,
     options: EngineOptions,
+    grads_in_place: bool,
 }
 
 impl Builder {
@@ -58,6 +59,15 @@ impl Builder {
         self
     }
 
+    /// Whether the step reads a grad where burn left it when its parameter
+    /// has a flat tensor to itself (the default), instead of copying it
+    /// into the engine's grad buffer; `false` copies every grad (the same
+    /// values, bitwise).
+    pub fn grads_in_place(mut self, in_place: bool) -> Self {
+        self.grads_in_place = in_place;
+        self
+    }
+
     /// Any engine options (state format, GradScaler, `skip_nonfinite`, …).
     pub fn engine_options(mut self, options: EngineOptions) -> Self {
         self.options = options;
@@ -89,7 +99,8 @@ impl Builder {
         }
         let engine = Optimizer::with_groups(&shared.wgpu_device, &shared.queue, &self.configs, &slices, self.options)?;
         let index = layout.params.iter().enumerate().map(|(i, p)| (p.info.id, i)).collect();
-        Ok((model, FusedOptimizer { shared: shared.clone(), engine, layout, grads, index, phases: StepPhases::default() }))
+        let alone = layout.params.iter().map(|p| self.grads_in_place && layout.params.iter().filter(|q| q.flat == p.flat).count() == 1).collect();
+        Ok((model, FusedOptimizer { shared: shared.clone(), engine, layout, grads, index, alone, phases: StepPhases::default() }))
     }
 }
 
@@ -100,8 +111,10 @@ impl Builder {
 /// of an aligned range: burn computes with them as before, and the engine
 /// updates all of them in place, one dispatch per flat tensor (one for any
 /// model up to the device's binding limit, 128 MiB on lavapipe). burn's
-/// grads are fresh allocations every step, so each step copies them into
-/// the engine's grad buffer (one batched copy, 8 bytes per element). A
+/// grads are fresh allocations every step: a parameter with a flat tensor
+/// to itself has its grad read where burn left it
+/// ([`Optimizer::record_step_with_grads`]); the others' grads are copied
+/// into the engine's grad buffer (one batched copy, 8 bytes per element). A
 /// parameter without a grad (frozen, unreached) is left untouched, state
 /// included, as in PyTorch.
 pub struct FusedOptimizer {
@@ -111,6 +124,9 @@ pub struct FusedOptimizer {
     /// The engine's grad buffer of each flat tensor.
     grads: Vec<wgpu::Buffer>,
     index: HashMap<ParamId, usize>,
+    /// Which parameters have a flat tensor to themselves (their grads can
+    /// be read in place), when [`Builder::grads_in_place`] is on.
+    alone: Vec<bool>,
     phases: StepPhases,
 }
 
@@ -133,15 +149,17 @@ pub struct StepPhases {
     pub flush: Duration,
     /// Encoding the grad copies and the engine's step, and submitting.
     pub record: Duration,
+    /// Grads read where burn left them, not copied (summed over the steps).
+    pub in_place: u32,
 }
 
-/// The grads of one step, pinned, by parameter index.
+/// The grads of one step, resolved (not yet pinned), by parameter index.
 struct CollectGrads<'a> {
     grads: &'a GradientsParams,
     index: &'a HashMap<ParamId, usize>,
     paths: Vec<&'a str>,
     numels: Vec<u64>,
-    found: Vec<Option<TensorBuffer>>,
+    found: Vec<Option<Resolved>>,
     error: Option<Error>,
 }
 
@@ -149,7 +167,7 @@ impl ModuleVisitor for CollectGrads<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let Some(&i) = self.index.get(&param.id) else { return };
         if let Some(g) = self.grads.get::<D>(param.id) {
-            match buffer_of(self.paths[i], &g) {
+            match resolve(self.paths[i], &g) {
                 Ok(b) if b.numel != self.numels[i] => self.error = Some(Error::ModelMismatch(format!("the grad of {} has {} elements, the parameter {}", self.paths[i], b.numel, self.numels[i]))),
                 Ok(b) => self.found[i] = Some(b),
                 Err(e) => self.error = Some(e),
@@ -162,13 +180,14 @@ impl FusedOptimizer {
     /// A builder for `config` (PyTorch names and defaults, e.g.
     /// `wgpu_optim::AdamW { lr: 1e-3, ..Default::default() }.into()`).
     pub fn builder(config: OptimizerConfig) -> Builder {
-        Builder { configs: vec![config], group: Box::new(|_| 0), options: EngineOptions { grad_control: GradControl::default(), ..EngineOptions::default() } }
+        Builder { configs: vec![config], group: Box::new(|_| 0), options: EngineOptions { grad_control: GradControl::default(), ..EngineOptions::default() }, grads_in_place: true }
     }
 
     /// One optimizer step at learning rate `lr` (every group), from the
     /// grads of `GradientsParams::from_grads(loss.backward(), &model)`:
-    /// burn's queued work is flushed, the grads are copied into the
-    /// engine's buffer and the fused step is submitted on the same queue,
+    /// burn's queued work is flushed, the grads are bound where they lie or
+    /// copied into the engine's buffer (see [`Builder::grads_in_place`]) and
+    /// the fused step is submitted on the same queue,
     /// so burn's next forward pass reads the updated parameters. Returns
     /// the model (its parameters updated in place).
     ///
@@ -189,19 +208,14 @@ impl FusedOptimizer {
         if let Some(e) = collect.error {
             return Err(e);
         }
-        let found = collect.found;
+        let found = pin_all(&collect.found)?;
         self.engine.set_active(&found.iter().map(Option::is_some).collect::<Vec<_>>())?;
         let collected = Instant::now();
         // burn's work (the backward pass that wrote the grads) goes first.
         self.shared.device.flush().map_err(|e| Error::Device(format!("{e:?}")))?;
         let flushed = Instant::now();
         let mut encoder = self.shared.wgpu_device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgpu-optim-burn step") });
-        for (p, g) in self.layout.params.iter().zip(&found) {
-            if let Some(g) = g {
-                encoder.copy_buffer_to_buffer(&g.buffer, g.offset, &self.grads[p.flat], 4 * p.offset, 4 * p.info.numel);
-            }
-        }
-        self.engine.record_step(&mut encoder)?;
+        let in_place = self.record_grads_and_step(&mut encoder, &found)?;
         self.shared.queue.submit([encoder.finish()]);
         // The pins go only now: burn may reuse the grads' memory after this
         // submission, which the queue orders after it.
@@ -212,7 +226,40 @@ impl FusedOptimizer {
         p.collect += collected - checked;
         p.flush += flushed - collected;
         p.record += flushed.elapsed();
+        p.in_place += in_place;
         Ok(model)
+    }
+
+    /// Records the step, reading in place the grads of parameters alone in
+    /// their flat tensor and copying the others first (all of them, should
+    /// the engine refuse a binding, e.g. one off the offset alignment);
+    /// returns how many were read in place.
+    fn record_grads_and_step(&mut self, encoder: &mut wgpu::CommandEncoder, found: &[Option<TensorBuffer>]) -> Result<u32> {
+        let sources: Vec<Option<GradSource>> = found.iter().zip(&self.alone).map(|(g, &alone)| g.as_ref().filter(|_| alone).map(|g| GradSource { buffer: &g.buffer, offset: g.element_offset() })).collect();
+        let in_place = sources.iter().flatten().count() as u32;
+        self.record_copies(encoder, found, |i| sources[i].is_none());
+        if in_place == 0 {
+            self.engine.record_step(encoder)?;
+            return Ok(0);
+        }
+        match self.engine.record_step_with_grads(encoder, &sources) {
+            Err(OptimError::GradSource { .. }) => {
+                self.record_copies(encoder, found, |i| sources[i].is_some());
+                self.engine.record_step(encoder)?;
+                Ok(0)
+            }
+            other => other.map(|()| in_place).map_err(Error::from),
+        }
+    }
+
+    /// Records the copy of grad `i` into the engine's grad buffer, for every
+    /// found grad with `which(i)`.
+    fn record_copies(&self, encoder: &mut wgpu::CommandEncoder, found: &[Option<TensorBuffer>], which: impl Fn(usize) -> bool) {
+        for (i, (p, g)) in self.layout.params.iter().zip(found).enumerate() {
+            if let Some(g) = g.as_ref().filter(|_| which(i)) {
+                encoder.copy_buffer_to_buffer(&g.buffer, g.offset, &self.grads[p.flat], 4 * p.offset, 4 * p.info.numel);
+            }
+        }
     }
 
     /// The host time of each phase of the steps since the last call, and
