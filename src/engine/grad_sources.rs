@@ -47,7 +47,7 @@ impl Optimizer {
         let rebound = (0..self.dispatches.len()).map(|d| self.rebind(d, grads)).collect::<Result<Vec<_>>>()?;
         let step = self.prepare_step()?;
         let bind_groups = scoped(&self.device, || self.bind_groups(&rebound))?;
-        self.record_prepared(encoder, step, &bind_groups.iter().collect::<Vec<_>>())
+        self.record_prepared(encoder, step, Some(&bind_groups))
     }
 
     /// Each dispatch's bind group: its own, or one over its rebound grads.

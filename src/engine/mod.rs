@@ -307,8 +307,7 @@ impl Optimizer {
     /// [`OptimError::NotInTrainMode`] for a rule with modes in eval mode.
     pub fn record_step(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         let step = self.prepare_step()?;
-        let bind_groups: Vec<wgpu::BindGroup> = self.dispatches.iter().map(|d| d.bind_group.clone()).collect();
-        self.record_prepared(encoder, step, &bind_groups.iter().collect::<Vec<_>>())
+        self.record_prepared(encoder, step, None)
     }
 
     /// Checks that one more step can be recorded and grows the step-factor
@@ -325,15 +324,16 @@ impl Optimizer {
         Ok(step)
     }
 
-    /// Records prepared step `step` with each dispatch's bind group given.
-    fn record_prepared(&mut self, encoder: &mut wgpu::CommandEncoder, step: u32, bind_groups: &[&wgpu::BindGroup]) -> Result<()> {
+    /// Records prepared step `step`, with each dispatch's own bind group or
+    /// `rebound[d]` for dispatch `d`.
+    fn record_prepared(&mut self, encoder: &mut wgpu::CommandEncoder, step: u32, rebound: Option<&[wgpu::BindGroup]>) -> Result<()> {
         self.scalars.head = self.head(step);
         let mut host = self.host.clone();
         for ((slot, c), host) in self.scalars.groups.iter_mut().zip(&self.configs).zip(&mut host) {
             *slot = c.advance(step, host);
         }
         self.record_scalars_and_tables(encoder)?;
-        self.record_passes(encoder, false, bind_groups);
+        self.record_passes(encoder, false, rebound);
         (self.step, self.host) = (step, host);
         Ok(())
     }
@@ -349,13 +349,15 @@ impl Optimizer {
 
     /// The step's compute pass: grad control (reduce, finalize), then the
     /// update; or, `switching` between train and eval form, only the switch.
-    fn record_passes(&self, encoder: &mut wgpu::CommandEncoder, switching: bool, bind_groups: &[&wgpu::BindGroup]) {
+    /// Dispatch `d` binds its own bind group, or `rebound[d]`.
+    fn record_passes(&self, encoder: &mut wgpu::CommandEncoder, switching: bool, rebound: Option<&[wgpu::BindGroup]>) {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("wgpu-optim step"), timestamp_writes: None });
+        let bind_group = |d: usize| rebound.map_or(&self.dispatches[d].bind_group, |r| &r[d]);
         let launch = |pass: &mut wgpu::ComputePass, pipeline: &wgpu::ComputePipeline| {
             pass.set_pipeline(pipeline);
-            for (d, bind_group) in self.dispatches.iter().zip(bind_groups) {
+            for (i, d) in self.dispatches.iter().enumerate() {
                 for l in &d.launches {
-                    pass.set_bind_group(0, *bind_group, &[l.table_offset]);
+                    pass.set_bind_group(0, bind_group(i), &[l.table_offset]);
                     pass.dispatch_workgroups(l.workgroups, 1, 1);
                 }
             }
@@ -363,7 +365,7 @@ impl Optimizer {
         if let Some((reduce, finalize)) = self.pipelines.control.as_ref().filter(|_| !switching) {
             launch(&mut pass, reduce);
             pass.set_pipeline(finalize);
-            pass.set_bind_group(0, bind_groups[0], &[0]);
+            pass.set_bind_group(0, bind_group(0), &[0]);
             pass.dispatch_workgroups(1, 1, 1);
         }
         let update = if switching { self.pipelines.switch.as_ref().expect("a rule with modes has its switch pipeline") } else { &self.pipelines.update };

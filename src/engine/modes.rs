@@ -86,8 +86,7 @@ impl Optimizer {
             self.scalars.head = self.head(self.step);
             self.scalars.groups.iter_mut().zip(switches).for_each(|(slot, s)| *slot = s);
             self.record_scalars_and_tables(encoder)?;
-            let bind_groups: Vec<&wgpu::BindGroup> = self.dispatches.iter().map(|d| &d.bind_group).collect();
-            self.record_passes(encoder, true, &bind_groups);
+            self.record_passes(encoder, true, None);
         }
         self.train_mode = train;
         Ok(())

@@ -160,7 +160,10 @@ impl Gemm {
     pub fn new(device: &wgpu::Device, kernel: GemmKernel) -> Result<Self> {
         let (entry, tile) = kernel.resolve(device);
         scoped(device, || {
-            let source = format!("const MAX_ITEMS: u32 = {MAX_ITEMS}u;\nconst WG_SIDE: u32 = {WG_SIDE}u;\n{GEMM_WGSL}\n{}", blocks_kernel(block_side(device)));
+            // The generated block kernel only where it runs (32 × 32 is
+            // thousands of lines for naga to parse).
+            let blocks = if entry == "blocks" { blocks_kernel(block_side(device)) } else { String::new() };
+            let source = format!("const MAX_ITEMS: u32 = {MAX_ITEMS}u;\nconst WG_SIDE: u32 = {WG_SIDE}u;\n{GEMM_WGSL}\n{blocks}");
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("gemm"), source: wgpu::ShaderSource::Wgsl(source.into()) });
             let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                 label: Some("gemm"),

@@ -99,7 +99,9 @@ impl Builder {
         }
         let engine = Optimizer::with_groups(&shared.wgpu_device, &shared.queue, &self.configs, &slices, self.options)?;
         let index = layout.params.iter().enumerate().map(|(i, p)| (p.info.id, i)).collect();
-        let alone = layout.params.iter().map(|p| self.grads_in_place && layout.params.iter().filter(|q| q.flat == p.flat).count() == 1).collect();
+        let mut per_flat = vec![0usize; layout.flats.len()];
+        layout.params.iter().for_each(|p| per_flat[p.flat] += 1);
+        let alone = layout.params.iter().map(|p| self.grads_in_place && per_flat[p.flat] == 1).collect();
         Ok((model, FusedOptimizer { shared: shared.clone(), engine, layout, grads, index, alone, phases: StepPhases::default() }))
     }
 }
