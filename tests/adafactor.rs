@@ -2,7 +2,9 @@
 //! code): factored matrices (tall, wide, one row), 3-D tensors of
 //! independent slabs, vectors and flat ranges (unfactored), a tensor
 //! starting at θ = 0 (α from eps2), two buffer pairs, 50 steps, three option
-//! sets; a first step computed by hand; state names and shapes; bad input;
+//! sets, each laid out for the scalar, vec4 and wide access (the same bits);
+//! every kind of element pass (`lined`, `general`, `flat`); a first step
+//! computed by hand; state names and shapes; bad input;
 //! convergence; bitwise reproducibility.
 
 mod common;
@@ -13,11 +15,14 @@ use wgpu_optim::validate::uniform;
 use wgpu_optim::*;
 
 /// Shapes (`[0, n]`: a flat range of n elements). A lane of the element
-/// passes steps WG = 256 elements at a time: [40, 30] moves it 8 rows, [3,
-/// 7, 50] past slab ends, [2, 3, 300] less than a row, [100, 2, 3] 42
-/// slabs; [130, 129] spans more than one row of the row table for either
-/// row length (4096 or 16,384 elements).
-const SHAPES: [&[u64]; 11] = [&[7, 5], &[3, 4, 6], &[1030], &[3, 7, 50], &[40, 30], &[1, 37], &[5, 13], &[0, 1025], &[2, 3, 300], &[100, 2, 3], &[130, 129]];
+/// passes steps WG·UNIT elements at a time: [40, 30] moves it several
+/// rows, [3, 7, 50] past slab ends, [2, 3, 300] less than a row, [100, 2,
+/// 3] 42 slabs; [130, 129] and [70, 256] span more than one row of the row
+/// table for either row length (4096 or 16,384 elements). Columns that are
+/// a multiple of 8 ([9, 16], [5, 40, 24], [70, 256]) take the `lined`
+/// passes (a cursor per lane; [5, 40, 24] moves it across columns, rows and
+/// slabs), the other factored shapes the `general` ones.
+const SHAPES: [&[u64]; 14] = [&[7, 5], &[3, 4, 6], &[1030], &[3, 7, 50], &[9, 16], &[40, 30], &[1, 37], &[5, 13], &[0, 1025], &[2, 3, 300], &[100, 2, 3], &[130, 129], &[5, 40, 24], &[70, 256]];
 const STEPS: u32 = 50;
 
 fn cases() -> Vec<(&'static str, Adafactor)> {
@@ -43,26 +48,32 @@ fn slice_of(p: &wgpu::Buffer, g: &wgpu::Buffer, at: u64, shape: &[u64]) -> (Para
     (ParamSlice::range(p, at, g, at, n).with_shape(shape), n)
 }
 
-/// The tensors of `SHAPES` in two buffer pairs, at offsets that are not
-/// multiples of 4; tensor 1 starts at θ = 0.
-fn tensors(gpu: &device::Gpu) -> Vec<Tensor> {
+fn numel(shape: &[u64]) -> u64 {
+    if shape[0] == 0 { shape[1] } else { shape.iter().product() }
+}
+
+/// The tensors of `SHAPES` in two buffer pairs, each at the first multiple
+/// of `align` at least 3 elements past the last (align 1: offsets that are
+/// not multiples of 4, the scalar access; 4: vec4; 8: wide where the
+/// adapter has it); θ is the same per tensor whatever the layout, and
+/// tensor 1 starts at θ = 0.
+fn tensors(gpu: &device::Gpu, align: u64) -> Vec<Tensor> {
     let mut out = Vec::new();
-    for (pair, shapes) in [&SHAPES[..4], &SHAPES[4..]].into_iter().enumerate() {
-        let total = 3 + shapes.iter().map(|s| if s[0] == 0 { s[1] } else { s.iter().product() } + 3).sum::<u64>() as usize;
-        let mut p0: Vec<f32> = (0..total).map(|i| uniform(pair as u64 + 1, 99, i as u64) * 0.5).collect();
-        let p = common::storage_buffer(gpu, &p0);
+    for (pair, shapes) in [&SHAPES[..5], &SHAPES[5..]].into_iter().enumerate() {
+        let total = 16 + shapes.iter().map(|s| (numel(s) + 3).next_multiple_of(align)).sum::<u64>() as usize;
+        let p = common::storage_buffer(gpu, &vec![0.0; total]);
         let g = common::storage_buffer(gpu, &vec![0.0; total]);
-        let mut at = 3u64;
+        let mut at = 3u64.next_multiple_of(align);
         for (k, shape) in shapes.iter().enumerate() {
             let (slice, n) = slice_of(&p, &g, at, shape);
-            let range = at as usize..(at + n) as usize;
+            let mut p0: Vec<f32> = (0..n).map(|i| uniform(pair as u64 + 1, 99 + k as u64, i) * 0.5).collect();
             if pair == 0 && k == 1 {
-                p0[range.clone()].fill(0.0);
-                gpu.queue.write_buffer(&p, 4 * at, bytemuck::cast_slice(&p0[range.clone()]));
+                p0.fill(0.0);
             }
+            gpu.queue.write_buffer(&p, 4 * at, bytemuck::cast_slice(&p0));
             let state = AdafactorReference::new(n, slice.shape.as_deref());
-            out.push(Tensor { slice, p: p0[range].iter().map(|&x| x as f64).collect(), state });
-            at += n + 3;
+            out.push(Tensor { slice, p: p0.iter().map(|&x| x as f64).collect(), state });
+            at = (at + n + 3).next_multiple_of(align);
         }
     }
     out
@@ -74,31 +85,56 @@ fn grads(i: usize, t: u32, n: usize) -> Vec<f32> {
     (0..n).map(|k| uniform(i as u64 + 10, t as u64, k as u64) * (0.2 + (k % 5) as f32 * (k % 3) as f32)).collect()
 }
 
+/// 50 steps of every shape at each alignment against the reference; the
+/// three accesses give the same bits.
 #[test]
 fn adafactor_matches_reference() {
     let gpu = require_gpu!();
     for (name, config) in cases() {
-        let mut ts = tensors(gpu);
-        let slices: Vec<ParamSlice> = ts.iter().map(|t| t.slice.clone()).collect();
-        let mut opt = AdafactorOptimizer::new(&gpu.device, &gpu.queue, config, &slices).unwrap();
-        for t in 1..=STEPS {
-            for (i, x) in ts.iter_mut().enumerate() {
-                let g = grads(i, t, x.p.len());
-                gpu.queue.write_buffer(&x.slice.grad, 4 * x.slice.grad_offset, bytemuck::cast_slice(&g));
-                config.reference_step(t, &mut x.p, &g.iter().map(|&v| v as f64).collect::<Vec<_>>(), &mut x.state);
+        let mut first: Option<Vec<Vec<u32>>> = None;
+        for align in [1, 4, 8] {
+            let (form, params) = run_against_reference(gpu, name, config, align);
+            eprintln!("{name}: align {align}, {form:?} access");
+            let bits: Vec<Vec<u32>> = params.iter().map(|p| p.iter().map(|x| x.to_bits()).collect()).collect();
+            match &first {
+                None => first = Some(bits),
+                Some(want) => assert!(*want == bits, "{name}: the {form:?} access differs from the scalar one"),
             }
-            opt.step().unwrap();
-        }
-        for (i, x) in ts.iter().enumerate() {
-            let got = read_f32(&gpu.device, &gpu.queue, &x.slice.param, x.slice.param_offset, x.slice.len()).unwrap();
-            let state: Vec<f32> = opt.read_state(i).unwrap().into_iter().flat_map(|s| s.values).collect();
-            let p_err = got.iter().zip(&x.p).map(|(a, b)| (*a as f64 - b).powi(2)).sum::<f64>().sqrt();
-            let worst_s = state.iter().zip(&x.state.state).map(|(a, b)| (*a as f64 - b).abs() / (x.state.state_rel_err * b).max(1e-37)).fold(0.0, f64::max);
-            let worst_p = p_err / x.state.param_err;
-            eprintln!("{name:<48} {:>14}: params {worst_p:.4} of the bound ({p_err:.2e}), state {worst_s:.3}", format!("{:?}", SHAPES[i]));
-            assert!(worst_p <= 1.0 && worst_s <= 1.0, "{name}, tensor {i} {:?}: off by {worst_p:.2} / {worst_s:.2} of the bounds", SHAPES[i]);
         }
     }
+}
+
+/// Steps every shape laid out at `align` against the reference; the
+/// access the optimizer took and the final params.
+fn run_against_reference(gpu: &device::Gpu, name: &str, config: Adafactor, align: u64) -> (RowForm, Vec<Vec<f32>>) {
+    let mut ts = tensors(gpu, align);
+    let slices: Vec<ParamSlice> = ts.iter().map(|t| t.slice.clone()).collect();
+    let mut opt = AdafactorOptimizer::new(&gpu.device, &gpu.queue, config, &slices).unwrap();
+    let want = match align {
+        1 => RowForm::Scalar,
+        4 => RowForm::Vec4,
+        _ => RowAccess::of(&gpu.device, &slices).form,
+    };
+    assert_eq!(opt.access().form, want);
+    for t in 1..=STEPS {
+        for (i, x) in ts.iter_mut().enumerate() {
+            let g = grads(i, t, x.p.len());
+            gpu.queue.write_buffer(&x.slice.grad, 4 * x.slice.grad_offset, bytemuck::cast_slice(&g));
+            config.reference_step(t, &mut x.p, &g.iter().map(|&v| v as f64).collect::<Vec<_>>(), &mut x.state);
+        }
+        opt.step().unwrap();
+    }
+    let mut params = Vec::new();
+    for (i, x) in ts.iter().enumerate() {
+        let got = read_f32(&gpu.device, &gpu.queue, &x.slice.param, x.slice.param_offset, x.slice.len()).unwrap();
+        let state: Vec<f32> = opt.read_state(i).unwrap().into_iter().flat_map(|s| s.values).collect();
+        let p_err = got.iter().zip(&x.p).map(|(a, b)| (*a as f64 - b).powi(2)).sum::<f64>().sqrt();
+        let worst_s = state.iter().zip(&x.state.state).map(|(a, b)| (*a as f64 - b).abs() / (x.state.state_rel_err * b).max(1e-37)).fold(0.0, f64::max);
+        let worst_p = p_err / x.state.param_err;
+        assert!(worst_p <= 1.0 && worst_s <= 1.0, "{name}, align {align}, tensor {i} {:?}: off by {worst_p:.2} / {worst_s:.2} of the bounds", SHAPES[i]);
+        params.push(got);
+    }
+    (opt.access().form, params)
 }
 
 /// Step 1 by hand for a vector: variance = g², so U = sign(g) (|g| > eps1),

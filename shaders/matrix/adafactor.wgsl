@@ -2,9 +2,11 @@
 // 2 or more dims is B slabs of R×C (its last two dims; B the product of the
 // rest), each with its own factored second moment: row_var (B×R) then
 // col_var (B×C) in the state buffer. Other tensors keep `variance`, one per
-// element. Workgroup b of the element passes handles row b of the row table
-// (rows.rs); the line passes run one invocation per segment of at most
-// segment_len elements of a row or column of a slab (src/matrix/adafactor.rs's
+// element. Workgroup b of the element passes (norms, apply: in
+// adafactor_kind.wgsl, one copy per kind of tensor, with the unit functions
+// of adafactor_units.wgsl) handles row b of its kind's rows of the row
+// table (rows.rs); the line passes run one invocation per segment of at most
+// segment_len elements of a row or column of a slab (src/matrix/adafactor/optimizer.rs's
 // segment table), then, for lines of several segments, one per line.
 //
 //   segments: partial Σ G² of each segment of a line
@@ -16,7 +18,8 @@
 //   step:   per tensor, a workgroup: α = max(eps2, RMS(θ))·rho (θ before the decay), α / max(1, RMS(U)/d)
 //   apply:  θ ← θ·(1 − lr·weight_decay) − step·U
 //
-// struct Scalars is generated from the Rust declaration (src/matrix/adafactor.rs);
+// struct Scalars is generated from the Rust declaration (src/matrix/adafactor/optimizer.rs),
+// and the param and grad bindings with their accessors (rows::RowAccess::operands);
 // Row, PER_LANE, lerp (PyTorch's), workgroup_sum and rows_of come from
 // rows.wgsl, TOTAL_WG, total_sum and tensor_total from tensor_total.wgsl.
 
@@ -47,8 +50,8 @@ struct Segment {
 }
 
 @group(0) @binding(0) var<uniform> s: Scalars;
-@group(0) @binding(1) var<storage, read_write> param: array<f32>;
-@group(0) @binding(2) var<storage, read> grad: array<f32>;
+// Bindings 1 and 2 (param, grad) and their accessors ld_X / st_X / at_X are
+// generated (rows::RowAccess::operands): scalar, vec4 or wide access.
 @group(0) @binding(3) var<storage, read_write> state: array<f32>;
 @group(0) @binding(4) var<storage, read> tensors: array<Tensor>;
 @group(0) @binding(5) var<storage, read> rows: array<Row>;
@@ -56,11 +59,6 @@ struct Segment {
 // per row of the whole table: Σθ², ΣU²; then each tensor's scales
 // (Tensor.scales); then a partial Σ G² per line segment (Segment.slot)
 @group(0) @binding(7) var<storage, read_write> sums: array<f32>;
-
-fn g_at(t: Tensor, e: u32) -> f32 {
-    let g = grad[t.grad + e];
-    return select(g, -g, s.maximize != 0u);
-}
 
 // row_var or col_var of a segment's line, from the line's Σ G².
 fn store_line_mean(t: Tensor, sg: Segment, total: f32) {
@@ -89,7 +87,7 @@ fn line_segments(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var total = 0.0;
     for (var k = 0u; k < sg.count; k++) {
-        let g = grad[at];
+        let g = at_grad(at);
         total = total + g * g;
         at = at + stride;
     }
@@ -145,96 +143,6 @@ fn slab_means(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     }
 }
 
-// Where element e of a factored tensor is, kept up to date as a lane steps
-// through its row by WG elements, so that no element costs a division:
-// line = its row over all slabs (b·R + r), col (c), slab (b) and r. A step
-// of WG elements is qw lines and rw columns, and qw lines are q2 slabs and
-// r2 rows. The line's row_var and the slab's clamped mean are loaded when
-// they change, not per element.
-struct Cursor {
-    line: u32,
-    col: u32,
-    slab: u32,
-    r: u32,
-    qw: u32,
-    rw: u32,
-    q2: u32,
-    r2: u32,
-    row_var: f32,
-    mean: f32,
-}
-
-fn cursor_at(t: Tensor, e: u32) -> Cursor {
-    let line = e / t.cols;
-    let slab = line / t.rows;
-    let qw = WG / t.cols;
-    let q2 = qw / t.rows;
-    return Cursor(line, e - line * t.cols, slab, line - slab * t.rows, qw, WG - qw * t.cols, q2, qw - q2 * t.rows, state[t.state + line], sums[t.scales + 1u + slab]);
-}
-
-// The cursor WG elements on (col + rw < 2C, r + r2 + 1 < 2R: one carry each).
-fn advance(t: Tensor, at: Cursor) -> Cursor {
-    var n = at;
-    n.col = n.col + n.rw;
-    let carry = select(0u, 1u, n.col >= t.cols);
-    n.col = n.col - carry * t.cols;
-    n.line = n.line + n.qw + carry;
-    n.r = n.r + n.r2 + carry;
-    let wrap = select(0u, 1u, n.r >= t.rows);
-    n.r = n.r - wrap * t.rows;
-    n.slab = n.slab + n.q2 + wrap;
-    if (n.line != at.line) {
-        n.row_var = state[t.state + n.line];
-    }
-    if (n.slab != at.slab) {
-        n.mean = sums[t.scales + 1u + n.slab];
-    }
-    return n;
-}
-
-// V of a factored tensor's element at `at`.
-fn factored_v(t: Tensor, at: Cursor) -> f32 {
-    return at.row_var * state[t.state + t.slabs * t.rows + at.slab * t.cols + at.col] / at.mean;
-}
-
-// U = G / max(√V, eps1) (PyTorch: clamp(V, eps1²).rsqrt()·G).
-fn update(v: f32, g: f32) -> f32 {
-    return inverseSqrt(max(v, s.eps1 * s.eps1)) * g;
-}
-
-// Unfactored tensors' variance update, and partial Σθ² and ΣU² per row.
-@compute @workgroup_size(WG)
-fn norms(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = rows[wid.x];
-    let t = tensors[row.tensor];
-    var sq = vec2<f32>(0.0);
-    var at: Cursor;
-    if (t.factored != 0u && lid < row.len) {
-        at = cursor_at(t, row.start + lid);
-    }
-    for (var k = 0u; k < lane_elements(row.len, lid); k++) {
-        let i = k * WG + lid;
-        let e = row.start + i;
-        let g = g_at(t, e);
-        var v: f32;
-        if (t.factored != 0u) {
-            v = factored_v(t, at);
-            if (i + WG < row.len) { at = advance(t, at); }   // (no loads past the tensor)
-        } else {
-            v = lerp(state[t.state + e], g * g, s.w);
-            state[t.state + e] = v;
-        }
-        let theta = param[t.param + e];
-        let u = update(v, g);
-        sq = sq + vec2<f32>(theta * theta, u * u);
-    }
-    let total = workgroup_sum(sq, lid);
-    if (lid == 0u) {
-        sums[2u * row.index] = total.x;
-        sums[2u * row.index + 1u] = total.y;
-    }
-}
-
 // One workgroup per tensor: α = max(eps2, RMS(θ))·rho and the step
 // α / max(1, RMS(U)/d), from its rows' partial Σθ², ΣU².
 @compute @workgroup_size(TOTAL_WG)
@@ -245,28 +153,5 @@ fn step_size(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
         let alpha = max(s.eps2, sqrt(total.x / f32(t.numel))) * s.rho;
         let rms = sqrt(total.y / f32(t.numel));
         sums[t.scales] = alpha / max(1.0, rms / s.d);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = rows[wid.x];
-    let t = tensors[row.tensor];
-    let step = sums[t.scales];
-    var at: Cursor;
-    if (t.factored != 0u && lid < row.len) {
-        at = cursor_at(t, row.start + lid);
-    }
-    for (var k = 0u; k < lane_elements(row.len, lid); k++) {
-        let i = k * WG + lid;
-        let e = row.start + i;
-        var v: f32;
-        if (t.factored != 0u) {
-            v = factored_v(t, at);
-            if (i + WG < row.len) { at = advance(t, at); }   // (no loads past the tensor)
-        } else {
-            v = state[t.state + e];
-        }
-        param[t.param + e] = param[t.param + e] * s.decay - step * update(v, g_at(t, e));
     }
 }

@@ -131,11 +131,7 @@ fn moments(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
         }
         return;
     }
-    let total = workgroup_sum(sq, lid);
-    if (lid == 0u) {
-        sums[2u * row.index] = total.x;
-        sums[2u * row.index + 1u] = total.y;
-    }
+    store_row_sums(sq, row.index, lid);
 }
 
 // One workgroup per tensor of the list (tensors of more than one row):

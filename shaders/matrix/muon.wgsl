@@ -66,11 +66,7 @@ fn momentum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
         scratch[t.scratch + wide_index(t, e)] = u;
         sq = sq + u * u;
     }
-    let total = workgroup_sum(vec2<f32>(sq, 0.0), lid);
-    if (lid == 0u) {
-        sums[2u * row.index] = total.x;
-        sums[2u * row.index + 1u] = total.y;
-    }
+    store_row_sums(vec2<f32>(sq, 0.0), row.index, lid);
 }
 
 // One workgroup per matrix: ‖U‖ from its rows' partial sums.

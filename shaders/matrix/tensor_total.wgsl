@@ -41,3 +41,14 @@ fn tensor_total(first_row: u32, n_rows: u32, lid: u32) -> vec2<f32> {
     }
     return total_sum(acc, lid);
 }
+
+// A row's pair of partial sums, `v` from every lane, summed by
+// workgroup_sum and stored at sums[2·index] by invocation 0. Every
+// invocation calls it.
+fn store_row_sums(v: vec2<f32>, index: u32, lid: u32) {
+    let total = workgroup_sum(v, lid);
+    if (lid == 0u) {
+        sums[2u * index] = total.x;
+        sums[2u * index + 1u] = total.y;
+    }
+}

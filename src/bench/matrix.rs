@@ -123,7 +123,7 @@ pub fn tensor_rows(device: &wgpu::Device, queue: &wgpu::Queue, timer: &Timer, (p
     // θ and the average read, the average written.
     let ema_s = timer.per_step(reps, steps, &mut |e| ema.record_update(e))?;
     let ada_name = if n % 1024 == 0 { "adafactor (factored)" } else { "adafactor (flat)" };
-    Ok(vec![row("lamb", lamb.access().form, 40, lamb_s), row(ada_name, crate::RowForm::Scalar, if n % 1024 == 0 { 28 } else { 32 }, ada_s), row("weight ema", ema.access().form, 12, ema_s)])
+    Ok(vec![row("lamb", lamb.access().form, 40, lamb_s), row(ada_name, ada.access().form, if n % 1024 == 0 { 28 } else { 32 }, ada_s), row("weight ema", ema.access().form, 12, ema_s)])
 }
 
 /// A tensor-wise rule over the whole-model case's tensors, against one

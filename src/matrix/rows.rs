@@ -273,7 +273,8 @@ impl RowAccess {
 
     /// The declarations of `operands` and their accessors: `UNIT`, `Unit`
     /// (its values as vec4s), `ld_X(e, n)` (the unit at element e; lanes
-    /// from n on are unspecified) and `st_X(e, v, n)`, which stores the
+    /// from n on are unspecified), `at_X(e)` (element e alone) and
+    /// `st_X(e, v, n)`, which stores the
     /// first n lanes (vec4 and scalar) or the whole unit (wide: callers
     /// pass loaded values back in lanes from n on, with `tail`); `lanes(n,
     /// h)`, the live lanes of vec4 h of a unit with n live elements;
@@ -304,11 +305,16 @@ impl RowAccess {
         let binding = format!("@group(0) @binding({}) var<storage, {access}> {name}", op.binding);
         if self.form == RowForm::Wide {
             let mut out = format!("{binding}: array<vec4<u64>>;\nfn ld_{name}(e: u32, n: u32) -> Unit {{ let w = {name}[e >> 3u]; return Unit(wide_lo(w), wide_hi(w)); }}\n");
+            out += &format!("fn at_{name}(e: u32) -> f32 {{ return wide_half({name}[e >> 3u][(e >> 1u) & 3u])[e & 1u]; }}\n");
             if op.writable {
                 out += &format!("fn st_{name}(e: u32, v: Unit, n: u32) {{ {name}[e >> 3u] = wide_pack(v[0], v[1]); }}\n");
             }
             return out;
         }
+        let at = match self.form {
+            RowForm::Vec4 => format!("fn at_{name}(e: u32) -> f32 {{ return {name}[e >> 2u][e & 3u]; }}\n"),
+            _ => format!("fn at_{name}(e: u32) -> f32 {{ return {name}[e]; }}\n"),
+        };
         let (decl, load4, store4) = match self.form {
             RowForm::Vec4 => (
                 format!("{binding}: array<vec4<f32>>;\n"),
@@ -329,7 +335,7 @@ impl RowAccess {
         } else {
             (format!("fn ld_{name}(e: u32, n: u32) -> Unit {{ return Unit(ld4_{name}(e, n)); }}\n"), format!("fn st_{name}(e: u32, u: Unit, n: u32) {{ st4_{name}(e, u[0], n); }}\n"))
         };
-        decl + &load4 + &load + if op.writable { format!("{store4}{store}") } else { String::new() }.as_str()
+        decl + &at + &load4 + &load + if op.writable { format!("{store4}{store}") } else { String::new() }.as_str()
     }
 }
 

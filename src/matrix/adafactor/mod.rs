@@ -2,6 +2,7 @@
 //! layout and the f64 reference with its error bound; the GPU optimizer
 //! [`AdafactorOptimizer`] is in `optimizer.rs`.
 
+mod kinds;
 mod optimizer;
 
 pub use optimizer::{segment_len, AdafactorOptimizer, StateTensor};

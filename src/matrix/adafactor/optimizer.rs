@@ -1,14 +1,14 @@
 //! Adafactor on the GPU: the line statistics, slab means, norms, step size
-//! and update passes of `shaders/matrix/adafactor.wgsl` over the row table,
+//! and update passes of `shaders/matrix/adafactor.wgsl` (the element passes per
+//! kind of tensor: `kinds.rs`) over the row table,
 //! one compute pass per step.
 
+use super::kinds::{self, Kind};
 use super::{split_state, state_layout, Adafactor, Factoring};
 use crate::engine::uniforms::{gpu_struct, StepUniform};
 use crate::engine::ParamSlice;
 use crate::error::{scoped, OptimError, Result};
 use crate::matrix::rows::{self, Kernels, RowDesc};
-
-const ADAFACTOR_WGSL: &str = include_str!("../../../shaders/matrix/adafactor.wgsl");
 
 gpu_struct! {
     /// The per-step scalars (`Scalars` in adafactor.wgsl), from f64.
@@ -89,15 +89,15 @@ struct Segment {
     segs: u32,
 }
 
-/// The entry points of adafactor.wgsl, in `Kernels::pipelines` order.
-const ENTRIES: [&str; 6] = ["line_segments", "line_means", "slab_means", "norms", "step_size", "apply"];
 /// Bindings 1.. (read-only?): param, grad, state, tensors, rows, segments, sums.
 const READ_ONLY: [bool; 7] = [false, true, false, true, true, true, false];
 
 /// The passes of one (param buffer, grad buffer) pair.
 struct Window {
     bind_group: wgpu::BindGroup,
-    rows: u32,
+    /// Per kind of tensor present here: its index in the optimizer's
+    /// kinds, a bind group of its rows alone and their count.
+    kinds: Vec<(usize, wgpu::BindGroup, u32)>,
     segments: u32,
     /// Whether a line has several segments (`line_means` runs).
     split: bool,
@@ -143,6 +143,8 @@ pub struct AdafactorOptimizer {
     places: Vec<Placement>,
     kernels: Kernels,
     windows: Vec<Window>,
+    /// The kinds of tensor present, in the order of their pipelines.
+    kinds: Vec<Kind>,
     uniform: StepUniform<Scalars>,
     state: wgpu::Buffer,
     step: u32,
@@ -173,11 +175,14 @@ impl AdafactorOptimizer {
             return Err(OptimError::ExceedsLimits(format!("Adafactor's state of {} bytes is past the binding limit", 4 * at)));
         }
         let access = rows::RowAccess::of(device, params);
-        let source = rows::totals_source(access, &Scalars::wgsl(), ADAFACTOR_WGSL);
-        let kernels = Kernels::new(device, "adafactor", &source, &READ_ONLY, &ENTRIES)?;
+        let kinds: Vec<Kind> = Kind::ALL.into_iter().filter(|k| places.iter().any(|p| Kind::of(p.factoring, access.unit) == *k)).collect();
+        let source = kinds::source(access, &Scalars::wgsl(), &kinds);
+        let kind_entries: Vec<String> = kinds.iter().flat_map(|k| k.entries()).collect();
+        let entries: Vec<&str> = kinds::COMMON_ENTRIES.into_iter().chain(kind_entries.iter().map(String::as_str)).collect();
+        let kernels = Kernels::new(device, "adafactor", &source, &READ_ONLY, &entries)?;
         let state = scoped(device, || device.create_buffer(&wgpu::BufferDescriptor { label: Some("adafactor state"), size: 4 * at.max(4), usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false }))?;
         let uniform = scoped(device, || StepUniform::new(device))?;
-        let mut opt = AdafactorOptimizer { device: device.clone(), queue: queue.clone(), config, params: params.to_vec(), places, kernels, windows: Vec::new(), uniform, state, step: 0, access };
+        let mut opt = AdafactorOptimizer { device: device.clone(), queue: queue.clone(), config, params: params.to_vec(), places, kernels, windows: Vec::new(), kinds, uniform, state, step: 0, access };
         opt.windows = opt.build_windows()?;
         Ok(opt)
     }
@@ -201,6 +206,7 @@ impl AdafactorOptimizer {
             })
             .collect();
         let device = &self.device;
+        let kind_of: Vec<Kind> = self.places.iter().map(|p| Kind::of(p.factoring, self.access.unit)).collect();
         let pairs = rows::windows(device, &self.params, &rows)?;
         let mut slot = scales;
         let segments: Vec<Vec<Segment>> = pairs.iter().map(|(_, _, mine)| self.segments(mine, &mut slot)).collect();
@@ -215,11 +221,14 @@ impl AdafactorOptimizer {
                 .into_iter()
                 .zip(segments)
                 .map(|((param, grad, mine), segments)| {
-                    let row_buf = rows::table(device, &self.queue, "adafactor rows", &mine);
                     let segment_buf = rows::table(device, &self.queue, "adafactor segments", &segments);
-                    let resources = vec![self.uniform.binding(), param.as_entire_binding(), grad.as_entire_binding(), self.state.as_entire_binding(), tensors.as_entire_binding(), row_buf.as_entire_binding(), segment_buf.as_entire_binding(), sums.as_entire_binding()];
+                    let bind = |rows: &wgpu::Buffer| {
+                        let resources = vec![self.uniform.binding(), param.as_entire_binding(), grad.as_entire_binding(), self.state.as_entire_binding(), tensors.as_entire_binding(), rows.as_entire_binding(), segment_buf.as_entire_binding(), sums.as_entire_binding()];
+                        self.kernels.bind(device, "adafactor", resources)
+                    };
+                    let kinds = kinds::split(&mine, &kind_of, &self.kinds).into_iter().map(|(k, rows)| (k, bind(&rows::table(device, &self.queue, "adafactor rows", &rows)), rows.len() as u32)).collect();
                     let split = segments.iter().any(|s| s.segs > 1);
-                    Window { bind_group: self.kernels.bind(device, "adafactor", resources), rows: mine.len() as u32, segments: segments.len() as u32, split }
+                    Window { bind_group: bind(&rows::table(device, &self.queue, "adafactor rows", &mine)), kinds, segments: segments.len() as u32, split }
                 })
                 .collect()
         })
@@ -265,25 +274,39 @@ impl AdafactorOptimizer {
         self.uniform.record(&self.device, encoder, &self.scalars(t))?;
         self.step = t;
         let n_tensors = self.params.len() as u32;
-        let p = &self.kernels.pipelines;
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("adafactor step"), timestamp_writes: None });
-        let mut launch = |pipeline: &wgpu::ComputePipeline, count: &dyn Fn(&Window) -> u32, once: bool| {
-            pass.set_pipeline(pipeline);
-            for w in self.windows.iter().take(if once { 1 } else { usize::MAX }) {
-                let n = count(w);
-                if n > 0 {
-                    pass.set_bind_group(0, &w.bind_group, &[]);
-                    pass.dispatch_workgroups(n, 1, 1);
-                }
+        for w in &self.windows {
+            self.dispatch(&mut pass, 0, &w.bind_group, w.segments.div_ceil(64));
+            if w.split {
+                self.dispatch(&mut pass, 1, &w.bind_group, w.segments.div_ceil(64));
             }
-        };
-        launch(&p[0], &|w| w.segments.div_ceil(64), false);
-        launch(&p[1], &|w| if w.split { w.segments.div_ceil(64) } else { 0 }, false);
-        launch(&p[2], &|_| n_tensors, true);
-        launch(&p[3], &|w| w.rows, false);
-        launch(&p[4], &|_| n_tensors, true);
-        launch(&p[5], &|w| w.rows, false);
+        }
+        // the per-tensor passes read the shared tables and sums: any window's bind group
+        let tables = &self.windows[0].bind_group;
+        self.dispatch(&mut pass, 2, tables, n_tensors);
+        self.record_elements(&mut pass, 0);
+        self.dispatch(&mut pass, 3, tables, n_tensors);
+        self.record_elements(&mut pass, 1);
         Ok(())
+    }
+
+    /// `workgroups` of pipeline `index` over `bind_group`.
+    fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>, index: usize, bind_group: &wgpu::BindGroup, workgroups: u32) {
+        if workgroups > 0 {
+            pass.set_pipeline(&self.kernels.pipelines[index]);
+            pass.set_bind_group(0, bind_group, &[]);
+            pass.dispatch_workgroups(workgroups, 1, 1);
+        }
+    }
+
+    /// Each window's rows of each kind through that kind's pass `which`
+    /// (0: norms, 1: apply).
+    fn record_elements(&self, pass: &mut wgpu::ComputePass<'_>, which: usize) {
+        for w in &self.windows {
+            for (kind, bind_group, rows) in &w.kinds {
+                self.dispatch(pass, kinds::COMMON_ENTRIES.len() + 2 * kind + which, bind_group, *rows);
+            }
+        }
     }
 
     /// Records and submits one step.
@@ -293,6 +316,11 @@ impl AdafactorOptimizer {
     pub fn step(&mut self) -> Result<()> {
         let (device, queue) = (self.device.clone(), self.queue.clone());
         rows::submit(&device, &queue, "adafactor step", |encoder| self.record_step(encoder))
+    }
+
+    /// How the element passes move param and grad (scalar, vec4 or wide).
+    pub fn access(&self) -> rows::RowAccess {
+        self.access
     }
 
     /// The config.

@@ -1,0 +1,76 @@
+//! The kinds of tensor Adafactor's element passes tell apart, each with
+//! entry points of its own (`shaders/matrix/adafactor_kind.wgsl`, one copy
+//! per kind): lavapipe runs both sides of every branch under a lane mask,
+//! so one pass holding every kind's code paid for all three on every
+//! element (1024 × 1024 on one lavapipe thread: 27 ms a step, against
+//! 18 ms with one kind's code).
+
+use super::Factoring;
+use crate::matrix::rows::{self, RowDesc};
+
+const ADAFACTOR_WGSL: &str = include_str!("../../../shaders/matrix/adafactor.wgsl");
+const UNITS_WGSL: &str = include_str!("../../../shaders/matrix/adafactor_units.wgsl");
+const KIND_WGSL: &str = include_str!("../../../shaders/matrix/adafactor_kind.wgsl");
+
+/// Bindings 1 and 2, with generated accessors.
+const OPERANDS: [rows::Operand; 2] = [rows::Operand { name: "param", binding: 1, writable: true }, rows::Operand { name: "grad", binding: 2, writable: false }];
+
+/// The entry points every optimizer has, in `Kernels::pipelines` order;
+/// each kind present adds its `norms_` and `apply_` after them.
+pub(super) const COMMON_ENTRIES: [&str; 4] = ["line_segments", "line_means", "slab_means", "step_size"];
+
+/// How a tensor's V is found for a unit of its elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// Factored with C a multiple of the unit: a unit lies in one line
+    /// (a cursor per lane, no division per unit).
+    Lined,
+    /// Factored, any C: a unit may cross lines and slabs.
+    General,
+    /// Unfactored: its own variance per element.
+    Flat,
+}
+
+impl Kind {
+    pub(super) const ALL: [Kind; 3] = [Kind::Lined, Kind::General, Kind::Flat];
+
+    /// The kind of a tensor factored as `factoring` under units of `unit` elements.
+    pub(super) fn of(factoring: Option<Factoring>, unit: u32) -> Kind {
+        match factoring {
+            Some(f) if f.cols.is_multiple_of(unit as u64) => Kind::Lined,
+            Some(_) => Kind::General,
+            None => Kind::Flat,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Lined => "lined",
+            Kind::General => "general",
+            Kind::Flat => "flat",
+        }
+    }
+
+    /// This kind's entry points: the norms pass, then the update.
+    pub(super) fn entries(self) -> [String; 2] {
+        [format!("norms_{}", self.name()), format!("apply_{}", self.name())]
+    }
+}
+
+/// The shader: the generated operands and `scalars`, adafactor.wgsl, the
+/// unit functions and the element passes of each kind in `kinds`.
+pub(super) fn source(access: rows::RowAccess, scalars: &str, kinds: &[Kind]) -> String {
+    let passes: String = kinds.iter().map(|k| KIND_WGSL.replace("KIND", k.name())).collect();
+    rows::totals_source(access, scalars, &format!("{}{ADAFACTOR_WGSL}\n{UNITS_WGSL}\n{passes}", access.operands(&OPERANDS)))
+}
+
+/// `rows` (one window's) split by the kind of their tensors, in `kinds`
+/// order, without the empty ones.
+pub(super) fn split(rows: &[RowDesc], kind_of: &[Kind], kinds: &[Kind]) -> Vec<(usize, Vec<RowDesc>)> {
+    kinds
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (i, rows.iter().filter(|r| kind_of[r.tensor as usize] == *k).copied().collect::<Vec<_>>()))
+        .filter(|(_, mine)| !mine.is_empty())
+        .collect()
+}
