@@ -24,6 +24,12 @@ const BIG: [u64; 2] = [4159, 257];
 /// the CPU shape (16,384 each), 65 with the GPU shape (256).
 const LONG: [u64; 2] = [16390, 3];
 
+/// The same for Adafactor's `lined` tensors (C a multiple of the unit):
+/// columns of 16,390 in strips of 8 (or 4) columns, and rows of 16,392
+/// summed a unit at a time, each of several segments.
+const LINED_TALL: [u64; 2] = [16390, 8];
+const LINED_WIDE: [u64; 2] = [2, 16392];
+
 /// θ and G of element k of n scaled by 1 + 9(k/n)²: the last rows weigh
 /// most, so a sum that misses rows misses more of ‖θ‖ (or ‖U‖) than of the
 /// other norm, and the trust ratio, ‖U‖ or RMS(θ) moves.
@@ -81,12 +87,13 @@ fn muon_norm_over_more_rows_than_lanes() {
 /// The step's two RMS values over the rows, one slab's mean over 4,159
 /// row_var (a tree), 300 slabs of 2 rows (a lane per slab, lanes taking
 /// four or five), and columns of several line segments (`LONG`'s, and
-/// `BIG`'s on GPUs).
+/// `BIG`'s on GPUs), for `general` and `lined` tensors (`LINED_TALL`,
+/// `LINED_WIDE`).
 #[test]
 fn adafactor_sums_over_more_rows_and_slabs_than_lanes() {
     check(
         TensorRule::Adafactor(Adafactor::default()),
-        &[BIG.to_vec(), vec![300, 2, 3], vec![7], LONG.to_vec()],
+        &[BIG.to_vec(), vec![300, 2, 3], vec![7], LONG.to_vec(), LINED_TALL.to_vec(), LINED_WIDE.to_vec()],
     );
 }
 

@@ -113,6 +113,81 @@ fn line_means(@builtin(global_invocation_id) gid: vec3<u32>) {
     store_line_mean(tensors[sg.tensor], sg, total);
 }
 
+// A `lined` tensor's segment (C a multiple of UNIT): a row's, UNIT
+// elements per load along it, or a strip's of UNIT columns (Segment.index
+// its first), a unit per row. Lane j of the unit accumulator sums elements
+// j, j + UNIT, … of a row segment in order (its total: the UNIT sums as a
+// tree), or column index + j of a strip. Both loops run; one of them has
+// no iterations (lavapipe leaves a loop no lane is in, where it would run
+// both sides of a branch).
+@compute @workgroup_size(64)
+fn line_units(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= arrayLength(&segments)) { return; }
+    let sg = segments[gid.x];
+    let t = tensors[sg.tensor];
+    let base = t.grad + sg.slab * t.rows * t.cols;
+    var acc: Unit;
+    let along = select(0u, sg.count / UNIT, sg.column == 0u);
+    for (var k = 0u; k < along; k++) {
+        let g = ld_grad(base + sg.index * t.cols + sg.first + k * UNIT, UNIT);
+        for (var h = 0u; h < UNIT / 4u; h++) {
+            acc[h] = acc[h] + g[h] * g[h];
+        }
+    }
+    let down = select(0u, sg.count, sg.column != 0u);
+    for (var r = 0u; r < down; r++) {
+        let g = ld_grad(base + (sg.first + r) * t.cols + sg.index, UNIT);
+        for (var h = 0u; h < UNIT / 4u; h++) {
+            acc[h] = acc[h] + g[h] * g[h];
+        }
+    }
+    if (sg.column == 0u) {
+        let total = unit_total(acc);
+        if (sg.segs == 1u) {
+            store_line_mean(t, sg, total);
+        } else {
+            sums[sg.slot] = total;
+        }
+        return;
+    }
+    for (var j = 0u; j < UNIT; j++) {
+        let total = acc[j / 4u][j % 4u];
+        if (sg.segs == 1u) {
+            store_line_mean(t, Segment(sg.tensor, 1u, sg.slab, sg.index + j, 0u, 0u, 0u, 1u), total);
+        } else {
+            sums[sg.slot + j] = total;
+        }
+    }
+}
+
+// A unit's values summed as a tree of vec4 halves.
+fn unit_total(u: Unit) -> f32 {
+    var total = 0.0;
+    for (var h = 0u; h < UNIT / 4u; h++) {
+        total = total + ((u[h].x + u[h].y) + (u[h].z + u[h].w));
+    }
+    return total;
+}
+
+// On the last segment of each `lined` line of several: the line's mean of
+// G² from its segments' partial sums in order (a strip's UNIT columns each
+// from their slots, UNIT apart).
+@compute @workgroup_size(64)
+fn unit_means(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= arrayLength(&segments)) { return; }
+    let sg = segments[gid.x];
+    if (sg.segs < 2u) { return; }
+    let t = tensors[sg.tensor];
+    let width = select(1u, UNIT, sg.column != 0u);
+    for (var j = 0u; j < width; j++) {
+        var total = 0.0;
+        for (var k = sg.slot + j - (sg.segs - 1u) * width; k <= sg.slot + j; k += width) {
+            total = total + sums[k];
+        }
+        store_line_mean(t, Segment(sg.tensor, sg.column, sg.slab, sg.index + j, 0u, 0u, 0u, 0u), total);
+    }
+}
+
 // One workgroup per tensor: each slab's clamped mean of row_var, summed in
 // a fixed order: with slab_tree a slab at a time, lane lid taking rows lid,
 // lid + TOTAL_WG, … then total_sum's tree; else a lane per slab, its R rows

@@ -17,7 +17,7 @@ const OPERANDS: [rows::Operand; 2] = [rows::Operand { name: "param", binding: 1,
 
 /// The entry points every optimizer has, in `Kernels::pipelines` order;
 /// each kind present adds its `norms_` and `apply_` after them.
-pub(super) const COMMON_ENTRIES: [&str; 4] = ["line_segments", "line_means", "slab_means", "step_size"];
+pub(super) const COMMON_ENTRIES: [&str; 6] = ["line_segments", "line_means", "slab_means", "step_size", "line_units", "unit_means"];
 
 /// How a tensor's V is found for a unit of its elements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

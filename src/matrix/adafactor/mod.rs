@@ -46,7 +46,9 @@ pub const F32_EPS: f64 = f32::EPSILON as f64;
 ///
 /// **Tolerance** ([`Adafactor::reference_step`] carries it), from WGSL's
 /// accuracy: each row or column mean is a fixed-order sum of C (or R)
-/// squares, in segments then over them (depth at most C), and a division
+/// squares, in segments then over them (depth at most C; a `lined` row's
+/// segment sums each lane of its units in order, then the unit's lanes as
+/// a tree), and a division
 /// (relative (C + 6)u: the terms are non-negative),
 /// and each lerp of non-negative values adds 8u per step; the slab mean of
 /// row_var adds its sum's depth ([`Factoring::slab_sum_depth`]: R, or

@@ -92,15 +92,21 @@ struct Segment {
 /// Bindings 1.. (read-only?): param, grad, state, tensors, rows, segments, sums.
 const READ_ONLY: [bool; 7] = [false, true, false, true, true, true, false];
 
+/// One table of line segments of a window, bound with all its rows.
+struct Lines {
+    bind_group: wgpu::BindGroup,
+    segments: u32,
+    /// Whether a line has several segments (the means pass runs).
+    split: bool,
+}
+
 /// The passes of one (param buffer, grad buffer) pair.
 struct Window {
-    bind_group: wgpu::BindGroup,
+    /// The `general` tensors' line segments, then the `lined` ones'.
+    lines: [Lines; 2],
     /// Per kind of tensor present here: its index in the optimizer's
     /// kinds, a bind group of its rows alone and their count.
     kinds: Vec<(usize, wgpu::BindGroup, u32)>,
-    segments: u32,
-    /// Whether a line has several segments (`line_means` runs).
-    split: bool,
 }
 
 /// Where one tensor's state lives.
@@ -209,9 +215,9 @@ impl AdafactorOptimizer {
         let kind_of: Vec<Kind> = self.places.iter().map(|p| Kind::of(p.factoring, self.access.unit)).collect();
         let pairs = rows::windows(device, &self.params, &rows)?;
         let mut slot = scales;
-        let segments: Vec<Vec<Segment>> = pairs.iter().map(|(_, _, mine)| self.segments(mine, &mut slot)).collect();
+        let segments: Vec<[Vec<Segment>; 2]> = pairs.iter().map(|(_, _, mine)| self.segments(mine, &mut slot)).collect();
         let most = device.limits().max_compute_workgroups_per_dimension as usize;
-        if let Some(many) = segments.iter().find(|s| s.len().div_ceil(64) > most) {
+        if let Some(many) = segments.iter().flatten().find(|s| s.len().div_ceil(64) > most) {
             return Err(OptimError::ExceedsLimits(format!("{} line segments in one buffer pair: one dispatch of 64 per workgroup takes at most {}", many.len(), 64 * most)));
         }
         scoped(device, || {
@@ -221,14 +227,15 @@ impl AdafactorOptimizer {
                 .into_iter()
                 .zip(segments)
                 .map(|((param, grad, mine), segments)| {
-                    let segment_buf = rows::table(device, &self.queue, "adafactor segments", &segments);
-                    let bind = |rows: &wgpu::Buffer| {
-                        let resources = vec![self.uniform.binding(), param.as_entire_binding(), grad.as_entire_binding(), self.state.as_entire_binding(), tensors.as_entire_binding(), rows.as_entire_binding(), segment_buf.as_entire_binding(), sums.as_entire_binding()];
+                    let all_rows = rows::table(device, &self.queue, "adafactor rows", &mine);
+                    let bind = |rows: &wgpu::Buffer, segments: &wgpu::Buffer| {
+                        let resources = vec![self.uniform.binding(), param.as_entire_binding(), grad.as_entire_binding(), self.state.as_entire_binding(), tensors.as_entire_binding(), rows.as_entire_binding(), segments.as_entire_binding(), sums.as_entire_binding()];
                         self.kernels.bind(device, "adafactor", resources)
                     };
-                    let kinds = kinds::split(&mine, &kind_of, &self.kinds).into_iter().map(|(k, rows)| (k, bind(&rows::table(device, &self.queue, "adafactor rows", &rows)), rows.len() as u32)).collect();
-                    let split = segments.iter().any(|s| s.segs > 1);
-                    Window { bind_group: bind(&rows::table(device, &self.queue, "adafactor rows", &mine)), kinds, segments: segments.len() as u32, split }
+                    let tables = segments.each_ref().map(|s| rows::table(device, &self.queue, "adafactor segments", s));
+                    let lines = [0, 1].map(|i| Lines { bind_group: bind(&all_rows, &tables[i]), segments: segments[i].len() as u32, split: segments[i].iter().any(|s| s.segs > 1) });
+                    let kinds = kinds::split(&mine, &kind_of, &self.kinds).into_iter().map(|(k, rows)| (k, bind(&rows::table(device, &self.queue, "adafactor rows", &rows), &tables[0]), rows.len() as u32)).collect();
+                    Window { lines, kinds }
                 })
                 .collect()
         })
@@ -236,22 +243,28 @@ impl AdafactorOptimizer {
 
     /// The segments of the rows and columns of every slab of the factored
     /// tensors that `rows` (one window's row table) covers, their partial
-    /// sums in slots from `slot` on (advanced past them).
-    fn segments(&self, rows: &[RowDesc], slot: &mut u32) -> Vec<Segment> {
+    /// sums in slots from `slot` on (advanced past them): the `general`
+    /// tensors' (a line at a time, one element per load), then the `lined`
+    /// ones' (rows by units, columns in strips of UNIT: a unit per row).
+    fn segments(&self, rows: &[RowDesc], slot: &mut u32) -> [Vec<Segment>; 2] {
         let mut tensors: Vec<u32> = rows.iter().map(|r| r.tensor).collect();
         tensors.dedup();
         let seg_len = segment_len(self.access);
-        let mut out = Vec::new();
+        let unit = self.access.unit;
+        let mut out = [Vec::new(), Vec::new()];
         for tensor in tensors {
             let Some(f) = self.places[tensor as usize].factoring else { continue };
+            // a lined tensor's columns go UNIT at a time (a strip), its rows by units
+            let lined = Kind::of(Some(f), unit) == Kind::Lined;
+            let (strip, list) = if lined { (unit, &mut out[1]) } else { (1, &mut out[0]) };
             for slab in 0..f.slabs as u32 {
-                for (column, lines, len) in [(0, f.rows, f.cols), (1, f.cols, f.rows)] {
-                    for index in 0..lines as u32 {
+                for (column, lines, len, width) in [(0, f.rows, f.cols, 1), (1, f.cols, f.rows, strip)] {
+                    for index in (0..lines as u32).step_by(width as usize) {
                         let segs = len.div_ceil(seg_len) as u32;
                         for (k, from) in (0..len).step_by(seg_len as usize).enumerate() {
                             let segs = if k as u32 + 1 == segs { segs } else { 0 };
-                            out.push(Segment { tensor, column, slab, index, first: from as u32, count: (len - from).min(seg_len) as u32, slot: *slot, segs });
-                            *slot += 1;
+                            list.push(Segment { tensor, column, slab, index, first: from as u32, count: (len - from).min(seg_len) as u32, slot: *slot, segs });
+                            *slot += width;
                         }
                     }
                 }
@@ -276,13 +289,15 @@ impl AdafactorOptimizer {
         let n_tensors = self.params.len() as u32;
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("adafactor step"), timestamp_writes: None });
         for w in &self.windows {
-            self.dispatch(&mut pass, 0, &w.bind_group, w.segments.div_ceil(64));
-            if w.split {
-                self.dispatch(&mut pass, 1, &w.bind_group, w.segments.div_ceil(64));
+            for (lines, [sums, means]) in w.lines.iter().zip([[0, 1], [4, 5]]) {
+                self.dispatch(&mut pass, sums, &lines.bind_group, lines.segments.div_ceil(64));
+                if lines.split {
+                    self.dispatch(&mut pass, means, &lines.bind_group, lines.segments.div_ceil(64));
+                }
             }
         }
         // the per-tensor passes read the shared tables and sums: any window's bind group
-        let tables = &self.windows[0].bind_group;
+        let tables = &self.windows[0].lines[0].bind_group;
         self.dispatch(&mut pass, 2, tables, n_tensors);
         self.record_elements(&mut pass, 0);
         self.dispatch(&mut pass, 3, tables, n_tensors);
