@@ -60,14 +60,39 @@ struct Segment {
 // (Tensor.scales); then a partial Σ G² per line segment (Segment.slot)
 @group(0) @binding(7) var<storage, read_write> sums: array<f32>;
 
-// row_var or col_var of a segment's line, from the line's Σ G².
-fn store_line_mean(t: Tensor, sg: Segment, total: f32) {
+// row_var or col_var of line sg.index + j of a segment's slab (j > 0: a
+// strip's), from the line's Σ G².
+fn store_line_mean(t: Tensor, sg: Segment, j: u32, total: f32) {
     if (sg.column == 0u) {
-        let at = t.state + sg.slab * t.rows + sg.index;
+        let at = t.state + sg.slab * t.rows + sg.index + j;
         state[at] = lerp(state[at], total / f32(t.cols), s.w);
     } else {
-        let at = t.state + t.slabs * t.rows + sg.slab * t.cols + sg.index;
+        let at = t.state + t.slabs * t.rows + sg.slab * t.cols + sg.index + j;
         state[at] = lerp(state[at], total / f32(t.rows), s.w);
+    }
+}
+
+// Σ G² over a segment of line sg.index + j: the line's mean if it is the
+// line's only segment, else its partial sum (slot sg.slot + j).
+fn keep_segment_sum(t: Tensor, sg: Segment, j: u32, total: f32) {
+    if (sg.segs == 1u) {
+        store_line_mean(t, sg, j, total);
+    } else {
+        sums[sg.slot + j] = total;
+    }
+}
+
+// On a line's last segment: the means of its `width` lines (a strip's
+// UNIT columns, else one) from their segments' partial sums in order,
+// each line's slots `width` apart.
+fn store_split_means(sg: Segment, width: u32) {
+    let t = tensors[sg.tensor];
+    for (var j = 0u; j < width; j++) {
+        var total = 0.0;
+        for (var k = sg.slot + j - (sg.segs - 1u) * width; k <= sg.slot + j; k += width) {
+            total = total + sums[k];
+        }
+        store_line_mean(t, sg, j, total);
     }
 }
 
@@ -91,11 +116,7 @@ fn line_segments(@builtin(global_invocation_id) gid: vec3<u32>) {
         total = total + g * g;
         at = at + stride;
     }
-    if (sg.segs == 1u) {
-        store_line_mean(t, sg, total);
-    } else {
-        sums[sg.slot] = total;
-    }
+    keep_segment_sum(t, sg, 0u, total);
 }
 
 // On the last segment of each line of several: the line's mean of G² from
@@ -105,58 +126,39 @@ fn line_segments(@builtin(global_invocation_id) gid: vec3<u32>) {
 fn line_means(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (gid.x >= arrayLength(&segments)) { return; }
     let sg = segments[gid.x];
-    if (sg.segs < 2u) { return; }
-    var total = 0.0;
-    for (var k = sg.slot + 1u - sg.segs; k <= sg.slot; k++) {
-        total = total + sums[k];
+    if (sg.segs > 1u) {
+        store_split_means(sg, 1u);
     }
-    store_line_mean(tensors[sg.tensor], sg, total);
 }
 
 // A `lined` tensor's segment (C a multiple of UNIT): a row's, UNIT
 // elements per load along it, or a strip's of UNIT columns (Segment.index
 // its first), a unit per row. Lane j of the unit accumulator sums elements
 // j, j + UNIT, … of a row segment in order (its total: the UNIT sums as a
-// tree), or column index + j of a strip. Both loops run; one of them has
-// no iterations (lavapipe leaves a loop no lane is in, where it would run
-// both sides of a branch).
+// tree), or column index + j of a strip.
 @compute @workgroup_size(64)
 fn line_units(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (gid.x >= arrayLength(&segments)) { return; }
     let sg = segments[gid.x];
     let t = tensors[sg.tensor];
     let base = t.grad + sg.slab * t.rows * t.cols;
+    let strip = sg.column != 0u;
+    var at = select(base + sg.index * t.cols + sg.first, base + sg.first * t.cols + sg.index, strip);
+    let stride = select(UNIT, t.cols, strip);
     var acc: Unit;
-    let along = select(0u, sg.count / UNIT, sg.column == 0u);
-    for (var k = 0u; k < along; k++) {
-        let g = ld_grad(base + sg.index * t.cols + sg.first + k * UNIT, UNIT);
+    for (var k = 0u; k < select(sg.count / UNIT, sg.count, strip); k++) {
+        let g = ld_grad(at, UNIT);
         for (var h = 0u; h < UNIT / 4u; h++) {
             acc[h] = acc[h] + g[h] * g[h];
         }
+        at = at + stride;
     }
-    let down = select(0u, sg.count, sg.column != 0u);
-    for (var r = 0u; r < down; r++) {
-        let g = ld_grad(base + (sg.first + r) * t.cols + sg.index, UNIT);
-        for (var h = 0u; h < UNIT / 4u; h++) {
-            acc[h] = acc[h] + g[h] * g[h];
-        }
-    }
-    if (sg.column == 0u) {
-        let total = unit_total(acc);
-        if (sg.segs == 1u) {
-            store_line_mean(t, sg, total);
-        } else {
-            sums[sg.slot] = total;
-        }
+    if (!strip) {
+        keep_segment_sum(t, sg, 0u, unit_total(acc));
         return;
     }
     for (var j = 0u; j < UNIT; j++) {
-        let total = acc[j / 4u][j % 4u];
-        if (sg.segs == 1u) {
-            store_line_mean(t, Segment(sg.tensor, 1u, sg.slab, sg.index + j, 0u, 0u, 0u, 1u), total);
-        } else {
-            sums[sg.slot + j] = total;
-        }
+        keep_segment_sum(t, sg, j, acc[j / 4u][j % 4u]);
     }
 }
 
@@ -169,22 +171,14 @@ fn unit_total(u: Unit) -> f32 {
     return total;
 }
 
-// On the last segment of each `lined` line of several: the line's mean of
-// G² from its segments' partial sums in order (a strip's UNIT columns each
-// from their slots, UNIT apart).
+// On the last segment of each `lined` line of several: as line_means, a
+// strip's UNIT columns each from their slots.
 @compute @workgroup_size(64)
 fn unit_means(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (gid.x >= arrayLength(&segments)) { return; }
     let sg = segments[gid.x];
-    if (sg.segs < 2u) { return; }
-    let t = tensors[sg.tensor];
-    let width = select(1u, UNIT, sg.column != 0u);
-    for (var j = 0u; j < width; j++) {
-        var total = 0.0;
-        for (var k = sg.slot + j - (sg.segs - 1u) * width; k <= sg.slot + j; k += width) {
-            total = total + sums[k];
-        }
-        store_line_mean(t, Segment(sg.tensor, sg.column, sg.slab, sg.index + j, 0u, 0u, 0u, 0u), total);
+    if (sg.segs > 1u) {
+        store_split_means(sg, select(1u, UNIT, sg.column != 0u));
     }
 }
 

@@ -1,6 +1,7 @@
 // The unit functions of Adafactor's element passes (adafactor_kind.wgsl),
 // after adafactor.wgsl: per kind of tensor a cursor's start and step and
-// V of a unit (start_KIND, next_KIND, v_KIND).
+// V of a unit (start_KIND, next_KIND, v_KIND; the kinds without a cursor
+// share no_cursor and same_cursor).
 
 // Where a lane's unit of a `lined` tensor is, kept up to date as the lane
 // steps through its row by WG·UNIT elements, so that no unit costs a
@@ -54,25 +55,18 @@ fn v_lined(t: Tensor, at: Cursor, e: u32, n: u32, g: Unit, update: bool) -> Unit
     return v;
 }
 
-// The other kinds keep no cursor.
-fn start_general(t: Tensor, e: u32) -> Cursor {
+// The other kinds keep no cursor (kinds.rs names these for their
+// start_KIND and next_KIND).
+fn no_cursor(t: Tensor, e: u32) -> Cursor {
     return Cursor();
 }
 
-fn next_general(t: Tensor, at: Cursor) -> Cursor {
+fn same_cursor(t: Tensor, at: Cursor) -> Cursor {
     return at;
 }
 
 fn v_general(t: Tensor, at: Cursor, e: u32, n: u32, g: Unit, update: bool) -> Unit {
     return factored_unit(t, e, n);
-}
-
-fn start_flat(t: Tensor, e: u32) -> Cursor {
-    return Cursor();
-}
-
-fn next_flat(t: Tensor, at: Cursor) -> Cursor {
-    return at;
 }
 
 fn v_flat(t: Tensor, at: Cursor, e: u32, n: u32, g: Unit, update: bool) -> Unit {

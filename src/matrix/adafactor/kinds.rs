@@ -17,7 +17,14 @@ const OPERANDS: [rows::Operand; 2] = [rows::Operand { name: "param", binding: 1,
 
 /// The entry points every optimizer has, in `Kernels::pipelines` order;
 /// each kind present adds its `norms_` and `apply_` after them.
-pub(super) const COMMON_ENTRIES: [&str; 6] = ["line_segments", "line_means", "slab_means", "step_size", "line_units", "unit_means"];
+pub(super) const COMMON_ENTRIES: [&str; 6] = ["line_segments", "line_means", "line_units", "unit_means", "slab_means", "step_size"];
+/// The line passes of the `general` tensors' segment table, then the
+/// `lined` ones': (segment sums, means of split lines), indices in
+/// [`COMMON_ENTRIES`].
+pub(super) const LINE_PASSES: [(usize, usize); 2] = [(0, 1), (2, 3)];
+/// The per-tensor passes' indices in [`COMMON_ENTRIES`].
+pub(super) const SLAB_MEANS: usize = 4;
+pub(super) const STEP_SIZE: usize = 5;
 
 /// How a tensor's V is found for a unit of its elements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +58,15 @@ impl Kind {
         }
     }
 
+    /// The names of its cursor's start and step in adafactor_units.wgsl
+    /// (the kinds without a cursor share two that keep none).
+    fn cursor(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::Lined => ("start_lined", "next_lined"),
+            Kind::General | Kind::Flat => ("no_cursor", "same_cursor"),
+        }
+    }
+
     /// This kind's entry points: the norms pass, then the update.
     pub(super) fn entries(self) -> [String; 2] {
         [format!("norms_{}", self.name()), format!("apply_{}", self.name())]
@@ -60,17 +76,23 @@ impl Kind {
 /// The shader: the generated operands and `scalars`, adafactor.wgsl, the
 /// unit functions and the element passes of each kind in `kinds`.
 pub(super) fn source(access: rows::RowAccess, scalars: &str, kinds: &[Kind]) -> String {
-    let passes: String = kinds.iter().map(|k| KIND_WGSL.replace("KIND", k.name())).collect();
+    let passes: String = kinds
+        .iter()
+        .map(|k| {
+            let (start, next) = k.cursor();
+            KIND_WGSL.replace("start_KIND", start).replace("next_KIND", next).replace("KIND", k.name())
+        })
+        .collect();
     rows::totals_source(access, scalars, &format!("{}{ADAFACTOR_WGSL}\n{UNITS_WGSL}\n{passes}", access.operands(&OPERANDS)))
 }
 
-/// `rows` (one window's) split by the kind of their tensors, in `kinds`
-/// order, without the empty ones.
-pub(super) fn split(rows: &[RowDesc], kind_of: &[Kind], kinds: &[Kind]) -> Vec<(usize, Vec<RowDesc>)> {
+/// `rows` (one window's) split by the kind of their tensors
+/// (`kind_of(tensor)`), in `kinds` order, without the empty ones.
+pub(super) fn split(rows: &[RowDesc], kind_of: impl Fn(u32) -> Kind, kinds: &[Kind]) -> Vec<(usize, Vec<RowDesc>)> {
     kinds
         .iter()
         .enumerate()
-        .map(|(i, k)| (i, rows.iter().filter(|r| kind_of[r.tensor as usize] == *k).copied().collect::<Vec<_>>()))
+        .map(|(i, k)| (i, rows.iter().filter(|r| kind_of(r.tensor) == *k).copied().collect::<Vec<_>>()))
         .filter(|(_, mine)| !mine.is_empty())
         .collect()
 }

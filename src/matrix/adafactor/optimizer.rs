@@ -113,6 +113,8 @@ struct Window {
 #[derive(Clone, Copy, Debug)]
 struct Placement {
     factoring: Option<Factoring>,
+    /// Which element and line passes take it.
+    kind: Kind,
     state: u64,
     numel: u64,
 }
@@ -168,11 +170,13 @@ impl AdafactorOptimizer {
     pub fn new(device: &wgpu::Device, queue: &wgpu::Queue, config: Adafactor, params: &[ParamSlice]) -> Result<Self> {
         config.validate()?;
         rows::check_tensors(device, params)?;
+        let access = rows::RowAccess::of(device, params);
         let mut at = 0;
         let places: Vec<Placement> = params
             .iter()
             .map(|p| {
-                let place = Placement { factoring: Factoring::of(p.shape.as_deref()), state: at, numel: p.len() };
+                let factoring = Factoring::of(p.shape.as_deref());
+                let place = Placement { factoring, kind: Kind::of(factoring, access.unit), state: at, numel: p.len() };
                 at += place.state_len();
                 place
             })
@@ -180,8 +184,7 @@ impl AdafactorOptimizer {
         if 4 * at > device.limits().max_storage_buffer_binding_size {
             return Err(OptimError::ExceedsLimits(format!("Adafactor's state of {} bytes is past the binding limit", 4 * at)));
         }
-        let access = rows::RowAccess::of(device, params);
-        let kinds: Vec<Kind> = Kind::ALL.into_iter().filter(|k| places.iter().any(|p| Kind::of(p.factoring, access.unit) == *k)).collect();
+        let kinds: Vec<Kind> = Kind::ALL.into_iter().filter(|k| places.iter().any(|p| p.kind == *k)).collect();
         let source = kinds::source(access, &Scalars::wgsl(), &kinds);
         let kind_entries: Vec<String> = kinds.iter().flat_map(|k| k.entries()).collect();
         let entries: Vec<&str> = kinds::COMMON_ENTRIES.into_iter().chain(kind_entries.iter().map(String::as_str)).collect();
@@ -212,7 +215,6 @@ impl AdafactorOptimizer {
             })
             .collect();
         let device = &self.device;
-        let kind_of: Vec<Kind> = self.places.iter().map(|p| Kind::of(p.factoring, self.access.unit)).collect();
         let pairs = rows::windows(device, &self.params, &rows)?;
         let mut slot = scales;
         let segments: Vec<[Vec<Segment>; 2]> = pairs.iter().map(|(_, _, mine)| self.segments(mine, &mut slot)).collect();
@@ -234,7 +236,7 @@ impl AdafactorOptimizer {
                     };
                     let tables = segments.each_ref().map(|s| rows::table(device, &self.queue, "adafactor segments", s));
                     let lines = [0, 1].map(|i| Lines { bind_group: bind(&all_rows, &tables[i]), segments: segments[i].len() as u32, split: segments[i].iter().any(|s| s.segs > 1) });
-                    let kinds = kinds::split(&mine, &kind_of, &self.kinds).into_iter().map(|(k, rows)| (k, bind(&rows::table(device, &self.queue, "adafactor rows", &rows), &tables[0]), rows.len() as u32)).collect();
+                    let kinds = kinds::split(&mine, |t| self.places[t as usize].kind, &self.kinds).into_iter().map(|(k, rows)| (k, bind(&rows::table(device, &self.queue, "adafactor rows", &rows), &tables[0]), rows.len() as u32)).collect();
                     Window { lines, kinds }
                 })
                 .collect()
@@ -250,13 +252,12 @@ impl AdafactorOptimizer {
         let mut tensors: Vec<u32> = rows.iter().map(|r| r.tensor).collect();
         tensors.dedup();
         let seg_len = segment_len(self.access);
-        let unit = self.access.unit;
         let mut out = [Vec::new(), Vec::new()];
         for tensor in tensors {
-            let Some(f) = self.places[tensor as usize].factoring else { continue };
+            let place = &self.places[tensor as usize];
+            let Some(f) = place.factoring else { continue };
             // a lined tensor's columns go UNIT at a time (a strip), its rows by units
-            let lined = Kind::of(Some(f), unit) == Kind::Lined;
-            let (strip, list) = if lined { (unit, &mut out[1]) } else { (1, &mut out[0]) };
+            let (strip, list) = if place.kind == Kind::Lined { (self.access.unit, &mut out[1]) } else { (1, &mut out[0]) };
             for slab in 0..f.slabs as u32 {
                 for (column, lines, len, width) in [(0, f.rows, f.cols, 1), (1, f.cols, f.rows, strip)] {
                     for index in (0..lines as u32).step_by(width as usize) {
@@ -289,7 +290,7 @@ impl AdafactorOptimizer {
         let n_tensors = self.params.len() as u32;
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("adafactor step"), timestamp_writes: None });
         for w in &self.windows {
-            for (lines, [sums, means]) in w.lines.iter().zip([[0, 1], [4, 5]]) {
+            for (lines, (sums, means)) in w.lines.iter().zip(kinds::LINE_PASSES) {
                 self.dispatch(&mut pass, sums, &lines.bind_group, lines.segments.div_ceil(64));
                 if lines.split {
                     self.dispatch(&mut pass, means, &lines.bind_group, lines.segments.div_ceil(64));
@@ -298,9 +299,9 @@ impl AdafactorOptimizer {
         }
         // the per-tensor passes read the shared tables and sums: any window's bind group
         let tables = &self.windows[0].lines[0].bind_group;
-        self.dispatch(&mut pass, 2, tables, n_tensors);
+        self.dispatch(&mut pass, kinds::SLAB_MEANS, tables, n_tensors);
         self.record_elements(&mut pass, 0);
-        self.dispatch(&mut pass, 3, tables, n_tensors);
+        self.dispatch(&mut pass, kinds::STEP_SIZE, tables, n_tensors);
         self.record_elements(&mut pass, 1);
         Ok(())
     }
