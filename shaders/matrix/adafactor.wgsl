@@ -12,9 +12,9 @@
 //   segments: partial Σ G² of each segment of a line
 //   lines:  row_var ← lerp(row_var, mean_c(G²), w); col_var ← lerp(col_var, mean_r(G²), w),
 //           the means from the line's segments in order
-//   slab_means: per slab: max(mean(row_var), eps1) (a workgroup per tensor)
+//   line_scales: per line: row_var / max(mean(row_var over its slab), eps1) (a workgroup per tensor)
 //   norms:  variance ← lerp(variance, G², w) (unfactored);
-//           U = G / max(√V, eps1), V = row_var·col_var / mean (or variance); partial Σθ², ΣU² per row
+//           U = G / max(√V, eps1), V = (row_var / mean)·col_var, the line's scale (or variance); partial Σθ², ΣU² per row
 //   step:   per tensor, a workgroup: α = max(eps2, RMS(θ))·rho (θ before the decay), α / max(1, RMS(U)/d)
 //   apply:  θ ← θ·(1 − lr·weight_decay) − step·U
 //
@@ -33,7 +33,7 @@ struct Tensor {
     cols: u32,           // C
     state: u32,          // row_var (then col_var at state + B·R), or variance
     first_row: u32,      // its first row of the row table
-    scales: u32,         // sums[scales] = the step, [scales + 1 + b] = slab b's clamped mean
+    scales: u32,         // sums[scales] = the step, [scales + 1 + line] = line b·R + r's scale
     slab_tree: u32,      // 1: a slab's mean is a workgroup's tree (Factoring::slab_tree)
     pad1: u32,
 }
@@ -182,12 +182,16 @@ fn unit_means(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-// One workgroup per tensor: each slab's clamped mean of row_var, summed in
-// a fixed order: with slab_tree a slab at a time, lane lid taking rows lid,
-// lid + TOTAL_WG, … then total_sum's tree; else a lane per slab, its R rows
-// in order.
+// The clamped mean of the slab line_scales is at, for every lane.
+var<workgroup> slab_mean: f32;
+
+// One workgroup per tensor: each line's scale row_var / m (sums[scales + 1
+// + line], line = b·R + r), m = max(mean(row_var), eps1) of its slab b,
+// the mean summed in a fixed order: with slab_tree a slab at a time, lane
+// lid taking rows lid, lid + TOTAL_WG, … then total_sum's tree; else a lane
+// per slab, its R rows in order.
 @compute @workgroup_size(TOTAL_WG)
-fn slab_means(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn line_scales(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let t = tensors[wid.x];
     if (t.factored == 0u) { return; }
     if (t.slab_tree == 0u) {
@@ -196,7 +200,7 @@ fn slab_means(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
             for (var r = 0u; r < t.rows; r++) {
                 total = total + state[t.state + b * t.rows + r];
             }
-            sums[t.scales + 1u + b] = max(total / f32(t.rows), s.eps1);
+            store_scales(t, b, 0u, 1u, max(total / f32(t.rows), s.eps1));
         }
         return;
     }
@@ -207,8 +211,18 @@ fn slab_means(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         }
         let total = total_sum(vec2<f32>(acc, 0.0), lid).x;
         if (lid == 0u) {
-            sums[t.scales + 1u + b] = max(total / f32(t.rows), s.eps1);
+            slab_mean = max(total / f32(t.rows), s.eps1);
         }
+        workgroupBarrier();
+        store_scales(t, b, lid, TOTAL_WG, slab_mean);
+    }
+}
+
+// The scales of slab b's rows first, first + stride, … over its mean m.
+fn store_scales(t: Tensor, b: u32, first: u32, stride: u32, m: f32) {
+    for (var r = first; r < t.rows; r += stride) {
+        let line = b * t.rows + r;
+        sums[t.scales + 1u + line] = state[t.state + line] / m;
     }
 }
 

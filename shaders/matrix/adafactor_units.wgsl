@@ -41,16 +41,14 @@ fn next_lined(t: Tensor, at: Cursor) -> Cursor {
     return n;
 }
 
-// V of the unit at the cursor: its line's row_var, UNIT consecutive
-// col_var and the slab's clamped mean.
+// V of the unit at the cursor: its line's scale (line_scales) times UNIT
+// consecutive col_var.
 fn v_lined(t: Tensor, at: Cursor, e: u32, n: u32, g: Unit, update: bool) -> Unit {
-    let row_var = state[t.state + at.line];
-    let mean = sums[t.scales + 1u + at.slab];
+    let scale = sums[t.scales + 1u + at.line];
     let cols = t.state + t.slabs * t.rows + at.slab * t.cols + at.col;
-    var v: Unit;
+    var v = col_unit(cols);
     for (var h = 0u; h < UNIT / 4u; h++) {
-        let a = cols + 4u * h;
-        v[h] = row_var * vec4<f32>(state[a], state[a + 1u], state[a + 2u], state[a + 3u]) / mean;
+        v[h] = scale * v[h];
     }
     return v;
 }
@@ -75,31 +73,29 @@ fn v_flat(t: Tensor, at: Cursor, e: u32, n: u32, g: Unit, update: bool) -> Unit 
 
 // V of the unit of n elements at element e of a factored tensor (lanes
 // from n on are 0): each element's line (b·R + r), column and slab follow
-// from the unit's first by steps of one (a line's row_var and a slab's
-// clamped mean loaded when they change), two divisions per unit.
+// from the unit's first by steps of one (a line's scale loaded when it
+// changes), two divisions per unit.
 fn factored_unit(t: Tensor, e: u32, n: u32) -> Unit {
     var line = e / t.cols;
     var col = e - line * t.cols;
     var slab = line / t.rows;
     var slab_end = (slab + 1u) * t.rows;
-    var row_var = state[t.state + line];
-    var mean = sums[t.scales + 1u + slab];
+    var scale = sums[t.scales + 1u + line];
     let cols_at = t.state + t.slabs * t.rows;
     var v = Unit();
     for (var k = 0u; k < UNIT; k++) {
         if (k < n) {
-            v[k >> 2u][k & 3u] = row_var * state[cols_at + slab * t.cols + col] / mean;
+            v[k >> 2u][k & 3u] = scale * state[cols_at + slab * t.cols + col];
         }
         col = col + 1u;
         if (col == t.cols && k + 1u < n) {   // (no loads past the tensor)
             col = 0u;
             line = line + 1u;
-            row_var = state[t.state + line];
             if (line == slab_end) {
                 slab = slab + 1u;
                 slab_end = slab_end + t.rows;
-                mean = sums[t.scales + 1u + slab];
             }
+            scale = sums[t.scales + 1u + line];
         }
     }
     return v;

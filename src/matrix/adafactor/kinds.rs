@@ -17,13 +17,13 @@ const OPERANDS: [rows::Operand; 2] = [rows::Operand { name: "param", binding: 1,
 
 /// The entry points every optimizer has, in `Kernels::pipelines` order;
 /// each kind present adds its `norms_` and `apply_` after them.
-pub(super) const COMMON_ENTRIES: [&str; 6] = ["line_segments", "line_means", "line_units", "unit_means", "slab_means", "step_size"];
+pub(super) const COMMON_ENTRIES: [&str; 6] = ["line_segments", "line_means", "line_units", "unit_means", "line_scales", "step_size"];
 /// The line passes of the `general` tensors' segment table, then the
 /// `lined` ones': (segment sums, means of split lines), indices in
 /// [`COMMON_ENTRIES`].
 pub(super) const LINE_PASSES: [(usize, usize); 2] = [(0, 1), (2, 3)];
 /// The per-tensor passes' indices in [`COMMON_ENTRIES`].
-pub(super) const SLAB_MEANS: usize = 4;
+pub(super) const LINE_SCALES: usize = 4;
 pub(super) const STEP_SIZE: usize = 5;
 
 /// How a tensor's V is found for a unit of its elements.
@@ -73,6 +73,29 @@ impl Kind {
     }
 }
 
+/// Bytes the state buffer's size is a multiple of: whole wide units, so
+/// that it binds as `array<vec4<u64>>` too.
+pub(super) const STATE_ALIGN: u64 = 32;
+
+/// Where a tensor's state goes at or after element `at` of the state
+/// buffer: factored, so that its col_var (after its B·R row_var) starts on
+/// a multiple of `unit` and a `lined` tensor's units of col_var load whole
+/// (`col_unit`); unfactored, at `at`.
+pub(super) fn col_aligned(at: u64, factoring: Option<Factoring>, unit: u32) -> u64 {
+    factoring.map_or(at, |f| (at + f.slabs * f.rows).next_multiple_of(unit as u64) - f.slabs * f.rows)
+}
+
+/// `col_unit(a)`: the UNIT col_var at state element `a` (a multiple of
+/// UNIT): one load of the state bound again as wide units (binding 8)
+/// where the access is wide, else a load per element.
+fn col_unit(access: rows::RowAccess) -> &'static str {
+    if access.form == rows::RowForm::Wide {
+        return "@group(0) @binding(8) var<storage, read_write> state_units: array<vec4<u64>>;\n\
+                fn col_unit(a: u32) -> Unit { let w = state_units[a >> 3u]; return Unit(wide_lo(w), wide_hi(w)); }\n";
+    }
+    "fn col_unit(a: u32) -> Unit {\n    var v: Unit;\n    for (var h = 0u; h < UNIT / 4u; h++) {\n        let b = a + 4u * h;\n        v[h] = vec4<f32>(state[b], state[b + 1u], state[b + 2u], state[b + 3u]);\n    }\n    return v;\n}\n"
+}
+
 /// The shader: the generated operands and `scalars`, adafactor.wgsl, the
 /// unit functions and the element passes of each kind in `kinds`.
 pub(super) fn source(access: rows::RowAccess, scalars: &str, kinds: &[Kind]) -> String {
@@ -83,7 +106,7 @@ pub(super) fn source(access: rows::RowAccess, scalars: &str, kinds: &[Kind]) -> 
             KIND_WGSL.replace("start_KIND", start).replace("next_KIND", next).replace("KIND", k.name())
         })
         .collect();
-    rows::totals_source(access, scalars, &format!("{}{ADAFACTOR_WGSL}\n{UNITS_WGSL}\n{passes}", access.operands(&OPERANDS)))
+    rows::totals_source(access, scalars, &format!("{}{ADAFACTOR_WGSL}\n{}{UNITS_WGSL}\n{passes}", access.operands(&OPERANDS), col_unit(access)))
 }
 
 /// `rows` (one window's) split by the kind of their tensors

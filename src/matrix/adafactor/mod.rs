@@ -274,7 +274,7 @@ impl Adafactor {
         }
         let mean_err = (f.rows.max(f.cols) + 6) as f64 * U;
         let state_err = state.state_rel_err.max(mean_err) + LERP * U;
-        // row_var, col_var and their slab mean (its sum and division), the product and quotient.
+        // row_var, col_var and their slab mean (its sum and division), the line's scale row_var / mean and V = scale·col_var.
         let v_err = 3.0 * state_err + (f.slab_sum_depth() + 5) as f64 * U + 6.0 * U;
         (v, state_err, v_err)
     }

@@ -1,4 +1,4 @@
-//! Adafactor on the GPU: the line statistics, slab means, norms, step size
+//! Adafactor on the GPU: the line statistics, line scales, norms, step size
 //! and update passes of `shaders/matrix/adafactor.wgsl` (the element passes per
 //! kind of tensor: `kinds.rs`) over the row table,
 //! one compute pass per step.
@@ -89,8 +89,9 @@ struct Segment {
     segs: u32,
 }
 
-/// Bindings 1.. (read-only?): param, grad, state, tensors, rows, segments, sums.
-const READ_ONLY: [bool; 7] = [false, true, false, true, true, true, false];
+/// Bindings 1.. (read-only?): param, grad, state, tensors, rows, segments,
+/// sums, and the state again as units (`col_unit` reads col_var through it).
+const READ_ONLY: [bool; 8] = [false, true, false, true, true, true, false, false];
 
 /// One table of line segments of a window, bound with all its rows.
 struct Lines {
@@ -130,7 +131,8 @@ impl Placement {
 /// factored over their last two dims, the rest are not. Each step is one
 /// compute pass recorded into the caller's encoder: the row and column
 /// statistics (an invocation per segment of a line, [`segment_len`], then
-/// one per line of several segments), the slab means, RMS(θ) and RMS(U)
+/// one per line of several segments), each line's row_var over its
+/// slab's mean, RMS(θ) and RMS(U)
 /// in one pass over the elements (fixed-order sums: bitwise reproducible),
 /// the update.
 ///
@@ -176,20 +178,22 @@ impl AdafactorOptimizer {
             .iter()
             .map(|p| {
                 let factoring = Factoring::of(p.shape.as_deref());
-                let place = Placement { factoring, kind: Kind::of(factoring, access.unit), state: at, numel: p.len() };
-                at += place.state_len();
+                let state = kinds::col_aligned(at, factoring, access.unit);
+                let place = Placement { factoring, kind: Kind::of(factoring, access.unit), state, numel: p.len() };
+                at = state + place.state_len();
                 place
             })
             .collect();
-        if 4 * at > device.limits().max_storage_buffer_binding_size {
-            return Err(OptimError::ExceedsLimits(format!("Adafactor's state of {} bytes is past the binding limit", 4 * at)));
+        let state_bytes = (4 * at).max(4).next_multiple_of(kinds::STATE_ALIGN);
+        if state_bytes > device.limits().max_storage_buffer_binding_size {
+            return Err(OptimError::ExceedsLimits(format!("Adafactor's state of {state_bytes} bytes is past the binding limit")));
         }
         let kinds: Vec<Kind> = Kind::ALL.into_iter().filter(|k| places.iter().any(|p| p.kind == *k)).collect();
         let source = kinds::source(access, &Scalars::wgsl(), &kinds);
         let kind_entries: Vec<String> = kinds.iter().flat_map(|k| k.entries()).collect();
         let entries: Vec<&str> = kinds::COMMON_ENTRIES.into_iter().chain(kind_entries.iter().map(String::as_str)).collect();
         let kernels = Kernels::new(device, "adafactor", &source, &READ_ONLY, &entries)?;
-        let state = scoped(device, || device.create_buffer(&wgpu::BufferDescriptor { label: Some("adafactor state"), size: 4 * at.max(4), usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false }))?;
+        let state = scoped(device, || device.create_buffer(&wgpu::BufferDescriptor { label: Some("adafactor state"), size: state_bytes, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false }))?;
         let uniform = scoped(device, || StepUniform::new(device))?;
         let mut opt = AdafactorOptimizer { device: device.clone(), queue: queue.clone(), config, params: params.to_vec(), places, kernels, windows: Vec::new(), kinds, uniform, state, step: 0, access };
         opt.windows = opt.build_windows()?;
@@ -210,7 +214,7 @@ impl AdafactorOptimizer {
             .map(|((p, place), &first_row)| {
                 let f = place.factoring.unwrap_or(Factoring { slabs: 1, rows: 1, cols: 1 });
                 let desc = TensorDesc { param: p.param_offset as u32, grad: p.grad_offset as u32, numel: place.numel as u32, factored: place.factoring.is_some() as u32, slabs: f.slabs as u32, rows: f.rows as u32, cols: f.cols as u32, state: place.state as u32, first_row, scales, slab_tree: place.factoring.is_some_and(|f| f.slab_tree()) as u32, pad: 0 };
-                scales += 1 + f.slabs as u32;
+                scales += 1 + place.factoring.map_or(0, |f| f.slabs * f.rows) as u32;
                 desc
             })
             .collect();
@@ -231,7 +235,7 @@ impl AdafactorOptimizer {
                 .map(|((param, grad, mine), segments)| {
                     let all_rows = rows::table(device, &self.queue, "adafactor rows", &mine);
                     let bind = |rows: &wgpu::Buffer, segments: &wgpu::Buffer| {
-                        let resources = vec![self.uniform.binding(), param.as_entire_binding(), grad.as_entire_binding(), self.state.as_entire_binding(), tensors.as_entire_binding(), rows.as_entire_binding(), segments.as_entire_binding(), sums.as_entire_binding()];
+                        let resources = vec![self.uniform.binding(), param.as_entire_binding(), grad.as_entire_binding(), self.state.as_entire_binding(), tensors.as_entire_binding(), rows.as_entire_binding(), segments.as_entire_binding(), sums.as_entire_binding(), self.state.as_entire_binding()];
                         self.kernels.bind(device, "adafactor", resources)
                     };
                     let tables = segments.each_ref().map(|s| rows::table(device, &self.queue, "adafactor segments", s));
@@ -299,7 +303,7 @@ impl AdafactorOptimizer {
         }
         // the per-tensor passes read the shared tables and sums: any window's bind group
         let tables = &self.windows[0].lines[0].bind_group;
-        self.dispatch(&mut pass, kinds::SLAB_MEANS, tables, n_tensors);
+        self.dispatch(&mut pass, kinds::LINE_SCALES, tables, n_tensors);
         self.record_elements(&mut pass, 0);
         self.dispatch(&mut pass, kinds::STEP_SIZE, tables, n_tensors);
         self.record_elements(&mut pass, 1);
