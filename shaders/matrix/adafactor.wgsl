@@ -83,40 +83,59 @@ fn keep_segment_sum(t: Tensor, sg: Segment, j: u32, total: f32) {
 }
 
 // On a line's last segment: the means of its `width` lines (a strip's
-// UNIT columns, else one) from their segments' partial sums in order,
-// each line's slots `width` apart.
-fn store_split_means(sg: Segment, width: u32) {
+// columns, else one) from their segments' partial sums in order, each
+// line's slots `spacing` apart (a strip's: UNIT).
+fn store_split_means(sg: Segment, width: u32, spacing: u32) {
     let t = tensors[sg.tensor];
     for (var j = 0u; j < width; j++) {
         var total = 0.0;
-        for (var k = sg.slot + j - (sg.segs - 1u) * width; k <= sg.slot + j; k += width) {
+        for (var k = sg.slot + j - (sg.segs - 1u) * spacing; k <= sg.slot + j; k += spacing) {
             total = total + sums[k];
         }
         store_line_mean(t, sg, j, total);
     }
 }
 
-// A segment's Σ G², in element order (a column's segment steps by C): the
-// line's mean if it is the line's only segment, else its partial sum.
+// Columns of a strip: UNIT from its first, fewer at a slab's last
+// columns (a `general` tensor's), one for a row.
+fn strip_width(t: Tensor, sg: Segment) -> u32 {
+    return select(1u, min(UNIT, t.cols - sg.index), sg.column != 0u);
+}
+
+// A `general` tensor's segment, in element order: a row's, or a strip's of
+// up to UNIT columns (Segment.index its first), each column's elements
+// summed in row order; its sums kept by keep_segment_sum.
 @compute @workgroup_size(64)
 fn line_segments(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (gid.x >= arrayLength(&segments)) { return; }
     let sg = segments[gid.x];
     let t = tensors[sg.tensor];
     let base = t.grad + sg.slab * t.rows * t.cols;
-    var at = base + sg.index * t.cols + sg.first;
-    var stride = 1u;
-    if (sg.column != 0u) {
-        at = base + sg.first * t.cols + sg.index;
-        stride = t.cols;
+    if (sg.column == 0u) {
+        var at = base + sg.index * t.cols + sg.first;
+        var total = 0.0;
+        for (var k = 0u; k < sg.count; k++) {
+            let g = at_grad(at + k);
+            total = total + g * g;
+        }
+        keep_segment_sum(t, sg, 0u, total);
+        return;
     }
-    var total = 0.0;
+    let width = strip_width(t, sg);
+    var at = base + sg.first * t.cols + sg.index;
+    var acc: Unit;
     for (var k = 0u; k < sg.count; k++) {
-        let g = at_grad(at);
-        total = total + g * g;
-        at = at + stride;
+        for (var j = 0u; j < UNIT; j++) {
+            if (j < width) {
+                let g = at_grad(at + j);
+                acc[j / 4u][j % 4u] = acc[j / 4u][j % 4u] + g * g;
+            }
+        }
+        at = at + t.cols;
     }
-    keep_segment_sum(t, sg, 0u, total);
+    for (var j = 0u; j < width; j++) {
+        keep_segment_sum(t, sg, j, acc[j / 4u][j % 4u]);
+    }
 }
 
 // On the last segment of each line of several: the line's mean of G² from
@@ -127,7 +146,7 @@ fn line_means(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (gid.x >= arrayLength(&segments)) { return; }
     let sg = segments[gid.x];
     if (sg.segs > 1u) {
-        store_split_means(sg, 1u);
+        store_split_means(sg, strip_width(tensors[sg.tensor], sg), select(1u, UNIT, sg.column != 0u));
     }
 }
 
@@ -178,7 +197,8 @@ fn unit_means(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (gid.x >= arrayLength(&segments)) { return; }
     let sg = segments[gid.x];
     if (sg.segs > 1u) {
-        store_split_means(sg, select(1u, UNIT, sg.column != 0u));
+        let width = select(1u, UNIT, sg.column != 0u);
+        store_split_means(sg, width, width);
     }
 }
 

@@ -249,9 +249,10 @@ impl AdafactorOptimizer {
 
     /// The segments of the rows and columns of every slab of the factored
     /// tensors that `rows` (one window's row table) covers, their partial
-    /// sums in slots from `slot` on (advanced past them): the `general`
-    /// tensors' (a line at a time, one element per load), then the `lined`
-    /// ones' (rows by units, columns in strips of UNIT: a unit per row).
+    /// sums in slots from `slot` on (advanced past them; a strip's columns
+    /// UNIT apart): the `general` tensors' (rows one element per load,
+    /// columns in strips of up to UNIT), then the `lined` ones' (rows by
+    /// units, columns in strips of UNIT: a unit per row).
     fn segments(&self, rows: &[RowDesc], slot: &mut u32) -> [Vec<Segment>; 2] {
         let mut tensors: Vec<u32> = rows.iter().map(|r| r.tensor).collect();
         tensors.dedup();
@@ -260,8 +261,8 @@ impl AdafactorOptimizer {
         for tensor in tensors {
             let place = &self.places[tensor as usize];
             let Some(f) = place.factoring else { continue };
-            // a lined tensor's columns go UNIT at a time (a strip), its rows by units
-            let (strip, list) = if place.kind == Kind::Lined { (self.access.unit, &mut out[1]) } else { (1, &mut out[0]) };
+            // columns go UNIT at a time (a strip; a general tensor's last may be narrower)
+            let (strip, list) = (self.access.unit, if place.kind == Kind::Lined { &mut out[1] } else { &mut out[0] });
             for slab in 0..f.slabs as u32 {
                 for (column, lines, len, width) in [(0, f.rows, f.cols, 1), (1, f.cols, f.rows, strip)] {
                     for index in (0..lines as u32).step_by(width as usize) {
