@@ -6,8 +6,9 @@
 // adafactor_kind.wgsl, one copy per kind of tensor, with the unit functions
 // of adafactor_units.wgsl) handles row b of its kind's rows of the row
 // table (rows.rs); the line passes run one invocation per segment of at most
-// segment_len elements of a row or column of a slab (src/matrix/adafactor/optimizer.rs's
-// segment table), then, for lines of several segments, one per line.
+// segment_len elements of a row of a slab, or of a strip of up to UNIT of
+// its columns (src/matrix/adafactor/optimizer.rs's segment table), then, for
+// lines of several segments, one per line or strip.
 //
 //   segments: partial Σ G² of each segment of a line
 //   lines:  row_var ← lerp(row_var, mean_c(G²), w); col_var ← lerp(col_var, mean_r(G²), w),
@@ -42,10 +43,10 @@ struct Segment {
     tensor: u32,
     column: u32,         // 0: of a row of a slab (row_var), 1: of a column (col_var)
     slab: u32,
-    index: u32,          // the row or column within the slab
+    index: u32,          // the row within the slab, or a strip's first column
     first: u32,          // its first element along the line
     count: u32,          // its elements (at most segment_len)
-    slot: u32,           // its partial sum: sums[slot] (a line's segments are consecutive; unused for a line of one)
+    slot: u32,           // its partial sum: sums[slot] (a strip's: its columns' UNIT apart; a line's segments follow each other; unused for a line of one)
     segs: u32,           // on the line's last segment, the line's count of segments; else 0
 }
 

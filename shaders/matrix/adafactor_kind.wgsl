@@ -8,7 +8,7 @@
 // the wide access), unit c at (c·WG + lid)·UNIT of its row, as vec4 halves.
 //
 //   norms:  variance ← lerp(variance, G², w) (flat);
-//           U = G / max(√V, eps1), V = row_var·col_var / mean (or variance); partial Σθ², ΣU² per row
+//           U = G / max(√V, eps1), V = scale·col_var (line_scales) or variance; partial Σθ², ΣU² per row
 //   apply:  θ ← θ·(1 − lr·weight_decay) − step·U
 
 // Unit u of a row (at (u)·UNIT): its first element e, its n elements in

@@ -85,11 +85,18 @@ pub(super) fn col_aligned(at: u64, factoring: Option<Factoring>, unit: u32) -> u
     factoring.map_or(at, |f| (at + f.slabs * f.rows).next_multiple_of(unit as u64) - f.slabs * f.rows)
 }
 
+/// Whether the state is bound a second time as wide units (binding 8), for
+/// `col_unit`: only with the wide access, which the web never has (WebGPU
+/// rejects a writable binding that aliases another).
+pub(super) fn state_units(access: rows::RowAccess) -> bool {
+    access.form == rows::RowForm::Wide
+}
+
 /// `col_unit(a)`: the UNIT col_var at state element `a` (a multiple of
-/// UNIT): one load of the state bound again as wide units (binding 8)
-/// where the access is wide, else a load per element.
+/// UNIT): one load of the state's units where [`state_units`], else a
+/// load per element.
 fn col_unit(access: rows::RowAccess) -> &'static str {
-    if access.form == rows::RowForm::Wide {
+    if state_units(access) {
         return "@group(0) @binding(8) var<storage, read_write> state_units: array<vec4<u64>>;\n\
                 fn col_unit(a: u32) -> Unit { let w = state_units[a >> 3u]; return Unit(wide_lo(w), wide_hi(w)); }\n";
     }

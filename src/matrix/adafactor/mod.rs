@@ -52,7 +52,8 @@ pub const F32_EPS: f64 = f32::EPSILON as f64;
 /// (relative (C + 6)u: the terms are non-negative),
 /// and each lerp of non-negative values adds 8u per step; the slab mean of
 /// row_var adds its sum's depth ([`Factoring::slab_sum_depth`]: R, or
-/// ⌈R/64⌉ + 6 for a tree) + 5u, the quotient V 6u, `inverseSqrt` 4u, the product
+/// ⌈R/64⌉ + 6 for a tree) + 5u, V (the line's scale row_var / mean, then
+/// its product with col_var) 6u, `inverseSqrt` 4u, the product
 /// with G 1u; the two RMS values are fixed-order sums of squares (depth
 /// [`rows::sum_depth`], for either row length, halved by the root, plus 9u
 /// and the divisions);

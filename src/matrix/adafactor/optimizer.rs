@@ -78,19 +78,20 @@ struct Segment {
     /// 0: of a row (row_var), 1: of a column (col_var).
     column: u32,
     slab: u32,
-    /// The row or column within the slab.
+    /// The row within the slab, or a strip's first column.
     index: u32,
     /// Its first element along the line, and its elements.
     first: u32,
     count: u32,
-    /// Its partial sum's slot in `sums` (a line's segments are consecutive).
+    /// Its partial sum's slot in `sums` (a strip's columns' UNIT apart; a
+    /// line's segments follow each other).
     slot: u32,
     /// On a line's last segment, the line's count of segments; else 0.
     segs: u32,
 }
 
 /// Bindings 1.. (read-only?): param, grad, state, tensors, rows, segments,
-/// sums, and the state again as units (`col_unit` reads col_var through it).
+/// sums, and where [`kinds::state_units`] the state again as units.
 const READ_ONLY: [bool; 8] = [false, true, false, true, true, true, false, false];
 
 /// One table of line segments of a window, bound with all its rows.
@@ -192,7 +193,7 @@ impl AdafactorOptimizer {
         let source = kinds::source(access, &Scalars::wgsl(), &kinds);
         let kind_entries: Vec<String> = kinds.iter().flat_map(|k| k.entries()).collect();
         let entries: Vec<&str> = kinds::COMMON_ENTRIES.into_iter().chain(kind_entries.iter().map(String::as_str)).collect();
-        let kernels = Kernels::new(device, "adafactor", &source, &READ_ONLY, &entries)?;
+        let kernels = Kernels::new(device, "adafactor", &source, &READ_ONLY[..7 + kinds::state_units(access) as usize], &entries)?;
         let state = scoped(device, || device.create_buffer(&wgpu::BufferDescriptor { label: Some("adafactor state"), size: state_bytes, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC, mapped_at_creation: false }))?;
         let uniform = scoped(device, || StepUniform::new(device))?;
         let mut opt = AdafactorOptimizer { device: device.clone(), queue: queue.clone(), config, params: params.to_vec(), places, kernels, windows: Vec::new(), kinds, uniform, state, step: 0, access };
@@ -235,7 +236,10 @@ impl AdafactorOptimizer {
                 .map(|((param, grad, mine), segments)| {
                     let all_rows = rows::table(device, &self.queue, "adafactor rows", &mine);
                     let bind = |rows: &wgpu::Buffer, segments: &wgpu::Buffer| {
-                        let resources = vec![self.uniform.binding(), param.as_entire_binding(), grad.as_entire_binding(), self.state.as_entire_binding(), tensors.as_entire_binding(), rows.as_entire_binding(), segments.as_entire_binding(), sums.as_entire_binding(), self.state.as_entire_binding()];
+                        let mut resources = vec![self.uniform.binding(), param.as_entire_binding(), grad.as_entire_binding(), self.state.as_entire_binding(), tensors.as_entire_binding(), rows.as_entire_binding(), segments.as_entire_binding(), sums.as_entire_binding()];
+                        if kinds::state_units(self.access) {
+                            resources.push(self.state.as_entire_binding());
+                        }
                         self.kernels.bind(device, "adafactor", resources)
                     };
                     let tables = segments.each_ref().map(|s| rows::table(device, &self.queue, "adafactor segments", s));
