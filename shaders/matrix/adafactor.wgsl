@@ -134,14 +134,19 @@ fn line_segments(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         at = at + t.cols;
     }
+    keep_strip_sums(t, sg, acc, width);
+}
+
+// A strip's segment sums, a column of the `width` at a time.
+fn keep_strip_sums(t: Tensor, sg: Segment, acc: Unit, width: u32) {
     for (var j = 0u; j < width; j++) {
         keep_segment_sum(t, sg, j, acc[j / 4u][j % 4u]);
     }
 }
 
-// On the last segment of each line of several: the line's mean of G² from
-// its segments' partial sums in order (launched only where there are such
-// lines).
+// On the last segment of each line or strip of several: the means of G²
+// from its segments' partial sums in order (launched only where there are
+// such lines; both segment tables, `general` and `lined`).
 @compute @workgroup_size(64)
 fn line_means(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (gid.x >= arrayLength(&segments)) { return; }
@@ -177,9 +182,7 @@ fn line_units(@builtin(global_invocation_id) gid: vec3<u32>) {
         keep_segment_sum(t, sg, 0u, unit_total(acc));
         return;
     }
-    for (var j = 0u; j < UNIT; j++) {
-        keep_segment_sum(t, sg, j, acc[j / 4u][j % 4u]);
-    }
+    keep_strip_sums(t, sg, acc, UNIT);
 }
 
 // A unit's values summed as a tree of vec4 halves.
@@ -189,18 +192,6 @@ fn unit_total(u: Unit) -> f32 {
         total = total + ((u[h].x + u[h].y) + (u[h].z + u[h].w));
     }
     return total;
-}
-
-// On the last segment of each `lined` line of several: as line_means, a
-// strip's UNIT columns each from their slots.
-@compute @workgroup_size(64)
-fn unit_means(@builtin(global_invocation_id) gid: vec3<u32>) {
-    if (gid.x >= arrayLength(&segments)) { return; }
-    let sg = segments[gid.x];
-    if (sg.segs > 1u) {
-        let width = select(1u, UNIT, sg.column != 0u);
-        store_split_means(sg, width, width);
-    }
 }
 
 // The clamped mean of the slab line_scales is at, for every lane.

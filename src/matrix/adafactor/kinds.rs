@@ -17,14 +17,14 @@ const OPERANDS: [rows::Operand; 2] = [rows::Operand { name: "param", binding: 1,
 
 /// The entry points every optimizer has, in `Kernels::pipelines` order;
 /// each kind present adds its `norms_` and `apply_` after them.
-pub(super) const COMMON_ENTRIES: [&str; 6] = ["line_segments", "line_means", "line_units", "unit_means", "line_scales", "step_size"];
+pub(super) const COMMON_ENTRIES: [&str; 5] = ["line_segments", "line_means", "line_units", "line_scales", "step_size"];
 /// The line passes of the `general` tensors' segment table, then the
 /// `lined` ones': (segment sums, means of split lines), indices in
 /// [`COMMON_ENTRIES`].
-pub(super) const LINE_PASSES: [(usize, usize); 2] = [(0, 1), (2, 3)];
+pub(super) const LINE_PASSES: [(usize, usize); 2] = [(0, 1), (2, 1)];
 /// The per-tensor passes' indices in [`COMMON_ENTRIES`].
-pub(super) const LINE_SCALES: usize = 4;
-pub(super) const STEP_SIZE: usize = 5;
+pub(super) const LINE_SCALES: usize = 3;
+pub(super) const STEP_SIZE: usize = 4;
 
 /// How a tensor's V is found for a unit of its elements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

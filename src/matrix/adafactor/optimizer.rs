@@ -266,7 +266,7 @@ impl AdafactorOptimizer {
             let place = &self.places[tensor as usize];
             let Some(f) = place.factoring else { continue };
             // columns go UNIT at a time (a strip; a general tensor's last may be narrower)
-            let (strip, list) = (self.access.unit, if place.kind == Kind::Lined { &mut out[1] } else { &mut out[0] });
+            let (strip, list) = (self.access.unit, &mut out[(place.kind == Kind::Lined) as usize]);
             for slab in 0..f.slabs as u32 {
                 for (column, lines, len, width) in [(0, f.rows, f.cols, 1), (1, f.cols, f.rows, strip)] {
                     for index in (0..lines as u32).step_by(width as usize) {
